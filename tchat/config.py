@@ -1,0 +1,238 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+Reading and checking C{tap.ini}.
+
+One section per concern, read with C{configparser} without interpolation,
+checked against the keys this module knows, and turned into frozen objects.
+Any mistake raises L{ConfigError} naming the section, the key and what is
+wrong, so an operator never has to guess.
+"""
+
+import configparser
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from tchat.text import clean_text, normalize_room, room_problem
+
+
+class ConfigError(Exception):
+    """
+    The configuration cannot be used; the message says where and why.
+    """
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """
+    The C{[server]} section: what users are told about the server.
+
+    @ivar name: The server's name, shown on connect and reserved as a nick.
+    @ivar motd: The message of the day, one string per line.
+    @ivar default_room: The room every user starts in.
+    """
+
+    name: str = "tchat"
+    motd: tuple[str, ...] = (
+        "Welcome to tchat: telnet, browser and Tor users share these rooms.",
+        "Be kind. Type /help to see what you can do.",
+    )
+    default_room: str = "#lobby"
+
+
+@dataclass(frozen=True)
+class TelnetConfig:
+    """
+    The C{[telnet]} section: the line-based door.
+
+    @ivar listen: Twisted server endpoint strings, one listener each.
+    @ivar max_line: The longest line accepted, in bytes; a longer one is
+        refused with an error and the connection stays open.
+    """
+
+    listen: tuple[str, ...] = ("tcp:4444:interface=127.0.0.1",)
+    max_line: int = 4096
+
+
+@dataclass(frozen=True)
+class Config:
+    """
+    The whole configuration.
+
+    @ivar source: Where it was read from, for messages.
+    """
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    telnet: TelnetConfig = field(default_factory=TelnetConfig)
+    source: str = "built-in defaults"
+
+
+# -- value parsers: each takes the raw string and returns the value or raises
+# ValueError with a sentence saying what is expected.
+
+
+def _name(raw: str) -> str:
+    value = clean_text(raw).strip()
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > 64:
+        raise ValueError("must be at most 64 characters")
+    if value != raw.strip():
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _lines(raw: str) -> tuple[str, ...]:
+    lines = [clean_text(line).rstrip() for line in raw.strip("\n").splitlines()]
+    if sum(len(line) for line in lines) > 4096:
+        raise ValueError("must be at most 4096 characters")
+    return tuple(lines)
+
+
+def _room(raw: str) -> str:
+    name = normalize_room(raw)
+    problem = room_problem(name)
+    if problem is not None:
+        raise ValueError(f"{raw.strip()!r}: {problem}")
+    return name
+
+
+def _endpoints(raw: str) -> tuple[str, ...]:
+    # One endpoint per line; endpoint strings may contain spaces only in
+    # unix paths, which we do not support splitting around.
+    values = tuple(line.strip() for line in raw.splitlines() if line.strip())
+    for value in values:
+        kind, sep, _ = value.partition(":")
+        if not sep or not kind:
+            raise ValueError(
+                f"{value!r} is not an endpoint string; "
+                "expected TYPE:ARGS such as tcp:4444:interface=127.0.0.1"
+            )
+    return values
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"{raw.strip()!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, not {value}")
+        return value
+
+    return parse
+
+
+_SECTIONS: Mapping[str, tuple[type[Any], Mapping[str, Callable[[str], object]]]] = {
+    "server": (
+        ServerConfig,
+        {"name": _name, "motd": _lines, "default_room": _room},
+    ),
+    "telnet": (
+        TelnetConfig,
+        {"listen": _endpoints, "max_line": _bounded_int(64, 1024 * 1024)},
+    ),
+}
+
+
+def config_from_string(text: str, source: str = "<string>") -> Config:
+    """
+    Parse the text of a C{tap.ini}.
+
+    @param text: The file's contents.
+    @param source: A name for the text, used in error messages.
+    @return: The configuration, with built-in defaults for what is missing.
+    @raise ConfigError: If the text is not valid; the message names the
+        section and key at fault.
+    """
+    parser = configparser.ConfigParser(
+        interpolation=None, strict=True, default_section="\0no default section"
+    )
+    # Keys are case-sensitive like the rest of the file.
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(text, source=source)
+    except configparser.DuplicateSectionError as e:
+        raise ConfigError(
+            f"{source}: [{e.section}] appears twice (line {e.lineno})"
+        ) from None
+    except configparser.DuplicateOptionError as e:
+        raise ConfigError(
+            f"{source}: [{e.section}] {e.option}: set twice (line {e.lineno})"
+        ) from None
+    except configparser.MissingSectionHeaderError as e:
+        raise ConfigError(
+            f"{source}: line {e.lineno}: a setting outside any [section]: "
+            f"{e.line.strip()!r}"
+        ) from None
+    except configparser.Error as e:
+        raise ConfigError(f"{source}: cannot be parsed: {e.message}") from None
+
+    sections: dict[str, object] = {}
+    for section in parser.sections():
+        if section not in _SECTIONS:
+            known = ", ".join(f"[{s}]" for s in _SECTIONS)
+            raise ConfigError(
+                f"{source}: [{section}] is not a known section (known: {known})"
+            )
+        cls, keys = _SECTIONS[section]
+        values: dict[str, object] = {}
+        for key, raw in parser.items(section):
+            if key not in keys:
+                raise ConfigError(
+                    f"{source}: [{section}] {key}: not a known key "
+                    f"(known: {', '.join(keys)})"
+                )
+            try:
+                values[key] = keys[key](raw)
+            except ValueError as e:
+                raise ConfigError(f"{source}: [{section}] {key}: {e}") from None
+        sections[section] = cls(**values)
+    return Config(source=source, **sections)  # type: ignore[arg-type]
+
+
+def load_config(path: Path) -> Config:
+    """
+    Read and parse a C{tap.ini} file.
+
+    This does blocking disk I/O and is meant for start-up, before the
+    reactor runs.
+
+    @param path: The file to read.
+    @return: The configuration.
+    @raise ConfigError: If the file cannot be read or is not valid.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: is not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from None
+    return config_from_string(text, source=str(path))
+
+
+def with_overrides(config: Config, *, telnet_listen: tuple[str, ...] | None) -> Config:
+    """
+    Apply command-line overrides on top of a configuration.
+
+    @param config: What C{tap.ini} (or the defaults) said.
+    @param telnet_listen: Telnet endpoints given on the command line, which
+        replace those in C{tap.ini}; C{None} to keep them.
+    @return: The configuration in force.
+    """
+    if telnet_listen is not None:
+        config = replace(config, telnet=replace(config.telnet, listen=telnet_listen))
+    return config
+
+
+def known_keys() -> dict[str, tuple[str, ...]]:
+    """
+    The sections and keys this version understands, for documentation tests.
+
+    @return: Section name to its key names.
+    """
+    return {
+        name: tuple(f.name for f in fields(cls)) for name, (cls, _) in _SECTIONS.items()
+    }

@@ -1,0 +1,114 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+Listeners: endpoint strings checked before start-up, and a service that logs
+where each one really listens.
+"""
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.internet.testing import MemoryReactor
+from twisted.logger import Logger
+
+from tchat.config import ConfigError
+
+
+def check_endpoint(section: str, description: str) -> None:
+    """
+    Check that an endpoint string can be used, without listening on it.
+
+    Parsing happens against a L{MemoryReactor} so that nothing is bound;
+    C{onion:} strings are only checked for txtorcon, because parsing them
+    connects to (or launches) tor.
+
+    @param section: The C{tap.ini} section it came from, for the message.
+    @param description: The endpoint string.
+    @raise ConfigError: Saying what is wrong with it.
+    """
+    kind = description.partition(":")[0]
+    if kind == "onion":
+        try:
+            import txtorcon  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                f"[{section}] listen: {description!r} is an onion endpoint, "
+                "which needs txtorcon: pip install txtorcon"
+            ) from None
+        return
+    try:
+        serverFromString(MemoryReactor(), description)
+    except Exception as e:
+        reason = str(e) or type(e).__name__
+        raise ConfigError(
+            f"[{section}] listen: {description!r} is not a usable endpoint: {reason}"
+        ) from None
+
+
+def describe_address(address: object) -> str:
+    """
+    Say where a port listens, the way people type it into clients.
+
+    @param address: From C{IListeningPort.getHost()}.
+    @return: C{127.0.0.1:4444}, C{[::1]:4444}, a unix path, or the address's
+        own text for other kinds (onion addresses).
+    """
+    if isinstance(address, IPv4Address):
+        return f"{address.host}:{address.port}"
+    if isinstance(address, IPv6Address):
+        return f"[{address.host}]:{address.port}"
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        return name.decode() if isinstance(name, bytes) else str(name)
+    return str(address)
+
+
+class ListenerService(StreamServerEndpointService):
+    """
+    One door on one endpoint.  Logs the real address once listening (so
+    C{tcp:0} is usable), and fails start-up with a plain sentence when the
+    endpoint cannot be listened on.
+
+    @ivar door: The door's name, for the log.
+    @ivar description: The endpoint string, for the log.
+    @ivar port: The listening port once started.
+    """
+
+    _log = Logger()
+    # Like strports.service: a listener that cannot listen stops start-up.
+    _raiseSynchronously = True
+
+    def __init__(
+        self,
+        door: str,
+        description: str,
+        endpoint: IStreamServerEndpoint,
+        factory: Factory,
+    ) -> None:
+        super().__init__(endpoint, factory)
+        self.door = door
+        self.description = description
+        self.port: IListeningPort | None = None
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            raise SystemExit(
+                f"tchat: the {self.door} door cannot listen on "
+                f"{self.description}: {e.socketError}"
+            ) from None
+        assert self._waitingForPort is not None
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        self._log.info(
+            "{door} door listening on {address} ({description})",
+            door=self.door,
+            address=describe_address(port.getHost()),
+            description=self.description,
+        )
+        return port

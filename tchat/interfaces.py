@@ -1,0 +1,42 @@
+# -*- test-case-name: tests.test_hub -*-
+"""
+The seam between the hub and its doors.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IParticipant(Interface):
+    """
+    One connected user as the hub sees them: something it can tell events
+    to and, when the user quits, disconnect.
+
+    Doors (telnet, WebSocket, ...) provide this; the hub never sees bytes.
+    """
+
+    door = Attribute("The door's name as users see it: 'telnet', 'web' or 'onion'.")
+
+    def attached(user: object) -> None:
+        """
+        Called once by the hub, before any event is delivered, with the
+        hub's record of this user (a L{tchat.hub.User}): the door passes it
+        back with every command, and reads it (current room, colour
+        preference) when rendering.
+        """
+
+    def deliver(event: object, renderings: object) -> None:
+        """
+        Tell the user about C{event}.
+
+        @param event: One of the L{tchat.events} values.
+        @param renderings: A L{tchat.events.Renderings} shared by every
+            recipient of this event; render through it so that the event
+            is encoded once per wire format and variant.
+        """
+
+    def close(reason: str) -> None:
+        """
+        Drop the connection, after flushing what was already delivered.
+
+        @param reason: Why, for the log.
+        """

@@ -1,0 +1,291 @@
+# -*- test-case-name: tests.test_telnet -*-
+"""
+The telnet door: a line-based protocol for C{telnet}, C{nc}, C{socat} and
+PuTTY users.
+
+Telnet negotiation is Twisted's (L{twisted.conch.telnet.TelnetTransport}):
+every option a client offers or asks for is refused, so clients stay in
+plain line mode, and no negotiation byte ever reaches the chat. This module
+only splits lines, decodes them, and renders hub events as text.
+"""
+
+import time
+from collections.abc import Callable
+
+from twisted.conch.telnet import TelnetProtocol, TelnetTransport
+from twisted.internet.interfaces import IAddress, ITCPTransport
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from tchat import events
+from tchat.commands import CommandError, parse_line
+from tchat.hub import ChatFactory, User
+from tchat.interfaces import IParticipant
+from tchat.palette import Colour
+
+_log = Logger()
+
+RESET = "\x1b[0m"
+
+
+def _clock_time(ts: float) -> str:
+    return time.strftime("%H:%M", time.localtime(ts))
+
+
+def _paint(nick: str, colour: Colour, colours: bool) -> str:
+    return f"\x1b[{colour.ansi}m{nick}{RESET}" if colours else nick
+
+
+def _who(nick: str, door: str) -> str:
+    return f"{nick} ({door})"
+
+
+def _presence_text(event: events.Presence, is_self: bool) -> str:
+    """
+    The words of a presence notice, as the viewer should read them.
+    """
+    who = "you" if is_self else _who(event.nick, event.door)
+    match event.kind:
+        case "join":
+            return f"{who} joined {event.room}"
+        case "part":
+            return f"{who} left {event.room}"
+        case "quit":
+            return f"{who} quit" + (f" ({event.reason})" if event.reason else "")
+        case "lost":
+            return f"{who} lost connection"
+        case "nick":
+            verb = "are" if is_self else "is"
+            return f"{who} {verb} now known as {event.new_nick}"
+
+
+def _lines(*lines: str) -> bytes:
+    return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+def render(event: events.Event, viewer: User) -> tuple[object, Callable[[], bytes]]:
+    """
+    How C{viewer} sees C{event} on the telnet door.
+
+    @return: A key naming the variant of the rendering (so that every viewer
+        who would see the same bytes shares one encoding) and a function
+        producing those bytes, lines ending in C{\\n}.
+    """
+    colours = viewer.show_colours
+    match event:
+        case events.RoomMessage():
+            elsewhere = viewer.current is None or viewer.current.name != event.room
+            where = f"{event.room} " if elsewhere else ""
+            nick = _paint(event.nick, event.colour, colours)
+            body = (
+                f"* {nick} {event.text}" if event.action else f"<{nick}> {event.text}"
+            )
+            stamp = _clock_time(event.ts)
+            return (colours, elsewhere), lambda: _lines(f"[{stamp}] {where}{body}")
+        case events.PrivateMessage():
+            stamp = _clock_time(event.ts)
+            if event.outgoing:
+                return None, lambda: _lines(
+                    f"[{stamp}] -> *{event.recipient}* {event.text}"
+                )
+            nick = _paint(event.sender, event.sender_colour, colours)
+            return colours, lambda: _lines(f"[{stamp}] *{nick}* {event.text}")
+        case events.Presence():
+            is_self = event.nick == viewer.nick or event.new_nick == viewer.nick
+            text = f"[{_clock_time(event.ts)}] *** {_presence_text(event, is_self)}"
+            return is_self, lambda: _lines(text)
+        case events.TopicChanged():
+            stamp = _clock_time(event.ts)
+            if event.topic:
+                text = f"{event.nick} set the topic of {event.room}: {event.topic}"
+            else:
+                text = f"{event.nick} cleared the topic of {event.room}"
+            return None, lambda: _lines(f"[{stamp}] *** {text}")
+    return None, lambda: _reply(event)
+
+
+def _reply(event: events.Event) -> bytes:
+    """
+    Render an event meant for one user: answers, errors, the welcome.
+    """
+    match event:
+        case events.Welcome(server, motd, nick, _):
+            return _lines(
+                f"*** Welcome to {server}",
+                *(f"  {line}" for line in motd),
+                f"*** You are {nick}. /nick NAME changes it; /help lists commands.",
+            )
+        case events.Motd(lines):
+            return _lines("*** Message of the day:", *(f"  {line}" for line in lines))
+        case events.Help(commands):
+            width = max(len(usage) for usage, _ in commands)
+            return _lines(
+                "*** Commands:",
+                *(f"  {usage:<{width}}  {text}" for usage, text in commands),
+                f"  {'//text':<{width}}  send a line that starts with /",
+            )
+        case events.RoomList(rooms):
+            return _lines(
+                "*** Rooms:",
+                *(
+                    f"  {r.name}  {r.members} "
+                    + ("user" if r.members == 1 else "users")
+                    + (f"  {r.topic}" if r.topic else "")
+                    for r in rooms
+                ),
+            )
+        case events.Who(room, members):
+            names = ", ".join(_who(nick, door) for nick, door in members)
+            return _lines(f"*** {room} ({len(members)}): {names}")
+        case events.Topic(room, topic, set_by):
+            if topic is None:
+                return _lines(f"*** {room} has no topic")
+            return _lines(f"*** Topic of {room} (set by {set_by}): {topic}")
+        case events.Status(text):
+            return _lines(f"*** {text}")
+        case events.Error(_, text):
+            return _lines(f"!!! {text}")
+        case events.Goodbye(reason):
+            return _lines(f"*** Goodbye ({reason})")
+    raise TypeError(f"the telnet door cannot render {event!r}")
+
+
+@implementer(IParticipant)
+class TelnetChatProtocol(LineReceiver, TelnetProtocol):
+    """
+    One telnet user.
+
+    Lines end in CR LF, LF or CR alone; a line longer than C{MAX_LENGTH}
+    bytes is refused with an error and skipped up to its end, and the
+    connection carries on.
+
+    @ivar user: The hub's record of this user, once connected.
+    """
+
+    delimiter = b"\n"
+
+    def __init__(self, hub: ChatFactory, door: str, max_line: int) -> None:
+        self.hub = hub
+        self.door = door
+        self.MAX_LENGTH = max_line
+        self.user: User | None = None
+        self._discarding = False
+
+    def connectionMade(self) -> None:
+        self.hub.connect(self)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if self.user is not None:
+            message = reason.getErrorMessage() if reason else "connection closed"
+            self.hub.disconnect(self.user, message)
+
+    def dataReceived(self, data: bytes) -> None:
+        # TelnetTransport has turned CR LF into LF and CR NUL into CR; a bare
+        # CR (some raw clients) ends a line too.
+        data = data.replace(b"\r", b"\n")
+        if self._discarding:
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            self._discarding = False
+            data = data[end + 1 :]
+        super().dataReceived(data)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._error(
+            "line-too-long",
+            f"line too long (over {self.MAX_LENGTH} bytes); it was dropped",
+        )
+        end = line.find(self.delimiter)
+        if end < 0:
+            # The rest of this line is still to come: skip up to its end.
+            self._discarding = True
+        else:
+            self.dataReceived(line[end + 1 :])
+
+    def lineReceived(self, line: bytes) -> None:
+        assert self.user is not None
+        text = line.decode("utf-8", errors="replace")
+        try:
+            command = parse_line(text)
+        except CommandError as e:
+            self._error(e.code, e.text)
+            return
+        if command is not None:
+            self.hub.execute(self.user, command)
+
+    def _error(self, code: events.ErrorCode, text: str) -> None:
+        self.deliver(events.Error(code, text), events.Renderings())
+
+    # -- IParticipant ------------------------------------------------------
+
+    def attached(self, user: object) -> None:
+        assert isinstance(user, User)
+        self.user = user
+
+    def deliver(self, event: object, renderings: object) -> None:
+        assert isinstance(renderings, events.Renderings)
+        if self.user is None or self.transport is None:
+            return
+        if isinstance(event, events.RoomMessage) and event.nick == self.user.nick:
+            # People see what they typed already; no echo.
+            return
+        key, encode = render(event, self.user)  # type: ignore[arg-type]
+        self.transport.write(renderings.get(("telnet", type(event), key), encode))
+
+    def close(self, reason: str) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+
+class _TelnetTransport(TelnetTransport):
+    """
+    Twisted's telnet parser, with interactive-chat socket settings and a
+    clean goodbye for clients that send invalid telnet commands.
+    """
+
+    def connectionMade(self) -> None:
+        tcp = self.transport
+        if ITCPTransport.providedBy(tcp):
+            # Nagle's algorithm would hold small chat lines back ~40 ms.
+            tcp.setTcpNoDelay(True)
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            super().dataReceived(data)
+        except ValueError:
+            # IAC followed by a byte that is no telnet command: the stream
+            # cannot be trusted any more, so say why and close.
+            self.state = "data"
+            _log.info("closing a telnet client that sent an invalid command")
+            assert self.transport is not None
+            self.transport.write(b"!!! invalid telnet command sequence; closing\r\n")
+            self.transport.loseConnection()
+
+
+class TelnetFactory(ServerFactory):
+    """
+    Builds the telnet door's protocols for one listener.
+
+    @ivar door: What users of this listener are shown as (C{telnet}, or
+        C{onion} when the listener is an onion service).
+    """
+
+    # ListenerService logs each listener once, with its real address.
+    noisy = False
+
+    def __init__(self, hub: ChatFactory, door: str = "telnet", max_line: int = 4096):
+        self.hub = hub
+        self.door = door
+        self.max_line = max_line
+
+    def buildProtocol(self, addr: IAddress | None) -> TelnetTransport:
+        transport = _TelnetTransport(
+            TelnetChatProtocol, self.hub, self.door, self.max_line
+        )
+        transport.factory = self
+        return transport
