@@ -173,6 +173,7 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
         self.MAX_LENGTH = max_line
         self.user: User | None = None
         self._discarding = False
+        self._resume = False
 
     def connectionMade(self) -> None:
         self.hub.connect(self)
@@ -193,6 +194,11 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
             self._discarding = False
             data = data[end + 1 :]
         super().dataReceived(data)
+        # LineReceiver stops its loop after lineLengthExceeded; carry on with
+        # the lines that followed the long one.
+        while self._resume:
+            self._resume = False
+            super().dataReceived(b"")
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self._error(
@@ -204,7 +210,8 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
             # The rest of this line is still to come: skip up to its end.
             self._discarding = True
         else:
-            self.dataReceived(line[end + 1 :])
+            self._buffer = line[end + 1 :]
+            self._resume = True
 
     def lineReceived(self, line: bytes) -> None:
         assert self.user is not None

@@ -1,0 +1,130 @@
+"""
+Tests for L{tchat.commands}: the command layer every door shares.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tchat.commands import (
+    MAX_TEXT,
+    Color,
+    CommandError,
+    Join,
+    Me,
+    Msg,
+    Nick,
+    Part,
+    Quit,
+    Rooms,
+    Say,
+    SetTopic,
+    ShowHelp,
+    ShowMotd,
+    WhoIs,
+    parse_line,
+)
+
+
+class ParseLineTests(SynchronousTestCase):
+    """
+    L{parse_line} turns typed lines into commands or clear errors.
+    """
+
+    def assertError(self, line: str, code: str, fragment: str) -> None:
+        with self.assertRaises(CommandError) as caught:
+            parse_line(line)
+        self.assertEqual(caught.exception.code, code)
+        self.assertIn(fragment, caught.exception.text)
+
+    def test_plain_line_is_say(self) -> None:
+        """
+        A line without a slash is a message, trimmed.
+        """
+        self.assertEqual(parse_line("  hello there  "), Say("hello there"))
+
+    def test_blank_is_nothing(self) -> None:
+        """
+        Blank lines, and lines that are only control codes, say nothing.
+        """
+        self.assertIsNone(parse_line(""))
+        self.assertIsNone(parse_line("   "))
+        self.assertIsNone(parse_line("\x1b[2J\x07"))
+
+    def test_double_slash_escapes(self) -> None:
+        """
+        C{//text} sends C{/text} as a message.
+        """
+        self.assertEqual(parse_line("//shrug"), Say("/shrug"))
+
+    def test_text_is_cleaned(self) -> None:
+        """
+        Control sequences are stripped before anything else looks at it.
+        """
+        self.assertEqual(parse_line("hi\x1b[31m red"), Say("hi red"))
+
+    def test_every_command(self) -> None:
+        """
+        Each command parses into its typed value.
+        """
+        cases = {
+            "/nick bob": Nick("bob"),
+            "/join #dev": Join("#dev"),
+            "/part": Part(None),
+            "/part #dev": Part("#dev"),
+            "/rooms": Rooms(),
+            "/who": WhoIs(None),
+            "/who #dev": WhoIs("#dev"),
+            "/topic": SetTopic(None),
+            "/topic Release day!": SetTopic("Release day!"),
+            "/me waves hello": Me("waves hello"),
+            "/msg bob hi there": Msg("bob", "hi there"),
+            "/motd": ShowMotd(),
+            "/help": ShowHelp(),
+            "/quit": Quit(None),
+            "/quit gone fishing": Quit("gone fishing"),
+            "/color red": Color("red"),
+            "/color OFF": Color("off"),
+            "/color": Color(None),
+        }
+        for line, expected in cases.items():
+            self.assertEqual(parse_line(line), expected, line)
+
+    def test_command_names_case_insensitive(self) -> None:
+        """
+        C{/NICK} works like C{/nick}.
+        """
+        self.assertEqual(parse_line("/NICK bob"), Nick("bob"))
+
+    def test_aliases(self) -> None:
+        """
+        Habits from IRC work: C{/j}, C{/colour}, C{/names}, C{/list}.
+        """
+        self.assertEqual(parse_line("/j #dev"), Join("#dev"))
+        self.assertEqual(parse_line("/colour blue"), Color("blue"))
+        self.assertEqual(parse_line("/names"), WhoIs(None))
+        self.assertEqual(parse_line("/list"), Rooms())
+
+    def test_unknown_command(self) -> None:
+        """
+        An unknown command names itself and points to C{/help} and C{//}.
+        """
+        self.assertError("/frobnicate now", "unknown-command", "/frobnicate")
+        self.assertError("/frobnicate now", "unknown-command", "/help")
+
+    def test_wrong_arguments_show_usage(self) -> None:
+        """
+        Missing or extra arguments give the command's usage.
+        """
+        self.assertError("/nick", "bad-arguments", "usage: /nick NAME")
+        self.assertError("/nick a b", "bad-arguments", "usage: /nick NAME")
+        self.assertError("/join", "bad-arguments", "usage: /join #room")
+        self.assertError("/msg bob", "bad-arguments", "usage: /msg NICK text")
+        self.assertError("/me", "bad-arguments", "usage: /me action")
+        self.assertError("/rooms x", "bad-arguments", "usage: /rooms")
+        self.assertError("/part a b", "bad-arguments", "usage: /part")
+
+    def test_text_length_capped(self) -> None:
+        """
+        Text over L{MAX_TEXT} characters is refused, saying the limit.
+        """
+        self.assertEqual(parse_line("x" * MAX_TEXT), Say("x" * MAX_TEXT))
+        self.assertError("x" * (MAX_TEXT + 1), "bad-arguments", str(MAX_TEXT))

@@ -1,0 +1,277 @@
+"""
+Tests for the twistd plugin and L{tchat.tap}: options, config loading and the
+service tree, on a L{MemoryReactor}.
+"""
+
+import io
+import os
+import sys
+from pathlib import Path
+
+from twisted.application.service import IServiceMaker
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.error import CannotListenError
+from twisted.internet.testing import MemoryReactor, RaisingMemoryReactor
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from twisted.plugin import getPlugins
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import provider
+
+from tchat import tap
+from tchat.endpoints import ListenerService, describe_address
+from tchat.telnet import TelnetFactory
+
+
+class PluginTests(SynchronousTestCase):
+    """
+    twistd finds tchat.
+    """
+
+    def test_found(self) -> None:
+        """
+        The tapname C{tchat} is among the installed service makers and
+        points at L{tchat.tap}.
+        """
+        makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
+        self.assertIn("tchat", makers)
+        self.assertIs(makers["tchat"].options, tap.Options)
+
+
+class OptionsTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        # Options look for ./tap.ini: run each test in an empty directory.
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(directory)
+        self.stdout, self.stderr = io.StringIO(), io.StringIO()
+        self.patch(sys, "stdout", self.stdout)
+        self.patch(sys, "stderr", self.stderr)
+
+    def parse(self, *argv: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def exit_code(self, *argv: str) -> object:
+        with self.assertRaises(SystemExit) as caught:
+            self.parse(*argv)
+        return caught.exception.code
+
+
+class OptionsTests(OptionsTestCase):
+    """
+    Command line and C{tap.ini}.
+    """
+
+    def test_defaults_without_file(self) -> None:
+        """
+        With no tap.ini and no options, telnet listens on loopback port 4444.
+        """
+        options = self.parse()
+        self.assertEqual(
+            options.config.telnet.listen, ("tcp:4444:interface=127.0.0.1",)
+        )
+        self.assertEqual(options.config.source, "built-in defaults")
+
+    def test_reads_local_tap_ini(self) -> None:
+        """
+        ./tap.ini is read when present.
+        """
+        Path("tap.ini").write_text("[server]\nname = Local\n")
+        self.assertEqual(self.parse().config.server.name, "Local")
+
+    def test_config_option(self) -> None:
+        """
+        C{--config PATH} reads that file instead.
+        """
+        Path("other.ini").write_text("[server]\nname = Other\n")
+        Path("tap.ini").write_text("[server]\nname = Local\n")
+        self.assertEqual(
+            self.parse("--config", "other.ini").config.server.name, "Other"
+        )
+
+    def test_telnet_repeatable_overrides(self) -> None:
+        """
+        C{--telnet} can be given several times and replaces the file's list.
+        """
+        Path("tap.ini").write_text("[telnet]\nlisten = tcp:1:interface=127.0.0.1\n")
+        options = self.parse(
+            "--telnet", "tcp:0:interface=127.0.0.1", "--telnet", "unix:t.sock"
+        )
+        self.assertEqual(
+            options.config.telnet.listen, ("tcp:0:interface=127.0.0.1", "unix:t.sock")
+        )
+
+    def test_bad_file_exits_with_message(self) -> None:
+        """
+        A broken tap.ini stops start-up with exit 1 and one line naming the
+        section and key, without twistd's whole usage text.
+        """
+        Path("tap.ini").write_text("[server]\nbogus = 1\n")
+        self.assertEqual(self.exit_code(), 1)
+        message = self.stderr.getvalue()
+        self.assertIn("tap.ini: [server] bogus: not a known key", message)
+        self.assertEqual(message.count("\n"), 1)
+
+    def test_missing_config_file(self) -> None:
+        """
+        C{--config} naming a missing file is an error, not silently defaults.
+        """
+        self.assertEqual(self.exit_code("--config", "nope.ini"), 1)
+        self.assertIn("nope.ini: cannot be read", self.stderr.getvalue())
+
+    def test_bad_endpoint(self) -> None:
+        """
+        An endpoint that does not parse is refused before start-up.
+        """
+        self.assertEqual(self.exit_code("--telnet", "tcp:notaport"), 1)
+        self.assertIn("[telnet] listen: 'tcp:notaport'", self.stderr.getvalue())
+
+    def test_unknown_endpoint_type(self) -> None:
+        """
+        An unknown endpoint type is named.
+        """
+        self.assertEqual(self.exit_code("--telnet", "carrierpigeon:1"), 1)
+        self.assertIn(
+            "'carrierpigeon:1' is not a usable endpoint", self.stderr.getvalue()
+        )
+
+    def test_onion_without_txtorcon(self) -> None:
+        """
+        An C{onion:} endpoint without txtorcon says to install it, rather than
+        "Unknown endpoint type".
+        """
+        previous = sys.modules.get("txtorcon")
+        # None in sys.modules makes "import txtorcon" raise ImportError.
+        sys.modules["txtorcon"] = None  # type: ignore[assignment]
+
+        def restore() -> None:
+            if previous is None:
+                del sys.modules["txtorcon"]
+            else:
+                sys.modules["txtorcon"] = previous
+
+        self.addCleanup(restore)
+        self.assertEqual(self.exit_code("--telnet", "onion:23:controlPort=9051"), 1)
+        self.assertIn("needs txtorcon", self.stderr.getvalue())
+
+    def test_no_listener(self) -> None:
+        """
+        A configuration that listens nowhere is refused.
+        """
+        Path("tap.ini").write_text("[telnet]\nlisten =\n")
+        self.assertEqual(self.exit_code(), 1)
+        self.assertIn("no listener", self.stderr.getvalue())
+
+    def test_check_ok(self) -> None:
+        """
+        C{--check} prints what would listen and exits 0.
+        """
+        Path("tap.ini").write_text("[server]\nname = x\n")
+        self.assertEqual(self.exit_code("--check"), 0)
+        self.assertEqual(
+            self.stdout.getvalue(),
+            "tchat: configuration OK (tap.ini)\ntelnet: tcp:4444:interface=127.0.0.1\n",
+        )
+
+    def test_check_bad(self) -> None:
+        """
+        C{--check} with a broken file exits 1 with the error.
+        """
+        Path("tap.ini").write_text("[telnet]\nmax_line = 1\n")
+        self.assertEqual(self.exit_code("--check"), 1)
+        self.assertIn("[telnet] max_line: must be between 64", self.stderr.getvalue())
+
+
+class MakeServiceTests(OptionsTestCase):
+    """
+    The service tree on a memory reactor.
+    """
+
+    def test_listens_where_configured(self) -> None:
+        """
+        Each telnet endpoint becomes a listener of the telnet factory,
+        bound as configured, once the service starts.
+        """
+        reactor = MemoryReactor()
+        options = self.parse(
+            "--telnet",
+            "tcp:4444:interface=127.0.0.1",
+            "--telnet",
+            "tcp6:5555:interface=\\:\\:1",
+        )
+        service = tap.makeService(options, reactor)
+        self.assertEqual(reactor.tcpServers, [])
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(4444, "127.0.0.1"), (5555, "::1")],
+        )
+        factories = {type(factory) for _, factory, _, _ in reactor.tcpServers}
+        self.assertEqual(factories, {TelnetFactory})
+
+    def test_logs_bound_address(self) -> None:
+        """
+        One log line per listener gives its real address.
+        """
+        logged: list[str] = []
+
+        @provider(ILogObserver)
+        def observer(event: LogEvent) -> None:
+            logged.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        service = tap.makeService(
+            self.parse("--telnet", "tcp:0:interface=127.0.0.1"), MemoryReactor()
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertIn(
+            "telnet door listening on 0.0.0.0:0 (tcp:0:interface=127.0.0.1)", logged
+        )
+
+    def test_cannot_listen(self) -> None:
+        """
+        A port that cannot be bound ends start-up with a plain sentence.
+        """
+        reactor = RaisingMemoryReactor(
+            listenException=CannotListenError(
+                "127.0.0.1", 4444, OSError(98, "Address already in use")
+            )
+        )
+        service = tap.makeService(self.parse(), reactor)  # type: ignore[arg-type]
+        with self.assertRaises(SystemExit) as caught:
+            service.privilegedStartService()
+        self.assertIn(
+            "the telnet door cannot listen on tcp:4444:interface=127.0.0.1",
+            str(caught.exception.code),
+        )
+        self.assertIn("Address already in use", str(caught.exception.code))
+
+    def test_service_type(self) -> None:
+        """
+        Listeners are L{ListenerService}s.
+        """
+        service = tap.makeService(self.parse(), MemoryReactor())
+        self.assertEqual([type(s) for s in service], [ListenerService])  # type: ignore[attr-defined]
+
+
+class DescribeAddressTests(SynchronousTestCase):
+    """
+    Addresses as people type them.
+    """
+
+    def test_kinds(self) -> None:
+        """
+        IPv4, IPv6 (bracketed) and unix paths.
+        """
+        self.assertEqual(
+            describe_address(IPv4Address("TCP", "127.0.0.1", 4444)), "127.0.0.1:4444"
+        )
+        self.assertEqual(
+            describe_address(IPv6Address("TCP", "::1", 4444)), "[::1]:4444"
+        )
+        self.assertEqual(describe_address(UNIXAddress(b"/run/t.sock")), "/run/t.sock")

@@ -1,0 +1,437 @@
+"""
+Tests for L{tchat.telnet}: the telnet door over in-memory transports.
+"""
+
+import random
+import time
+
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from tchat.config import ServerConfig
+from tchat.events import Renderings
+from tchat.hub import ChatFactory, User
+from tchat.telnet import TelnetFactory
+
+IAC, DO, DONT, WILL, WONT = b"\xff", b"\xfd", b"\xfe", b"\xfb", b"\xfc"
+ECHO, TTYPE = b"\x01", b"\x18"
+
+
+@implementer(ITCPTransport)
+class TCPStringTransport(StringTransport):
+    """
+    A string transport that records TCP socket options.
+    """
+
+    nodelay = False
+    keepalive = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.nodelay = enabled
+
+    def getTcpNoDelay(self) -> bool:
+        return self.nodelay
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.keepalive = enabled
+
+    def getTcpKeepAlive(self) -> bool:
+        return self.keepalive
+
+    def loseWriteConnection(self) -> None:
+        self.loseConnection()
+
+
+class Client:
+    """
+    One telnet user on an in-memory transport.
+    """
+
+    def __init__(self, factory: TelnetFactory) -> None:
+        self.protocol = factory.buildProtocol(None)
+        self.transport = TCPStringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    @property
+    def user(self) -> User:
+        user = self.protocol.protocol.user  # type: ignore[union-attr]
+        assert isinstance(user, User)
+        return user
+
+    def send(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def take(self) -> bytes:
+        value: bytes = self.transport.value()
+        self.transport.clear()
+        return value
+
+    def lines(self) -> list[str]:
+        return self.take().decode("utf-8").split("\r\n")[:-1]
+
+
+class TelnetTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.stamp = time.strftime("[%H:%M]", time.localtime(self.clock.seconds()))
+        self.hub = ChatFactory(
+            ServerConfig(name="Hub", motd=("line one", "line two")),
+            self.clock,
+            random.Random(2),
+        )
+        self.factory = TelnetFactory(self.hub, max_line=64)
+
+    def client(self, nick: str | None = None, colours: bool = False) -> Client:
+        client = Client(self.factory)
+        if nick is not None:
+            client.send(f"/nick {nick}\r\n".encode())
+        if not colours:
+            client.send(b"/color off\r\n")
+        return client
+
+    def people(self, *nicks: str) -> list[Client]:
+        clients = [self.client(nick) for nick in nicks]
+        for client in clients:
+            client.take()
+        return clients
+
+
+class ConnectTests(TelnetTestCase):
+    """
+    What a telnet user sees on arrival, and socket settings.
+    """
+
+    def test_welcome(self) -> None:
+        """
+        On connect: the server name, the MOTD, the guest nick with a hint to
+        /help, then the join of the default room.
+        """
+        client = Client(self.factory)
+        nick = client.user.nick
+        self.assertEqual(
+            client.lines(),
+            [
+                "*** Welcome to Hub",
+                "  line one",
+                "  line two",
+                f"*** You are {nick}. /nick NAME changes it; /help lists commands.",
+                f"{self.stamp} *** you joined #lobby",
+            ],
+        )
+
+    def test_nodelay(self) -> None:
+        """
+        Accepted TCP connections turn Nagle off: chat lines go out at once.
+        """
+        self.assertTrue(Client(self.factory).transport.nodelay)
+
+    def test_no_negotiation_sent(self) -> None:
+        """
+        The server starts no telnet negotiation, so C{nc} users see no
+        IAC bytes.
+        """
+        self.assertNotIn(IAC, Client(self.factory).take())
+
+
+class LineTests(TelnetTestCase):
+    """
+    Line splitting, decoding and limits.
+    """
+
+    def test_line_ends(self) -> None:
+        """
+        CR LF, LF and a bare CR each end a line, even split across reads.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"one\r\ntwo\nthree\rfo")
+        alice.send(b"ur\r")
+        alice.send(b"\n")
+        self.assertEqual(
+            bob.lines(),
+            [f"{self.stamp} <alice> {w}" for w in ("one", "two", "three", "four")],
+        )
+
+    def test_invalid_utf8_replaced(self) -> None:
+        """
+        Invalid UTF-8 becomes U+FFFD instead of breaking anything.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"bad \xc3\x28 utf \xff\xff8\r\n")
+        self.assertEqual(bob.lines(), [f"{self.stamp} <alice> bad \ufffd( utf \ufffd8"])
+
+    def test_escape_sequences_never_relayed(self) -> None:
+        """
+        A user cannot clear or retitle another user's terminal.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"hello \x1b[2J\x1b[H\x1b]0;pwned\x07there\x07\x08\r\n")
+        received = bob.take()
+        self.assertNotIn(b"\x1b", received)
+        self.assertEqual(received.decode(), f"{self.stamp} <alice> hello there\r\n")
+
+    def test_long_line_refused_connection_kept(self) -> None:
+        """
+        A line over the limit gets one error and is dropped whole, even when
+        it arrives in pieces; the next line is delivered.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"x" * 50)
+        alice.send(b"y" * 50)
+        alice.send(b"z" * 50)
+        alice.send(b"zz\r\nnext line\r\n")
+        self.assertEqual(
+            alice.lines(), ["!!! line too long (over 64 bytes); it was dropped"]
+        )
+        self.assertEqual(bob.lines(), [f"{self.stamp} <alice> next line"])
+        self.assertFalse(alice.transport.disconnecting)
+
+    def test_long_line_in_one_read(self) -> None:
+        """
+        A complete over-long line followed by good lines in the same read:
+        only the long one is lost.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"a\r\n" + b"x" * 100 + b"\r\nb\r\n")
+        self.assertEqual(
+            bob.lines(), [f"{self.stamp} <alice> a", f"{self.stamp} <alice> b"]
+        )
+        self.assertEqual(len(alice.lines()), 1)
+
+    def test_line_at_limit_accepted(self) -> None:
+        """
+        A line of exactly the limit is fine.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"x" * 64 + b"\r\n")
+        self.assertEqual(bob.lines(), [f"{self.stamp} <alice> " + "x" * 64])
+
+
+class NegotiationTests(TelnetTestCase):
+    """
+    Telnet IAC sequences are refused or consumed, never shown.
+    """
+
+    def test_do_refused(self) -> None:
+        """
+        IAC DO TTYPE is answered IAC WONT TTYPE; the text around it arrives
+        clean.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"hel" + IAC + DO + TTYPE + b"lo\r\n")
+        self.assertEqual(alice.take(), IAC + WONT + TTYPE)
+        self.assertEqual(bob.lines(), [f"{self.stamp} <alice> hello"])
+
+    def test_will_refused(self) -> None:
+        """
+        IAC WILL ECHO is answered IAC DONT ECHO.
+        """
+        (alice,) = self.people("alice")
+        alice.send(IAC + WILL + ECHO)
+        self.assertEqual(alice.take(), IAC + DONT + ECHO)
+
+    def test_commands_and_subnegotiation_consumed(self) -> None:
+        """
+        Interrupt, are-you-there and a subnegotiation vanish from the text.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(
+            b"a"
+            + IAC
+            + b"\xf4"
+            + b"b"
+            + IAC
+            + b"\xf6c"
+            + IAC
+            + b"\xfa\x18\x00xterm"
+            + IAC
+            + b"\xf0d\r\n"
+        )
+        self.assertEqual(bob.lines(), [f"{self.stamp} <alice> abcd"])
+
+    def test_invalid_command_closes_cleanly(self) -> None:
+        """
+        IAC followed by a byte that is no telnet command: the client is told
+        why and disconnected; others see it lost and carry on.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(IAC + b"\x01")
+        self.assertEqual(
+            alice.take(), b"!!! invalid telnet command sequence; closing\r\n"
+        )
+        self.assertTrue(alice.transport.disconnecting)
+        alice.protocol.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(
+            bob.lines(), [f"{self.stamp} *** alice (telnet) lost connection"]
+        )
+
+    def test_escaped_iac_is_data(self) -> None:
+        """
+        IAC IAC is a literal 0xFF byte: invalid UTF-8, so U+FFFD.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"a" + IAC + IAC + b"b\r\n")
+        self.assertEqual(bob.lines(), [f"{self.stamp} <alice> a\ufffdb"])
+
+
+class RenderTests(TelnetTestCase):
+    """
+    How events look on a terminal.
+    """
+
+    def test_no_echo(self) -> None:
+        """
+        The sender does not get their own room message back.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"hi\r\n")
+        self.assertEqual(alice.take(), b"")
+
+    def test_colour(self) -> None:
+        """
+        Nicks are painted in the sender's ANSI colour unless the viewer
+        turned colours off; C{/color NAME} changes it.
+        """
+        alice = self.client("alice")
+        bob = self.client("bob", colours=True)
+        alice.send(b"/color blue\r\nhi\r\n")
+        bob.take()
+        alice.send(b"again\r\n")
+        self.assertEqual(bob.lines(), [f"{self.stamp} <\x1b[34malice\x1b[0m> again"])
+        bob.send(b"/color off\r\n")
+        bob.take()
+        alice.send(b"plain\r\n")
+        self.assertEqual(bob.lines(), [f"{self.stamp} <alice> plain"])
+
+    def test_action(self) -> None:
+        """
+        C{/me waves} shows as C{* alice waves}.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"/me waves\r\n")
+        self.assertEqual(bob.lines(), [f"{self.stamp} * alice waves"])
+
+    def test_other_room_named(self) -> None:
+        """
+        A message from a room that is not the viewer's current room shows the
+        room's name.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"/join #dev\r\n")
+        bob.send(b"/join #dev\r\n/join #lobby\r\n")
+        alice.take()
+        bob.take()
+        alice.send(b"over here\r\n/me points\r\n")
+        self.assertEqual(
+            bob.lines(),
+            [
+                f"{self.stamp} #dev <alice> over here",
+                f"{self.stamp} #dev * alice points",
+            ],
+        )
+
+    def test_private(self) -> None:
+        """
+        The receiver sees C{*alice* text}; the sender C{-> *bob* text}.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"/msg bob psst\r\n")
+        self.assertEqual(bob.lines(), [f"{self.stamp} *alice* psst"])
+        self.assertEqual(alice.lines(), [f"{self.stamp} -> *bob* psst"])
+
+    def test_notices(self) -> None:
+        """
+        Presence notices name the door, never the address.
+        """
+        alice, bob = self.people("alice", "bob")
+        bob.send(
+            b"/nick robert\r\n/join #dev\r\n/part\r\n/topic hello\r\n/quit bye all\r\n"
+        )
+        self.assertEqual(
+            alice.lines(),
+            [
+                f"{self.stamp} *** bob (telnet) is now known as robert",
+                f"{self.stamp} *** robert set the topic of #lobby: hello",
+                f"{self.stamp} *** robert (telnet) quit (bye all)",
+            ],
+        )
+        self.assertTrue(bob.transport.disconnecting)
+        self.assertEqual(bob.lines()[-1], "*** Goodbye (bye all)")
+
+    def test_replies(self) -> None:
+        """
+        C{/who}, C{/rooms}, C{/topic}, errors, C{/motd} and C{/help} read well.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"/who\r\n/rooms\r\n/topic\r\n/nope\r\n/motd\r\n")
+        self.assertEqual(
+            alice.lines(),
+            [
+                "*** #lobby (2): alice (telnet), bob (telnet)",
+                "*** Rooms:",
+                "  #lobby  2 users",
+                "*** #lobby has no topic",
+                "!!! unknown command /nope; type /help for the list "
+                "(start a message with // to send a line beginning with /)",
+                "*** Message of the day:",
+                "  line one",
+                "  line two",
+            ],
+        )
+        alice.send(b"/help\r\n")
+        help_lines = alice.lines()
+        self.assertEqual(help_lines[0], "*** Commands:")
+        self.assertIn(
+            "  //text              send a line that starts with /", help_lines
+        )
+
+
+class EncodeOnceTests(TelnetTestCase):
+    """
+    Fan-out encodes once per distinct rendering, not once per recipient.
+    """
+
+    def test_one_encoding_for_many_viewers(self) -> None:
+        """
+        A line to 50 telnet users with the same settings is encoded once;
+        users with colours on share a second encoding.
+        """
+        encodings: list[Renderings] = []
+        original = Renderings.get
+
+        def spy(self: Renderings, key: object, render):
+            if self not in encodings:
+                encodings.append(self)
+            return original(self, key, render)
+
+        self.patch(Renderings, "get", spy)
+        sender, *viewers = self.people(*[f"u{i}" for i in range(50)])
+        for viewer in viewers[:10]:
+            viewer.send(b"/color on\r\n")
+        encodings.clear()
+        sender.send(b"hello all\r\n")
+        (renderings,) = encodings
+        self.assertEqual(renderings.encoded, 2)
+        self.assertEqual(viewers[20].lines(), [f"{self.stamp} <u0> hello all"])
+
+
+class DisconnectTests(TelnetTestCase):
+    """
+    Connections that end.
+    """
+
+    def test_abrupt_disconnect(self) -> None:
+        """
+        A connection that drops is announced as lost to the others.
+        """
+        alice, bob = self.people("alice", "bob")
+        bob.protocol.connectionLost(Failure(ConnectionLost("reset")))
+        self.assertEqual(
+            alice.lines(), [f"{self.stamp} *** bob (telnet) lost connection"]
+        )
+        self.assertEqual(self.hub.users, 1)
