@@ -139,16 +139,23 @@ class ChatFactory:
         self._log.info("{nick} connected by {door}", nick=nick, door=participant.door)
         return user
 
-    def disconnect(self, user: User, reason: str = "lost connection") -> None:
+    def disconnect(self, user: User, reason: str, clean: bool = False) -> None:
         """
         A user's connection ended without C{/quit}.  Idempotent.
 
         @param user: Who left.
         @param reason: Why, for the log.
+        @param clean: C{True} when the client closed the connection itself
+            (others see "quit (connection closed)"); C{False} when it broke
+            or was dropped (others see "lost connection").
         """
-        if user.connected:
+        if not user.connected:
+            return
+        if clean:
+            self._leave(user, "quit", "connection closed")
+        else:
             self._leave(user, "lost", None)
-            self._log.info("{nick} lost: {reason}", nick=user.nick, reason=reason)
+        self._log.info("{nick} disconnected: {reason}", nick=user.nick, reason=reason)
 
     @property
     def users(self) -> int:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from twisted.conch.telnet import TelnetProtocol, TelnetTransport
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, ITCPTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
@@ -174,14 +175,17 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
         self.user: User | None = None
         self._discarding = False
         self._resume = False
+        # Set when the server, not the client, ends the connection.
+        self.dropped = False
 
     def connectionMade(self) -> None:
         self.hub.connect(self)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         if self.user is not None:
+            clean = reason is None or reason.check(ConnectionDone) is not None
             message = reason.getErrorMessage() if reason else "connection closed"
-            self.hub.disconnect(self.user, message)
+            self.hub.disconnect(self.user, message, clean=clean and not self.dropped)
 
     def dataReceived(self, data: bytes) -> None:
         # TelnetTransport has turned CR LF into LF and CR NUL into CR; a bare
@@ -269,6 +273,8 @@ class _TelnetTransport(TelnetTransport):
             # cannot be trusted any more, so say why and close.
             self.state = "data"
             _log.info("closing a telnet client that sent an invalid command")
+            if self.protocol is not None:
+                self.protocol.dropped = True
             assert self.transport is not None
             self.transport.write(b"!!! invalid telnet command sequence; closing\r\n")
             self.transport.loseConnection()

@@ -128,3 +128,23 @@ class ParseLineTests(SynchronousTestCase):
         """
         self.assertEqual(parse_line("x" * MAX_TEXT), Say("x" * MAX_TEXT))
         self.assertError("x" * (MAX_TEXT + 1), "bad-arguments", str(MAX_TEXT))
+
+
+class DocumentedTests(SynchronousTestCase):
+    """
+    The README's command table keeps up with the command layer.
+    """
+
+    def test_readme_lists_every_command(self) -> None:
+        """
+        Every command's usage appears in README.md.
+        """
+        from pathlib import Path
+
+        from tchat.commands import COMMANDS
+
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        for spec in COMMANDS:
+            # Markdown tables escape "|" as "\|".
+            usage = spec.usage.replace("|", "\\|")
+            self.assertIn(f"`{usage}`", readme, spec.name)

@@ -163,6 +163,26 @@ class ConnectTests(HubTestCase):
         _, carol = self.connect("bob")
         self.assertEqual(carol.nick, "bob")
 
+    def test_clean_close(self) -> None:
+        """
+        A client that closes its connection itself is shown as having quit
+        with "connection closed", not as lost.
+        """
+        (alice, _), (_, bob) = self.people("alice", "bob")
+        self.hub.disconnect(bob, "closed", clean=True)
+        self.assertEqual(
+            alice.take(),
+            [
+                events.Presence(
+                    self.clock.seconds(),
+                    "quit",
+                    "bob",
+                    "telnet",
+                    reason="connection closed",
+                )
+            ],
+        )
+
     def test_quit(self) -> None:
         """
         C{/quit reason}: the quitter is told goodbye and disconnected; others
@@ -192,7 +212,7 @@ class ConnectTests(HubTestCase):
         self.hub.execute(a, Join("#dev"))
         self.hub.execute(b, Join("#dev"))
         alice.take()
-        self.hub.disconnect(b)
+        self.hub.disconnect(b, "reset")
         self.assertEqual(len(alice.take()), 1)
 
 

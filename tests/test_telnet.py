@@ -5,7 +5,7 @@ Tests for L{tchat.telnet}: the telnet door over in-memory transports.
 import random
 import time
 
-from twisted.internet.error import ConnectionLost
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -265,7 +265,9 @@ class NegotiationTests(TelnetTestCase):
             alice.take(), b"!!! invalid telnet command sequence; closing\r\n"
         )
         self.assertTrue(alice.transport.disconnecting)
-        alice.protocol.connectionLost(Failure(ConnectionLost()))
+        # The server closed it: a clean close at TCP level, but not the
+        # user's choice, so others see it lost.
+        alice.protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(
             bob.lines(), [f"{self.stamp} *** alice (telnet) lost connection"]
         )
@@ -424,6 +426,17 @@ class DisconnectTests(TelnetTestCase):
     """
     Connections that end.
     """
+
+    def test_clean_close(self) -> None:
+        """
+        A client that closes the connection (telnet's "quit", nc at end of
+        input) is shown as having quit.
+        """
+        alice, bob = self.people("alice", "bob")
+        bob.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(
+            alice.lines(), [f"{self.stamp} *** bob (telnet) quit (connection closed)"]
+        )
 
     def test_abrupt_disconnect(self) -> None:
         """
