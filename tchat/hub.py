@@ -255,6 +255,17 @@ class ChatFactory:
         )
         self._fan_out(self._audience(user), notice)
 
+    def _room_name(self, user: User, name: str) -> str | None:
+        """
+        Normalise a room name a user typed, telling them if it is invalid.
+        """
+        normal = normalize_room(name)
+        problem = room_problem(normal)
+        if problem is not None:
+            self._error(user, "room-invalid", f"{name!r}: {problem}")
+            return None
+        return normal
+
     def _find_room(self, user: User, name: str | None) -> Room | None:
         """
         Resolve a room argument, telling the user if it cannot be.
@@ -263,10 +274,8 @@ class ChatFactory:
             if user.current is None:
                 self._error(user, "no-room", "you are in no room; name one")
             return user.current
-        normal = normalize_room(name)
-        problem = room_problem(normal)
-        if problem is not None:
-            self._error(user, "room-invalid", f"{name!r}: {problem}")
+        normal = self._room_name(user, name)
+        if normal is None:
             return None
         room = self._rooms.get(room_key(normal))
         if room is None:
@@ -274,10 +283,8 @@ class ChatFactory:
         return room
 
     def _join_named(self, user: User, name: str) -> None:
-        normal = normalize_room(name)
-        problem = room_problem(normal)
-        if problem is not None:
-            self._error(user, "room-invalid", f"{name!r}: {problem}")
+        normal = self._room_name(user, name)
+        if normal is None:
             return
         room = self._rooms.get(room_key(normal))
         if room is None:

@@ -275,3 +275,21 @@ class DescribeAddressTests(SynchronousTestCase):
             describe_address(IPv6Address("TCP", "::1", 4444)), "[::1]:4444"
         )
         self.assertEqual(describe_address(UNIXAddress(b"/run/t.sock")), "/run/t.sock")
+
+
+class OtherEndpointTests(OptionsTestCase):
+    """
+    Any Twisted endpoint string works for the telnet door.
+    """
+
+    def test_unix(self) -> None:
+        """
+        A C{unix:} endpoint listens on that path with the telnet factory.
+        """
+        reactor = MemoryReactor()
+        service = tap.makeService(self.parse("--telnet", "unix:chat.sock"), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        ((path, factory, _, _, _),) = reactor.unixServers
+        self.assertEqual(path, "chat.sock")
+        self.assertIsInstance(factory, TelnetFactory)
