@@ -15,6 +15,32 @@ from twisted.logger import Logger
 
 from tchat.config import ConfigError
 
+DEFAULT_BACKLOG = 1024
+"""
+The listen queue tchat asks for when an endpoint string does not say.
+
+Twisted's default of 50 is too small for a chat server: a burst of
+connections overflows it while the hub is busy announcing arrivals, and the
+kernel then drops handshakes, which clients retry only after a second. The
+kernel caps the value at C{net.core.somaxconn}.
+"""
+
+_BACKLOG_KINDS = frozenset({"tcp", "tcp6", "ssl", "unix"})
+
+
+def with_backlog(description: str) -> str:
+    """
+    Add C{backlog=DEFAULT_BACKLOG} to a stream endpoint string that does
+    not set one.
+
+    @param description: An endpoint string.
+    @return: The string to listen with.
+    """
+    kind = description.partition(":")[0]
+    if kind not in _BACKLOG_KINDS or "backlog=" in description:
+        return description
+    return f"{description}:backlog={DEFAULT_BACKLOG}"
+
 
 def check_endpoint(section: str, description: str) -> None:
     """

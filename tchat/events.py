@@ -32,18 +32,19 @@ class Renderings:
         self._cache: dict[Hashable, object] = {}
         self.encoded = 0
 
-    def get(self, key: Hashable, render: Callable[[], T]) -> T:
+    def get(self, key: Hashable, render: Callable[..., T], *args: object) -> T:
         """
         Return the rendering stored under C{key}, producing it if needed.
 
         @param key: Identifies the wire format and variant.
-        @param render: Produces the rendering; called at most once per key.
+        @param render: Produces the rendering from C{args}; called at most
+            once per key.
         @return: The rendering.
         """
         try:
             return self._cache[key]  # type: ignore[return-value]
         except KeyError:
-            value = self._cache[key] = render()
+            value = self._cache[key] = render(*args)
             self.encoded += 1
             return value
 

@@ -13,7 +13,7 @@ from twisted.python import usage
 
 from tchat import __version__
 from tchat.config import Config, ConfigError, load_config, with_overrides
-from tchat.endpoints import ListenerService, check_endpoint
+from tchat.endpoints import ListenerService, check_endpoint, with_backlog
 from tchat.hub import ChatFactory
 from tchat.telnet import TelnetFactory
 
@@ -107,6 +107,6 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     root = MultiService()
     telnet = TelnetFactory(hub, "telnet", config.telnet.max_line)
     for description in config.telnet.listen:
-        endpoint = serverFromString(reactor, description)
+        endpoint = serverFromString(reactor, with_backlog(description))
         ListenerService("telnet", description, endpoint, telnet).setServiceParent(root)
     return root

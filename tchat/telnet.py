@@ -10,7 +10,6 @@ only splits lines, decodes them, and renders hub events as text.
 """
 
 import time
-from collections.abc import Callable
 
 from twisted.conch.telnet import TelnetProtocol, TelnetTransport
 from twisted.internet.error import ConnectionDone
@@ -64,48 +63,69 @@ def _presence_text(event: events.Presence, is_self: bool) -> str:
 
 
 def _lines(*lines: str) -> bytes:
-    return "".join(line + "\n" for line in lines).encode("utf-8")
-
-
-def render(event: events.Event, viewer: User) -> tuple[object, Callable[[], bytes]]:
     """
-    How C{viewer} sees C{event} on the telnet door.
-
-    @return: A key naming the variant of the rendering (so that every viewer
-        who would see the same bytes shares one encoding) and a function
-        producing those bytes, lines ending in C{\\n}.
+    Lines as they go on the wire: UTF-8, CR LF ends, IAC bytes doubled.
     """
-    colours = viewer.show_colours
+    data = "".join(line + "\r\n" for line in lines).encode("utf-8")
+    # UTF-8 never contains 0xFF, but the wire form must not depend on that.
+    return data.replace(b"\xff", b"\xff\xff")
+
+
+Variant = tuple[bool, ...]
+
+
+def variant(event: events.Event, viewer: User) -> Variant | None:
+    """
+    What, besides the event itself, decides the bytes C{viewer} gets.
+
+    This is computed per recipient and must stay cheap; the text is produced
+    by L{encode} once per distinct variant.
+
+    @return: The variant, or C{None} when the viewer is not shown the event
+        (their own room message: they typed it, so no echo).
+    """
     match event:
         case events.RoomMessage():
-            elsewhere = viewer.current is None or viewer.current.name != event.room
+            if event.nick == viewer.nick:
+                return None
+            current = viewer.current
+            elsewhere = current is None or current.name != event.room
+            return (viewer.show_colours, elsewhere)
+        case events.PrivateMessage():
+            return (viewer.show_colours,)
+        case events.Presence():
+            return (event.nick == viewer.nick or event.new_nick == viewer.nick,)
+    return ()
+
+
+def encode(event: events.Event, variant: Variant) -> bytes:
+    """
+    The telnet bytes of C{event} for every viewer with C{variant}.
+    """
+    match event, variant:
+        case events.RoomMessage(), (colours, elsewhere):
             where = f"{event.room} " if elsewhere else ""
             nick = _paint(event.nick, event.colour, colours)
             body = (
                 f"* {nick} {event.text}" if event.action else f"<{nick}> {event.text}"
             )
-            stamp = _clock_time(event.ts)
-            return (colours, elsewhere), lambda: _lines(f"[{stamp}] {where}{body}")
-        case events.PrivateMessage():
+            return _lines(f"[{_clock_time(event.ts)}] {where}{body}")
+        case events.PrivateMessage(), (colours,):
             stamp = _clock_time(event.ts)
             if event.outgoing:
-                return None, lambda: _lines(
-                    f"[{stamp}] -> *{event.recipient}* {event.text}"
-                )
+                return _lines(f"[{stamp}] -> *{event.recipient}* {event.text}")
             nick = _paint(event.sender, event.sender_colour, colours)
-            return colours, lambda: _lines(f"[{stamp}] *{nick}* {event.text}")
-        case events.Presence():
-            is_self = event.nick == viewer.nick or event.new_nick == viewer.nick
-            text = f"[{_clock_time(event.ts)}] *** {_presence_text(event, is_self)}"
-            return is_self, lambda: _lines(text)
-        case events.TopicChanged():
-            stamp = _clock_time(event.ts)
+            return _lines(f"[{stamp}] *{nick}* {event.text}")
+        case events.Presence(), (is_self,):
+            text = _presence_text(event, is_self)
+            return _lines(f"[{_clock_time(event.ts)}] *** {text}")
+        case events.TopicChanged(), _:
             if event.topic:
                 text = f"{event.nick} set the topic of {event.room}: {event.topic}"
             else:
                 text = f"{event.nick} cleared the topic of {event.room}"
-            return None, lambda: _lines(f"[{stamp}] *** {text}")
-    return None, lambda: _reply(event)
+            return _lines(f"[{_clock_time(event.ts)}] *** {text}")
+    return _reply(event)
 
 
 def _reply(event: events.Event) -> bytes:
@@ -239,13 +259,15 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
 
     def deliver(self, event: object, renderings: object) -> None:
         assert isinstance(renderings, events.Renderings)
-        if self.user is None or self.transport is None:
+        transport = self.transport
+        if self.user is None or transport is None:
             return
-        if isinstance(event, events.RoomMessage) and event.nick == self.user.nick:
-            # People see what they typed already; no echo.
+        shown = variant(event, self.user)  # type: ignore[arg-type]
+        if shown is None:
             return
-        key, encode = render(event, self.user)  # type: ignore[arg-type]
-        self.transport.write(renderings.get(("telnet", type(event), key), encode))
+        wire = renderings.get(("telnet", shown), encode, event, shown)
+        assert isinstance(transport, _TelnetTransport)
+        transport.write_wire(wire)
 
     def close(self, reason: str) -> None:
         if self.transport is not None:
@@ -257,6 +279,17 @@ class _TelnetTransport(TelnetTransport):
     Twisted's telnet parser, with interactive-chat socket settings and a
     clean goodbye for clients that send invalid telnet commands.
     """
+
+    def write_wire(self, data: bytes) -> None:
+        """
+        Write bytes already in telnet wire form (CR LF line ends, IAC
+        doubled), as L{encode} makes them once per fan-out, so that no
+        per-recipient rewriting happens.
+
+        @param data: The bytes.
+        """
+        assert self.transport is not None
+        self.transport.write(data)
 
     def connectionMade(self) -> None:
         tcp = self.transport
@@ -275,9 +308,8 @@ class _TelnetTransport(TelnetTransport):
             _log.info("closing a telnet client that sent an invalid command")
             if self.protocol is not None:
                 self.protocol.dropped = True
-            assert self.transport is not None
-            self.transport.write(b"!!! invalid telnet command sequence; closing\r\n")
-            self.transport.loseConnection()
+            self.write_wire(_lines("!!! invalid telnet command sequence; closing"))
+            self.loseConnection()
 
 
 class TelnetFactory(ServerFactory):

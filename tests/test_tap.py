@@ -212,6 +212,25 @@ class MakeServiceTests(OptionsTestCase):
         factories = {type(factory) for _, factory, _, _ in reactor.tcpServers}
         self.assertEqual(factories, {TelnetFactory})
 
+    def test_backlog(self) -> None:
+        """
+        Listeners get a listen queue of 1024 unless the string sets one, so a
+        burst of connections is not dropped by the kernel.
+        """
+        reactor = MemoryReactor()
+        options = self.parse(
+            "--telnet",
+            "tcp:1:interface=127.0.0.1",
+            "--telnet",
+            "tcp:2:interface=127.0.0.1:backlog=7",
+        )
+        service = tap.makeService(options, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(
+            [backlog for _, _, backlog, _ in reactor.tcpServers], [1024, 7]
+        )
+
     def test_logs_bound_address(self) -> None:
         """
         One log line per listener gives its real address.

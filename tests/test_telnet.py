@@ -406,10 +406,10 @@ class EncodeOnceTests(TelnetTestCase):
         encodings: list[Renderings] = []
         original = Renderings.get
 
-        def spy(self: Renderings, key: object, render):
+        def spy(self: Renderings, key: object, render, *args):
             if self not in encodings:
                 encodings.append(self)
-            return original(self, key, render)
+            return original(self, key, render, *args)
 
         self.patch(Renderings, "get", spy)
         sender, *viewers = self.people(*[f"u{i}" for i in range(50)])
