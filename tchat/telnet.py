@@ -238,7 +238,9 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
             self._resume = True
 
     def lineReceived(self, line: bytes) -> None:
-        assert self.user is not None
+        if self.user is None or not self.user.connected:
+            # Lines that followed /quit in the same read.
+            return
         text = line.decode("utf-8", errors="replace")
         try:
             command = parse_line(text)
@@ -276,9 +278,14 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
 
 class _TelnetTransport(TelnetTransport):
     """
-    Twisted's telnet parser, with interactive-chat socket settings and a
-    clean goodbye for clients that send invalid telnet commands.
+    Twisted's telnet parser, with interactive-chat socket settings, a bare
+    CR that ends a line at once, and a clean goodbye for clients that break
+    the telnet protocol.
     """
+
+    # Set after a CR that ended a packet was taken as a line end, so that the
+    # LF or NUL that may follow it in the next packet is not a second one.
+    _after_cr = False
 
     def write_wire(self, data: bytes) -> None:
         """
@@ -298,7 +305,22 @@ class _TelnetTransport(TelnetTransport):
             tcp.setTcpNoDelay(True)
         super().connectionMade()
 
+    def loseConnection(self) -> None:
+        # TelnetTransport leaves "disconnecting" False for good, so the line
+        # parser would go on running lines that arrived after /quit.
+        self.disconnecting = True
+        protocol = self.protocol
+        if isinstance(protocol, TelnetChatProtocol):
+            # Every close the server starts is, to others, a lost connection
+            # (a /quit has already been announced by then).
+            protocol.dropped = True
+        super().loseConnection()
+
     def dataReceived(self, data: bytes) -> None:
+        if self._after_cr:
+            self._after_cr = False
+            if data[:1] in (b"\n", b"\0"):
+                data = data[1:]
         try:
             super().dataReceived(data)
         except ValueError:
@@ -306,9 +328,22 @@ class _TelnetTransport(TelnetTransport):
             # cannot be trusted any more, so say why and close.
             self.state = "data"
             _log.info("closing a telnet client that sent an invalid command")
-            if self.protocol is not None:
-                self.protocol.dropped = True
             self.write_wire(_lines("!!! invalid telnet command sequence; closing"))
+            self.loseConnection()
+            return
+        if self.state == "newline":
+            # Twisted holds a CR until it sees what follows; a client that
+            # ends lines with CR alone would see every line one line late.
+            self.state = "data"
+            self._after_cr = True
+            self.applicationDataReceived(b"\r")
+
+    def _subnegotiationLengthExceeded(self) -> None:
+        # Twisted drops a client whose subnegotiation never ends, closing the
+        # socket directly; close it ourselves, saying why.
+        if not self.disconnecting:
+            _log.info("closing a telnet client whose subnegotiation never ends")
+            self.write_wire(_lines("!!! telnet subnegotiation too long; closing"))
             self.loseConnection()
 
 

@@ -157,6 +157,31 @@ class LineTests(TelnetTestCase):
             [f"{self.stamp} <alice> {w}" for w in ("one", "two", "three", "four")],
         )
 
+    def test_bare_cr_at_end_of_read(self) -> None:
+        """
+        A CR that ends a read ends the line at once (clients that send CR
+        alone are not a line behind); an LF in the next read is not taken
+        as a second, empty line.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"first\r")
+        self.assertEqual(bob.lines(), [f"{self.stamp} <alice> first"])
+        alice.send(b"\nsecond\r")
+        alice.send(b"\x00third\r\n")
+        self.assertEqual(
+            bob.lines(), [f"{self.stamp} <alice> second", f"{self.stamp} <alice> third"]
+        )
+
+    def test_nothing_after_quit(self) -> None:
+        """
+        Lines that arrive after C{/quit} in the same read are ignored: the
+        goodbye is the last thing the user gets.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"/quit bye\r\n/bogus\r\nafter quit\r\n")
+        self.assertEqual(alice.lines(), ["*** Goodbye (bye)"])
+        self.assertEqual(bob.lines(), [f"{self.stamp} *** alice (telnet) quit (bye)"])
+
     def test_invalid_utf8_replaced(self) -> None:
         """
         Invalid UTF-8 becomes U+FFFD instead of breaking anything.
@@ -271,6 +296,21 @@ class NegotiationTests(TelnetTestCase):
         self.assertEqual(
             bob.lines(), [f"{self.stamp} *** alice (telnet) lost connection"]
         )
+
+    def test_endless_subnegotiation_dropped(self) -> None:
+        """
+        A subnegotiation that never ends is cut off with a reason, and others
+        see the connection lost, not a quit.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(IAC + b"\xfa" + TTYPE + b"z" * 5000)
+        self.assertEqual(alice.lines(), ["!!! telnet subnegotiation too long; closing"])
+        self.assertTrue(alice.transport.disconnecting)
+        alice.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(
+            bob.lines(), [f"{self.stamp} *** alice (telnet) lost connection"]
+        )
+        self.flushLoggedErrors()
 
     def test_escaped_iac_is_data(self) -> None:
         """
