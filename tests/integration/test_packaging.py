@@ -130,8 +130,15 @@ print(json.dumps({
 """
 
 
-def _inside(path: str, directory: Path) -> bool:
-    return Path(path).resolve().is_relative_to(directory)
+_CHECKOUT_SOURCES = frozenset(
+    {REPO / "tchat" / "__init__.py", REPO / "twisted" / "plugins" / "tchat_plugin.py"}
+)
+"""The checkout's own files, which an editable or PYTHONPATH setup imports.
+A virtualenv inside the checkout (the README's .venv) is an installation."""
+
+
+def _from_checkout(path: str) -> bool:
+    return Path(path).resolve() in _CHECKOUT_SOURCES
 
 
 class InstalledPluginTests(TestCase):
@@ -158,12 +165,12 @@ class InstalledPluginTests(TestCase):
         self.assertIn("tchat", found["tapnames"])
         self.assertIsNotNone(found["plugin"], "tchat's plugin module was loaded")
         from_checkout = [
-            path for path in (found["tchat"], found["plugin"]) if _inside(path, REPO)
+            path for path in (found["tchat"], found["plugin"]) if _from_checkout(path)
         ]
         require(
             not from_checkout,
             f"tchat is not installed from a wheel: pip install . "
-            f"({', '.join(from_checkout)} is in the checkout {REPO})",
+            f"({', '.join(from_checkout)} is the checkout's source)",
         )
         self.assertTrue(found["plugin"].endswith("twisted/plugins/tchat_plugin.py"))
         self.assertTrue(found["tchat"].endswith("tchat/__init__.py"))
