@@ -12,6 +12,7 @@ JSON line.  Bounded in time and count; stops the server it started.
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -100,7 +101,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             loop = asyncio.get_running_loop()
             receivers = [Receiver() for _ in range(args.clients)]
             for receiver in receivers:
-                await loop.create_connection(lambda r=receiver: r, "127.0.0.1", port)
+                await loop.create_connection(
+                    functools.partial(lambda r: r, receiver), "127.0.0.1", port
+                )
             conns = [r.transport for r in receivers]
             connect_s = time.monotonic() - t0
             for conn in conns:
@@ -166,7 +169,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 10)
+                # communicate() also drains and closes the log pipe.
+                await asyncio.wait_for(proc.communicate(), 10)
             except TimeoutError:
                 proc.kill()
 
