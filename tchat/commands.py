@@ -16,16 +16,26 @@ from tchat.text import clean_text
 
 @dataclass(frozen=True)
 class Say:
-    """A plain line for the current room."""
+    """
+    A plain line for a room.
+
+    @ivar room: A room the user is in; C{None} for the current room.
+    @ivar client_id: The client's own tag, returned in the sender's copy
+        (its acknowledgement).
+    """
 
     text: str
+    room: str | None = None
+    client_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Me:
-    """C{/me action}."""
+    """C{/me action}; C{room} and C{client_id} as for L{Say}."""
 
     text: str
+    room: str | None = None
+    client_id: str | None = None
 
 
 @dataclass(frozen=True)

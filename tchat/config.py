@@ -56,6 +56,28 @@ class TelnetConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """
+    The C{[web]} section: the chat page and its WebSocket on one HTTP port.
+
+    @ivar listen: Twisted server endpoint strings, one listener each.
+    @ivar allowed_origins: Browser origins (C{scheme://host[:port]}) whose
+        pages may open the WebSocket, besides the page's own origin; C{*}
+        allows any.
+    @ivar max_message: The largest WebSocket frame or message accepted, in
+        bytes; a larger one closes the connection with code 1009.
+    @ivar ping_interval: Seconds between WebSocket pings (0: none).
+    @ivar ping_timeout: Seconds to wait for a pong before dropping the peer.
+    """
+
+    listen: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",)
+    allowed_origins: tuple[str, ...] = ()
+    max_message: int = 64 * 1024
+    ping_interval: int = 30
+    ping_timeout: int = 10
+
+
+@dataclass(frozen=True)
 class Config:
     """
     The whole configuration.
@@ -65,6 +87,7 @@ class Config:
 
     server: ServerConfig = field(default_factory=ServerConfig)
     telnet: TelnetConfig = field(default_factory=TelnetConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: str = "built-in defaults"
 
 
@@ -112,6 +135,20 @@ def _endpoints(raw: str) -> tuple[str, ...]:
     return values
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    values = tuple(raw.split())
+    for value in values:
+        if value == "*":
+            continue
+        scheme, sep, rest = value.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise ValueError(
+                f"{value!r} is not an origin; expected scheme://host[:port] "
+                "such as https://chat.example.org, or *"
+            )
+    return tuple(v.lower() for v in values)
+
+
 def _bounded_int(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         try:
@@ -133,6 +170,16 @@ _SECTIONS: Mapping[str, tuple[type[Any], Mapping[str, Callable[[str], object]]]]
     "telnet": (
         TelnetConfig,
         {"listen": _endpoints, "max_line": _bounded_int(64, 1024 * 1024)},
+    ),
+    "web": (
+        WebConfig,
+        {
+            "listen": _endpoints,
+            "allowed_origins": _origins,
+            "max_message": _bounded_int(1024, 16 * 1024 * 1024),
+            "ping_interval": _bounded_int(0, 3600),
+            "ping_timeout": _bounded_int(1, 3600),
+        },
     ),
 }
 
@@ -213,17 +260,25 @@ def load_config(path: Path) -> Config:
     return config_from_string(text, source=str(path))
 
 
-def with_overrides(config: Config, *, telnet_listen: tuple[str, ...] | None) -> Config:
+def with_overrides(
+    config: Config,
+    *,
+    telnet_listen: tuple[str, ...] | None,
+    web_listen: tuple[str, ...] | None = None,
+) -> Config:
     """
     Apply command-line overrides on top of a configuration.
 
     @param config: What C{tap.ini} (or the defaults) said.
     @param telnet_listen: Telnet endpoints given on the command line, which
         replace those in C{tap.ini}; C{None} to keep them.
+    @param web_listen: Likewise for the web door.
     @return: The configuration in force.
     """
     if telnet_listen is not None:
         config = replace(config, telnet=replace(config.telnet, listen=telnet_listen))
+    if web_listen is not None:
+        config = replace(config, web=replace(config.web, listen=web_listen))
     return config
 
 

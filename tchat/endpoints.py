@@ -8,8 +8,11 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+)
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 
@@ -111,7 +114,7 @@ class ListenerService(StreamServerEndpointService):
         door: str,
         description: str,
         endpoint: IStreamServerEndpoint,
-        factory: Factory,
+        factory: IProtocolFactory,
     ) -> None:
         super().__init__(endpoint, factory)
         self.door = door

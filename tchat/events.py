@@ -58,6 +58,8 @@ class RoomMessage:
     @ivar ts: Seconds since the epoch, from the hub's clock.
     @ivar door: The door the sender came in by (telnet, web, onion).
     @ivar action: C{True} for C{/me}.
+    @ivar client_id: The sender client's tag for its acknowledgement; only
+        the sender's copy shows it.
     """
 
     room: str
@@ -68,6 +70,7 @@ class RoomMessage:
     colour: Colour
     text: str
     action: bool = False
+    client_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class Welcome:
     motd: tuple[str, ...]
     nick: str
     room: str
+    colour: Colour
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,9 @@ class ChatFactory:
         lobby = self._rooms[room_key(self.config.default_room)]
         self._tell(
             user,
-            events.Welcome(self.config.name, self.config.motd, nick, lobby.name),
+            events.Welcome(
+                self.config.name, self.config.motd, nick, lobby.name, user.colour
+            ),
         )
         self._join(user, lobby)
         self._log.info("{nick} connected by {door}", nick=nick, door=participant.door)
@@ -176,10 +178,10 @@ class ChatFactory:
         if not user.connected:
             return
         match command:
-            case Say(text):
-                self._say(user, text, action=False)
-            case Me(text):
-                self._say(user, text, action=True)
+            case Say(text, room, client_id):
+                self._say(user, text, False, room, client_id)
+            case Me(text, room, client_id):
+                self._say(user, text, True, room, client_id)
             case Nick(name):
                 self._nick(user, name)
             case Join(name):
@@ -209,14 +211,29 @@ class ChatFactory:
     def _error(self, user: User, code: events.ErrorCode, text: str) -> None:
         self._tell(user, events.Error(code, text))
 
-    def _say(self, user: User, text: str, action: bool) -> None:
+    def _say(
+        self,
+        user: User,
+        text: str,
+        action: bool,
+        room_name: str | None,
+        client_id: str | None,
+    ) -> None:
         text = clean_text(text).strip()
         if not text:
             return
-        room = user.current
-        if room is None:
-            self._error(user, "no-room", "you are in no room; /join #room first")
-            return
+        if room_name is None:
+            room = user.current
+            if room is None:
+                self._error(user, "no-room", "you are in no room; /join #room first")
+                return
+        else:
+            room = self._find_room(user, room_name)
+            if room is None:
+                return
+            if user not in room.members:
+                self._error(user, "not-in-room", f"you are not in {room.name}")
+                return
         room.last_id += 1
         message = events.RoomMessage(
             room.name,
@@ -227,6 +244,7 @@ class ChatFactory:
             user.colour,
             text,
             action,
+            client_id,
         )
         self._fan_out(room.members, message)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IReactorCore
+from twisted.internet.interfaces import IProtocolFactory, IReactorCore
 from twisted.python import usage
 
 from tchat import __version__
@@ -16,6 +16,7 @@ from tchat.config import Config, ConfigError, load_config, with_overrides
 from tchat.endpoints import ListenerService, check_endpoint, with_backlog
 from tchat.hub import ChatFactory
 from tchat.telnet import TelnetFactory
+from tchat.web import make_site
 
 DEFAULT_CONFIG = Path("tap.ini")
 
@@ -27,7 +28,7 @@ class Options(usage.Options):
     @ivar config: The configuration in force, after L{postOptions}.
     """
 
-    synopsis = "[--config PATH] [--telnet ENDPOINT ...] [--check]"
+    synopsis = "[--config PATH] [--telnet ENDPOINT ...] [--web ENDPOINT ...] [--check]"
     longdesc = (
         "Run the tchat hub. Settings come from tap.ini (./tap.ini when present, "
         "else built-in defaults); options given here override it. Endpoints are "
@@ -44,6 +45,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["telnet"] = []
+        self["web"] = []
         self.config = Config()
 
     def opt_telnet(self, endpoint: str) -> None:
@@ -52,6 +54,13 @@ class Options(usage.Options):
         [telnet] listen).
         """
         self["telnet"].append(endpoint)
+
+    def opt_web(self, endpoint: str) -> None:
+        """
+        Serve the chat page and its WebSocket on this endpoint (repeatable;
+        replaces [web] listen).
+        """
+        self["web"].append(endpoint)
 
     def opt_version(self) -> None:
         """
@@ -70,8 +79,8 @@ class Options(usage.Options):
             raise SystemExit(1) from None
         if self["check"]:
             print(f"tchat: configuration OK ({self.config.source})")
-            for description in self.config.telnet.listen:
-                print(f"telnet: {description}")
+            for door, description in _listeners(self.config):
+                print(f"{door}: {description}")
             raise SystemExit(0)
 
     def _read_config(self) -> Config:
@@ -81,13 +90,26 @@ class Options(usage.Options):
             config = load_config(DEFAULT_CONFIG)
         else:
             config = Config()
-        telnet = tuple(self["telnet"]) if self["telnet"] else None
-        config = with_overrides(config, telnet_listen=telnet)
-        for description in config.telnet.listen:
-            check_endpoint("telnet", description)
-        if not config.telnet.listen:
-            raise ConfigError("[telnet] listen: no listener is configured")
+        config = with_overrides(
+            config,
+            telnet_listen=tuple(self["telnet"]) or None,
+            web_listen=tuple(self["web"]) or None,
+        )
+        listeners = _listeners(config)
+        for door, description in listeners:
+            check_endpoint(door, description)
+        if not listeners:
+            raise ConfigError("no listener is configured in [telnet] or [web]")
         return config
+
+
+def _listeners(config: Config) -> list[tuple[str, str]]:
+    """
+    Every (door, endpoint string) the configuration listens on.
+    """
+    return [("telnet", d) for d in config.telnet.listen] + [
+        ("web", d) for d in config.web.listen
+    ]
 
 
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
@@ -105,8 +127,12 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     config = options.config
     hub = ChatFactory(config.server, reactor)  # type: ignore[arg-type]
     root = MultiService()
-    telnet = TelnetFactory(hub, "telnet", config.telnet.max_line)
-    for description in config.telnet.listen:
+    factories: dict[str, IProtocolFactory] = {
+        "telnet": TelnetFactory(hub, "telnet", config.telnet.max_line),
+        "web": make_site(hub, config.web),
+    }
+    for door, description in _listeners(config):
         endpoint = serverFromString(reactor, with_backlog(description))
-        ListenerService("telnet", description, endpoint, telnet).setServiceParent(root)
+        service = ListenerService(door, description, endpoint, factories[door])
+        service.setServiceParent(root)
     return root

@@ -226,6 +226,7 @@ class ShippedConfigTests(SynchronousTestCase):
         shipped = load_config(SHIPPED)
         self.assertEqual(shipped.server, Config().server)
         self.assertEqual(shipped.telnet, Config().telnet)
+        self.assertEqual(shipped.web, Config().web)
 
     def test_every_key_documented(self) -> None:
         """

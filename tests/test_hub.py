@@ -110,7 +110,8 @@ class ConnectTests(HubTestCase):
         self.assertIs(participant.user, user)
         welcome, joined = participant.take()
         self.assertEqual(
-            welcome, events.Welcome("tchat", ("hello",), user.nick, "#lobby")
+            welcome,
+            events.Welcome("tchat", ("hello",), user.nick, "#lobby", user.colour),
         )
         self.assertEqual(
             joined,
@@ -275,6 +276,35 @@ class MessageTests(HubTestCase):
         bob.take()
         self.hub.execute(a, Say("in dev"))
         self.assertEqual(bob.take(), [])
+
+    def test_say_to_named_room(self) -> None:
+        """
+        A message may name a room the user is in without switching to it;
+        the sender's tag comes back on the message.
+        """
+        ((alice, a), (bob, b)) = self.people("alice", "bob")
+        self.hub.execute(a, Join("#dev"))
+        self.hub.execute(b, Join("#dev"))
+        self.hub.execute(b, Join("#lobby"))
+        alice.take()
+        self.hub.execute(b, Say("to dev", room="dev", client_id="c1"))
+        (message,) = alice.take()
+        assert isinstance(message, events.RoomMessage)
+        self.assertEqual((message.room, message.client_id), ("#dev", "c1"))
+        self.assertEqual(b.current and b.current.name, "#lobby")
+
+    def test_say_to_room_not_joined(self) -> None:
+        """
+        Naming a room you are not in is an error; nobody there hears it.
+        """
+        ((alice, a), (bob, b)) = self.people("alice", "bob")
+        self.hub.execute(a, Join("#dev"))
+        alice.take()
+        self.hub.execute(b, Say("sneaky", room="#dev"))
+        self.assertEqual(
+            bob.take(), [events.Error("not-in-room", "you are not in #dev")]
+        )
+        self.assertEqual(alice.take(), [])
 
     def test_ids_per_room(self) -> None:
         """

@@ -160,7 +160,7 @@ class OptionsTests(OptionsTestCase):
         """
         A configuration that listens nowhere is refused.
         """
-        Path("tap.ini").write_text("[telnet]\nlisten =\n")
+        Path("tap.ini").write_text("[telnet]\nlisten =\n[web]\nlisten =\n")
         self.assertEqual(self.exit_code(), 1)
         self.assertIn("no listener", self.stderr.getvalue())
 
@@ -172,7 +172,9 @@ class OptionsTests(OptionsTestCase):
         self.assertEqual(self.exit_code("--check"), 0)
         self.assertEqual(
             self.stdout.getvalue(),
-            "tchat: configuration OK (tap.ini)\ntelnet: tcp:4444:interface=127.0.0.1\n",
+            "tchat: configuration OK (tap.ini)\n"
+            "telnet: tcp:4444:interface=127.0.0.1\n"
+            "web: tcp:8080:interface=127.0.0.1\n",
         )
 
     def test_check_bad(self) -> None:
@@ -188,6 +190,26 @@ class MakeServiceTests(OptionsTestCase):
     """
     The service tree on a memory reactor.
     """
+
+    def setUp(self) -> None:
+        super().setUp()
+        # Only the telnet listeners these tests name.
+        Path("tap.ini").write_text("[web]\nlisten =\n")
+
+    def test_web_listener(self) -> None:
+        """
+        C{--web} listens with the web site (page and WebSocket) as factory,
+        next to the telnet door.
+        """
+        reactor = MemoryReactor()
+        options = self.parse("--web", "tcp:8081:interface=127.0.0.1")
+        service = tap.makeService(options, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        kinds = [
+            (port, type(factory).__name__) for port, factory, _, _ in reactor.tcpServers
+        ]
+        self.assertEqual(kinds, [(4444, "TelnetFactory"), (8081, "Site")])
 
     def test_listens_where_configured(self) -> None:
         """

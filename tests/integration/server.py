@@ -54,6 +54,10 @@ default_room = #lobby
 # Replaced by --telnet on the command line.
 listen = tcp:4444:interface=127.0.0.1
 max_line = 4096
+
+[web]
+# No web door unless a test asks for one with --web.
+listen =
 """.format(motd="\n    ".join(MOTD))
 """The configuration every test server runs with unless told otherwise."""
 

@@ -1,0 +1,237 @@
+# -*- test-case-name: tests.test_web -*-
+"""
+The web door: the chat page and its WebSocket on one HTTP port.
+
+Autobahn does the WebSocket protocol (handshake, framing, limits, pings);
+this module only adapts it to the hub, and serves the page with
+L{twisted.web}.
+"""
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import (
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.interfaces import ITCPTransport
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+from twisted.web.static import File
+from zope.interface import implementer
+
+from tchat import events
+from tchat.config import WebConfig
+from tchat.hub import ChatFactory, User
+from tchat.interfaces import IParticipant
+from tchat.webproto import FrameError, encode, parse_frame
+
+STATIC = Path(str(files("tchat") / "static"))
+
+# What the page may load: only itself. User text is always inserted as
+# text; this is the second line of defence.
+_SECURITY_HEADERS = {
+    b"Content-Security-Policy": (
+        b"default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+        b"style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
+        b"base-uri 'none'; form-action 'none'"
+    ),
+    b"X-Content-Type-Options": b"nosniff",
+    b"Referrer-Policy": b"no-referrer",
+    b"X-Frame-Options": b"DENY",
+}
+
+
+def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...]) -> bool:
+    """
+    May a page from C{origin} open the WebSocket on C{host}?
+
+    @param origin: The handshake's C{Origin} header; C{None} when absent
+        (non-browser clients, which are allowed).
+    @param host: The handshake's C{Host} header.
+    @param allowed: C{[web] allowed_origins}.
+    @return: C{True} for no origin, the page's own origin, or a listed one.
+    """
+    if origin is None:
+        return True
+    origin = origin.lower()
+    if "*" in allowed or origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    default = 443 if parts.scheme == "https" else 80
+    own = urlsplit(f"//{host.lower()}")
+    try:
+        origin_port = parts.port or default
+        host_port = own.port or default
+    except ValueError:
+        return False
+    return parts.hostname == own.hostname and origin_port == host_port
+
+
+@implementer(IParticipant)
+class WebChatProtocol(WebSocketServerProtocol):
+    """
+    One browser (or any WebSocket client) user.
+
+    Autobahn owns C{log} and C{factory.server}; tchat's names are C{_log}
+    and C{hub}.
+
+    @ivar user: The hub's record of this user, once the socket is open.
+    """
+
+    _log = Logger()
+    door = "web"
+    factory: "WebChatFactory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.user: User | None = None
+        self._client_id: str | None = None
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        allowed = self.factory.config.allowed_origins
+        if not origin_allowed(request.headers.get("origin"), request.host, allowed):
+            self._log.info(
+                "refused a WebSocket from origin {origin}",
+                origin=request.headers.get("origin"),
+            )
+            raise ConnectionDeny(
+                403,
+                "this page's origin may not use the chat; see [web] allowed_origins",
+            )
+
+    def onOpen(self) -> None:
+        if ITCPTransport.providedBy(self.transport):
+            # Nagle's algorithm would hold small chat frames back ~40 ms.
+            self.transport.setTcpNoDelay(True)
+        try:
+            self.factory.hub.connect(self)
+        except Exception:
+            # Autobahn would swallow this; say so and drop the client.
+            self._log.failure("connecting a web user to the hub")
+            self.dropConnection(abort=True)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        user = self.user
+        if user is None or not user.connected:
+            return
+        if isBinary:
+            self._error(
+                "binary-frame", "binary frames are not understood; send JSON text"
+            )
+            return
+        try:
+            request = parse_frame(payload, user.nick)
+        except FrameError as e:
+            self._error(e.code, e.message, e.client_id)
+            return
+        # Errors the hub reports while running this request carry its tag.
+        self._client_id = request.client_id
+        try:
+            for command in request.commands:
+                self.factory.hub.execute(user, command)
+        finally:
+            self._client_id = None
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.user is not None:
+            clean = wasClean and code in (1000, 1001)
+            self.factory.hub.disconnect(self.user, f"{code} {reason}", clean=clean)
+
+    def _error(self, code: str, message: str, client_id: str | None = None) -> None:
+        frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if client_id is not None:
+            frame["client_id"] = client_id
+        self.sendMessage(json.dumps(frame, ensure_ascii=False).encode("utf-8"))
+
+    # -- IParticipant ------------------------------------------------------
+
+    def attached(self, user: object) -> None:
+        assert isinstance(user, User)
+        self.user = user
+
+    def deliver(self, event: object, renderings: object) -> None:
+        assert isinstance(renderings, events.Renderings)
+        if self.user is None or self.state != WebSocketServerProtocol.STATE_OPEN:
+            return
+        if isinstance(event, events.Error) and self._client_id is not None:
+            self._error(event.code, event.text, self._client_id)
+            return
+        sender_copy = (
+            isinstance(event, events.RoomMessage)
+            and event.nick == self.user.nick
+            and event.client_id is not None
+        )
+        prepared = renderings.get(
+            ("web", sender_copy), self.factory.prepare, event, sender_copy
+        )
+        self.sendPreparedMessage(prepared)
+
+    def close(self, reason: str) -> None:
+        self.sendClose(1000, reason)
+
+
+class WebChatFactory(WebSocketServerFactory):
+    """
+    The WebSocket side of the web door.
+
+    @ivar hub: The chat hub.
+    @ivar config: The C{[web]} settings.
+    """
+
+    protocol = WebChatProtocol  # type: ignore[assignment]
+
+    def __init__(self, hub: ChatFactory, config: WebConfig) -> None:
+        super().__init__()
+        self.hub = hub
+        self.config = config
+        self.setProtocolOptions(
+            maxFramePayloadSize=config.max_message,
+            maxMessagePayloadSize=config.max_message,
+            autoPingInterval=config.ping_interval or None,
+            autoPingTimeout=config.ping_timeout,
+            # permessage-deflate stays off: memory per connection matters
+            # more than bandwidth for short chat lines.
+            perMessageCompressionAccept=lambda offers: None,
+        )
+
+    def prepare(self, event: events.Event, sender_copy: bool) -> Any:
+        """
+        Serialise and frame one event, once for all its web recipients.
+        """
+        return self.prepareMessage(encode(event, sender_copy), isBinary=False)
+
+
+class _Static(File):
+    """
+    The page's files, with the security headers.
+    """
+
+    def render(self, request: Request) -> bytes | int:
+        for name, value in _SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        return super().render(request)  # type: ignore[no-any-return]
+
+
+def make_site(hub: ChatFactory, config: WebConfig) -> Site:
+    """
+    The web door's HTTP site: the page at C{/}, its files under C{/static/},
+    the WebSocket at C{/ws}.
+    """
+    root = Resource()
+    page = _Static(str(STATIC / "index.html"), defaultType="text/html; charset=utf-8")
+    root.putChild(b"", page)
+    root.putChild(b"static", _Static(str(STATIC)))
+    root.putChild(b"ws", WebSocketResource(WebChatFactory(hub, config)))
+    site = Site(root)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site

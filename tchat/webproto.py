@@ -1,0 +1,346 @@
+# -*- test-case-name: tests.test_webproto -*-
+"""
+The web door's JSON protocol, as pure functions: frames in, commands out;
+events in, JSON out.  See C{docs/protocol.md}.
+
+It is a superset of the classic PHP WebSocket chat: C{usermsg} and C{system}
+frames out, C{{"message", "name", "color"}} frames in.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tchat import commands, events
+from tchat.commands import Command, CommandError, parse_line
+from tchat.palette import PALETTE, Colour
+
+MAX_CLIENT_ID = 64
+
+
+class FrameError(Exception):
+    """
+    A frame the door cannot act on; answered with an C{error} frame.
+
+    @ivar code: C{bad-json}, C{bad-request}, C{unknown-type} or a command
+        layer code.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """
+    One client frame, parsed.
+
+    @ivar commands: What to run, in order (a classic frame can be a nick
+        change and a message).
+    @ivar client_id: The client's tag, echoed in acknowledgements and errors.
+    """
+
+    commands: tuple[Command, ...]
+    client_id: str | None = None
+
+
+_COLOURS_BY_CSS = {c.css.lower(): c for c in PALETTE.values()}
+
+
+def palette_colour(value: str) -> Colour | None:
+    """
+    The palette colour a client named, by name or by CSS value.
+
+    @return: The colour, or C{None} if it is not in the palette.
+    """
+    value = value.strip().lower()
+    return PALETTE.get(value) or _COLOURS_BY_CSS.get(value)
+
+
+def _field(frame: dict[str, Any], name: str, required: bool = True) -> str | None:
+    value = frame.get(name)
+    if value is None:
+        if required:
+            raise FrameError("bad-request", f"'{name}' is missing")
+        return None
+    if not isinstance(value, str):
+        raise FrameError("bad-request", f"'{name}' must be a string")
+    return value
+
+
+def _text_command(
+    text: str, room: str | None, client_id: str | None, action: bool = False
+) -> Command | None:
+    """
+    A message text: a command when it starts with C{/}, else a room message.
+    """
+    if action:
+        if not text.strip():
+            raise FrameError("bad-request", "'message' is empty")
+        return commands.Me(text, room, client_id)
+    try:
+        command = parse_line(text)
+    except CommandError as e:
+        raise FrameError(e.code, e.text) from None
+    if isinstance(command, commands.Say):
+        return commands.Say(command.text, room, client_id)
+    if isinstance(command, commands.Me):
+        return commands.Me(command.text, room, client_id)
+    return command
+
+
+def _typed(kind: str, frame: dict[str, Any], client_id: str | None) -> list[Command]:
+    def get(name: str, required: bool = True) -> str | None:
+        return _field(frame, name, required)
+
+    def req(name: str) -> str:
+        value = get(name)
+        assert value is not None
+        return value
+
+    command: Command | None
+    match kind:
+        case "message" | "me":
+            command = _text_command(
+                req("message"), get("room", False), client_id, action=kind == "me"
+            )
+        case "nick":
+            command = commands.Nick(req("name"))
+        case "join":
+            command = commands.Join(req("room"))
+        case "part":
+            command = commands.Part(get("room", False))
+        case "rooms":
+            command = commands.Rooms()
+        case "who":
+            command = commands.WhoIs(get("room", False))
+        case "topic":
+            command = commands.SetTopic(get("topic", False))
+        case "msg":
+            command = commands.Msg(req("to"), req("message"))
+        case "motd":
+            command = commands.ShowMotd()
+        case "help":
+            command = commands.ShowHelp()
+        case "quit":
+            command = commands.Quit(get("reason", False))
+        case "color":
+            command = commands.Color(req("color").strip().lower())
+        case _:
+            raise FrameError("unknown-type", f"unknown request type {kind[:32]!r}")
+    return [command] if command is not None else []
+
+
+def _classic(
+    frame: dict[str, Any], nick: str, client_id: str | None
+) -> tuple[list[Command], bool]:
+    """
+    A classic PHP-chat frame: optional nick change, colour, then the message.
+
+    @return: The commands, and whether anything was asked for at all.
+    """
+    result: list[Command] = []
+    name = _field(frame, "name", required=False)
+    if name is not None and name.strip() and name.strip() != nick:
+        result.append(commands.Nick(name.strip()))
+    colour = _field(frame, "color", required=False)
+    if colour is not None:
+        chosen = palette_colour(colour)
+        # Classic clients pick colours of their own; only palette colours
+        # are taken, anything else is ignored rather than nagged about.
+        if chosen is not None:
+            result.append(commands.Color(chosen.name))
+    text = _field(frame, "message", required=False)
+    if text is not None:
+        command = _text_command(text, None, client_id)
+        if command is not None:
+            result.append(command)
+    return result, name is not None or text is not None
+
+
+def parse_frame(payload: bytes, nick: str) -> Request:
+    """
+    Parse one text frame from a client.
+
+    @param payload: The frame's bytes (UTF-8 JSON).
+    @param nick: The user's current nick, to tell a classic frame's C{name}
+        apart from a nick change.
+    @return: What to run.
+    @raise FrameError: For anything that cannot be acted on; the connection
+        stays open.
+    """
+    try:
+        frame = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise FrameError("bad-json", "the frame is not valid JSON") from None
+    if not isinstance(frame, dict):
+        raise FrameError("bad-request", "a frame must be a JSON object")
+    client_id = _field(frame, "client_id", required=False)
+    if client_id is not None and len(client_id) > MAX_CLIENT_ID:
+        raise FrameError(
+            "bad-request", f"'client_id' is longer than {MAX_CLIENT_ID} characters"
+        )
+    try:
+        kind = _field(frame, "type", required=False)
+        if kind is None:
+            found, asked = _classic(frame, nick, client_id)
+            if not asked:
+                raise FrameError("bad-request", "a frame needs a 'type' or a 'message'")
+            return Request(tuple(found), client_id)
+        return Request(tuple(_typed(kind, frame, client_id)), client_id)
+    except FrameError as e:
+        e.client_id = client_id
+        raise
+
+
+# -- events to JSON --------------------------------------------------------
+
+
+def _who(nick: str, door: str) -> str:
+    return f"{nick} ({door})"
+
+
+def _system(event: str, message: str, **fields: Any) -> dict[str, Any]:
+    return {"type": "system", "event": event, "message": message, **fields}
+
+
+def _presence(event: events.Presence) -> dict[str, Any]:
+    who = _who(event.nick, event.door)
+    common = {"name": event.nick, "door": event.door, "ts": event.ts}
+    match event.kind:
+        case "join":
+            return _system(
+                "join", f"{who} joined {event.room}", room=event.room, **common
+            )
+        case "part":
+            return _system(
+                "part", f"{who} left {event.room}", room=event.room, **common
+            )
+        case "quit":
+            reason = f" ({event.reason})" if event.reason else ""
+            return _system("quit", f"{who} quit{reason}", reason=event.reason, **common)
+        case "lost":
+            return _system("lost", f"{who} lost connection", **common)
+        case "nick":
+            return _system(
+                "nick",
+                f"{who} is now known as {event.new_nick}",
+                new_name=event.new_nick,
+                **common,
+            )
+
+
+def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
+    """
+    The JSON object for an event.
+
+    @param sender_copy: For a room message, whether this is the sender's
+        copy, which carries its C{client_id}.
+    """
+    match event:
+        case events.RoomMessage():
+            frame = {
+                "type": "usermsg",
+                "name": event.nick,
+                "message": event.text,
+                "color": event.colour.css,
+                "room": event.room,
+                "id": event.id,
+                "ts": event.ts,
+                "door": event.door,
+                "action": event.action,
+            }
+            if sender_copy and event.client_id is not None:
+                frame["client_id"] = event.client_id
+            return frame
+        case events.PrivateMessage():
+            return {
+                "type": "private",
+                "from": event.sender,
+                "to": event.recipient,
+                "message": event.text,
+                "color": event.sender_colour.css,
+                "door": event.sender_door,
+                "ts": event.ts,
+                "outgoing": event.outgoing,
+            }
+        case events.Presence():
+            return _presence(event)
+        case events.TopicChanged():
+            text = (
+                f"{event.nick} set the topic of {event.room}: {event.topic}"
+                if event.topic
+                else f"{event.nick} cleared the topic of {event.room}"
+            )
+            return _system(
+                "topic",
+                text,
+                room=event.room,
+                name=event.nick,
+                topic=event.topic,
+                ts=event.ts,
+            )
+        case events.Welcome():
+            return _system(
+                "welcome",
+                f"Welcome to {event.server}. You are {event.nick}.",
+                server=event.server,
+                motd=list(event.motd),
+                name=event.nick,
+                room=event.room,
+                color=event.colour.css,
+                palette={c.name: c.css for c in PALETTE.values()},
+            )
+        case events.RoomList(rooms):
+            listed = ", ".join(f"{r.name} ({r.members})" for r in rooms)
+            return _system(
+                "rooms",
+                f"Rooms: {listed}",
+                rooms=[
+                    {"name": r.name, "members": r.members, "topic": r.topic}
+                    for r in rooms
+                ],
+            )
+        case events.Who(room, members):
+            names = ", ".join(_who(n, d) for n, d in members)
+            return _system(
+                "who",
+                f"{room} ({len(members)}): {names}",
+                room=room,
+                members=[{"name": n, "door": d} for n, d in members],
+            )
+        case events.Topic(room, topic, set_by):
+            text = (
+                f"{room} has no topic"
+                if topic is None
+                else f"Topic of {room} (set by {set_by}): {topic}"
+            )
+            return _system("topic_info", text, room=room, topic=topic, set_by=set_by)
+        case events.Motd(lines):
+            return _system("motd", "\n".join(lines), lines=list(lines))
+        case events.Help(listed):
+            text = "\n".join(f"{u}: {d}" for u, d in listed)
+            return _system(
+                "help",
+                text + "\n//text: send a line that starts with /",
+                commands=[{"usage": u, "description": d} for u, d in listed],
+            )
+        case events.Status(text):
+            return _system("status", text)
+        case events.Error(code, text):
+            return {"type": "error", "code": code, "message": text}
+        case events.Goodbye(reason):
+            return _system("goodbye", f"Goodbye ({reason})", reason=reason)
+    raise TypeError(f"the web door cannot encode {event!r}")
+
+
+def encode(event: events.Event, sender_copy: bool = False) -> bytes:
+    """
+    The frame payload for an event: compact UTF-8 JSON.
+    """
+    return json.dumps(
+        to_json(event, sender_copy), ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8")

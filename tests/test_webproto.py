@@ -1,0 +1,348 @@
+"""
+Tests for L{tchat.webproto}: the web door's JSON, both ways, without sockets.
+"""
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tchat import commands, events
+from tchat.palette import PALETTE
+from tchat.webproto import FrameError, encode, parse_frame, to_json
+
+RED = PALETTE["red"]
+
+
+def frame(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+class ParseTypedTests(SynchronousTestCase):
+    """
+    Typed requests map onto the shared command layer.
+    """
+
+    def test_every_type(self) -> None:
+        """
+        Each request type becomes its command.
+        """
+        cases = [
+            (frame(type="message", message="hi"), commands.Say("hi")),
+            (
+                frame(type="message", message="hi", room="#dev", client_id="c1"),
+                commands.Say("hi", "#dev", "c1"),
+            ),
+            (frame(type="me", message="waves"), commands.Me("waves")),
+            (frame(type="nick", name="bob"), commands.Nick("bob")),
+            (frame(type="join", room="#dev"), commands.Join("#dev")),
+            (frame(type="part"), commands.Part(None)),
+            (frame(type="part", room="#dev"), commands.Part("#dev")),
+            (frame(type="rooms"), commands.Rooms()),
+            (frame(type="who", room="#dev"), commands.WhoIs("#dev")),
+            (frame(type="topic"), commands.SetTopic(None)),
+            (frame(type="topic", topic="ship"), commands.SetTopic("ship")),
+            (frame(type="msg", to="al", message="psst"), commands.Msg("al", "psst")),
+            (frame(type="motd"), commands.ShowMotd()),
+            (frame(type="help"), commands.ShowHelp()),
+            (frame(type="quit", reason="bye"), commands.Quit("bye")),
+            (frame(type="color", color="Blue"), commands.Color("blue")),
+        ]
+        for payload, expected in cases:
+            self.assertEqual(parse_frame(payload, "me").commands, (expected,), payload)
+
+    def test_slash_text_is_a_command(self) -> None:
+        """
+        A message text starting with C{/} runs as the same command as on
+        telnet; C{//} escapes it.
+        """
+        self.assertEqual(
+            parse_frame(frame(type="message", message="/join #dev"), "me").commands,
+            (commands.Join("#dev"),),
+        )
+        self.assertEqual(
+            parse_frame(frame(type="message", message="//etc"), "me").commands,
+            (commands.Say("/etc"),),
+        )
+
+    def test_client_id_kept(self) -> None:
+        """
+        The client's tag is returned with the request.
+        """
+        request = parse_frame(frame(type="message", message="x", client_id="7"), "me")
+        self.assertEqual(request.client_id, "7")
+
+
+class ParseClassicTests(SynchronousTestCase):
+    """
+    Frames from the classic PHP chat client work unchanged.
+    """
+
+    def test_message_with_own_name(self) -> None:
+        """
+        C{{message, name, color}} with the user's own nick is just a message.
+        """
+        request = parse_frame(frame(message="hello", name="me", color="#123456"), "me")
+        self.assertEqual(request.commands, (commands.Say("hello"),))
+
+    def test_other_name_is_nick_change(self) -> None:
+        """
+        A different C{name} asks for a nick change before the message.
+        """
+        request = parse_frame(frame(message="hi", name="Bob"), "me")
+        self.assertEqual(request.commands, (commands.Nick("Bob"), commands.Say("hi")))
+
+    def test_palette_colour_taken(self) -> None:
+        """
+        A palette colour, by CSS value or name, is taken; others are ignored.
+        """
+        request = parse_frame(
+            frame(message="hi", name="me", color=RED.css.upper()), "me"
+        )
+        self.assertEqual(request.commands, (commands.Color("red"), commands.Say("hi")))
+        request = parse_frame(frame(message="hi", name="me", color="blue"), "me")
+        self.assertEqual(request.commands[0], commands.Color("blue"))
+        request = parse_frame(frame(message="hi", name="me", color="#ABCDEF"), "me")
+        self.assertEqual(request.commands, (commands.Say("hi"),))
+
+    def test_name_only(self) -> None:
+        """
+        A frame with only a new name is a nick change.
+        """
+        request = parse_frame(frame(name="zed"), "me")
+        self.assertEqual(request.commands, (commands.Nick("zed"),))
+
+    def test_slash_command(self) -> None:
+        """
+        A classic message starting with C{/} is a command.
+        """
+        request = parse_frame(frame(message="/who", name="me"), "me")
+        self.assertEqual(request.commands, (commands.WhoIs(None),))
+
+
+class ParseErrorTests(SynchronousTestCase):
+    """
+    Every recoverable mistake has a code and a sentence.
+    """
+
+    def assertFrameError(self, payload: bytes, code: str, fragment: str) -> None:
+        with self.assertRaises(FrameError) as caught:
+            parse_frame(payload, "me")
+        self.assertEqual(caught.exception.code, code)
+        self.assertIn(fragment, caught.exception.message)
+
+    def test_bad_json(self) -> None:
+        """
+        Not JSON, or JSON nested too deep to parse.
+        """
+        self.assertFrameError(b"{nope", "bad-json", "not valid JSON")
+        self.assertFrameError(b"[" * 100000 + b"]" * 100000, "bad-json", "JSON")
+        self.assertFrameError(b"\xff\xfe", "bad-json", "JSON")
+
+    def test_not_an_object(self) -> None:
+        """
+        A JSON array or string is not a request.
+        """
+        self.assertFrameError(b"[1, 2]", "bad-request", "JSON object")
+        self.assertFrameError(b'"hi"', "bad-request", "JSON object")
+
+    def test_unknown_type(self) -> None:
+        """
+        An unknown C{type} is named.
+        """
+        self.assertFrameError(frame(type="dance"), "unknown-type", "'dance'")
+
+    def test_missing_field(self) -> None:
+        """
+        A missing required field is named.
+        """
+        self.assertFrameError(frame(type="join"), "bad-request", "'room' is missing")
+        self.assertFrameError(frame(type="msg", to="x"), "bad-request", "'message'")
+
+    def test_wrong_field_type(self) -> None:
+        """
+        A field of the wrong JSON type is named.
+        """
+        self.assertFrameError(
+            frame(type="nick", name=5), "bad-request", "'name' must be a string"
+        )
+        self.assertFrameError(frame(type=["x"]), "bad-request", "'type' must be")
+
+    def test_empty_object(self) -> None:
+        """
+        A frame with neither type nor message says what it needs.
+        """
+        self.assertFrameError(b"{}", "bad-request", "'type' or a 'message'")
+
+    def test_bad_command(self) -> None:
+        """
+        A slash command error keeps the command layer's code.
+        """
+        self.assertFrameError(
+            frame(type="message", message="/nope"), "unknown-command", "/nope"
+        )
+
+    def test_client_id_in_errors(self) -> None:
+        """
+        An error for a request with a C{client_id} carries it.
+        """
+        with self.assertRaises(FrameError) as caught:
+            parse_frame(frame(type="join", client_id="c9"), "me")
+        self.assertEqual(caught.exception.client_id, "c9")
+
+    def test_client_id_bounded(self) -> None:
+        """
+        An over-long C{client_id} is refused.
+        """
+        self.assertFrameError(
+            frame(type="rooms", client_id="x" * 65), "bad-request", "client_id"
+        )
+
+
+class EncodeTests(SynchronousTestCase):
+    """
+    Events become the documented JSON.
+    """
+
+    def test_usermsg(self) -> None:
+        """
+        Room messages are classic C{usermsg} plus room, id, ts, door, action;
+        only the sender's copy has C{client_id}.
+        """
+        message = events.RoomMessage(
+            "#dev", 3, 1.5, "al", "telnet", RED, "hi", False, "c1"
+        )
+        expected = {
+            "type": "usermsg",
+            "name": "al",
+            "message": "hi",
+            "color": RED.css,
+            "room": "#dev",
+            "id": 3,
+            "ts": 1.5,
+            "door": "telnet",
+            "action": False,
+        }
+        self.assertEqual(to_json(message), expected)
+        self.assertEqual(
+            to_json(message, sender_copy=True), {**expected, "client_id": "c1"}
+        )
+
+    def test_compact_utf8(self) -> None:
+        """
+        The payload is compact UTF-8 JSON; hostile text stays a JSON string.
+        """
+        text = "<img src=x onerror=alert(1)> é"
+        payload = encode(events.RoomMessage("#a", 1, 0.0, "n", "web", RED, text))
+        self.assertIn(text.encode(), payload)
+        self.assertEqual(json.loads(payload)["message"], text)
+        self.assertNotIn(b": ", payload)
+
+    def test_system_events(self) -> None:
+        """
+        Every notice and answer is C{type: system} with an C{event} and a
+        readable C{message}.
+        """
+        cases = [
+            (
+                events.Presence(1.0, "join", "al", "web", "#a"),
+                "join",
+                "al (web) joined #a",
+            ),
+            (
+                events.Presence(1.0, "part", "al", "web", "#a"),
+                "part",
+                "al (web) left #a",
+            ),
+            (
+                events.Presence(1.0, "quit", "al", "web", reason="lunch"),
+                "quit",
+                "al (web) quit (lunch)",
+            ),
+            (
+                events.Presence(1.0, "lost", "al", "web"),
+                "lost",
+                "al (web) lost connection",
+            ),
+            (
+                events.Presence(1.0, "nick", "al", "web", new_nick="bo"),
+                "nick",
+                "al (web) is now known as bo",
+            ),
+            (
+                events.TopicChanged(1.0, "#a", "al", "x"),
+                "topic",
+                "al set the topic of #a: x",
+            ),
+            (
+                events.TopicChanged(1.0, "#a", "al", ""),
+                "topic",
+                "al cleared the topic of #a",
+            ),
+            (
+                events.Welcome("hub", ("m",), "g-1", "#lobby", RED),
+                "welcome",
+                "Welcome to hub. You are g-1.",
+            ),
+            (
+                events.RoomList((events.RoomInfo("#a", 2, None),)),
+                "rooms",
+                "Rooms: #a (2)",
+            ),
+            (
+                events.Who("#a", (("al", "web"), ("bo", "telnet"))),
+                "who",
+                "#a (2): al (web), bo (telnet)",
+            ),
+            (events.Topic("#a", None, None), "topic_info", "#a has no topic"),
+            (events.Motd(("one", "two")), "motd", "one\ntwo"),
+            (events.Status("now talking in #a"), "status", "now talking in #a"),
+            (events.Goodbye("bye"), "goodbye", "Goodbye (bye)"),
+        ]
+        for event, name, message in cases:
+            data = to_json(event)
+            self.assertEqual(
+                (data["type"], data["event"], data["message"]),
+                ("system", name, message),
+            )
+
+    def test_structured_answers(self) -> None:
+        """
+        Answers carry their data for clients that render it.
+        """
+        who = to_json(events.Who("#a", (("al", "web"),)))
+        self.assertEqual(who["members"], [{"name": "al", "door": "web"}])
+        rooms = to_json(events.RoomList((events.RoomInfo("#a", 2, "t"),)))
+        self.assertEqual(rooms["rooms"], [{"name": "#a", "members": 2, "topic": "t"}])
+        welcome = to_json(events.Welcome("hub", ("m",), "g-1", "#lobby", RED))
+        self.assertEqual(welcome["palette"]["red"], RED.css)
+        self.assertEqual((welcome["name"], welcome["color"]), ("g-1", RED.css))
+        help_ = to_json(events.Help((("/nick NAME", "take another nick"),)))
+        self.assertEqual(
+            help_["commands"],
+            [{"usage": "/nick NAME", "description": "take another nick"}],
+        )
+
+    def test_private_and_error(self) -> None:
+        """
+        Private messages and errors have their own types.
+        """
+        private = to_json(
+            events.PrivateMessage(1.0, "al", "web", RED, "bo", "psst", True)
+        )
+        self.assertEqual(
+            private,
+            {
+                "type": "private",
+                "from": "al",
+                "to": "bo",
+                "message": "psst",
+                "color": RED.css,
+                "door": "web",
+                "ts": 1.0,
+                "outgoing": True,
+            },
+        )
+        self.assertEqual(
+            to_json(events.Error("nick-taken", "x is taken")),
+            {"type": "error", "code": "nick-taken", "message": "x is taken"},
+        )
