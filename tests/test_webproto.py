@@ -242,7 +242,7 @@ class EncodeTests(SynchronousTestCase):
         Every notice and answer is C{type: system} with an C{event} and a
         readable C{message}.
         """
-        cases = [
+        cases: list[tuple[events.Event, str, str]] = [
             (
                 events.Presence(1.0, "join", "al", "web", "#a"),
                 "join",
