@@ -98,7 +98,9 @@ class WebChatProtocol(WebSocketServerProtocol):
 
     def onConnect(self, request: ConnectionRequest) -> None:
         allowed = self.factory.config.allowed_origins
-        if not origin_allowed(request.headers.get("origin"), request.host, allowed):
+        # request.host has lost its port; the same-origin check needs it.
+        host = request.headers.get("host", "")
+        if not origin_allowed(request.headers.get("origin"), host, allowed):
             self._log.info(
                 "refused a WebSocket from origin {origin}",
                 origin=request.headers.get("origin"),
@@ -143,7 +145,9 @@ class WebChatProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.user is not None:
-            clean = wasClean and code in (1000, 1001)
+            # Only a close the client started counts as leaving; one the
+            # server started (limits, dead peer) is a lost connection.
+            clean = wasClean and not self.closedByMe and code in (1000, 1001)
             self.factory.hub.disconnect(self.user, f"{code} {reason}", clean=clean)
 
     def _error(self, code: str, message: str, client_id: str | None = None) -> None:
@@ -198,6 +202,9 @@ class WebChatFactory(WebSocketServerFactory):
             maxMessagePayloadSize=config.max_message,
             autoPingInterval=config.ping_interval or None,
             autoPingTimeout=config.ping_timeout,
+            # Close offenders (oversized frames, protocol errors) with a code
+            # and reason they can see, instead of just dropping TCP.
+            failByDrop=False,
             # permessage-deflate stays off: memory per connection matters
             # more than bandwidth for short chat lines.
             perMessageCompressionAccept=lambda offers: None,
