@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import re
 import sys
@@ -22,6 +23,10 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+)
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import (
@@ -38,8 +43,8 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
 LOOPBACK = "127.0.0.1"
 
-LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
-"""What the server logs once its telnet door is listening."""
+DOOR_LISTENING = re.compile(rb"(telnet|web) door listening on 127\.0\.0\.1:(\d+)")
+"""What the server logs once one of its doors is listening."""
 
 MOTD = ("Integration tests were here.", "Second line of the MOTD.")
 
@@ -641,11 +646,13 @@ class TchatServer:
     @ivar process: Its output collector.
     @ivar port: Where its telnet door listens on 127.0.0.1.
     @ivar directory: Its working directory, holding its C{tap.ini}.
+    @ivar web_port: Where its web door listens on 127.0.0.1, if it has one.
     """
 
     process: ProcessOutput
     port: int
     directory: str
+    web_port: int | None = None
 
     def log(self) -> str:
         """
@@ -653,25 +660,43 @@ class TchatServer:
         """
         return bytes(self.process.output.data).decode("utf-8", "replace")
 
+    async def stop(self) -> None:
+        """
+        Stop the server with SIGTERM (SIGKILL after 10 s), then fail the test
+        if it needed SIGKILL or logged a traceback, since either is a server
+        bug whatever the test was looking at.  Calling it again does nothing
+        more than check again.
+        """
+        graceful = await self.process.stop(grace=10.0)
+        log = self.log()
+        if not self.process.has_ended:
+            raise FailTest(f"the server did not end after SIGKILL:\n{log}")
+        if not graceful:
+            raise FailTest(f"the server ignored SIGTERM for 10 s:\n{log}")
+        if "Traceback" in log:
+            raise FailTest(f"the server logged a traceback:\n{log}")
+
 
 async def start_server(
     testcase: TestCase,
     tap_ini: str = TAP_INI,
     *,
     telnet: str = "tcp:0:interface=127.0.0.1",
+    web: str | None = None,
     timeout: float = 15.0,
 ) -> TchatServer:
     """
     Start C{twistd -n tchat} in a fresh directory and wait until its telnet
-    door listens.
+    door (and its web door, if asked for) listens.
 
-    Cleanup stops it with SIGTERM (SIGKILL after 10 s) and then fails the
-    test if it needed SIGKILL or logged a traceback, since either is a
-    server bug whatever the test was looking at.
+    Cleanup stops it with L{TchatServer.stop}, which fails the test if the
+    server needed SIGKILL or logged a traceback.
 
     @param tap_ini: The configuration file's text.
     @param telnet: The C{--telnet} endpoint.
-    @param timeout: Seconds to wait for the listening line.
+    @param web: The C{--web} endpoint; C{None} for no web door (the
+        default L{TAP_INI} configures none).
+    @param timeout: Seconds to wait for the listening lines.
     @return: The running server.
     """
     directory = make_directory(testcase)
@@ -680,30 +705,35 @@ async def start_server(
         f.write(tap_ini)
     args = [TWISTD, "-n", "--pidfile=", "tchat", "--config", config]
     args += ["--telnet", telnet]
+    doors = {"telnet"}
+    if web is not None:
+        args += ["--web", web]
+        doors.add("web")
     process = ProcessOutput("twistd tchat")
     global_reactor().spawnProcess(
         process, TWISTD, args, env=dict(os.environ), path=directory
     )
+    server = TchatServer(process, 0, directory)
+    testcase.addCleanup(lambda: ensureDeferred(server.stop()))
 
-    async def stop() -> None:
-        graceful = await process.stop(grace=10.0)
-        log = bytes(process.output.data).decode("utf-8", "replace")
-        if not process.has_ended:
-            raise FailTest(f"the server did not end after SIGKILL:\n{log}")
-        if not graceful:
-            raise FailTest(f"the server ignored SIGTERM for 10 s:\n{log}")
-        if "Traceback" in log:
-            raise FailTest(f"the server logged a traceback:\n{log}")
-
-    testcase.addCleanup(lambda: ensureDeferred(stop()))
-    try:
-        match = await process.output.wait_for(LISTENING, timeout)
-    except FailTest:
-        raise FailTest(
-            f"twistd tchat did not log its listening port within {timeout} s; "
-            f"its log:\n{bytes(process.output.data).decode('utf-8', 'replace')}"
-        ) from None
-    return TchatServer(process, int(match.group(1)), directory)
+    # Each door logs one line once it listens; wait for all of them, in
+    # whatever order they come.
+    ports: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    while not doors <= ports.keys():
+        try:
+            match = await process.output.wait_for(
+                DOOR_LISTENING, max(deadline - time.monotonic(), 0.01)
+            )
+        except FailTest:
+            raise FailTest(
+                f"twistd tchat did not log where its {sorted(doors - ports.keys())} "
+                f"doors listen within {timeout} s; its log:\n{server.log()}"
+            ) from None
+        ports[match.group(1).decode()] = int(match.group(2))
+    server.port = ports["telnet"]
+    server.web_port = ports.get("web")
+    return server
 
 
 async def chat(
@@ -725,3 +755,437 @@ async def chat(
     for client in clients:
         await client.sync()
     return server, clients
+
+
+# -- WebSocket clients -------------------------------------------------------
+
+
+class _Recent:
+    """
+    Compares equal to a C{float} time stamp (seconds since the epoch) from
+    the last minute: stands for a fresh C{ts} in expected frames.
+    """
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, float) and abs(other - time.time()) < 60
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "RECENT"
+
+
+RECENT: Any = _Recent()
+"""Put in an expected frame where a current C{ts} belongs."""
+
+
+@dataclass(frozen=True)
+class Closed:
+    """
+    How a WebSocket connection ended, as Autobahn reported it.
+
+    @ivar clean: Whether the WebSocket closing handshake completed.
+    @ivar code: The close code reported to the application (1006 when the
+        connection was dropped without a closing handshake).
+    @ivar reason: The close reason reported to the application.
+    @ivar server_code: The code in the server's close frame, if it sent one.
+    @ivar server_reason: The reason in the server's close frame, if any.
+    """
+
+    clean: bool
+    code: int | None
+    reason: str | None
+    server_code: int | None
+    server_reason: str | None
+
+
+class WebClient(WebSocketClientProtocol):
+    """
+    A real WebSocket client of the web door, as a test drives it: every text
+    frame it receives is decoded as JSON and kept, in order.
+
+    A cursor marks how far the test has read: each successful wait moves it
+    past the frame it returns, so consecutive waits assert the order of
+    arrival.
+
+    @ivar name: Who this client is in the test, for failure messages.
+    @ivar nick: The client's nick, from the welcome or L{WebClient.set_nick}.
+    @ivar colour: The client's CSS colour, from the welcome.
+    @ivar palette: The palette from the welcome: colour names to CSS.
+    @ivar frames: Every frame received: JSON objects, or C{{"binary": hex}}
+        for a binary frame (which the server never sends).
+    @ivar cursor: The index in L{frames} up to which the test has read.
+    @ivar closed: How the connection ended, once it has.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.nick = ""
+        self.colour = ""
+        self.palette: dict[str, str] = {}
+        self.frames: list[dict[str, Any]] = []
+        self.cursor = 0
+        self.opened = False
+        self.closed: Closed | None = None
+        self._waiter: _FrameWaiter | None = None
+        self._state_waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
+
+    # -- WebSocketClientProtocol -------------------------------------------
+
+    def onOpen(self) -> None:
+        self.opened = True
+        self._state_changed()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if isBinary:
+            frame: Any = {"binary": payload.hex()}
+        else:
+            frame = json.loads(payload.decode("utf-8"))
+        self.frames.append(frame)
+        self._check()
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.closed = Closed(
+            wasClean, code, reason, self.remoteCloseCode, self.remoteCloseReason
+        )
+        self._check()
+        self._state_changed()
+
+    # -- waiting -----------------------------------------------------------
+
+    def describe(self) -> str:
+        """
+        Everything received, split at the cursor, and how the connection
+        ended, for failure messages.
+        """
+        read = "\n  ".join(json.dumps(f) for f in self.frames[: self.cursor])
+        rest = "\n  ".join(json.dumps(f) for f in self.frames[self.cursor :])
+        return (
+            f"{self.name} ({self.closed or 'open'}) had read:\n  {read}\n"
+            f"and then received:\n  {rest}"
+        )
+
+    def rest(self) -> list[dict[str, Any]]:
+        """
+        The frames after the cursor.
+        """
+        return self.frames[self.cursor :]
+
+    def wait_frame(
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        what: str,
+        timeout: float = 5.0,
+    ) -> Deferred[dict[str, Any]]:
+        """
+        Wait for the first frame after the cursor for which C{predicate} is
+        true, then move the cursor past it.
+
+        @param what: What is awaited, for the failure message.
+        @return: A Deferred firing with the frame, or failing with an
+            L{FailTest} that shows everything received.
+        """
+        assert self._waiter is None, f"{self.name}: already waiting"
+        waiter = self._waiter = _FrameWaiter(predicate, what)
+        waiter.timer = global_reactor().callLater(
+            timeout, self._fail, waiter, f"did not arrive within {timeout} s"
+        )
+        self._check()
+        return waiter.deferred
+
+    def _fail(self, waiter: _FrameWaiter, why: str) -> None:
+        if self._waiter is not waiter:
+            return
+        self._waiter = None
+        if waiter.timer.active():
+            waiter.timer.cancel()
+        waiter.deferred.errback(
+            FailTest(f"{self.name}: {waiter.what} {why}.\n{self.describe()}")
+        )
+
+    def _check(self) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            return
+        for index in range(self.cursor, len(self.frames)):
+            if waiter.predicate(self.frames[index]):
+                self._waiter = None
+                waiter.timer.cancel()
+                self.cursor = index + 1
+                waiter.deferred.callback(self.frames[index])
+                return
+        if self.closed is not None:
+            self._fail(waiter, "did not arrive before the connection closed")
+
+    async def next_frame(self, timeout: float = 5.0) -> dict[str, Any]:
+        """
+        Read the next frame after the cursor.
+        """
+        frame: dict[str, Any] = await self.wait_frame(
+            lambda frame: True, "a next frame", timeout
+        )
+        return frame
+
+    async def wait_for(self, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        """
+        Wait for the first frame after the cursor that has all of C{fields}
+        (other frames before it are skipped).
+        """
+        frame: dict[str, Any] = await self.wait_frame(
+            lambda frame: all(frame.get(k, _MISSING) == v for k, v in fields.items()),
+            f"a frame with {fields!r}",
+            timeout,
+        )
+        return frame
+
+    async def expect_frames(
+        self, *expected: dict[str, Any], timeout: float = 5.0
+    ) -> None:
+        """
+        Assert that the next frames are exactly C{expected}, in order.  Use
+        L{RECENT} for a current C{ts}.
+
+        @raise FailTest: Showing the frames and everything received.
+        """
+        start = self.cursor
+        got: list[dict[str, Any]] = []
+        try:
+            for _ in expected:
+                got.append(await self.next_frame(timeout))
+        except FailTest as e:
+            raise FailTest(
+                f"{self.name}: expected frames {list(expected)!r}, got only "
+                f"{got!r}\n{e}"
+            ) from None
+        if got != list(expected):
+            raise FailTest(
+                f"{self.name}: expected frames\n  {list(expected)!r}\nbut got\n"
+                f"  {got!r}\n(received from frame {start}: {self.frames[start:]!r})"
+            )
+
+    async def sync(self, room: str = "#lobby", timeout: float = 5.0) -> list[Any]:
+        """
+        A round trip: ask who is in C{room} and wait for the answer.
+
+        Whatever the server had sent this client before it read the request
+        arrives before the answer, so the frames returned are all that
+        arrived in between; a test asserts on them to show something did
+        I{not} arrive.
+
+        @return: The frames between the cursor and the answer.
+        """
+        start = self.cursor
+        self.send({"type": "who", "room": room})
+        answer = await self.wait_for(timeout, type="system", event="who", room=room)
+        return self.frames[start : self.frames.index(answer, start)]
+
+    async def wait_state(
+        self, what: str, done: Callable[[], bool], timeout: float
+    ) -> None:
+        """
+        Wait until C{done()}, checked whenever the connection opens or
+        closes, is true.
+
+        @param what: What is awaited, for the failure message.
+        """
+        if done():
+            return
+        d: Deferred[None] = Deferred()
+        self._state_waiters.append((done, d))
+        timer = global_reactor().callLater(timeout, d.cancel)
+        try:
+            await d
+        except Exception:
+            raise FailTest(
+                f"{self.name}: waited {timeout} s for {what}.\n{self.describe()}"
+            ) from None
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    def _state_changed(self) -> None:
+        waiting, self._state_waiters = self._state_waiters, []
+        for done, d in waiting:
+            if d.called:
+                continue
+            if done():
+                d.callback(None)
+            else:
+                self._state_waiters.append((done, d))
+
+    # -- what tests do -----------------------------------------------------
+
+    def send(self, frame: Any) -> None:
+        """
+        Send one JSON text frame.
+        """
+        self.sendMessage(json.dumps(frame).encode("utf-8"), isBinary=False)
+
+    def send_raw(self, payload: bytes, binary: bool = False) -> None:
+        """
+        Send one frame with exactly this payload.
+        """
+        self.sendMessage(payload, isBinary=binary)
+
+    async def set_nick(self, nick: str) -> None:
+        """
+        Take a nick with a typed request and check the server's
+        confirmation.
+        """
+        old = self.nick
+        self.send({"type": "nick", "name": nick})
+        await self.expect_frames(
+            {
+                "type": "system",
+                "event": "nick",
+                "message": f"{old} (web) is now known as {nick}",
+                "name": old,
+                "new_name": nick,
+                "door": "web",
+                "ts": RECENT,
+            }
+        )
+        self.nick = nick
+
+    async def expect_closed(self, timeout: float = 5.0) -> Closed:
+        """
+        Wait for the connection to end.
+
+        @return: How it ended.
+        """
+        await self.wait_state(
+            "the connection to close", lambda: self.closed is not None, timeout
+        )
+        assert self.closed is not None
+        return self.closed
+
+    def abort(self) -> None:
+        """
+        Drop the TCP connection abruptly (RST), as a crashed browser would.
+        """
+        assert self.transport is not None
+        self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """
+        Close the connection with code 1000, if still open, and wait until
+        it is closed.
+        """
+        if self.closed is not None:
+            return
+        if self.opened:
+            self.sendClose(1000)
+        else:
+            self.dropConnection(abort=True)
+        await self.expect_closed(timeout)
+
+
+_MISSING = object()
+
+
+class _FrameWaiter:
+    """
+    One pending wait on a L{WebClient}: a predicate and the Deferred to fire.
+    """
+
+    def __init__(self, predicate: Callable[[dict[str, Any]], bool], what: str):
+        self.predicate = predicate
+        self.what = what
+        self.deferred: Deferred[dict[str, Any]] = Deferred()
+        self.timer: Any = None
+
+
+class _OneClientFactory(WebSocketClientFactory):
+    """
+    Builds exactly the one L{WebClient} it was given.
+    """
+
+    def __init__(self, client: WebClient, url: str, origin: str | None) -> None:
+        super().__init__(url, origin=origin)
+        self._client = client
+
+    def buildProtocol(self, addr: object) -> WebClient:
+        self._client.factory = self
+        return self._client
+
+
+def web_welcome(nick: str, room: str = "#lobby") -> list[dict[str, Any]]:
+    """
+    The frames a new web user gets first: the welcome, then its own join.
+    Its colour and the palette are left out (see L{connect_web}).
+    """
+    return [
+        {
+            "type": "system",
+            "event": "welcome",
+            "message": f"Welcome to tchat. You are {nick}.",
+            "server": "tchat",
+            "motd": list(MOTD),
+            "name": nick,
+            "room": room,
+        },
+        {
+            "type": "system",
+            "event": "join",
+            "message": f"{nick} (web) joined {room}",
+            "name": nick,
+            "door": "web",
+            "room": room,
+            "ts": RECENT,
+        },
+    ]
+
+
+GUEST = re.compile(r"guest-[0-9a-f]{4}")
+
+
+async def connect_web(
+    testcase: TestCase,
+    port: int,
+    name: str,
+    *,
+    origin: str | None = None,
+    welcome: bool = True,
+    timeout: float = 5.0,
+) -> WebClient:
+    """
+    Open a WebSocket to a test server's C{/ws}; closed again in cleanup.
+
+    @param port: The server's web port on 127.0.0.1.
+    @param name: Who the client is, for failure messages.
+    @param origin: The C{Origin} header to send; none by default.
+    @param welcome: Read the welcome and the join notice that follows it
+        (checking both), and take the guest nick, colour and palette from
+        it; otherwise the cursor stays at 0.
+    @return: The open client.
+    @raise FailTest: If the handshake fails.
+    """
+    client = WebClient(name)
+    factory = _OneClientFactory(client, f"ws://{LOOPBACK}:{port}/ws", origin)
+    endpoint = TCP4ClientEndpoint(global_reactor(), LOOPBACK, port, timeout=5)
+    await endpoint.connect(factory)
+    testcase.addCleanup(lambda: ensureDeferred(client.close()))
+    await client.wait_state(
+        "the handshake", lambda: client.opened or client.closed is not None, timeout
+    )
+    if not client.opened:
+        raise FailTest(f"{name}: the WebSocket handshake failed: {client.closed}")
+    if welcome:
+        first = await client.next_frame(timeout)
+        nick = first.get("name", "")
+        if not isinstance(nick, str) or not GUEST.fullmatch(nick):
+            raise FailTest(f"{name}: no guest nick in the welcome {first!r}")
+        palette = first.pop("palette", None)
+        colour = first.pop("color", None)
+        if not isinstance(palette, dict) or colour not in palette.values():
+            raise FailTest(f"{name}: the welcome's colour is not in its palette")
+        expected = web_welcome(nick)
+        if first != expected[0]:
+            raise FailTest(f"{name}: expected welcome {expected[0]!r}, got {first!r}")
+        await client.expect_frames(expected[1], timeout=timeout)
+        client.nick = nick
+        client.colour = colour
+        client.palette = palette
+    return client
