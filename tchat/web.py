@@ -7,7 +7,6 @@ this module only adapts it to the hub, and serves the page with
 L{twisted.web}.
 """
 
-import json
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from tchat import events
 from tchat.config import WebConfig
 from tchat.hub import ChatFactory, User
 from tchat.interfaces import IParticipant
-from tchat.webproto import FrameError, encode, parse_frame
+from tchat.webproto import FrameError, encode, error_frame, parse_frame
 
 STATIC = Path(str(files("tchat") / "static"))
 
@@ -151,10 +150,7 @@ class WebChatProtocol(WebSocketServerProtocol):
             self.factory.hub.disconnect(self.user, f"{code} {reason}", clean=clean)
 
     def _error(self, code: str, message: str, client_id: str | None = None) -> None:
-        frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
-        if client_id is not None:
-            frame["client_id"] = client_id
-        self.sendMessage(json.dumps(frame, ensure_ascii=False).encode("utf-8"))
+        self.sendMessage(error_frame(code, message, client_id))
 
     # -- IParticipant ------------------------------------------------------
 

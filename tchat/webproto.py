@@ -337,10 +337,24 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
     raise TypeError(f"the web door cannot encode {event!r}")
 
 
+def error_frame(code: str, message: str, client_id: str | None = None) -> bytes:
+    """
+    The payload of an C{error} frame, for one client only.
+
+    @param client_id: The tag of the request that failed, if it had one.
+    """
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if client_id is not None:
+        frame["client_id"] = client_id
+    return _dumps(frame)
+
+
+def _dumps(frame: dict[str, Any]) -> bytes:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def encode(event: events.Event, sender_copy: bool = False) -> bytes:
     """
     The frame payload for an event: compact UTF-8 JSON.
     """
-    return json.dumps(
-        to_json(event, sender_copy), ensure_ascii=False, separators=(",", ":")
-    ).encode("utf-8")
+    return _dumps(to_json(event, sender_copy))

@@ -148,7 +148,47 @@ class _Waiter:
         self.timer: Any = None
 
 
-class Received:
+class _OneWait:
+    """
+    The bounded single-wait machinery shared by byte streams (L{Received})
+    and frame streams (L{WebClient}): at most one pending waiter, failed at
+    its timeout with everything received so far.
+
+    Users provide C{name}, C{describe()} and C{_check()}, and keep the
+    pending waiter (anything with C{what}, C{deferred} and C{timer}) in
+    C{_waiter}.
+    """
+
+    name: str
+    _waiter: Any
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def _check(self) -> None:
+        raise NotImplementedError
+
+    def _start_wait(self, waiter: Any, timeout: float) -> Deferred[Any]:
+        assert self._waiter is None, f"{self.name}: already waiting"
+        self._waiter = waiter
+        waiter.timer = global_reactor().callLater(
+            timeout, self._fail, waiter, f"did not arrive within {timeout} s"
+        )
+        self._check()
+        return waiter.deferred  # type: ignore[no-any-return]
+
+    def _fail(self, waiter: Any, why: str) -> None:
+        if self._waiter is not waiter:
+            return
+        self._waiter = None
+        if waiter.timer.active():
+            waiter.timer.cancel()
+        waiter.deferred.errback(
+            FailTest(f"{self.name}: {waiter.what} {why}.\n{self.describe()}")
+        )
+
+
+class Received(_OneWait):
     """
     Bytes arriving from one peer over time, and bounded waits for patterns in
     them.
@@ -211,26 +251,7 @@ class Received:
         @return: A Deferred firing with the match, or failing with an
             L{FailTest} that shows everything received.
         """
-        assert self._waiter is None, f"{self.name}: already waiting"
-        waiter = self._waiter = _Waiter(matcher, what)
-        waiter.timer = global_reactor().callLater(
-            timeout, self._expire, waiter, timeout
-        )
-        self._check()
-        return waiter.deferred
-
-    def _expire(self, waiter: _Waiter, timeout: float) -> None:
-        self._fail(waiter, f"did not arrive within {timeout} s")
-
-    def _fail(self, waiter: _Waiter, why: str) -> None:
-        if self._waiter is not waiter:
-            return
-        self._waiter = None
-        if waiter.timer.active():
-            waiter.timer.cancel()
-        waiter.deferred.errback(
-            FailTest(f"{self.name}: {waiter.what} {why}.\n{self.describe()}")
-        )
+        return self._start_wait(_Waiter(matcher, what), timeout)
 
     def _check(self) -> None:
         waiter = self._waiter
@@ -800,7 +821,7 @@ class Closed:
     server_reason: str | None
 
 
-class WebClient(WebSocketClientProtocol):
+class WebClient(_OneWait, WebSocketClientProtocol):  # type: ignore[misc]
     """
     A real WebSocket client of the web door, as a test drives it: every text
     frame it receives is decoded as JSON and kept, in order.
@@ -887,23 +908,7 @@ class WebClient(WebSocketClientProtocol):
         @return: A Deferred firing with the frame, or failing with an
             L{FailTest} that shows everything received.
         """
-        assert self._waiter is None, f"{self.name}: already waiting"
-        waiter = self._waiter = _FrameWaiter(predicate, what)
-        waiter.timer = global_reactor().callLater(
-            timeout, self._fail, waiter, f"did not arrive within {timeout} s"
-        )
-        self._check()
-        return waiter.deferred
-
-    def _fail(self, waiter: _FrameWaiter, why: str) -> None:
-        if self._waiter is not waiter:
-            return
-        self._waiter = None
-        if waiter.timer.active():
-            waiter.timer.cancel()
-        waiter.deferred.errback(
-            FailTest(f"{self.name}: {waiter.what} {why}.\n{self.describe()}")
-        )
+        return self._start_wait(_FrameWaiter(predicate, what), timeout)
 
     def _check(self) -> None:
         waiter = self._waiter
