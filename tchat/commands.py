@@ -110,6 +110,42 @@ class Color:
     choice: str | None
 
 
+@dataclass(frozen=True)
+class ShowHistory:
+    """
+    C{/history [N]}: earlier messages of a room.
+
+    @ivar room: C{None} for the current room.
+    @ivar before: Only messages with a smaller id (paging backwards);
+        C{None} for the latest.
+    """
+
+    limit: int
+    room: str | None = None
+    before: int | None = None
+
+
+@dataclass(frozen=True)
+class Resume:
+    """
+    C{/resume CODE}: take back the nick, rooms and missed messages of an
+    earlier connection.
+    """
+
+    code: str
+
+
+@dataclass(frozen=True)
+class ResumeRooms:
+    """
+    A reconnecting client's own record of what it has seen: for each room,
+    the last message id it has and that id's epoch (C{None}: the room's
+    current epoch).  The user joins rooms they are not in.
+    """
+
+    rooms: tuple[tuple[str, int, int | None], ...]
+
+
 Command = (
     Say
     | Me
@@ -124,6 +160,9 @@ Command = (
     | ShowHelp
     | Quit
     | Color
+    | ShowHistory
+    | Resume
+    | ResumeRooms
 )
 
 
@@ -152,6 +191,10 @@ class CommandSpec:
     description: str
 
 
+DEFAULT_HISTORY = 20
+MAX_HISTORY = 200
+"""How many messages C{/history} shows by default, and at most."""
+
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("nick", "/nick NAME", "take another nick"),
     CommandSpec("join", "/join #room", "join a room (creating it) and talk there"),
@@ -163,6 +206,17 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("topic", "/topic [text]", "show, or set, the current room's topic"),
     CommandSpec("me", "/me action", "tell the room what you are doing"),
     CommandSpec("msg", "/msg NICK text", "send a private message to one user"),
+    CommandSpec(
+        "history",
+        "/history [N]",
+        f"show the last N messages of the current room (default {DEFAULT_HISTORY}, "
+        f"at most {MAX_HISTORY})",
+    ),
+    CommandSpec(
+        "resume",
+        "/resume CODE",
+        "after a reconnect: take back your nick, rooms and the messages you missed",
+    ),
     CommandSpec("motd", "/motd", "show the message of the day"),
     CommandSpec("help", "/help", "list the commands"),
     CommandSpec("quit", "/quit [reason]", "leave the chat"),
@@ -252,6 +306,19 @@ def _parse_command(name: str, args: str) -> Command:
             if len(words) > 1:
                 raise _usage(name)
             return Color(words[0].lower() if words else None)
+        case "history":
+            if len(words) > 1 or (words and not words[0].isdecimal()):
+                raise _usage(name)
+            limit = int(words[0]) if words else DEFAULT_HISTORY
+            if not 1 <= limit <= MAX_HISTORY:
+                raise CommandError(
+                    "bad-arguments", f"/history: N must be from 1 to {MAX_HISTORY}"
+                )
+            return ShowHistory(limit)
+        case "resume":
+            if len(words) != 1:
+                raise _usage(name)
+            return Resume(words[0])
     raise AssertionError(f"no parser for /{name}")  # pragma: no cover
 
 

@@ -12,7 +12,7 @@ import configparser
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tchat.text import clean_text, normalize_room, room_problem
 
@@ -77,6 +77,41 @@ class WebConfig:
     ping_timeout: int = 10
 
 
+SyncMode = Literal["normal", "full"]
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """
+    The C{[history]} section: what is kept of each room, and where.
+
+    @ivar enabled: C{False} keeps history in memory only, for the life of
+        the process; so does C{path = :memory:}.
+    @ivar path: The SQLite file, relative to the working directory.
+    @ivar keep: Messages kept per room; older ones are pruned.
+    @ivar replay: Messages shown to a user who joins a room.
+    @ivar batch_window: Seconds a room message may wait before it is
+        written, so writes go in batches; what a crash can lose.
+    @ivar sync: C{normal}: a message is acknowledged once queued for the
+        store; C{full}: only once committed to disk, and shown to nobody
+        before that.
+    @ivar resume_ttl: Seconds a resume code stays valid after its user left.
+    """
+
+    enabled: bool = True
+    path: str = "tchat.sqlite3"
+    keep: int = 1000
+    replay: int = 20
+    batch_window: float = 0.05
+    sync: SyncMode = "normal"
+    resume_ttl: int = 24 * 3600
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether history lives only as long as the process."""
+        return not self.enabled or self.path == ":memory:"
+
+
 @dataclass(frozen=True)
 class Config:
     """
@@ -88,6 +123,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     telnet: TelnetConfig = field(default_factory=TelnetConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     source: str = "built-in defaults"
 
 
@@ -162,6 +198,44 @@ def _bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"{raw.strip()!r} is not true or false")
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"{raw.strip()!r} is not a number of seconds") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}, not {value:g}")
+        return value
+
+    return parse
+
+
+def _path(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("must not be empty (use :memory: for no file)")
+    if "\0" in value:
+        raise ValueError("must not contain NUL")
+    return value
+
+
+def _sync(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("normal", "full"):
+        raise ValueError(f"{raw.strip()!r} is not normal or full")
+    return value
+
+
 _SECTIONS: Mapping[str, tuple[type[Any], Mapping[str, Callable[[str], object]]]] = {
     "server": (
         ServerConfig,
@@ -179,6 +253,18 @@ _SECTIONS: Mapping[str, tuple[type[Any], Mapping[str, Callable[[str], object]]]]
             "max_message": _bounded_int(1024, 16 * 1024 * 1024),
             "ping_interval": _bounded_int(0, 3600),
             "ping_timeout": _bounded_int(1, 3600),
+        },
+    ),
+    "history": (
+        HistoryConfig,
+        {
+            "enabled": _bool,
+            "path": _path,
+            "keep": _bounded_int(1, 1_000_000),
+            "replay": _bounded_int(0, 1000),
+            "batch_window": _seconds(0, 10),
+            "sync": _sync,
+            "resume_ttl": _bounded_int(0, 365 * 24 * 3600),
         },
     ),
 }

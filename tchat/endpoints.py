@@ -6,6 +6,7 @@ where each one really listens.
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
@@ -115,8 +116,15 @@ class ListenerService(StreamServerEndpointService):
         description: str,
         endpoint: IStreamServerEndpoint,
         factory: IProtocolFactory,
+        ready: Deferred[None] | None = None,
     ) -> None:
+        """
+        @param ready: Fires when the hub is ready for users; until then the
+            port is listening (so a taken port fails start-up at once) but
+            connections wait in the listen queue.
+        """
         super().__init__(endpoint, factory)
+        self._ready = ready
         self.door = door
         self.description = description
         self.port: IListeningPort | None = None
@@ -134,6 +142,13 @@ class ListenerService(StreamServerEndpointService):
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
+        ready = self._ready
+        if ready is not None and not ready.called:
+            pause = getattr(port, "stopReading", None)
+            resume = getattr(port, "startReading", None)
+            if pause is not None and resume is not None:
+                pause()
+                ready.addCallback(lambda _: resume())
         self._log.info(
             "{door} door listening on {address} ({description})",
             door=self.door,

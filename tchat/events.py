@@ -49,7 +49,7 @@ class Renderings:
             return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RoomMessage:
     """
     Someone said something (or did, for C{/me}) in a room.
@@ -71,6 +71,32 @@ class RoomMessage:
     text: str
     action: bool = False
     client_id: str | None = None
+    epoch: int = 0
+
+
+HistoryReason = Literal["join", "resume", "page"]
+
+
+@dataclass(frozen=True)
+class History:
+    """
+    Earlier messages of a room, for one user.
+
+    @ivar reason: C{join}: the latest ones, on joining; C{resume}: those
+        the user missed since the id they gave; C{page}: on request.
+    @ivar complete: For C{resume}: C{False} when some messages the user
+        missed are gone (too old to keep, or lost in a crash).
+    @ivar more: For C{page}: older messages are still kept.
+    @ivar last_id: For C{resume}: the room's latest id when it was asked.
+    """
+
+    room: str
+    epoch: int
+    messages: tuple[RoomMessage, ...]
+    reason: HistoryReason
+    complete: bool = True
+    more: bool = False
+    last_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,6 +163,7 @@ class Welcome:
     nick: str
     room: str
     colour: Colour
+    resume_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -221,6 +248,9 @@ ErrorCode = Literal[
     "no-room",
     "line-too-long",
     "bad-input",
+    "no-such-session",
+    "not-stored",
+    "history-unavailable",
 ]
 
 
@@ -248,6 +278,7 @@ class Goodbye:
 
 Event = (
     RoomMessage
+    | History
     | PrivateMessage
     | Presence
     | TopicChanged

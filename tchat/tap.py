@@ -3,17 +3,23 @@
 C{twistd tchat}: command-line options and the service tree.
 """
 
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IReactorCore
+from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from tchat import __version__
 from tchat.config import Config, ConfigError, load_config, with_overrides
 from tchat.endpoints import ListenerService, check_endpoint, with_backlog
+from tchat.history import open_store
 from tchat.hub import ChatFactory
 from tchat.telnet import TelnetFactory
 from tchat.web import make_site
@@ -100,7 +106,31 @@ class Options(usage.Options):
             check_endpoint(door, description)
         if not listeners:
             raise ConfigError("no listener is configured in [telnet] or [web]")
+        _check_history(config)
         return config
+
+
+def _check_history(config: Config) -> None:
+    """
+    Refuse a history file that cannot be written before anything starts.
+    """
+    history = config.history
+    if history.in_memory:
+        return
+    path = Path(history.path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{config.source}: [history] path: the folder {str(folder)!r} "
+            "does not exist"
+        )
+    if not os.access(folder, os.W_OK) or (
+        path.exists() and not os.access(path, os.W_OK)
+    ):
+        raise ConfigError(
+            f"{config.source}: [history] path: {history.path!r} is not writable "
+            "by this user"
+        )
 
 
 def _listeners(config: Config) -> list[tuple[str, str]]:
@@ -110,6 +140,53 @@ def _listeners(config: Config) -> list[tuple[str, str]]:
     return [("telnet", d) for d in config.telnet.listen] + [
         ("web", d) for d in config.web.listen
     ]
+
+
+class HistoryService(Service):
+    """
+    Loads the hub's history before users are let in, and writes it all out
+    when tchat stops.  It is the first service, so it stops last, after the
+    doors.
+    """
+
+    _log = Logger()
+
+    def __init__(self, hub: ChatFactory, description: str, reactor: Any) -> None:
+        self._hub = hub
+        self._description = description
+        self._reactor = reactor
+        self._started: Deferred[None] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._log.info("history: {description}", description=self._description)
+        self._started = self._hub.start()
+        self._started.addErrback(self._failed)
+
+    def _failed(self, why: Failure) -> None:
+        self._log.critical(
+            "tchat: cannot open the history store ({description}): {error}. "
+            "Check [history] path in tap.ini, or set enabled = false.",
+            description=self._description,
+            error=why.getErrorMessage(),
+        )
+        self._started = None
+        # twistd has no exit status of its own for this; stop, then leave
+        # with 1 so supervisors see a failed start.
+        self._reactor.addSystemEventTrigger("after", "shutdown", _exit_failed)
+        self._reactor.stop()
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        if self._started is None:
+            return None
+        return self._started.addCallback(lambda _: self._hub.stop())
+
+
+def _exit_failed() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
@@ -125,14 +202,23 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
 
         reactor = _global
     config = options.config
-    hub = ChatFactory(config.server, reactor)  # type: ignore[arg-type]
+    store = open_store(config.history, reactor)
+    hub = ChatFactory(
+        config.server,
+        reactor,  # type: ignore[arg-type]
+        history=config.history,
+        store=store,
+    )
     root = MultiService()
+    HistoryService(hub, store.description, reactor).setServiceParent(root)
     factories: dict[str, IProtocolFactory] = {
         "telnet": TelnetFactory(hub, "telnet", config.telnet.max_line),
         "web": make_site(hub, config.web),
     }
     for door, description in _listeners(config):
         endpoint = serverFromString(reactor, with_backlog(description))
-        service = ListenerService(door, description, endpoint, factories[door])
+        service = ListenerService(
+            door, description, endpoint, factories[door], hub.when_ready()
+        )
         service.setServiceParent(root)
     return root

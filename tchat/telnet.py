@@ -95,6 +95,8 @@ def variant(event: events.Event, viewer: User) -> Variant | None:
             return (viewer.show_colours,)
         case events.Presence():
             return (event.nick == viewer.nick or event.new_nick == viewer.nick,)
+        case events.History():
+            return (viewer.show_colours,)
     return ()
 
 
@@ -119,6 +121,8 @@ def encode(event: events.Event, variant: Variant) -> bytes:
         case events.Presence(), (is_self,):
             text = _presence_text(event, is_self)
             return _lines(f"[{_clock_time(event.ts)}] *** {text}")
+        case events.History(), (colours,):
+            return _history(event, colours)
         case events.TopicChanged(), _:
             if event.topic:
                 text = f"{event.nick} set the topic of {event.room}: {event.topic}"
@@ -128,16 +132,75 @@ def encode(event: events.Event, variant: Variant) -> bytes:
     return _reply(event)
 
 
+def _stamp(ts: float, today: time.struct_time) -> str:
+    """
+    A history line's time: the date too when it is not from today.
+    """
+    when = time.localtime(ts)
+    if when[:3] == today[:3]:
+        return time.strftime("%H:%M", when)
+    return time.strftime("%b %d %H:%M", when)
+
+
+def _history(event: events.History, colours: bool) -> bytes:
+    """
+    Earlier messages, between a header and a footer so they stand apart
+    from live ones; the user's own messages are shown too.
+    """
+    room, count = event.room, len(event.messages)
+    today = time.localtime()
+    body = []
+    for m in event.messages:
+        nick = _paint(m.nick, m.colour, colours)
+        said = f"* {nick} {m.text}" if m.action else f"<{nick}> {m.text}"
+        body.append(f"[{_stamp(m.ts, today)}] {said}")
+    match event.reason:
+        case "join":
+            head = f"*** Recent messages in {room}:"
+            foot = "*** End of recent messages"
+        case "resume":
+            gap = (
+                []
+                if event.complete
+                else [f"*** Some earlier messages of {room} are no longer kept"]
+            )
+            if not count:
+                return _lines(*gap, f"*** Nothing new in {room} since you left")
+            plural = "message" if count == 1 else "messages"
+            head = f"*** {count} {plural} in {room} since you left:"
+            return _lines(*gap, head, *body, f"*** End of missed messages in {room}")
+        case "page":
+            if not count:
+                return _lines(f"*** No earlier messages in {room}")
+            plural = "message" if count == 1 else "messages"
+            head = f"*** Last {count} {plural} in {room}:"
+            foot = "*** End of history" + (
+                "; older messages are kept too (/history N shows more)"
+                if event.more
+                else ""
+            )
+    return _lines(head, *body, foot)
+
+
 def _reply(event: events.Event) -> bytes:
     """
     Render an event meant for one user: answers, errors, the welcome.
     """
     match event:
-        case events.Welcome(server, motd, nick, _):
+        case events.Welcome(server, motd, nick, _, _, code):
+            resume = (
+                [
+                    f"*** Your resume code is {code}: after a reconnect, "
+                    f"/resume {code} brings back your nick, rooms and what you missed."
+                ]
+                if code
+                else []
+            )
             return _lines(
                 f"*** Welcome to {server}",
                 *(f"  {line}" for line in motd),
                 f"*** You are {nick}. /nick NAME changes it; /help lists commands.",
+                *resume,
             )
         case events.Motd(lines):
             return _lines("*** Message of the day:", *(f"  {line}" for line in lines))

@@ -29,7 +29,13 @@ from tchat import events
 from tchat.config import WebConfig
 from tchat.hub import ChatFactory, User
 from tchat.interfaces import IParticipant
-from tchat.webproto import FrameError, encode, error_frame, parse_frame
+from tchat.webproto import (
+    FrameError,
+    encode,
+    error_frame,
+    history_frames,
+    parse_frame,
+)
 
 STATIC = Path(str(files("tchat") / "static"))
 
@@ -164,6 +170,10 @@ class WebChatProtocol(WebSocketServerProtocol):
             return
         if isinstance(event, events.Error) and self._client_id is not None:
             self._error(event.code, event.text, self._client_id)
+            return
+        if isinstance(event, events.History):
+            for payload in history_frames(event):
+                self.sendMessage(payload)
             return
         sender_copy = (
             isinstance(event, events.RoomMessage)

@@ -92,6 +92,50 @@ def _text_command(
     return command
 
 
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
+MAX_RESUME_ROOMS = 100
+
+
+def _int(
+    frame: dict[str, Any], name: str, low: int, high: int | None, default: int | None
+) -> Any:
+    value = frame.get(name)
+    if value is None:
+        return default
+    # bool is an int to Python, not to a client.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FrameError("bad-request", f"'{name}' must be a whole number")
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise FrameError("bad-request", f"'{name}' must be {bound}")
+    return value
+
+
+def _resume(frame: dict[str, Any]) -> commands.Command:
+    """
+    C{{"type": "resume", "rooms": {ROOM: LAST_ID or {"id", "epoch"}}}}.
+    """
+    rooms = frame.get("rooms")
+    if not isinstance(rooms, dict):
+        raise FrameError("bad-request", "'rooms' must be an object: room to last id")
+    if len(rooms) > MAX_RESUME_ROOMS:
+        raise FrameError("bad-request", f"at most {MAX_RESUME_ROOMS} rooms at once")
+    points: list[tuple[str, int, int | None]] = []
+    for room, point in rooms.items():
+        epoch = None
+        if isinstance(point, dict):
+            epoch = _int(point, "epoch", 0, None, None)
+            point = point.get("id")
+        if not isinstance(point, int) or isinstance(point, bool) or point < 0:
+            raise FrameError(
+                "bad-request",
+                f"'rooms': {room[:32]!r} needs a last id (a whole number >= 0)",
+            )
+        points.append((room, point, epoch))
+    return commands.ResumeRooms(tuple(points))
+
+
 def _typed(kind: str, frame: dict[str, Any], client_id: str | None) -> list[Command]:
     def get(name: str, required: bool = True) -> str | None:
         return _field(frame, name, required)
@@ -129,6 +173,14 @@ def _typed(kind: str, frame: dict[str, Any], client_id: str | None) -> list[Comm
             command = commands.Quit(get("reason", False))
         case "color":
             command = commands.Color(req("color").strip().lower())
+        case "history":
+            command = commands.ShowHistory(
+                _int(frame, "limit", 1, MAX_PAGE, DEFAULT_PAGE),
+                get("room", False),
+                _int(frame, "before", 1, None, None),
+            )
+        case "resume":
+            command = _resume(frame)
         case _:
             raise FrameError("unknown-type", f"unknown request type {kind[:32]!r}")
     return [command] if command is not None else []
@@ -233,6 +285,68 @@ def _presence(event: events.Presence) -> dict[str, Any]:
             )
 
 
+def _message(event: events.RoomMessage, sender_copy: bool) -> dict[str, Any]:
+    frame = {
+        "type": "usermsg",
+        "name": event.nick,
+        "message": event.text,
+        "color": event.colour.css,
+        "room": event.room,
+        "id": event.id,
+        "epoch": event.epoch,
+        "ts": event.ts,
+        "door": event.door,
+        "action": event.action,
+    }
+    if sender_copy and event.client_id is not None:
+        frame["client_id"] = event.client_id
+    return frame
+
+
+def _earlier(event: events.RoomMessage) -> dict[str, Any]:
+    frame = _message(event, False)
+    frame["history"] = True
+    return frame
+
+
+def history_frames(event: events.History) -> list[bytes]:
+    """
+    The frames for a batch of history.
+
+    On join and resume each message is its own C{usermsg} frame marked
+    C{"history": true} (classic clients show them like any other), and a
+    resume ends with a C{resumed} frame; a requested page is one C{history}
+    frame.
+    """
+    if event.reason == "page":
+        return [
+            _dumps(
+                {
+                    "type": "history",
+                    "room": event.room,
+                    "epoch": event.epoch,
+                    "messages": [_earlier(m) for m in event.messages],
+                    "more": event.more,
+                }
+            )
+        ]
+    frames = [_dumps(_earlier(m)) for m in event.messages]
+    if event.reason == "resume":
+        frames.append(
+            _dumps(
+                {
+                    "type": "resumed",
+                    "room": event.room,
+                    "epoch": event.epoch,
+                    "complete": event.complete,
+                    "last_id": event.last_id,
+                    "count": len(event.messages),
+                }
+            )
+        )
+    return frames
+
+
 def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
     """
     The JSON object for an event.
@@ -242,20 +356,7 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
     """
     match event:
         case events.RoomMessage():
-            frame = {
-                "type": "usermsg",
-                "name": event.nick,
-                "message": event.text,
-                "color": event.colour.css,
-                "room": event.room,
-                "id": event.id,
-                "ts": event.ts,
-                "door": event.door,
-                "action": event.action,
-            }
-            if sender_copy and event.client_id is not None:
-                frame["client_id"] = event.client_id
-            return frame
+            return _message(event, sender_copy)
         case events.PrivateMessage():
             return {
                 "type": "private",
@@ -293,6 +394,7 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
                 room=event.room,
                 color=event.colour.css,
                 palette={c.name: c.css for c in PALETTE.values()},
+                resume_code=event.resume_code,
             )
         case events.RoomList(rooms):
             listed = ", ".join(f"{r.name} ({r.members})" for r in rooms)

@@ -111,7 +111,9 @@ class ConnectTests(HubTestCase):
         welcome, joined = participant.take()
         self.assertEqual(
             welcome,
-            events.Welcome("tchat", ("hello",), user.nick, "#lobby", user.colour),
+            events.Welcome(
+                "tchat", ("hello",), user.nick, "#lobby", user.colour, user.code
+            ),
         )
         self.assertEqual(
             joined,
@@ -231,9 +233,17 @@ class MessageTests(HubTestCase):
         self.hub.execute(a, Say("hi"))
         self.clock.advance(60)
         self.hub.execute(b, Me("waves"))
+        epoch = self.hub._rooms["#lobby"].epoch
         expected = [
             events.RoomMessage(
-                "#lobby", 1, 1_700_000_000, "alice", "telnet", a.colour, "hi"
+                "#lobby",
+                1,
+                1_700_000_000,
+                "alice",
+                "telnet",
+                a.colour,
+                "hi",
+                epoch=epoch,
             ),
             events.RoomMessage(
                 "#lobby",
@@ -244,6 +254,7 @@ class MessageTests(HubTestCase):
                 b.colour,
                 "waves",
                 action=True,
+                epoch=epoch,
             ),
         ]
         self.assertEqual(alice.take(), expected)

@@ -7,11 +7,14 @@ import io
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from twisted.application.service import IServiceMaker
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import CannotListenError
-from twisted.internet.testing import MemoryReactor, RaisingMemoryReactor
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock as MemoryReactor
+from twisted.internet.testing import RaisingMemoryReactor
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
@@ -193,8 +196,8 @@ class MakeServiceTests(OptionsTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        # Only the telnet listeners these tests name.
-        Path("tap.ini").write_text("[web]\nlisten =\n")
+        # Only the telnet listeners these tests name; history in memory.
+        Path("tap.ini").write_text("[web]\nlisten =\n[history]\nenabled = false\n")
 
     def test_web_listener(self) -> None:
         """
@@ -278,7 +281,7 @@ class MakeServiceTests(OptionsTestCase):
         """
         A port that cannot be bound ends start-up with a plain sentence.
         """
-        reactor = RaisingMemoryReactor(
+        reactor = _RaisingReactorClock(
             listenException=CannotListenError(
                 "127.0.0.1", 4444, OSError(98, "Address already in use")
             )
@@ -294,10 +297,44 @@ class MakeServiceTests(OptionsTestCase):
 
     def test_service_type(self) -> None:
         """
-        Listeners are L{ListenerService}s.
+        The history service comes first, so it stops last, after the
+        listeners, which are L{ListenerService}s.
         """
         service = tap.makeService(self.parse(), MemoryReactor())
-        self.assertEqual([type(s) for s in service], [ListenerService])  # type: ignore[attr-defined]
+        self.assertEqual(
+            [type(s) for s in service],  # type: ignore[attr-defined]
+            [tap.HistoryService, ListenerService],
+        )
+
+    def test_history_in_memory_is_announced(self) -> None:
+        """
+        A history that will not outlive the process is said so at start.
+        """
+        logged: list[str] = []
+
+        @provider(ILogObserver)
+        def observer(event: LogEvent) -> None:
+            logged.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        service = tap.makeService(self.parse(), MemoryReactor())
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertIn(
+            "history: in memory only (enabled = false); it is lost when tchat stops",
+            logged,
+        )
+
+
+class _RaisingReactorClock(RaisingMemoryReactor, Clock):  # type: ignore[misc]
+    """
+    A reactor that cannot listen, with a clock.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        RaisingMemoryReactor.__init__(self, **kwargs)
+        Clock.__init__(self)
 
 
 class DescribeAddressTests(SynchronousTestCase):

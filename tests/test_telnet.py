@@ -121,6 +121,9 @@ class ConnectTests(TelnetTestCase):
                 "  line one",
                 "  line two",
                 f"*** You are {nick}. /nick NAME changes it; /help lists commands.",
+                f"*** Your resume code is {client.user.code}: after a reconnect, "
+                f"/resume {client.user.code} brings back your nick, rooms and "
+                "what you missed.",
                 f"{self.stamp} *** you joined #lobby",
             ],
         )

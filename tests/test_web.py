@@ -205,6 +205,7 @@ class MessageTests(WebTestCase):
             "color": self.hub._users["alice"].colour.css,
             "room": "#lobby",
             "id": 1,
+            "epoch": self.hub._rooms["#lobby"].epoch,
             "ts": 1_700_000_000,
             "door": "web",
             "action": False,

@@ -209,7 +209,7 @@ class EncodeTests(SynchronousTestCase):
         only the sender's copy has C{client_id}.
         """
         message = events.RoomMessage(
-            "#dev", 3, 1.5, "al", "telnet", RED, "hi", False, "c1"
+            "#dev", 3, 1.5, "al", "telnet", RED, "hi", False, "c1", epoch=7
         )
         expected = {
             "type": "usermsg",
@@ -218,6 +218,7 @@ class EncodeTests(SynchronousTestCase):
             "color": RED.css,
             "room": "#dev",
             "id": 3,
+            "epoch": 7,
             "ts": 1.5,
             "door": "telnet",
             "action": False,

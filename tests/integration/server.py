@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -68,6 +69,9 @@ listen =
 
 STAMP = b"[HH:MM]"
 """How L{ChatClient.expect_lines} shows a current C{[HH:MM]} time stamp."""
+
+ANSI = re.compile(rb"\x1b\[[0-9;]*m")
+"""An ANSI colour escape, as the server paints nicks with."""
 
 _Self = TypeVar("_Self", bound=TestCase)
 
@@ -293,12 +297,17 @@ class ChatClient(Protocol):
     @ivar name: Who this client is in the test, for failure messages.
     @ivar nick: The client's nick, as last set through L{ChatClient.set_nick}
         or read from the welcome.
+    @ivar code: The resume code from the welcome.
+    @ivar replay: The recent messages of #lobby shown after the welcome, as
+        read by L{connect} (see L{ChatClient.read_block}).
     @ivar received: What the server sent.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.nick = ""
+        self.code = ""
+        self.replay: list[bytes] = []
         self.received = Received(name)
         self._lost: list[Deferred[None]] = []
         self.connected = False
@@ -379,6 +388,30 @@ class ChatClient(Protocol):
                 f"{bytes(self.received.data[start:])!r})"
             )
 
+    async def read_block(
+        self, end: bytes, timeout: float = 5.0, limit: int = 1000
+    ) -> list[bytes]:
+        """
+        Read lines up to one equal to C{end}: the body of a block such as
+        a replay, between its header (already read) and its footer.
+
+        Colour escapes are taken out and a current time stamp is shown as
+        L{STAMP}, so lines compare as plain text.
+
+        @param end: The footer, without its line end.
+        @param limit: Fail if the footer has not come after this many lines.
+        @return: The lines between the cursor and the footer.
+        """
+        lines: list[bytes] = []
+        while len(lines) <= limit:
+            line = await self.next_line(timeout)
+            if line == end:
+                return lines
+            lines.append(unstamp(ANSI.sub(b"", line)))
+        raise FailTest(
+            f"{self.name}: no {end!r} within {limit} lines\n{self.received.describe()}"
+        )
+
     async def sync(self, timeout: float = 5.0) -> bytes:
         """
         A round trip: send C{/who #lobby} and wait for its answer.
@@ -446,12 +479,19 @@ class ChatClient(Protocol):
                 timer.cancel()
 
 
+RESUME_CODE = re.compile(r"[A-Z2-7]{4}-[A-Z2-7]{4}")
+"""A resume code: eight base32 characters in two groups."""
+
 WELCOME = re.compile(
     rb"\A\*\*\* Welcome to tchat\r\n"
     rb"((?:  [^\r\n]*\r\n)*)"
     rb"\*\*\* You are (guest-[0-9a-f]{4})\. "
     rb"/nick NAME changes it; /help lists commands\.\r\n"
+    rb"\*\*\* Your resume code is ([A-Z2-7]{4}-[A-Z2-7]{4}): after a reconnect, "
+    rb"/resume \3 brings back your nick, rooms and what you missed\.\r\n"
 )
+"""The telnet welcome: the MOTD lines, the guest nick and the resume code
+(the same code twice)."""
 
 
 async def connect(
@@ -469,10 +509,14 @@ async def connect(
     @param port: The server's telnet port on 127.0.0.1.
     @param name: Who the client is, for failure messages.
     @param welcome: Read the welcome and the join notice that follows it,
-        and take the guest nick from it; otherwise the cursor stays at 0.
+        and take the guest nick and resume code from it; otherwise the
+        cursor stays at 0.
     @param colours: Leave colours on; by default C{/color off} is sent (and
-        confirmed) so lines compare as plain text.
-    @return: The connected client.
+        confirmed) so lines compare as plain text.  With colours on, the
+        replay of #lobby's recent messages (if any) is left unread.
+    @return: The connected client; without C{colours}, the replay of
+        #lobby's recent messages that followed the join notice is in its
+        L{ChatClient.replay}.
     """
     client = ChatClient(name)
     endpoint = TCP4ClientEndpoint(global_reactor(), LOOPBACK, port, timeout=5)
@@ -481,10 +525,21 @@ async def connect(
     if welcome:
         match = await client.wait_for(WELCOME)
         client.nick = match.group(2).decode()
+        client.code = match.group(3).decode()
         await client.expect_lines("[HH:MM] *** you joined #lobby")
         if not colours:
             client.say("/color off")
-            await client.expect_lines("*** colours are off")
+            # The replay is written with the join notice, so it comes
+            # before the answer to /color off, if at all.
+            line = await client.next_line()
+            if line == b"*** Recent messages in #lobby:":
+                client.replay = await client.read_block(b"*** End of recent messages")
+                line = await client.next_line()
+            if line != b"*** colours are off":
+                raise FailTest(
+                    f"{name}: expected the replay or '*** colours are off' after "
+                    f"the join, got {line!r}\n{client.received.describe()}"
+                )
     return client
 
 
@@ -692,10 +747,19 @@ class TchatServer:
         log = self.log()
         if not self.process.has_ended:
             raise FailTest(f"the server did not end after SIGKILL:\n{log}")
-        if not graceful:
+        if not graceful and self.process.signal != signal.SIGKILL:
             raise FailTest(f"the server ignored SIGTERM for 10 s:\n{log}")
         if "Traceback" in log:
             raise FailTest(f"the server logged a traceback:\n{log}")
+
+    async def kill(self) -> None:
+        """
+        End the server with SIGKILL, as a crash would: nothing is flushed.
+        Its cleanup then only checks that it logged no traceback.
+        """
+        self.process.signal_process("KILL")
+        if not await self.process.wait_ended(10.0):
+            raise FailTest(f"the server did not end after SIGKILL:\n{self.log()}")
 
 
 async def start_server(
@@ -705,6 +769,7 @@ async def start_server(
     telnet: str = "tcp:0:interface=127.0.0.1",
     web: str | None = None,
     timeout: float = 15.0,
+    directory: str | None = None,
 ) -> TchatServer:
     """
     Start C{twistd -n tchat} in a fresh directory and wait until its telnet
@@ -718,9 +783,12 @@ async def start_server(
     @param web: The C{--web} endpoint; C{None} for no web door (the
         default L{TAP_INI} configures none).
     @param timeout: Seconds to wait for the listening lines.
+    @param directory: Run in this directory (that of an earlier, stopped
+        server, to restart it on its history) instead of a fresh one.
     @return: The running server.
     """
-    directory = make_directory(testcase)
+    if directory is None:
+        directory = make_directory(testcase)
     config = os.path.join(directory, "tap.ini")
     with open(config, "w", encoding="utf-8") as f:
         f.write(tap_ini)
@@ -771,6 +839,8 @@ async def chat(
     clients = []
     for nick in nicks:
         client = await connect(testcase, server.port, nick, colours=colours)
+        if client.replay:
+            raise FailTest(f"{nick}: a new server replayed {client.replay!r}")
         await client.set_nick(nick)
         clients.append(client)
     for client in clients:
@@ -799,6 +869,40 @@ class _Recent:
 
 RECENT: Any = _Recent()
 """Put in an expected frame where a current C{ts} belongs."""
+
+
+class Epoch:
+    """
+    Stands for one room's C{epoch} in expected frames: it compares equal to
+    the first whole number it is compared with (and that looks like a
+    fresh epoch, if asked), and from then on to that number alone.  So
+    every frame expected with the same L{Epoch} must carry the same epoch.
+
+    @ivar value: The epoch seen first, once one has been.
+    """
+
+    def __init__(self, fresh: bool = True) -> None:
+        """
+        @param fresh: The room is new on this server, so its epoch is the
+            time it was made, in milliseconds: within the last ten minutes.
+        """
+        self.fresh = fresh
+        self.value: int | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, int) or isinstance(other, bool) or other <= 0:
+            return False
+        if self.value is None:
+            if self.fresh and abs(other / 1000 - time.time()) > 600:
+                return False
+            self.value = other
+        return other == self.value
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return f"EPOCH({self.value})" if self.value is not None else "EPOCH(?)"
 
 
 @dataclass(frozen=True)
@@ -834,6 +938,7 @@ class WebClient(_OneWait, WebSocketClientProtocol):  # type: ignore[misc]
     @ivar nick: The client's nick, from the welcome or L{WebClient.set_nick}.
     @ivar colour: The client's CSS colour, from the welcome.
     @ivar palette: The palette from the welcome: colour names to CSS.
+    @ivar code: The resume code from the welcome.
     @ivar frames: Every frame received: JSON objects, or C{{"binary": hex}}
         for a binary frame (which the server never sends).
     @ivar cursor: The index in L{frames} up to which the test has read.
@@ -846,6 +951,7 @@ class WebClient(_OneWait, WebSocketClientProtocol):  # type: ignore[misc]
         self.nick = ""
         self.colour = ""
         self.palette: dict[str, str] = {}
+        self.code = ""
         self.frames: list[dict[str, Any]] = []
         self.cursor = 0
         self.opened = False
@@ -1162,8 +1268,9 @@ async def connect_web(
     @param name: Who the client is, for failure messages.
     @param origin: The C{Origin} header to send; none by default.
     @param welcome: Read the welcome and the join notice that follows it
-        (checking both), and take the guest nick, colour and palette from
-        it; otherwise the cursor stays at 0.
+        (checking both), and take the guest nick, colour, palette and
+        resume code from it; otherwise the cursor stays at 0.  The replay
+        of #lobby's recent messages, if any, follows and is left unread.
     @return: The open client.
     @raise FailTest: If the handshake fails.
     """
@@ -1186,6 +1293,9 @@ async def connect_web(
         colour = first.pop("color", None)
         if not isinstance(palette, dict) or colour not in palette.values():
             raise FailTest(f"{name}: the welcome's colour is not in its palette")
+        code = first.pop("resume_code", None)
+        if not isinstance(code, str) or not RESUME_CODE.fullmatch(code):
+            raise FailTest(f"{name}: no resume code in the welcome: {code!r}")
         expected = web_welcome(nick)
         if first != expected[0]:
             raise FailTest(f"{name}: expected welcome {expected[0]!r}, got {first!r}")
@@ -1193,4 +1303,5 @@ async def connect_web(
         client.nick = nick
         client.colour = colour
         client.palette = palette
+        client.code = code
     return client

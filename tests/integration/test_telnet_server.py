@@ -63,9 +63,10 @@ class ConnectTests(TestCase):
     async def test_welcome_and_guest_nick(self) -> None:
         """
         A new connection is greeted with the server's name, the MOTD from
-        tap.ini (indented), a guest nick and a join notice for #lobby, and
-        users already there are told a guest joined; each guest nick is
-        distinct and /who lists both in joining order.
+        tap.ini (indented), a guest nick, a resume code and a join notice
+        for #lobby (no replay in a room where nothing was said), and users
+        already there are told a guest joined; each guest nick and resume
+        code is distinct and /who lists both in joining order.
         """
         server = await start_server(self)
         first = await connect(self, server.port, "first", welcome=False)
@@ -79,10 +80,20 @@ class ConnectTests(TestCase):
             line,
         )
         guest1 = match.group(1).decode()
+        line = await first.next_line()
+        match = _fullmatch(
+            rb"\*\*\* Your resume code is ([A-Z2-7]{4}-[A-Z2-7]{4}): after a "
+            rb"reconnect, /resume \1 brings back your nick, rooms and what you "
+            rb"missed\.",
+            line,
+        )
+        code1 = match.group(1).decode()
         await first.expect_lines("[HH:MM] *** you joined #lobby")
 
         second = await connect(self, server.port, "second")
         self.assertNotEqual(second.nick, guest1)
+        self.assertNotEqual(second.code, code1)
+        self.assertEqual(second.replay, [], "nothing was said: no replay")
         await first.expect_lines(f"[HH:MM] *** {second.nick} (telnet) joined #lobby")
         self.assertEqual(
             await first.sync(), b"", "nothing but the join notice reaches first"
@@ -213,7 +224,9 @@ class RoomTests(TestCase):
         """
         /who, /topic (show, set, and the notice everyone in the room sees),
         /rooms with member counts and topics, /part of the current and of a
-        named room, the removal of an emptied room, and talking in no room.
+        named room, an emptied room that has a topic staying (it is kept),
+        the removal of an emptied room where nothing was said or set, and
+        talking in no room.
         """
         _, (alice, bob) = await chat(self, "alice", "bob")
         for client in (alice, bob):
@@ -243,9 +256,23 @@ class RoomTests(TestCase):
         bob.say("/part #dev")
         await bob.expect_lines("[HH:MM] *** you left #dev", "*** now talking in #lobby")
         bob.say("/rooms")
-        await bob.expect_lines("*** Rooms:", "  #lobby  2 users")
+        await bob.expect_lines(
+            "*** Rooms:", "  #dev  0 users  Design talk", "  #lobby  2 users"
+        )
         bob.say("/part #dev")
-        await bob.expect_lines("!!! there is no room #dev")
+        await bob.expect_lines("!!! you are not in #dev")
+        bob.say("/join #scratch")
+        await bob.expect_lines("[HH:MM] *** you joined #scratch")
+        bob.say("/part")
+        await bob.expect_lines(
+            "[HH:MM] *** you left #scratch", "*** now talking in #lobby"
+        )
+        bob.say("/rooms")
+        await bob.expect_lines(
+            "*** Rooms:", "  #dev  0 users  Design talk", "  #lobby  2 users"
+        )
+        bob.say("/part #scratch")
+        await bob.expect_lines("!!! there is no room #scratch")
         bob.say("/join #bad.name")
         await bob.expect_lines(
             "!!! '#bad.name': a room name may hold only letters, digits, "
@@ -691,6 +718,11 @@ class NetcatTests(TestCase):
         self.assertTrue(await process.wait_ended(10), "nc exits")
         self.assertEqual(process.exit_code, 0, process.stderr.describe())
 
+        found = re.search(
+            rb"resume code is ([A-Z2-7]{4}-[A-Z2-7]{4})", process.stdout.data
+        )
+        assert found is not None, process.stdout.describe()
+        code = found.group(1).decode()
         transcript = [
             unstamp(line) for line in bytes(process.stdout.data).split(b"\r\n")
         ]
@@ -701,6 +733,8 @@ class NetcatTests(TestCase):
                 *(f"  {text}".encode() for text in MOTD),
                 f"*** You are {guest}. /nick NAME changes it; "
                 "/help lists commands.".encode(),
+                f"*** Your resume code is {code}: after a reconnect, /resume "
+                f"{code} brings back your nick, rooms and what you missed.".encode(),
                 b"[HH:MM] *** you joined #lobby",
                 b"*** colours are off",
                 b"[HH:MM] *** you are now known as netcat",

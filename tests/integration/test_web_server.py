@@ -21,6 +21,7 @@ from tests.integration.server import (
     RECENT,
     TAP_INI,
     ChatClient,
+    Epoch,
     TchatServer,
     WebClient,
     async_test,
@@ -95,6 +96,7 @@ def usermsg(
     colour: str,
     message: str,
     id: int,
+    epoch: Epoch,
     *,
     room: str = "#lobby",
     action: bool = False,
@@ -106,6 +108,7 @@ def usermsg(
     @param sender: Who said it; its door is the client's kind.
     @param colour: The sender's CSS colour.
     @param id: The message's id in its room.
+    @param epoch: The room's epoch: the same for every message of the room.
     @param extra: More fields (C{client_id} for the sender's own copy).
     """
     return {
@@ -115,6 +118,7 @@ def usermsg(
         "color": colour,
         "room": room,
         "id": id,
+        "epoch": epoch,
         "ts": RECENT,
         "door": "web" if isinstance(sender, WebClient) else "telnet",
         "action": action,
@@ -147,13 +151,16 @@ class RoomMessageTests(TestCase):
         every field: name, message, the sender's colour, room, id, ts,
         C{door: "telnet"} and C{action: false}.
         """
+        lobby = Epoch()
         _, (bob,), (alice,) = await web_chat(self, ("bob",), ("alice",))
         colour = await red(bob, alice)
         alice.send({"type": "message", "message": "hello from the web"})
         await bob.expect_lines("[HH:MM] <alice> hello from the web")
-        await alice.expect_frames(usermsg(alice, alice.colour, "hello from the web", 1))
+        await alice.expect_frames(
+            usermsg(alice, alice.colour, "hello from the web", 1, lobby)
+        )
         bob.say("hello from telnet")
-        await alice.expect_frames(usermsg(bob, colour, "hello from telnet", 2))
+        await alice.expect_frames(usermsg(bob, colour, "hello from telnet", 2, lobby))
         self.assertEqual(await alice.sync(), [])
         self.assertEqual(await bob.sync(), b"", "no echo to the telnet sender")
 
@@ -164,18 +171,21 @@ class RoomMessageTests(TestCase):
         C{/me ...}, reaches telnet as "* alice waves"; a telnet user's /me
         reaches the web as a C{usermsg} with C{action: true}.
         """
+        lobby = Epoch()
         _, (bob,), (alice,) = await web_chat(self, ("bob",), ("alice",))
         colour = await red(bob, alice)
         alice.send({"type": "me", "message": "waves"})
         await bob.expect_lines("[HH:MM] * alice waves")
-        await alice.expect_frames(usermsg(alice, alice.colour, "waves", 1, action=True))
+        await alice.expect_frames(
+            usermsg(alice, alice.colour, "waves", 1, lobby, action=True)
+        )
         alice.send({"type": "message", "message": "/me dances"})
         await bob.expect_lines("[HH:MM] * alice dances")
         await alice.expect_frames(
-            usermsg(alice, alice.colour, "dances", 2, action=True)
+            usermsg(alice, alice.colour, "dances", 2, lobby, action=True)
         )
         bob.say("/me bows")
-        await alice.expect_frames(usermsg(bob, colour, "bows", 3, action=True))
+        await alice.expect_frames(usermsg(bob, colour, "bows", 3, lobby, action=True))
         self.assertEqual(await alice.sync(), [])
 
     @async_test
@@ -186,16 +196,21 @@ class RoomMessageTests(TestCase):
         gets the same message without C{client_id}, and a telnet user sees
         the plain line.
         """
+        lobby = Epoch()
         _, (carol,), (alice, bob) = await web_chat(self, ("carol",), ("alice", "bob"))
         alice.send({"type": "message", "message": "x", "client_id": "c-1"})
-        await alice.expect_frames(usermsg(alice, alice.colour, "x", 1, client_id="c-1"))
-        await bob.expect_frames(usermsg(alice, alice.colour, "x", 1))
+        await alice.expect_frames(
+            usermsg(alice, alice.colour, "x", 1, lobby, client_id="c-1")
+        )
+        await bob.expect_frames(usermsg(alice, alice.colour, "x", 1, lobby))
         await carol.expect_lines("[HH:MM] <alice> x")
         alice.send({"type": "me", "message": "nods", "client_id": "c-2"})
         await alice.expect_frames(
-            usermsg(alice, alice.colour, "nods", 2, action=True, client_id="c-2")
+            usermsg(alice, alice.colour, "nods", 2, lobby, action=True, client_id="c-2")
         )
-        await bob.expect_frames(usermsg(alice, alice.colour, "nods", 2, action=True))
+        await bob.expect_frames(
+            usermsg(alice, alice.colour, "nods", 2, lobby, action=True)
+        )
 
     @async_test
     async def test_classic_frame(self) -> None:
@@ -206,6 +221,7 @@ class RoomMessageTests(TestCase):
         message is delivered; a second classic frame with the same name
         just talks.
         """
+        lobby = Epoch()
         _, (bob,), (alice,) = await web_chat(self, ("bob",), ("alice",))
         alice.send({"message": "hi", "name": "classic", "color": "#abcdef"})
         await bob.expect_lines(
@@ -224,10 +240,10 @@ class RoomMessageTests(TestCase):
             }
         )
         alice.nick = "classic"
-        await alice.expect_frames(usermsg(alice, alice.colour, "hi", 1))
+        await alice.expect_frames(usermsg(alice, alice.colour, "hi", 1, lobby))
         alice.send({"message": "again", "name": "classic", "color": "#abcdef"})
         await bob.expect_lines("[HH:MM] <classic> again")
-        await alice.expect_frames(usermsg(alice, alice.colour, "again", 2))
+        await alice.expect_frames(usermsg(alice, alice.colour, "again", 2, lobby))
         self.assertEqual(await bob.sync(), b"")
 
     @async_test
@@ -241,6 +257,8 @@ class RoomMessageTests(TestCase):
         room that does not exist, or one it is not in, is an error (and
         reaches nobody).
         """
+        lobby = Epoch()
+        dev = Epoch()
         _, (bob, carol), (alice,) = await web_chat(self, ("bob", "carol"), ("alice",))
         bob.say("/join #dev")
         await bob.expect_lines("[HH:MM] *** you joined #dev")
@@ -261,7 +279,7 @@ class RoomMessageTests(TestCase):
         alice.send({"type": "message", "message": "dev talk"})
         await bob.expect_lines("[HH:MM] <alice> dev talk")
         await alice.expect_frames(
-            usermsg(alice, alice.colour, "dev talk", 1, room="#dev")
+            usermsg(alice, alice.colour, "dev talk", 1, dev, room="#dev")
         )
         self.assertEqual(await carol.sync(), b"", "#dev talk stays in #dev")
 
@@ -272,10 +290,12 @@ class RoomMessageTests(TestCase):
         alice.send({"type": "message", "message": "lobby talk"})
         await carol.expect_lines("[HH:MM] <alice> lobby talk")
         await bob.expect_lines("[HH:MM] #lobby <alice> lobby talk")
-        await alice.expect_frames(usermsg(alice, alice.colour, "lobby talk", 1))
+        await alice.expect_frames(usermsg(alice, alice.colour, "lobby talk", 1, lobby))
         alice.send({"type": "message", "message": "named", "room": "#dev"})
         await bob.expect_lines("[HH:MM] <alice> named")
-        await alice.expect_frames(usermsg(alice, alice.colour, "named", 2, room="#dev"))
+        await alice.expect_frames(
+            usermsg(alice, alice.colour, "named", 2, dev, room="#dev")
+        )
         alice.send({"type": "message", "message": "lost", "room": "#nowhere"})
         carol.say("/join #quiet")
         await carol.expect_lines("[HH:MM] *** you joined #quiet")
@@ -425,6 +445,7 @@ class ErrorFrameTests(TestCase):
         carrying the C{client_id}), nothing reaches the others, and the
         connection still works afterwards.
         """
+        lobby = Epoch()
         _, (bob,), (alice,) = await web_chat(self, ("bob",), ("alice",))
         alice.send_raw(b"{not json")
         alice.send_raw(b"[1, 2]")
@@ -478,7 +499,7 @@ class ErrorFrameTests(TestCase):
         self.assertEqual(await bob.sync(), b"", "bob hears nothing of it")
         alice.send({"type": "message", "message": "still here"})
         await bob.expect_lines("[HH:MM] <alice> still here")
-        await alice.expect_frames(usermsg(alice, alice.colour, "still here", 1))
+        await alice.expect_frames(usermsg(alice, alice.colour, "still here", 1, lobby))
         self.assertIsNone(alice.closed)
 
 

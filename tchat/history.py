@@ -1,0 +1,749 @@
+# -*- test-case-name: tests.test_history -*-
+"""
+Room history: what tchat remembers of its rooms, and where.
+
+Two stores share one interface, L{HistoryStore}:
+
+  - L{SQLiteStore}, the embedded default: one SQLite file in WAL mode, used
+    only from one dedicated thread so the reactor never waits for the disk.
+    Writes are queued on the reactor thread and committed in batches, one
+    transaction per batch.
+  - L{MemoryStore}, for C{path = :memory:} or C{enabled = false}: the same
+    behaviour for the life of the process, nothing on disk.
+
+The hub assigns message ids and keeps each room's latest messages itself;
+the store is asked for older ones (paging, resuming) and for resume codes of
+users who left.  See C{docs/delivery.md} for the guarantees this gives.
+"""
+
+import json
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from tchat.config import HistoryConfig
+from tchat.events import RoomMessage
+from tchat.palette import PALETTE
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+# A batch is committed at once when it grows this large, whatever the window.
+MAX_BATCH = 2000
+
+
+@dataclass
+class RoomRecord:
+    """
+    What is kept of a room besides its messages.
+
+    @ivar key: The room's case-folded name (see L{tchat.text.room_key}).
+    @ivar epoch: Changes only when the room's history may have lost messages
+        that clients saw; ids are comparable only within an epoch lineage.
+    @ivar lineage: (epoch, first id) of every epoch the room had, oldest
+        first, ending with the current one.
+    @ivar last_id: The latest id given to a message of the room.
+    @ivar pruned_to: Every message with an id up to this one is gone.
+    """
+
+    key: str
+    name: str
+    epoch: int
+    lineage: list[tuple[int, int]] = field(default_factory=list)
+    last_id: int = 0
+    pruned_to: int = 0
+    topic: str | None = None
+    topic_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Session:
+    """
+    What a resume code brings back: a user as they were when they left.
+
+    @ivar rooms: (room name, epoch, last message id delivered) per room, in
+        joining order.
+    @ivar saved: When the record was written, in seconds since the epoch.
+    """
+
+    code: str
+    nick: str
+    colour: str
+    show_colours: bool
+    rooms: tuple[tuple[str, int, int], ...]
+    current: str | None
+    saved: float
+
+
+@dataclass
+class Loaded:
+    """
+    Everything the hub needs from the store to start.
+
+    @ivar recent: The latest messages of each room (by room key), oldest
+        first, as many as the hub replays on join.
+    @ivar tagged: Retained messages that carry a client id, oldest first,
+        so retries after a restart are still recognised.
+    @ivar lossy: The previous run stopped without flushing; rooms were
+        given new epochs.
+    """
+
+    rooms: list[RoomRecord] = field(default_factory=list)
+    recent: dict[str, list[RoomMessage]] = field(default_factory=dict)
+    tagged: dict[str, list[RoomMessage]] = field(default_factory=dict)
+    lossy: bool = False
+
+
+class HistoryStore(Protocol):
+    """
+    Where the hub keeps rooms, messages and resume codes.
+
+    Writes are fire-and-forget and applied in the order they were made;
+    reads see every write made before them.
+    """
+
+    description: str
+
+    def load(self, now: float) -> Deferred[Loaded]:
+        """
+        Open the store; called once before anything else.
+
+        @param now: The current time, for new epochs.
+        """
+
+    def save_room(self, room: RoomRecord) -> None:
+        """
+        Create a room or record its new name, epoch or topic.
+        """
+
+    def append(self, message: RoomMessage, durable: bool) -> Deferred[None] | None:
+        """
+        Queue a room message for writing.
+
+        @param durable: Return a L{Deferred} that fires once the message is
+            committed (C{sync = full}).
+        """
+
+    def save_session(self, session: Session) -> None:
+        """
+        Remember where a user was, under their resume code.
+        """
+
+    def read(
+        self,
+        room_key: str,
+        after: int = 0,
+        upto: int | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> Deferred[list[RoomMessage]]:
+        """
+        Retained messages of a room with C{after < id <= upto} and
+        C{id < before}, oldest first.
+
+        @param limit: At most this many: the first ones when C{before} is
+            C{None}, else the last ones.
+        """
+
+    def session(self, code: str, oldest: float) -> Deferred[Session | None]:
+        """
+        The session saved under C{code}, unless saved before C{oldest}.
+        """
+
+    def close(self) -> Deferred[None]:
+        """
+        Write everything queued and record a clean stop.
+        """
+
+
+def _select(
+    messages: Iterable[RoomMessage],
+    after: int,
+    upto: int | None,
+    before: int | None,
+    limit: int,
+) -> list[RoomMessage]:
+    chosen = [
+        m
+        for m in messages
+        if m.id > after
+        and (upto is None or m.id <= upto)
+        and (before is None or m.id < before)
+    ]
+    return chosen[-limit:] if before is not None else chosen[:limit]
+
+
+class MemoryStore:
+    """
+    History that lives as long as the process: the same behaviour as
+    L{SQLiteStore}, with nothing on disk.
+    """
+
+    def __init__(self, config: HistoryConfig, max_sessions: int = 10_000) -> None:
+        self._keep = config.keep
+        self._max_sessions = max_sessions
+        self._messages: dict[str, deque[RoomMessage]] = {}
+        self._sessions: dict[str, Session] = {}
+        why = "path = :memory:" if config.enabled else "enabled = false"
+        self.description = f"in memory only ({why}); it is lost when tchat stops"
+
+    def load(self, now: float) -> Deferred[Loaded]:
+        return succeed(Loaded())
+
+    def save_room(self, room: RoomRecord) -> None:
+        pass
+
+    def append(self, message: RoomMessage, durable: bool) -> Deferred[None] | None:
+        kept = self._messages.setdefault(message.room.casefold(), deque())
+        kept.append(message)
+        floor = message.id - self._keep
+        while kept[0].id <= floor:
+            kept.popleft()
+        return succeed(None) if durable else None
+
+    def save_session(self, session: Session) -> None:
+        self._sessions.pop(session.code, None)
+        self._sessions[session.code] = session
+        while len(self._sessions) > self._max_sessions:
+            del self._sessions[next(iter(self._sessions))]
+
+    def read(
+        self,
+        room_key: str,
+        after: int = 0,
+        upto: int | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> Deferred[list[RoomMessage]]:
+        kept = self._messages.get(room_key, ())
+        return succeed(_select(kept, after, upto, before, limit))
+
+    def session(self, code: str, oldest: float) -> Deferred[Session | None]:
+        found = self._sessions.get(code)
+        if found is not None and found.saved < oldest:
+            found = None
+        return succeed(found)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
+
+
+# -- SQLite ----------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rooms (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    last_id INTEGER NOT NULL DEFAULT 0,
+    pruned_to INTEGER NOT NULL DEFAULT 0,
+    topic TEXT,
+    topic_by TEXT
+);
+CREATE TABLE IF NOT EXISTS epochs (
+    room TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    first_id INTEGER NOT NULL,
+    PRIMARY KEY (room, epoch)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    room TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    nick TEXT NOT NULL,
+    door TEXT NOT NULL,
+    colour TEXT NOT NULL,
+    text TEXT NOT NULL,
+    action INTEGER NOT NULL,
+    client_id TEXT,
+    PRIMARY KEY (room, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (
+    code TEXT PRIMARY KEY,
+    nick TEXT NOT NULL,
+    colour TEXT NOT NULL,
+    show_colours INTEGER NOT NULL,
+    rooms TEXT NOT NULL,
+    current TEXT,
+    saved REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_saved ON sessions (saved);
+"""
+
+_COLUMNS = "room, id, epoch, ts, nick, door, colour, text, action, client_id"
+
+
+def _message_row(m: RoomMessage) -> tuple[Any, ...]:
+    return (
+        m.room.casefold(),
+        m.id,
+        m.epoch,
+        m.ts,
+        m.nick,
+        m.door,
+        m.colour.name,
+        m.text,
+        int(m.action),
+        m.client_id,
+    )
+
+
+_FALLBACK_COLOUR = next(iter(PALETTE.values()))
+
+
+def _message(name: str, row: tuple[Any, ...]) -> RoomMessage:
+    _, id, epoch, ts, nick, door, colour, text, action, client_id = row
+    return RoomMessage(
+        name,
+        id,
+        ts,
+        nick,
+        door,
+        PALETTE.get(colour, _FALLBACK_COLOUR),
+        text,
+        bool(action),
+        client_id,
+        epoch,
+    )
+
+
+class _Write(Protocol):
+    def __call__(self, db: sqlite3.Connection) -> None: ...
+
+
+class SQLiteStore:
+    """
+    History in one SQLite file, in WAL mode, from one thread of its own.
+
+    @ivar description: For the start-up log line.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        config: HistoryConfig,
+        reactor: Any,
+        recent: int,
+    ) -> None:
+        """
+        @param reactor: Provides L{IReactorTime} and L{IReactorThreads}.
+        @param recent: How many of each room's latest messages L{load}
+            returns.
+        """
+        self._config = config
+        self._reactor = reactor
+        self._clock: IReactorTime = reactor
+        self._recent = recent
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="tchat-history")
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[Callable[[sqlite3.Connection], None]] = []
+        self._waiters: list[Deferred[None]] = []
+        self._inflight = 0
+        self._timer: Any = None
+        self._retry_delay = 0.0
+        self._closing = False
+        self.failed_batches = 0
+        self.description = (
+            f"SQLite at {config.path} (WAL; keep {config.keep} per room, "
+            f"replay {config.replay}, sync {config.sync}, "
+            f"batch window {config.batch_window * 1000:g} ms)"
+        )
+
+    def _in_thread(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
+        threads: IReactorThreads = self._reactor
+        return deferToThreadPool(threads, self._pool, f, *args)
+
+    # -- thread side: everything that touches self._db ----------------------
+
+    def _open(self, now: float) -> Loaded:
+        db = sqlite3.connect(self._config.path, isolation_level=None)
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot use WAL mode (got {mode})")
+            sync = "FULL" if self._config.sync == "full" else "NORMAL"
+            db.execute(f"PRAGMA synchronous={sync}")
+            db.execute("PRAGMA busy_timeout=5000")
+            # executescript commits as it goes: schema first, then one
+            # transaction for the start-up changes.
+            db.executescript(_SCHEMA)
+            db.execute("BEGIN IMMEDIATE")
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            version = int(meta.get("schema", SCHEMA_VERSION))
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"written by a newer tchat (schema {version}); "
+                    f"this one knows schema {SCHEMA_VERSION}"
+                )
+            lossy = meta.get("clean") == "0" and meta.get("sync") != "full"
+            loaded = Loaded(lossy=lossy)
+            if lossy:
+                self._new_epochs(db, now)
+            self._prune_all(db)
+            self._expire_sessions(db, now)
+            db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("schema", str(SCHEMA_VERSION)),
+                    ("clean", "0"),
+                    ("sync", self._config.sync),
+                ],
+            )
+            self._read_rooms(db, loaded)
+            db.execute("COMMIT")
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        return loaded
+
+    def _new_epochs(self, db: sqlite3.Connection, now: float) -> None:
+        # The last batch of the previous run may be gone, and with it ids
+        # that clients saw: start each room on a new epoch from the next id.
+        stamp = int(now * 1000)
+        rooms = db.execute("SELECT key, epoch, last_id FROM rooms").fetchall()
+        for key, epoch, last_id in rooms:
+            new = max(stamp, epoch + 1)
+            db.execute("UPDATE rooms SET epoch = ? WHERE key = ?", (new, key))
+            db.execute(
+                "INSERT OR REPLACE INTO epochs (room, epoch, first_id) "
+                "VALUES (?, ?, ?)",
+                (key, new, last_id + 1),
+            )
+
+    def _prune_all(self, db: sqlite3.Connection) -> None:
+        keep = self._config.keep
+        for key, last_id in db.execute("SELECT key, last_id FROM rooms").fetchall():
+            self._prune(db, key, last_id - keep)
+
+    def _prune(self, db: sqlite3.Connection, key: str, floor: int) -> None:
+        if floor <= 0:
+            return
+        db.execute("DELETE FROM messages WHERE room = ? AND id <= ?", (key, floor))
+        db.execute(
+            "UPDATE rooms SET pruned_to = MAX(pruned_to, ?) WHERE key = ?",
+            (floor, key),
+        )
+
+    def _expire_sessions(self, db: sqlite3.Connection, now: float) -> None:
+        db.execute(
+            "DELETE FROM sessions WHERE saved < ?", (now - self._config.resume_ttl,)
+        )
+
+    def _read_rooms(self, db: sqlite3.Connection, loaded: Loaded) -> None:
+        lineages: dict[str, list[tuple[int, int]]] = {}
+        for key, epoch, first_id in db.execute(
+            "SELECT room, epoch, first_id FROM epochs ORDER BY room, first_id, epoch"
+        ):
+            lineages.setdefault(key, []).append((epoch, first_id))
+        for row in db.execute(
+            "SELECT key, name, epoch, last_id, pruned_to, topic, topic_by FROM rooms"
+        ).fetchall():
+            key, name, epoch, last_id, pruned_to, topic, topic_by = row
+            lineage = lineages.get(key) or [(epoch, 1)]
+            room = RoomRecord(
+                key, name, epoch, lineage, last_id, pruned_to, topic, topic_by
+            )
+            loaded.rooms.append(room)
+            recent = db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE room = ? "
+                "ORDER BY id DESC LIMIT ?",
+                (key, self._recent),
+            ).fetchall()
+            loaded.recent[key] = [_message(name, r) for r in reversed(recent)]
+            tagged = db.execute(
+                f"SELECT {_COLUMNS} FROM messages "
+                "WHERE room = ? AND client_id IS NOT NULL ORDER BY id",
+                (key,),
+            ).fetchall()
+            loaded.tagged[key] = [_message(name, r) for r in tagged]
+
+    def _write(self, ops: list[Callable[[sqlite3.Connection], None]]) -> None:
+        db = self._db
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                op(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _read(
+        self, key: str, after: int, upto: int | None, before: int | None, limit: int
+    ) -> list[RoomMessage]:
+        db = self._db
+        assert db is not None
+        conditions = ["room = ?", "id > ?"]
+        args: list[Any] = [key, after]
+        if upto is not None:
+            conditions.append("id <= ?")
+            args.append(upto)
+        if before is not None:
+            conditions.append("id < ?")
+            args.append(before)
+        order = "DESC" if before is not None else "ASC"
+        rows = db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE {' AND '.join(conditions)} "
+            f"ORDER BY id {order} LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        if before is not None:
+            rows.reverse()
+        name = db.execute("SELECT name FROM rooms WHERE key = ?", (key,)).fetchone()
+        return [_message(name[0] if name else key, r) for r in rows]
+
+    def _read_session(self, code: str, oldest: float) -> Session | None:
+        db = self._db
+        assert db is not None
+        row = db.execute(
+            "SELECT code, nick, colour, show_colours, rooms, current, saved "
+            "FROM sessions WHERE code = ? AND saved >= ?",
+            (code, oldest),
+        ).fetchone()
+        if row is None:
+            return None
+        code, nick, colour, show, rooms, current, saved = row
+        return Session(
+            code,
+            nick,
+            colour,
+            bool(show),
+            tuple((str(n), int(e), int(i)) for n, e, i in json.loads(rooms)),
+            current,
+            saved,
+        )
+
+    def _finish(self, now: float) -> None:
+        db = self._db
+        if db is None:
+            return
+        self._expire_sessions(db, now)
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clean', '1')")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        self._db = None
+
+    # -- reactor side ------------------------------------------------------
+
+    def load(self, now: float) -> Deferred[Loaded]:
+        self._pool.start()
+        return self._in_thread(self._open, now)
+
+    def _queue(self, op: Callable[[sqlite3.Connection], None]) -> None:
+        self._pending.append(op)
+        if len(self._pending) >= MAX_BATCH:
+            self._flush()
+        elif self._timer is None and not self._closing:
+            delay: float | None = self._config.batch_window
+            if self._config.sync == "full":
+                # Group commit: write as soon as the disk is free; what
+                # arrives meanwhile goes in the next batch.
+                delay = 0 if self._inflight == 0 else None
+            if delay is not None:
+                self._timer = self._clock.callLater(
+                    max(delay, self._retry_delay), self._flush
+                )
+
+    def save_room(self, room: RoomRecord) -> None:
+        values = (
+            room.key,
+            room.name,
+            room.epoch,
+            room.last_id,
+            room.pruned_to,
+            room.topic,
+            room.topic_by,
+        )
+        lineage = [(room.key, e, f) for e, f in room.lineage]
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO rooms "
+                "(key, name, epoch, last_id, pruned_to, topic, topic_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "name = excluded.name, epoch = excluded.epoch, "
+                "topic = excluded.topic, topic_by = excluded.topic_by, "
+                "last_id = MAX(last_id, excluded.last_id), "
+                "pruned_to = MAX(pruned_to, excluded.pruned_to)",
+                values,
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO epochs (room, epoch, first_id) VALUES (?, ?, ?)",
+                lineage,
+            )
+
+        self._queue(op)
+
+    def append(self, message: RoomMessage, durable: bool) -> Deferred[None] | None:
+        row = _message_row(message)
+        key, floor = row[0], message.id - self._config.keep
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                f"INSERT OR REPLACE INTO messages ({_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            db.execute(
+                "UPDATE rooms SET last_id = MAX(last_id, ?) WHERE key = ?",
+                (message.id, key),
+            )
+            self._prune(db, key, floor)
+
+        self._queue(op)
+        if not durable:
+            return None
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def save_session(self, session: Session) -> None:
+        values = (
+            session.code,
+            session.nick,
+            session.colour,
+            int(session.show_colours),
+            json.dumps(session.rooms),
+            session.current,
+            session.saved,
+        )
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO sessions "
+                "(code, nick, colour, show_colours, rooms, current, saved) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+
+        self._queue(op)
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the next batch."""
+        return len(self._pending)
+
+    def _flush(self) -> Deferred[None] | None:
+        """
+        Send what is queued to the thread as one transaction.
+
+        @return: Fires when it is committed (or failed and re-queued), or
+            C{None} if nothing was queued.
+        """
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return None
+        ops, self._pending = self._pending, []
+        waiters, self._waiters = self._waiters, []
+        self._inflight += 1
+        d = self._in_thread(self._write, ops)
+        d.addBoth(self._written, ops, waiters)
+        return d
+
+    def _written(
+        self,
+        result: Failure | None,
+        ops: list[Callable[[sqlite3.Connection], None]],
+        waiters: list[Deferred[None]],
+    ) -> None:
+        self._inflight -= 1
+        if isinstance(result, Failure):
+            self.failed_batches += 1
+            self._retry_delay = min(max(self._retry_delay * 2, 0.5), 30.0)
+            self._log.failure(
+                "history: could not write {count} queued changes; "
+                "retrying in {delay:g} s",
+                result,
+                count=len(ops),
+                delay=self._retry_delay,
+            )
+            if self._closing:
+                self._log.error(
+                    "history: stopping; {count} changes could not be written "
+                    "and are lost",
+                    count=len(ops),
+                )
+                for waiter in waiters:
+                    waiter.errback(result)
+                return
+            # Keep them, in order, ahead of anything queued since.
+            self._pending[:0] = ops
+            self._waiters[:0] = waiters
+        else:
+            self._retry_delay = 0.0
+            for waiter in waiters:
+                waiter.callback(None)
+        if self._pending and self._timer is None and not self._closing:
+            self._timer = self._clock.callLater(
+                self._retry_delay
+                if self._config.sync == "full"
+                else max(self._retry_delay, self._config.batch_window),
+                self._flush,
+            )
+
+    def read(
+        self,
+        room_key: str,
+        after: int = 0,
+        upto: int | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> Deferred[list[RoomMessage]]:
+        # The one thread runs jobs in order: flushing first makes the read
+        # see every message queued before it.
+        self._flush()
+        return self._in_thread(self._read, room_key, after, upto, before, limit)
+
+    def session(self, code: str, oldest: float) -> Deferred[Session | None]:
+        self._flush()
+        return self._in_thread(self._read_session, code, oldest)
+
+    async def _close(self) -> None:
+        self._closing = True
+        while self._pending or self._inflight:
+            d = self._flush()
+            if d is None:
+                # Something is in flight; give it a moment.
+                wait: Deferred[None] = Deferred()
+                self._clock.callLater(0.01, wait.callback, None)
+                d = wait
+            await d
+        await self._in_thread(self._finish, self._clock.seconds())
+        self._pool.stop()
+
+    def close(self) -> Deferred[None]:
+        if not self._pool.started:
+            return succeed(None)
+        return Deferred.fromCoroutine(self._close())
+
+
+def open_store(config: HistoryConfig, reactor: Any) -> HistoryStore:
+    """
+    The store the configuration asks for.
+
+    @param reactor: For the writer thread and the batch timer.
+    """
+    if config.in_memory:
+        return MemoryStore(config)
+    return SQLiteStore(config, reactor, recent=config.replay)
