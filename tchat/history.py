@@ -331,6 +331,7 @@ class SQLiteStore:
     History in one SQLite file, in WAL mode, from one thread of its own.
 
     @ivar description: For the start-up log line.
+    @ivar batches: Transactions committed; C{failed_batches}: not.
     """
 
     _log = Logger()
@@ -359,6 +360,7 @@ class SQLiteStore:
         self._retry_delay = 0.0
         self._closing = False
         self.failed_batches = 0
+        self.batches = 0
         self.description = (
             f"SQLite at {config.path} (WAL; keep {config.keep} per room, "
             f"replay {config.replay}, sync {config.sync}, "
@@ -691,6 +693,7 @@ class SQLiteStore:
             self._pending[:0] = ops
             self._waiters[:0] = waiters
         else:
+            self.batches += 1
             self._retry_delay = 0.0
             for waiter in waiters:
                 waiter.callback(None)

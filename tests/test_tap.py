@@ -327,7 +327,7 @@ class MakeServiceTests(OptionsTestCase):
         )
 
 
-class _RaisingReactorClock(RaisingMemoryReactor, Clock):  # type: ignore[misc]
+class _RaisingReactorClock(RaisingMemoryReactor, Clock):
     """
     A reactor that cannot listen, with a clock.
     """

@@ -4,6 +4,24 @@
 // Safety rule for this file: text from the server (nicks, messages, topics,
 // room names, reasons, the MOTD, error messages) only ever reaches the page
 // through textContent / createTextNode; no HTML string is ever parsed.
+//
+// History and reconnects: each room's log is one list ordered by message
+// (epoch, id), whatever order messages arrive in (a join replay, a resume's
+// catch-up, an older page), and a message is shown once per (room, epoch,
+// id).  After a reconnect the page sends one "resume" with the last
+// (epoch, id) it showed in each of its rooms instead of joining them again.
+//
+// DOM hooks (tests and styles rely on them):
+//   #messages .msg                  every line of the room shown, in order
+//   .msg[data-room]                 the room whose log a line belongs to
+//   .msg-user / .msg-action         a room message (.msg-own: ours; .msg-pending:
+//                                   not acknowledged yet; .msg-failed: not sent)
+//   .msg[data-id][data-epoch]       a room message's id and epoch
+//   .msg-history                    a message that was sent to catch up, not live
+//   .msg.gap                        "some earlier messages are no longer available"
+//   #older                          "load older messages", first in #messages
+//   #message, #nick, #topic, #rooms [data-room], #status[data-state],
+//   #members .member[data-name] .badge
 "use strict";
 
 (() => {
@@ -21,6 +39,11 @@
   const NO_ROOM = ""; // the log shown while in no room
   const MAX_FRAME_BYTES = 60 * 1024; // the server's default limit is 64 KiB
   const POLL_ROOMS_MS = 15000; // rooms we are not in send no events: poll the list
+  const HISTORY_PAGE = 50; // messages per "load older messages"
+  const HISTORY_WAIT_MS = 10000; // give up waiting for a page of history
+  const RESUME_WAIT_MS = 15000; // give up waiting for "resumed" before resending
+  const SEND_TRIES = 2; // a message unconfirmed when the connection closed is sent once more
+  const GAP_TEXT = "Some earlier messages are no longer available.";
   const encoder = new TextEncoder();
 
   // -- DOM -------------------------------------------------------------------
@@ -103,7 +126,13 @@
     topics: new Map(), // room -> {topic, setBy}
     serverRooms: [], // last rooms list: [{name, members, topic}]
     colors: new Map(), // nick (lower case) -> CSS colour, as seen in messages
-    pending: new Map(), // client_id -> pending message element
+    // client_id -> {node, frame, nick, tries}: messages sent and not yet
+    // acknowledged; unsent: those whose connection closed first, sent again
+    // (same client_id, so the server does not repeat them) after a resume.
+    pending: new Map(),
+    unsent: new Map(),
+    resuming: new Map(), // room (lower case) -> {room, point}: resumes not answered yet
+    resumeDeadline: 0,
     // Replies to requests the page made on its own are not shown as notices.
     quiet: { rooms: 0, topic: 0, who: new Map(), status: new Map() },
     restore: null, // {nick, rooms, current} to re-establish after a reconnect
@@ -189,11 +218,25 @@
 
   // -- message logs ----------------------------------------------------------
 
+  // A log: the room's lines in order, and what the page knows of its
+  // messages.  seen has "epoch:id" of every message shown; last is the
+  // greatest (epoch, id) shown or confirmed (what a resume starts from);
+  // minId the smallest id shown (where an older page ends); more whether
+  // the server keeps older messages (null: not asked yet).
   function logFor(room) {
     const key = room || NO_ROOM;
     let log = state.logs.get(key);
     if (!log) {
-      log = { nodes: [], unread: 0 };
+      log = {
+        nodes: [],
+        unread: 0,
+        seen: new Set(),
+        last: null,
+        minId: null,
+        more: null,
+        loading: null,
+        caughtUp: [], // keys of catch-up messages since the last "resumed"
+      };
       state.logs.set(key, log);
     }
     return log;
@@ -201,6 +244,62 @@
 
   function viewRoom() {
     return state.current || NO_ROOM;
+  }
+
+  // -- message keys: (epoch, id) -----------------------------------------------
+
+  // Ids are comparable only within an epoch; the server only ever moves a
+  // room to a greater epoch, so (epoch, id) orders a room's messages.
+  function messageKey(m) {
+    if (!Number.isSafeInteger(m.id)) return null; // a server without ids
+    return { epoch: Number.isSafeInteger(m.epoch) ? m.epoch : 0, id: m.id };
+  }
+
+  function keyText(key) {
+    return `${key.epoch}:${key.id}`;
+  }
+
+  function compareKeys(a, b) {
+    if (a.epoch !== b.epoch) return a.epoch < b.epoch ? -1 : 1;
+    return a.id - b.id;
+  }
+
+  function nodeKey(node) {
+    if (node.dataset.id === undefined) return null;
+    return { epoch: Number(node.dataset.epoch || 0), id: Number(node.dataset.id) };
+  }
+
+  // The line before which a message with this key belongs: the first
+  // message after it (null: at the end).  Lines without a key (notices,
+  // pending messages) stay where they are.
+  function placeOf(log, key) {
+    let before = null;
+    for (let i = log.nodes.length - 1; i >= 0; i--) {
+      const other = nodeKey(log.nodes[i]);
+      if (other === null) continue;
+      if (compareKeys(other, key) > 0) before = log.nodes[i];
+      else break;
+    }
+    return before;
+  }
+
+  function noteShown(log, key) {
+    log.seen.add(keyText(key));
+    if (log.last === null || compareKeys(key, log.last) > 0) log.last = key;
+    if (log.minId === null || key.id < log.minId) log.minId = key.id;
+  }
+
+  function forget(log, node) {
+    const key = nodeKey(node);
+    if (key === null) return;
+    log.seen.delete(keyText(key));
+    if (key.id === log.minId) {
+      log.minId = null;
+      for (const n of log.nodes) {
+        const k = nodeKey(n);
+        if (k !== null && (log.minId === null || k.id < log.minId)) log.minId = k.id;
+      }
+    }
   }
 
   let stickToBottom = true;
@@ -216,19 +315,25 @@
     ui.newBelow.hidden = true;
   }
 
-  function addLine(room, node, { unread = false } = {}) {
+  // Adds a line to a room's log: at the end, or before the line `before`.
+  function addLine(room, node, { unread = false, before = null } = {}) {
     const key = room || NO_ROOM;
     node.dataset.room = key;
     const log = logFor(key);
-    log.nodes.push(node);
+    const at = before === null ? -1 : log.nodes.indexOf(before);
+    if (at < 0) log.nodes.push(node);
+    else log.nodes.splice(at, 0, node);
     if (log.nodes.length > LOG_LIMIT) {
       const old = log.nodes.shift();
       old.remove();
+      forget(log, old);
     }
+    if (!log.nodes.includes(node)) return; // older than all the log keeps
     if (key === viewRoom()) {
-      ui.messages.append(node);
+      if (at < 0) ui.messages.append(node);
+      else before.before(node);
       if (stickToBottom) scrollToBottom();
-      else ui.newBelow.hidden = false;
+      else if (at < 0) ui.newBelow.hidden = false;
       if (unread && document.hidden) bumpTitle();
     } else if (unread) {
       log.unread += 1;
@@ -241,14 +346,37 @@
     if (log) {
       const i = log.nodes.indexOf(node);
       if (i >= 0) log.nodes.splice(i, 1);
+      forget(log, node);
     }
     node.remove();
+  }
+
+  // "Load older messages", first in #messages.
+  const older = el("button", "older", "Load older messages");
+  older.type = "button";
+  older.id = "older";
+  older.hidden = true;
+
+  function renderOlder() {
+    const room = state.current;
+    const log = logFor(viewRoom());
+    older.hidden =
+      !room ||
+      !connected() ||
+      !findJoined(room) ||
+      log.more === false ||
+      log.minId === null ||
+      log.minId <= 1 || // ids start at 1: nothing is older
+      log.nodes.length >= LOG_LIMIT;
+    older.disabled = log.loading !== null;
+    older.textContent = log.loading !== null ? "Loading older messages…" : "Load older messages";
   }
 
   function showView() {
     const log = logFor(viewRoom());
     log.unread = 0;
-    ui.messages.replaceChildren(...log.nodes);
+    ui.messages.replaceChildren(older, ...log.nodes);
+    renderOlder();
     scrollToBottom();
   }
 
@@ -281,7 +409,12 @@
     if (!isMe(m.name) && state.nick && mentions(text, state.nick)) {
       node.classList.add("msg-mention");
     }
-    if (m.id !== undefined) node.dataset.id = String(m.id);
+    const key = messageKey(m);
+    if (key !== null) {
+      node.dataset.id = String(key.id);
+      node.dataset.epoch = String(key.epoch);
+    }
+    node.classList.toggle("msg-history", m.history === true);
     node.dataset.nick = str(m.name);
     const parts = [timeNode(m.ts), space(), badge(m.door), space()];
     if (action) parts.push(el("span", "star", "*"), space());
@@ -294,23 +427,142 @@
     return new RegExp(`(^|[^\\p{L}\\p{N}_-])${escaped}($|[^\\p{L}\\p{N}_-])`, "iu").test(text);
   }
 
-  function userMessage(m) {
+  // A room message: live, a catch-up one (history: true, from a join or a
+  // resume), or one of an older page (page: true).  Each (room, epoch, id)
+  // is shown once, at its place in the room's log.
+  function userMessage(m, { page = false } = {}) {
     const room = str(m.room) || state.current;
     if (typeof m.color === "string" && m.name) state.colors.set(str(m.name).toLowerCase(), m.color);
+    const log = logFor(room);
+    const key = messageKey(m);
+    const catchUp = m.history === true && !page;
+    if (catchUp && key !== null) {
+      log.caughtUp.push(key);
+      if (log.caughtUp.length > LOG_LIMIT) log.caughtUp.shift();
+    }
     const cid = typeof m.client_id === "string" ? m.client_id : null;
-    const pending = cid ? state.pending.get(cid) : null;
+    const pending = cid ? state.pending.get(cid) || state.unsent.get(cid) : null;
     if (pending) {
       state.pending.delete(cid);
-      if (pending.dataset.room === room) {
-        fillUserMessage(pending, m);
-        pending.dataset.room = room;
+      state.unsent.delete(cid);
+    }
+    if (key !== null && log.seen.has(keyText(key))) {
+      // Already shown: a replay overlapping what we have, or the
+      // acknowledgement of a message sent again that had gone through.
+      if (pending) removeLine(pending.node);
+      return;
+    }
+    if (pending) {
+      const node = pending.node;
+      if (node.dataset.room === room) {
+        fillUserMessage(node, m);
+        if (key !== null) {
+          noteShown(log, key);
+          // Messages that arrived while this one waited for its id may
+          // come before it.
+          const i = log.nodes.indexOf(node);
+          const later = log.nodes.slice(i + 1).some((n) => {
+            const k = nodeKey(n);
+            return k !== null && compareKeys(k, key) < 0;
+          });
+          if (later) {
+            removeLine(node);
+            noteShown(log, key);
+            addLine(room, node, { before: placeOf(log, key) });
+          }
+        }
+        if (room === viewRoom()) renderOlder();
         return;
       }
-      removeLine(pending);
+      removeLine(pending.node);
     }
     const node = el("div");
     fillUserMessage(node, m);
-    addLine(room, node, { unread: true });
+    // Live messages are the room's newest; earlier ones go to their place.
+    const before = key !== null && m.history === true ? placeOf(log, key) : null;
+    if (key !== null) noteShown(log, key);
+    addLine(room, node, { unread: !page, before });
+    if (room === viewRoom()) renderOlder();
+  }
+
+  // The answer to a "load older messages": one page, oldest first.
+  function historyPage(f) {
+    const room = str(f.room);
+    if (!room) return;
+    const log = logFor(room);
+    log.loading = null;
+    if (typeof f.more === "boolean") log.more = f.more;
+    const viewed = room === viewRoom();
+    // Keep the lines on screen where they are while lines go in above.
+    const fromBottom = ui.messages.scrollHeight - ui.messages.scrollTop;
+    const stuck = stickToBottom;
+    stickToBottom = false;
+    if (Array.isArray(f.messages)) {
+      for (const m of f.messages) {
+        if (m === null || typeof m !== "object" || m.type !== "usermsg") continue;
+        userMessage({ ...m, room: str(m.room) || room, history: true }, { page: true });
+      }
+    }
+    if (viewed) {
+      ui.messages.scrollTop = ui.messages.scrollHeight - fromBottom;
+      stickToBottom = atBottom();
+      renderOlder();
+    } else {
+      stickToBottom = stuck;
+    }
+  }
+
+  function requestOlder() {
+    const room = state.current;
+    if (!room || !connected()) return;
+    const log = logFor(room);
+    if (log.loading !== null || log.minId === null) return;
+    const cid = clientId("older");
+    log.loading = cid;
+    send({ type: "history", room, before: log.minId, limit: HISTORY_PAGE, client_id: cid });
+    renderOlder();
+    setTimeout(() => {
+      if (log.loading === cid) {
+        log.loading = null;
+        if (room === viewRoom()) renderOlder();
+      }
+    }, HISTORY_WAIT_MS);
+  }
+
+  older.addEventListener("click", requestOlder);
+
+  // The end of a resume of one room: what we missed has been sent.
+  function onResumed(f) {
+    const room = str(f.room);
+    if (!room) return;
+    const log = logFor(room);
+    const asked = state.resuming.get(room.toLowerCase());
+    state.resuming.delete(room.toLowerCase());
+    const count = Number.isSafeInteger(f.count) ? f.count : 0;
+    const batch = log.caughtUp.slice(Math.max(0, log.caughtUp.length - count));
+    log.caughtUp = [];
+    if (f.complete === false) {
+      // Some messages between what we had and what was sent are gone:
+      // mark the spot, just before the first message after what we had.
+      let before = null;
+      if (asked && asked.point) {
+        before = placeOf(log, asked.point);
+      } else if (count > 0 && batch.length) {
+        const first = batch.reduce((a, b) => (compareKeys(a, b) <= 0 ? a : b));
+        before = placeOf(log, { epoch: first.epoch, id: first.id - 1 });
+      }
+      const node = el("div", "msg msg-system gap");
+      node.dataset.event = "gap";
+      node.append(timeNode(), space(), el("span", "text", GAP_TEXT));
+      addLine(room, node, { before });
+    }
+    // We now have everything up to the room's latest message (but the gap):
+    // the next resume starts there, in the room's current epoch.
+    if (Number.isSafeInteger(f.last_id) && Number.isSafeInteger(f.epoch)) {
+      const key = { epoch: f.epoch, id: f.last_id };
+      if (log.last === null || compareKeys(key, log.last) > 0) log.last = key;
+    }
+    if (room === viewRoom()) renderOlder();
   }
 
   function privateMessage(m) {
@@ -508,6 +760,12 @@
       case "error":
         errorFrame(frame);
         break;
+      case "history":
+        historyPage(frame);
+        break;
+      case "resumed":
+        onResumed(frame);
+        break;
       default:
         break; // unknown types are ignored, as the protocol asks
     }
@@ -606,6 +864,11 @@
     state.members.clear();
     state.quiet = { rooms: 0, topic: 0, who: new Map(), status: new Map() };
     state.nickRequest = null;
+    state.resuming.clear();
+    for (const log of state.logs.values()) {
+      log.loading = null;
+      log.caughtUp = [];
+    }
     if (document.activeElement !== ui.nick) ui.nick.value = state.nick;
     if (typeof f.color === "string") state.colors.set(state.nick.toLowerCase(), f.color);
     const motd = Array.isArray(f.motd) ? f.motd.map(str) : [];
@@ -617,28 +880,83 @@
     if (restore && state.everWelcomed) restoreSession(restore);
     state.everWelcomed = true;
     refreshRooms();
+    renderOlder();
+    if (state.unsent.size) sendUnsentLater(state.ws);
   }
 
-  // After a reconnect: take back the nick and the rooms, current one last.
+  // After a reconnect: take back the nick and the rooms, current one last,
+  // with what was said in them meanwhile.  One "resume" asks for every
+  // room from the last message we showed in it: the server joins us to
+  // each (without the replay of a join), sends what we missed, then
+  // "resumed".
   function restoreSession(restore) {
     if (restore.nick && !sameName(restore.nick, state.nick)) requestNick(restore.nick, true);
     const lobby = state.welcomeRoom;
-    // The server has just put us in its default room: join the others, and
-    // the current room last so that it is current again.
-    const rooms = restore.rooms.filter(
-      (r) => !sameName(r, restore.current) && !sameName(r, lobby),
-    );
-    if (restore.current && (rooms.length || !sameName(restore.current, lobby))) {
+    // The server makes each room it joins us to current, so the current
+    // room goes last.  It has already put us in its default room, which a
+    // resume does not make current: a join does, if another came after it.
+    const rooms = restore.rooms.filter((r) => !sameName(r, restore.current));
+    if (restore.current && restore.rooms.some((r) => sameName(r, restore.current))) {
       rooms.push(restore.current);
     }
-    for (const room of rooms) {
-      quietStatus(room);
-      send({ type: "join", room });
+    if (rooms.length) {
+      const points = {};
+      for (const room of rooms) {
+        const log = state.logs.get(room);
+        const last = log ? log.last : null;
+        if (last === null) points[room] = 0;
+        else if (last.epoch) points[room] = { id: last.id, epoch: last.epoch };
+        else points[room] = last.id; // a bare id: the room's current epoch
+        state.resuming.set(room.toLowerCase(), { room, point: last });
+      }
+      state.resumeDeadline = performance.now() + RESUME_WAIT_MS;
+      send({ type: "resume", rooms: points });
+    }
+    if (restore.current && lobby && sameName(restore.current, lobby) && rooms.length > 1) {
+      quietStatus(restore.current);
+      send({ type: "join", room: restore.current });
     }
     if (lobby && restore.rooms.length && !restore.rooms.some((r) => sameName(r, lobby))) {
       if (restore.current) quietStatus(restore.current);
       send({ type: "part", room: lobby });
     }
+  }
+
+  // Messages whose connection closed before they were acknowledged are
+  // sent again once the resume is answered (what went through has come
+  // back by then, and the server acknowledges a repeated client_id with
+  // the original) and our nick is back (the server recognises a repeat
+  // only from the same nick).
+  function sendUnsentLater(ws) {
+    const check = () => {
+      if (state.ws !== ws || !connected()) return; // a new connection will do it
+      const waiting =
+        (state.resuming.size > 0 && performance.now() < state.resumeDeadline) ||
+        state.nickRequest !== null;
+      if (waiting) {
+        setTimeout(check, 200);
+        return;
+      }
+      const unsent = [...state.unsent.entries()];
+      state.unsent.clear();
+      for (const [cid, entry] of unsent) {
+        const room = entry.frame.room;
+        if (!sameName(entry.nick, state.nick) || (room && !findJoined(room))) {
+          failPending(entry, "Not sent: the connection closed before it was confirmed");
+          continue;
+        }
+        entry.tries += 1;
+        state.pending.set(cid, entry);
+        if (!send(entry.frame)) state.pending.delete(cid);
+      }
+    };
+    setTimeout(check, 200);
+  }
+
+  function failPending(entry, why) {
+    entry.node.classList.remove("msg-pending");
+    entry.node.classList.add("msg-failed");
+    entry.node.title = why;
   }
 
   function quietStatus(room) {
@@ -774,12 +1092,14 @@
       }
       return;
     }
+    if (cid.startsWith("older-")) {
+      for (const log of state.logs.values()) if (log.loading === cid) log.loading = null;
+      renderOlder();
+    }
     if (cid && state.pending.has(cid)) {
       const pending = state.pending.get(cid);
       state.pending.delete(cid);
-      pending.classList.remove("msg-pending");
-      pending.classList.add("msg-failed");
-      pending.title = "Not sent: " + message;
+      failPending(pending, "Not sent: " + message);
     }
     const nickError = cid.startsWith("nick-") || code.startsWith("nick-");
     if (nickError && state.nickRequest && state.nickRequest.retries > 0 && code === "nick-taken") {
@@ -893,7 +1213,7 @@
         space(),
         el("span", "text", trimmed.startsWith("//") ? trimmed.slice(1) : trimmed),
       );
-      state.pending.set(cid, node);
+      state.pending.set(cid, { node, frame, nick: state.nick, tries: 1 });
       addLine(state.current, node);
     }
     if (history[history.length - 1] !== raw) history.push(raw);
@@ -1060,12 +1380,17 @@
         current: state.current,
       };
     }
-    for (const node of state.pending.values()) {
-      node.classList.remove("msg-pending");
-      node.classList.add("msg-failed");
-      node.title = "Not confirmed: the connection closed";
+    for (const [cid, entry] of state.pending) {
+      if (entry.tries < SEND_TRIES && !state.quit) {
+        entry.node.title = "Not confirmed yet: sent again once reconnected";
+        state.unsent.set(cid, entry);
+      } else {
+        failPending(entry, "Not confirmed: the connection closed");
+      }
     }
     state.pending.clear();
+    state.resuming.clear();
+    renderOlder();
     state.nickRequest = null;
     state.members.clear();
     renderMembers();
