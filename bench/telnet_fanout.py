@@ -8,6 +8,10 @@ time; receivers compute latency and count loss and reordering.  Prints one
 JSON line.  Bounded in time and count; stops the server it started.
 
     python bench/telnet_fanout.py --clients 100 --senders 10 --rate 10
+
+C{--history off} runs the server with C{[history] enabled = false} (memory
+only), C{--history full} with C{sync = full}; the default is the embedded
+default, SQLite with C{sync = normal}, in a temporary directory.
 """
 
 import argparse
@@ -38,7 +42,17 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def start_server(workdir: str) -> tuple[asyncio.subprocess.Process, int]:
+HISTORY = {
+    "on": "",
+    "off": "[history]\nenabled = false\n",
+    "full": "[history]\nsync = full\n",
+}
+
+
+async def start_server(
+    workdir: str, history: str = "on"
+) -> tuple[asyncio.subprocess.Process, int]:
+    Path(workdir, "tap.ini").write_text("[web]\nlisten =\n" + HISTORY[history])
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     proc = await asyncio.create_subprocess_exec(
         twistd,
@@ -94,7 +108,7 @@ class Receiver(asyncio.Protocol):
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as workdir:
-        proc, port = await start_server(workdir)
+        proc, port = await start_server(workdir, args.history)
         try:
             rss_before = rss_kib(proc.pid)
             t0 = time.monotonic()
@@ -139,6 +153,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 conn.close()
             return {
                 "scenario": f"telnet-fanout-{args.clients}",
+                "history": args.history,
                 "clients": args.clients,
                 "senders": args.senders,
                 "rate_per_sender": args.rate,
@@ -181,6 +196,7 @@ if __name__ == "__main__":
     parser.add_argument("--senders", type=int, default=10)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--history", choices=sorted(HISTORY), default="on")
     args = parser.parse_args()
     if not (
         2 <= args.clients <= 5000

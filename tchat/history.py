@@ -322,8 +322,24 @@ def _message(name: str, row: tuple[Any, ...]) -> RoomMessage:
     )
 
 
-class _Write(Protocol):
-    def __call__(self, db: sqlite3.Connection) -> None: ...
+_Op = Callable[[sqlite3.Connection], None]
+
+
+class _MessageWrite:
+    """
+    The write of one room message.  A batch's messages are inserted with
+    one statement, and each room's counters updated once per batch.  With
+    C{sync = full} a message that failed to be written is dropped (its
+    sender is told) rather than retried.
+    """
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        self.row = row
+
+    def __call__(self, db: sqlite3.Connection) -> None:
+        raise AssertionError("written by SQLiteStore._write")
 
 
 class SQLiteStore:
@@ -353,7 +369,7 @@ class SQLiteStore:
         self._recent = recent
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="tchat-history")
         self._db: sqlite3.Connection | None = None
-        self._pending: list[Callable[[sqlite3.Connection], None]] = []
+        self._pending: list[_Op] = []
         self._waiters: list[Deferred[None]] = []
         self._inflight = 0
         self._timer: Any = None
@@ -476,13 +492,30 @@ class SQLiteStore:
             ).fetchall()
             loaded.tagged[key] = [_message(name, r) for r in tagged]
 
-    def _write(self, ops: list[Callable[[sqlite3.Connection], None]]) -> None:
+    def _write(self, ops: list[_Op]) -> None:
         db = self._db
         assert db is not None
+        rows = [op.row for op in ops if isinstance(op, _MessageWrite)]
+        latest: dict[str, int] = {}
+        for row in rows:
+            latest[row[0]] = max(latest.get(row[0], 0), row[1])
         db.execute("BEGIN IMMEDIATE")
         try:
+            # Rooms (and sessions) first: the messages' rooms then exist.
             for op in ops:
-                op(db)
+                if not isinstance(op, _MessageWrite):
+                    op(db)
+            db.executemany(
+                f"INSERT OR REPLACE INTO messages ({_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            for key, last_id in latest.items():
+                db.execute(
+                    "UPDATE rooms SET last_id = MAX(last_id, ?) WHERE key = ?",
+                    (last_id, key),
+                )
+                self._prune(db, key, last_id - self._config.keep)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -549,7 +582,7 @@ class SQLiteStore:
         self._pool.start()
         return self._in_thread(self._open, now)
 
-    def _queue(self, op: Callable[[sqlite3.Connection], None]) -> None:
+    def _queue(self, op: _Op) -> None:
         self._pending.append(op)
         if len(self._pending) >= MAX_BATCH:
             self._flush()
@@ -595,22 +628,7 @@ class SQLiteStore:
         self._queue(op)
 
     def append(self, message: RoomMessage, durable: bool) -> Deferred[None] | None:
-        row = _message_row(message)
-        key, floor = row[0], message.id - self._config.keep
-
-        def op(db: sqlite3.Connection) -> None:
-            db.execute(
-                f"INSERT OR REPLACE INTO messages ({_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
-            db.execute(
-                "UPDATE rooms SET last_id = MAX(last_id, ?) WHERE key = ?",
-                (message.id, key),
-            )
-            self._prune(db, key, floor)
-
-        self._queue(op)
+        self._queue(_MessageWrite(_message_row(message)))
         if not durable:
             return None
         waiter: Deferred[None] = Deferred()
@@ -666,7 +684,7 @@ class SQLiteStore:
     def _written(
         self,
         result: Failure | None,
-        ops: list[Callable[[sqlite3.Connection], None]],
+        ops: list[_Op],
         waiters: list[Deferred[None]],
     ) -> None:
         self._inflight -= 1
@@ -689,9 +707,14 @@ class SQLiteStore:
                 for waiter in waiters:
                     waiter.errback(result)
                 return
+            if waiters:
+                # sync = full: nobody saw these messages; their senders are
+                # told, and only the other writes are retried.
+                ops = [op for op in ops if not isinstance(op, _MessageWrite)]
+                for waiter in waiters:
+                    waiter.errback(result)
             # Keep them, in order, ahead of anything queued since.
             self._pending[:0] = ops
-            self._waiters[:0] = waiters
         else:
             self.batches += 1
             self._retry_delay = 0.0

@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tchat import events
@@ -744,3 +744,51 @@ class SQLiteStoreTests(TestCase):
             if isinstance(e, events.History)
         ]
         self.assertEqual(texts, [["m9", "m10"], ["m5", "m6", "m7", "m8"]])
+
+
+class WriteFailureTests(TestCase):
+    """
+    A batch the disk refuses is retried (C{sync = normal}) or reported to
+    its senders (C{sync = full}); nothing else is lost.
+    """
+
+    async def store_failing_once(self, **changes: Any) -> SQLiteStore:
+        path = os.path.abspath(self.mktemp()) + ".sqlite3"
+        config = replace(HistoryConfig(path=path, batch_window=0.01), **changes)
+        store = SQLiteStore(config, reactor, recent=3)
+        await store.load(time.time())
+        self.addCleanup(store.close)
+        write = store._write
+        calls: list[int] = []
+
+        def flaky(ops: Any) -> None:
+            calls.append(len(ops))
+            if len(calls) == 1:
+                raise sqlite3.OperationalError("database or disk is full")
+            write(ops)
+
+        store._write = flaky  # type: ignore[method-assign]
+        return store
+
+    async def test_retried(self) -> None:
+        store = await self.store_failing_once()
+        store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
+        store.append(message("#a", 1, "kept"), False)
+        store._flush()
+        await deferLater(reactor, 0.7, lambda: None)  # the first retry: 0.5 s
+        found = await store.read("#a")
+        self.assertEqual([m.text for m in found], ["kept"])
+        self.assertEqual((store.failed_batches, store.batches), (1, 1))
+        self.flushLoggedErrors(sqlite3.OperationalError)
+
+    async def test_full_sync_reports(self) -> None:
+        store = await self.store_failing_once(sync="full")
+        store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
+        committed = store.append(message("#a", 1, "refused"), True)
+        assert committed is not None
+        with self.assertRaises(sqlite3.OperationalError):
+            await committed
+        await deferLater(reactor, 0.7, lambda: None)
+        self.assertEqual(await store.read("#a"), [])
+        self.assertEqual(store.batches, 1)  # the room itself, on retry
+        self.flushLoggedErrors(sqlite3.OperationalError)
