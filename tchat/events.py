@@ -128,6 +128,8 @@ class Presence:
         C{lost} and C{nick}, which concern every room the user shares with
         the recipient and are delivered once.
     @ivar new_nick: For C{nick}.
+    @ivar epoch: For C{join}: the room's epoch, and C{last_id} its latest
+        message id, so a client knows where it stands even in an empty room.
     @ivar reason: For C{quit} (the user's words) and C{part}.
     """
 
@@ -138,6 +140,8 @@ class Presence:
     room: str | None = None
     new_nick: str | None = None
     reason: str | None = None
+    epoch: int | None = None
+    last_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,7 @@ class ChatFactory:
         self._rooms: dict[str, Room] = {}
         self._new_room(config.default_room)
         self._ready: list[Deferred[None]] | None = []
+        self._stopping = False
 
     def when_ready(self) -> Deferred[None]:
         """
@@ -246,6 +247,7 @@ class ChatFactory:
 
         @return: Fires when everything is on disk.
         """
+        self._stopping = True
         for user in self._users.values():
             self._save_session(user)
         return self.store.close()
@@ -253,7 +255,9 @@ class ChatFactory:
     def _new_room(self, name: str, epoch: int | None = None) -> Room:
         if epoch is None:
             epoch = max(1, int(self._clock.seconds() * 1000))
-        room = Room(name, epoch, deque(maxlen=self.history.replay or 1))
+        room = Room(
+            name, epoch, deque(maxlen=min(self.history.replay, self.history.keep) or 1)
+        )
         room.lineage = [(epoch, 1)]
         self._rooms[room_key(name)] = room
         return room
@@ -361,8 +365,13 @@ class ChatFactory:
             case Resume(code):
                 self._resume_code(user, code)
             case ResumeRooms(points):
+                # Rooms are joined as needed, but where the user talks
+                # stays theirs to choose.
+                current = user.current
                 for name, last_id, epoch in points:
                     self._resume_named(user, name, last_id, epoch)
+                if current is not None and current in user.rooms:
+                    user.current = current
 
     def _error(self, user: User, code: events.ErrorCode, text: str) -> None:
         self._tell(user, events.Error(code, text))
@@ -377,6 +386,14 @@ class ChatFactory:
     ) -> None:
         text = clean_text(text).strip()
         if not text:
+            return
+        if self._stopping:
+            # The store is being closed: a message now could not be kept.
+            self._error(
+                user,
+                "not-stored",
+                "the server is shutting down; your message was not sent",
+            )
             return
         if room_name is None:
             room = user.current
@@ -544,7 +561,13 @@ class ChatFactory:
         user.rooms.append(room)
         user.current = room
         notice = events.Presence(
-            self._clock.seconds(), "join", user.nick, user.door, room=room.name
+            self._clock.seconds(),
+            "join",
+            user.nick,
+            user.door,
+            room=room.name,
+            epoch=room.epoch,
+            last_id=room.delivered_id,
         )
         self._fan_out(room.members, notice)
         if shown:
@@ -686,6 +709,7 @@ class ChatFactory:
         limit: int,
         then: Callable[[list[events.RoomMessage]], None],
         newest: bool = False,
+        on_error: bool = False,
     ) -> None:
         """
         Fetch C{room}'s messages with C{after < id <= upto} (the oldest
@@ -720,6 +744,8 @@ class ChatFactory:
                     "history-unavailable",
                     f"the history of {room.name} cannot be read right now",
                 )
+                if on_error:
+                    then(None)  # type: ignore[arg-type]
             else:
                 then(result)  # type: ignore[arg-type]
             count, held = user.holding.get(room, (1, []))
@@ -789,20 +815,22 @@ class ChatFactory:
             upto = room.delivered_id
         snapshot = room.delivered_id
 
-        def send(found: list[events.RoomMessage]) -> None:
+        def send(found: list[events.RoomMessage] | None) -> None:
+            # None: the store could not be read; the user was told, and
+            # the resume ends as incomplete.
             self._tell(
                 user,
                 events.History(
                     room.name,
                     room.epoch,
-                    tuple(found),
+                    tuple(found or ()),
                     "resume",
-                    complete=complete,
+                    complete=complete and found is not None,
                     last_id=snapshot,
                 ),
             )
 
-        self._read(user, room, after, upto, self.history.keep, send)
+        self._read(user, room, after, upto, self.history.keep, send, on_error=True)
 
     def _resume_code(self, user: User, typed: str) -> None:
         code = normalize_code(typed)
@@ -814,6 +842,7 @@ class ChatFactory:
             # The old connection is still here (its loss not yet noticed):
             # take over from it.
             session = self._session(live)
+            self._tell(live, events.Goodbye("resumed by a new connection"))
             live.participant.close("resumed by a new connection")
             self._leave(live, "quit", "reconnected")
             self._restore(user, session)

@@ -136,6 +136,22 @@ def _resume(frame: dict[str, Any]) -> commands.Command:
     return commands.ResumeRooms(tuple(points))
 
 
+def _hello(frame: dict[str, Any]) -> list[Command]:
+    """
+    C{{"type": "hello", "name": NICK, "resume": {ROOM: LAST_ID, ...}}}: a
+    reconnecting client's first frame, taking back its nick and resuming
+    its rooms at once; both parts are optional.
+    """
+    result: list[Command] = []
+    name = _field(frame, "name", required=False)
+    if name is not None and name.strip():
+        result.append(commands.Nick(name.strip()))
+    rooms = frame.get("resume")
+    if rooms is not None:
+        result.append(_resume({"rooms": rooms}))
+    return result
+
+
 def _typed(kind: str, frame: dict[str, Any], client_id: str | None) -> list[Command]:
     def get(name: str, required: bool = True) -> str | None:
         return _field(frame, name, required)
@@ -181,6 +197,8 @@ def _typed(kind: str, frame: dict[str, Any], client_id: str | None) -> list[Comm
             )
         case "resume":
             command = _resume(frame)
+        case "hello":
+            return _hello(frame)
         case _:
             raise FrameError("unknown-type", f"unknown request type {kind[:32]!r}")
     return [command] if command is not None else []
@@ -265,7 +283,12 @@ def _presence(event: events.Presence) -> dict[str, Any]:
     match event.kind:
         case "join":
             return _system(
-                "join", f"{who} joined {event.room}", room=event.room, **common
+                "join",
+                f"{who} joined {event.room}",
+                room=event.room,
+                epoch=event.epoch,
+                last_id=event.last_id,
+                **common,
             )
         case "part":
             return _system(

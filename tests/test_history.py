@@ -187,6 +187,21 @@ class ReplayTests(HistoryTestCase):
         self.assertEqual(self.histories(participant.take()), [])
 
 
+class SmallKeepTests(HistoryTestCase):
+    history = HistoryConfig(keep=5, replay=20)
+
+    def test_replay_within_keep(self) -> None:
+        """
+        The replay never shows more than is kept.
+        """
+        _, alice = self.connect("alice")
+        self.say(alice, *[f"m{i}" for i in range(1, 11)])
+        participant = FakeParticipant()
+        self.hub.connect(participant)
+        (history,) = self.histories(participant.take())
+        self.assertEqual([m.id for m in history.messages], [6, 7, 8, 9, 10])
+
+
 class NoReplayTests(HistoryTestCase):
     history = HistoryConfig(replay=0)
 
@@ -792,3 +807,18 @@ class WriteFailureTests(TestCase):
         self.assertEqual(await store.read("#a"), [])
         self.assertEqual(store.batches, 1)  # the room itself, on retry
         self.flushLoggedErrors(sqlite3.OperationalError)
+
+
+class StoppingTests(HistoryTestCase):
+    def test_no_messages_while_stopping(self) -> None:
+        """
+        Once the hub is stopping, a message is refused with a reason rather
+        than acknowledged and then lost with the closed store.
+        """
+        alice_p, alice = self.connect("alice")
+        self.successResultOf(self.hub.stop())
+        self.say(alice, "too late")
+        (error,) = alice_p.take()
+        assert isinstance(error, events.Error)
+        self.assertEqual(error.code, "not-stored")
+        self.assertEqual(self.hub._rooms["#lobby"].last_id, 0)

@@ -118,7 +118,13 @@ class ConnectTests(HubTestCase):
         self.assertEqual(
             joined,
             events.Presence(
-                self.clock.seconds(), "join", user.nick, "telnet", "#lobby"
+                self.clock.seconds(),
+                "join",
+                user.nick,
+                "telnet",
+                "#lobby",
+                epoch=self.hub._rooms["#lobby"].epoch,
+                last_id=0,
             ),
         )
         self.assertEqual(user.current and user.current.name, "#lobby")
@@ -148,7 +154,15 @@ class ConnectTests(HubTestCase):
         (notice,) = alice.take()
         self.assertEqual(
             notice,
-            events.Presence(self.clock.seconds(), "join", bob.nick, "web", "#lobby"),
+            events.Presence(
+                self.clock.seconds(),
+                "join",
+                bob.nick,
+                "web",
+                "#lobby",
+                epoch=self.hub._rooms["#lobby"].epoch,
+                last_id=0,
+            ),
         )
 
     def test_lost_connection(self) -> None:
@@ -468,11 +482,16 @@ class RoomTests(HubTestCase):
         self.hub.execute(a, Join("dev"))
         self.hub.execute(b, Join("#DEV"))
         now = self.clock.seconds()
+        epoch = self.hub._rooms["#dev"].epoch
         self.assertEqual(
             alice.take(),
             [
-                events.Presence(now, "join", "alice", "telnet", "#dev"),
-                events.Presence(now, "join", "bob", "telnet", "#dev"),
+                events.Presence(
+                    now, "join", "alice", "telnet", "#dev", epoch=epoch, last_id=0
+                ),
+                events.Presence(
+                    now, "join", "bob", "telnet", "#dev", epoch=epoch, last_id=0
+                ),
             ],
         )
         self.assertEqual(b.current and b.current.name, "#dev")

@@ -360,6 +360,10 @@ class OtherEndpointTests(OptionsTestCase):
     Any Twisted endpoint string works for the telnet door.
     """
 
+    def setUp(self) -> None:
+        super().setUp()
+        Path("tap.ini").write_text("[history]\nenabled = false\n")
+
     def test_unix(self) -> None:
         """
         A C{unix:} endpoint listens on that path with the telnet factory.

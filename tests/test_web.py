@@ -137,6 +137,8 @@ class ConnectTests(WebTestCase):
                 "name": nick,
                 "door": "web",
                 "room": "#lobby",
+                "epoch": self.hub._rooms["#lobby"].epoch,
+                "last_id": 0,
                 "ts": 1_700_000_000,
             },
         )

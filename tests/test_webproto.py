@@ -72,6 +72,61 @@ class ParseTypedTests(SynchronousTestCase):
         self.assertEqual(request.client_id, "7")
 
 
+class ParseHistoryTests(SynchronousTestCase):
+    """
+    History, resume and hello requests.
+    """
+
+    def parse(self, **fields: object) -> tuple[commands.Command, ...]:
+        return parse_frame(frame(**fields), "me").commands
+
+    def test_history(self) -> None:
+        self.assertEqual(
+            self.parse(type="history", room="#dev", before=41, limit=10),
+            (commands.ShowHistory(10, "#dev", 41),),
+        )
+        self.assertEqual(self.parse(type="history"), (commands.ShowHistory(50),))
+
+    def test_resume(self) -> None:
+        """
+        A bare id means the current epoch; an object gives the epoch.
+        """
+        self.assertEqual(
+            self.parse(type="resume", rooms={"#a": 4, "#b": {"id": 7, "epoch": 9}}),
+            (commands.ResumeRooms((("#a", 4, None), ("#b", 7, 9))),),
+        )
+
+    def test_hello(self) -> None:
+        """
+        A hello takes back the nick and resumes the rooms in one frame.
+        """
+        self.assertEqual(
+            self.parse(type="hello", name="alice", resume={"#a": 4}),
+            (commands.Nick("alice"), commands.ResumeRooms((("#a", 4, None),))),
+        )
+
+    def test_bad(self) -> None:
+        """
+        Wrong shapes are refused with a sentence, not a crash.
+        """
+        bad: list[dict[str, object]] = [
+            {"type": "history", "limit": 0},
+            {"type": "history", "limit": 201},
+            {"type": "history", "before": "x"},
+            {"type": "history", "limit": True},
+            {"type": "resume"},
+            {"type": "resume", "rooms": []},
+            {"type": "resume", "rooms": {"#a": -1}},
+            {"type": "resume", "rooms": {"#a": {"id": 1, "epoch": "x"}}},
+            {"type": "resume", "rooms": {f"#r{i}": 1 for i in range(101)}},
+            {"type": "hello", "resume": {"#a": "x"}},
+        ]
+        for fields in bad:
+            with self.assertRaises(FrameError) as caught:
+                self.parse(**fields)
+            self.assertEqual(caught.exception.code, "bad-request", fields)
+
+
 class ParseClassicTests(SynchronousTestCase):
     """
     Frames from the classic PHP chat client work unchanged.

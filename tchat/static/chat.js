@@ -236,6 +236,10 @@
         more: null,
         loading: null,
         caughtUp: [], // keys of catch-up messages since the last "resumed"
+        // Where a resume that was never answered started: the next one
+        // starts there too (a join replay may have moved last past
+        // messages the resume was still to send).
+        resumeFrom: undefined,
       };
       state.logs.set(key, log);
     }
@@ -538,6 +542,7 @@
     const log = logFor(room);
     const asked = state.resuming.get(room.toLowerCase());
     state.resuming.delete(room.toLowerCase());
+    log.resumeFrom = undefined;
     const count = Number.isSafeInteger(f.count) ? f.count : 0;
     const batch = log.caughtUp.slice(Math.max(0, log.caughtUp.length - count));
     log.caughtUp = [];
@@ -706,6 +711,7 @@
     renderRooms();
     renderMembers();
     renderTopic();
+    renderOlder();
     if (room) {
       refreshWho();
       refreshTopic();
@@ -903,7 +909,7 @@
       const points = {};
       for (const room of rooms) {
         const log = state.logs.get(room);
-        const last = log ? log.last : null;
+        const last = !log ? null : log.resumeFrom !== undefined ? log.resumeFrom : log.last;
         if (last === null) points[room] = 0;
         else if (last.epoch) points[room] = { id: last.id, epoch: last.epoch };
         else points[room] = last.id; // a bare id: the room's current epoch
@@ -1389,6 +1395,10 @@
       }
     }
     state.pending.clear();
+    for (const { room, point } of state.resuming.values()) {
+      const log = logFor(room);
+      if (log.resumeFrom === undefined) log.resumeFrom = point;
+    }
     state.resuming.clear();
     renderOlder();
     state.nickRequest = null;

@@ -388,6 +388,13 @@ class ChatClient(Protocol):
                 f"{bytes(self.received.data[start:])!r})"
             )
 
+    async def read_lines(self, count: int, timeout: float = 5.0) -> list[bytes]:
+        """
+        Read the next C{count} lines, with current time stamps shown as
+        L{STAMP}.
+        """
+        return [unstamp(await self.next_line(timeout)) for _ in range(count)]
+
     async def read_block(
         self, end: bytes, timeout: float = 5.0, limit: int = 1000
     ) -> list[bytes]:
@@ -871,6 +878,25 @@ RECENT: Any = _Recent()
 """Put in an expected frame where a current C{ts} belongs."""
 
 
+class _Whole:
+    """
+    Compares equal to any whole number from 0 (not a C{bool}).
+    """
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, int) and not isinstance(other, bool) and other >= 0
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "WHOLE"
+
+
+WHOLE: Any = _Whole()
+"""Put in an expected frame where any message id (0 for none) belongs."""
+
+
 class Epoch:
     """
     Stands for one room's C{epoch} in expected frames: it compares equal to
@@ -939,6 +965,10 @@ class WebClient(_OneWait, WebSocketClientProtocol):  # type: ignore[misc]
     @ivar colour: The client's CSS colour, from the welcome.
     @ivar palette: The palette from the welcome: colour names to CSS.
     @ivar code: The resume code from the welcome.
+    @ivar joined: The notice of its joining #lobby, as read by
+        L{connect_web}: it gives the room's C{epoch} and C{last_id}.
+    @ivar replay: The frames that followed the join notice, up to a round
+        trip, when L{connect_web} was asked to read them: the join replay.
     @ivar frames: Every frame received: JSON objects, or C{{"binary": hex}}
         for a binary frame (which the server never sends).
     @ivar cursor: The index in L{frames} up to which the test has read.
@@ -952,6 +982,8 @@ class WebClient(_OneWait, WebSocketClientProtocol):  # type: ignore[misc]
         self.colour = ""
         self.palette: dict[str, str] = {}
         self.code = ""
+        self.joined: dict[str, Any] = {}
+        self.replay: list[dict[str, Any]] = []
         self.frames: list[dict[str, Any]] = []
         self.cursor = 0
         self.opened = False
@@ -1222,10 +1254,18 @@ class _OneClientFactory(WebSocketClientFactory):
         return self._client
 
 
-def web_welcome(nick: str, room: str = "#lobby") -> list[dict[str, Any]]:
+def web_welcome(
+    nick: str, room: str = "#lobby", epoch: Any = None, last_id: Any = None
+) -> list[dict[str, Any]]:
     """
     The frames a new web user gets first: the welcome, then its own join.
-    Its colour and the palette are left out (see L{connect_web}).
+    Its colour, the palette and the resume code are left out (see
+    L{connect_web}).
+
+    @param epoch: The room's epoch in the join notice; any epoch (an
+        L{Epoch} that is not checked for freshness) by default.
+    @param last_id: The room's latest message id in the join notice; any
+        id (L{WHOLE}) by default.
     """
     return [
         {
@@ -1244,6 +1284,8 @@ def web_welcome(nick: str, room: str = "#lobby") -> list[dict[str, Any]]:
             "name": nick,
             "door": "web",
             "room": room,
+            "epoch": Epoch(fresh=False) if epoch is None else epoch,
+            "last_id": WHOLE if last_id is None else last_id,
             "ts": RECENT,
         },
     ]
@@ -1259,6 +1301,8 @@ async def connect_web(
     *,
     origin: str | None = None,
     welcome: bool = True,
+    replay: bool = False,
+    last_id: int | None = None,
     timeout: float = 5.0,
 ) -> WebClient:
     """
@@ -1270,8 +1314,14 @@ async def connect_web(
     @param welcome: Read the welcome and the join notice that follows it
         (checking both), and take the guest nick, colour, palette and
         resume code from it; otherwise the cursor stays at 0.  The replay
-        of #lobby's recent messages, if any, follows and is left unread.
-    @return: The open client.
+        of #lobby's recent messages, if any, follows and is left unread
+        unless C{replay} is true.
+    @param replay: After the welcome, read up to the answer of a round trip
+        (L{WebClient.sync}), and keep the frames before it, the join
+        replay, in L{WebClient.replay}.
+    @param last_id: The latest message id of #lobby the join notice must
+        give; any by default.
+    @return: The open client; L{WebClient.joined} is its join notice.
     @raise FailTest: If the handshake fails.
     """
     client = WebClient(name)
@@ -1296,12 +1346,15 @@ async def connect_web(
         code = first.pop("resume_code", None)
         if not isinstance(code, str) or not RESUME_CODE.fullmatch(code):
             raise FailTest(f"{name}: no resume code in the welcome: {code!r}")
-        expected = web_welcome(nick)
+        expected = web_welcome(nick, last_id=last_id)
         if first != expected[0]:
             raise FailTest(f"{name}: expected welcome {expected[0]!r}, got {first!r}")
         await client.expect_frames(expected[1], timeout=timeout)
+        client.joined = client.frames[client.cursor - 1]
         client.nick = nick
         client.colour = colour
         client.palette = palette
         client.code = code
+        if replay:
+            client.replay = await client.sync(timeout=timeout)
     return client

@@ -10,6 +10,10 @@ in order; whatever the scenario does with telnet clients or the server runs
 on the reactor thread, through L{blockingCallFromThread}.  Every browser
 wait has a timeout (L{WAIT_MS}), and every reactor-side wait is bounded by
 the helpers in L{tests.integration.server}.
+
+To take a page away while the server runs on, Chromium's offline emulation
+keeps it from reconnecting, and an init script that records the page's
+WebSockets lets the test close the open one (see L{_Page.go_offline}).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import ensureDeferred
@@ -28,6 +32,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.integration.server import (
     LOOPBACK,
+    TAP_INI,
     ChatClient,
     TchatServer,
     async_test,
@@ -104,11 +109,51 @@ def _playwright_available() -> bool:
     return True
 
 
+def _require_browser() -> None:
+    """
+    Skip the test unless Chromium and Python's Playwright are installed.
+    """
+    require(
+        os.access(CHROMIUM, os.X_OK),
+        f"{CHROMIUM} is missing: apt-get install chromium",
+    )
+    require(
+        _playwright_available(),
+        "Python playwright is missing: pip install '.[test]'",
+    )
+
+
+async def say_lines(client: ChatClient, lines: Sequence[str]) -> None:
+    """
+    A telnet client says each of C{lines} in its current room; returns once
+    the server has handled them all.
+    """
+    for line in lines:
+        client.say(line)
+    await client.sync()
+
+
+LOST = re.compile(rb"\*\*\* alice \(web\) lost connection\r\n")
+"""What telnet users see once the server noticed alice's page went."""
+
+GAP = ("", "(gap)")
+"""A gap marker, as L{lines_of} shows it."""
+
+
+def lines_of(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """
+    A room's log (from L{_Page.room_log}) as C{(nick, text)} pairs, with
+    L{GAP} for a gap marker.
+    """
+    return [GAP if e.get("gap") else (e["nick"], e["text"]) for e in entries]
+
+
 class _Page:
     """
     One browser tab on the chat page, with what it noticed on the side.
 
     @ivar page: The Playwright page.
+    @ivar context: Its browser context (its own network, cookies, storage).
     @ivar name: Who it is in the test, for messages.
     @ivar dialogs: The messages of any dialogs (C{alert}) it opened.
     @ivar errors: Uncaught script errors on the page.
@@ -123,10 +168,19 @@ class _Page:
         page.set_default_timeout(WAIT_MS)
         page.on("dialog", self._dialog)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
-        # Every connection state the page ever shows, however briefly.
+        # Every connection state the page ever shows, however briefly; and
+        # every WebSocket it opens, so that the test can cut one (see
+        # go_offline).  The subclass behaves exactly like WebSocket.
         page.add_init_script(
             """
             window.tchatStates = [];
+            window.tchatSockets = [];
+            window.WebSocket = class extends window.WebSocket {
+              constructor(...args) {
+                super(...args);
+                window.tchatSockets.push(this);
+              }
+            };
             document.addEventListener("DOMContentLoaded", () => {
               const status = document.getElementById("status");
               window.tchatStates.push(status.dataset.state);
@@ -137,6 +191,7 @@ class _Page:
         )
         page.goto(url, timeout=WAIT_MS)
         self.page = page
+        self.context = context
 
     def _dialog(self, dialog: Any) -> None:
         self.dialogs.append(dialog.message)
@@ -231,6 +286,108 @@ class _Page:
             state="attached", timeout=timeout
         )
 
+    def go_offline(self, cut: bool = True) -> None:
+        """
+        Take the page off the network: Chromium's offline emulation fails
+        every new connection (so the page cannot reconnect) and fires
+        C{offline}.
+
+        It does not end a WebSocket that is open, though (Chromium 156 only
+        stalls its frames), so with C{cut} the page's open sockets are
+        closed as a network failure would end them (code 4000), and this
+        waits until the page shows it is disconnected.  The server sees the
+        close at once, so the page's nick is free again when it comes back.
+        """
+        self.context.set_offline(True)
+        if cut:
+            self.page.evaluate(
+                """() => window.tchatSockets
+                     .filter((ws) => ws.readyState <= WebSocket.OPEN)
+                     .forEach((ws) => ws.close(4000, "network down (test)"))"""
+            )
+            self.expect_state("closed")
+
+    def cut_at_next_message(self, deliver: bool) -> None:
+        """
+        Make the page's connection close (code 4000) when the page next
+        sends a message, before any acknowledgement can arrive: right after
+        the message frame if C{deliver}, else instead of it (the message
+        never reaches the server).  The page reconnects by itself.
+        """
+        self.page.evaluate(
+            """(deliver) => {
+                 const ws = window.tchatSockets.at(-1);
+                 const send = ws.send.bind(ws);
+                 ws.send = (data) => {
+                   if (!data.includes('"type":"message"')) return send(data);
+                   ws.send = send;
+                   if (deliver) send(data);
+                   ws.close(4000, "network down (test)");
+                 };
+               }""",
+            deliver,
+        )
+
+    def go_online(self) -> None:
+        """
+        Put the page back on the network: C{online} fires, and the page
+        reconnects at once.
+        """
+        self.context.set_offline(False)
+
+    def show_room(self, room: str) -> None:
+        """
+        Make C{room} (one the page is in) the room shown, by clicking it in
+        the room list, and wait until it is.
+        """
+        from playwright.sync_api import expect
+
+        if self.locator("#room-name").text_content() != room:
+            self.locator(f'#rooms [data-room="{room}"] button').click()
+        expect(self.locator("#room-name")).to_have_text(room, timeout=WAIT_MS)
+
+    def say_confirmed(self, text: str, room: str) -> None:
+        """
+        Say C{text} in C{room} (shown) and wait for the server's
+        acknowledgement.
+
+        The server holds the page's live messages of a room while it
+        catches the page up on that room, so once the acknowledgement is
+        shown, every message of the room the page is owed has arrived.
+        """
+        from playwright.sync_api import expect
+
+        self.say(text)
+        own = self.expect_message(self.name, "web", text, room=room)
+        expect(own).not_to_have_class(re.compile(r"msg-pending"), timeout=WAIT_MS)
+        expect(own).to_have_attribute("data-id", re.compile(r"^[0-9]+$"))
+
+    def room_log(self, room: str) -> list[dict[str, Any]]:
+        """
+        Show C{room}, then read its log: its messages and gap markers, in
+        the order shown.
+
+        @return: For a message: its C{nick}, C{text}, C{id}, C{epoch}, and
+            whether it is C{history} (sent to catch up), C{pending} or
+            C{failed}; for a gap marker: C{{"gap": True}}.
+        """
+        self.show_room(room)
+        entries: list[dict[str, Any]] = self.page.evaluate(
+            """() => [...document.querySelectorAll(
+                       "#messages .msg-user, #messages .msg-action, #messages .gap")]
+                 .map((n) => n.classList.contains("gap") ? {gap: true} : {
+                   nick: n.querySelector(".nick").textContent,
+                   text: n.querySelector(".text").textContent,
+                   id: n.dataset.id ? Number(n.dataset.id) : null,
+                   epoch: n.dataset.epoch ? Number(n.dataset.epoch) : null,
+                   room: n.dataset.room,
+                   history: n.classList.contains("msg-history"),
+                   pending: n.classList.contains("msg-pending"),
+                   failed: n.classList.contains("msg-failed"),
+                 })"""
+        )
+        return entries
+
 
 class BrowserTests(TestCase):
     """
@@ -252,27 +409,19 @@ class BrowserTests(TestCase):
         disconnected, reconnect by themselves, take their nicks back and
         chat again.
         """
-        require(
-            os.access(CHROMIUM, os.X_OK),
-            f"{CHROMIUM} is missing: apt-get install chromium",
-        )
-        require(
-            _playwright_available(),
-            "Python playwright is missing: pip install '.[test]'",
-        )
+        _require_browser()
         port = free_port()
         web = f"tcp:{port}:interface={LOOPBACK}"
         server = await start_server(self, web=web)
         carol = await connect(self, server.port, "carol")
         await carol.set_nick("carol")
         shots = make_directory(self)
-        await deferToThread(self._scenario, server, carol, web, shots)
+        await deferToThread(self._in_browser, self._chat, server, carol, web, shots)
 
-    def _scenario(
-        self, server: TchatServer, carol: ChatClient, web: str, shots: str
-    ) -> None:
+    def _in_browser(self, scenario: Callable[..., None], *args: Any) -> None:
         """
-        The browser side of the test, on the worker thread.
+        On the worker thread: launch Chromium and run the browser side of a
+        test, C{scenario(browser, *args)}; close the browser after.
         """
         from playwright.sync_api import sync_playwright
 
@@ -284,7 +433,7 @@ class BrowserTests(TestCase):
                 timeout=WAIT_MS * 3,
             )
             try:
-                self._chat(browser, server, carol, web, shots)
+                scenario(browser, *args)
             finally:
                 browser.close()
 
@@ -418,3 +567,340 @@ class BrowserTests(TestCase):
         for page in (alice, bob):
             self.assertEqual(page.dialogs, [], f"{page.name}: no dialog opened")
             self.assertEqual(page.errors, [], f"{page.name}: no script errors")
+
+    @async_test
+    async def test_reconnect_resumes(self) -> None:
+        """
+        A page in two rooms (#lobby, the server's default room, and #dev)
+        misses messages twice, more each time than a join replays: once
+        across a server restart (SIGTERM, then a new server on the same
+        port and history, with telnet users talking before the page is back
+        on the network), and once when only its own connection drops.  Each
+        time it reconnects by itself, takes its nick and current room back
+        and catches up with one resume: both rooms then show every message
+        exactly once, in the order said, the missed ones marked as catch-up,
+        with ids increasing in one epoch and no gap marker, since nothing
+        was lost.
+        """
+        _require_browser()
+        port = free_port()
+        web = f"tcp:{port}:interface={LOOPBACK}"
+        server = await start_server(self, web=web)
+        carol = await connect(self, server.port, "carol")
+        await carol.set_nick("carol")
+        dave = await connect(self, server.port, "dave")
+        await dave.set_nick("dave")
+        dave.say("/join #dev")
+        await dave.expect_lines("[HH:MM] *** you joined #dev")
+        await deferToThread(self._in_browser, self._resume, server, carol, dave, web)
+
+    def _resume(
+        self,
+        browser: Browser,
+        server: TchatServer,
+        carol: ChatClient,
+        dave: ChatClient,
+        web: str,
+    ) -> None:
+        """
+        The browser side of L{test_reconnect_resumes}, on the worker thread.
+        """
+        from playwright.sync_api import expect
+
+        url = f"http://{LOOPBACK}:{server.web_port}/"
+        lobby: list[tuple[str, str]] = []  # what each room's log must show
+        dev: list[tuple[str, str]] = []
+        missed: set[tuple[str, str]] = set()  # of those, said while away
+
+        def check(page: _Page, room: str, expected: list[tuple[str, str]]) -> None:
+            entries = page.room_log(room)
+            self.assertEqual(lines_of(entries), expected, room)
+            self.assertEqual(
+                [e for e in entries if e["pending"] or e["failed"]], [], room
+            )
+            ids = [e["id"] for e in entries]
+            self.assertEqual(ids, sorted(set(ids)), f"{room}: ids increase")
+            self.assertEqual(len({e["epoch"] for e in entries}), 1, room)
+            self.assertEqual(
+                [(e["nick"], e["text"]) for e in entries if e["history"]],
+                [line for line in expected if line in missed],
+                f"{room}: exactly the missed messages are catch-up",
+            )
+
+        # -- alice chats in #lobby and #dev ---------------------------------
+        alice = _Page(browser, url, "alice")
+        alice.wait_welcomed()
+        alice.set_nick("alice")
+        on_reactor(carol.say, "lobby 1")
+        alice.expect_message("carol", "telnet", "lobby 1")
+        alice.say_confirmed("lobby 2", "#lobby")
+        on_reactor(carol.say, "lobby 3")
+        alice.expect_message("carol", "telnet", "lobby 3")
+        lobby += [("carol", "lobby 1"), ("alice", "lobby 2"), ("carol", "lobby 3")]
+        alice.page.fill("#join-room", "#dev")
+        alice.page.press("#join-room", "Enter")
+        expect(alice.locator("#room-name")).to_have_text("#dev")
+        on_reactor(dave.say, "dev 1")
+        alice.expect_message("dave", "telnet", "dev 1", room="#dev")
+        alice.say_confirmed("dev 2", "#dev")
+        dev += [("dave", "dev 1"), ("alice", "dev 2")]
+
+        # -- the server restarts while alice is away ------------------------
+        on_reactor(server.stop)
+        alice.locator('#status:not([data-state="open"])').wait_for(state="attached")
+        # Offline, the page cannot reconnect to the new server until told.
+        alice.go_offline(cut=False)
+        alice.expect_state("closed")
+        alice.page.wait_for_timeout(2000)  # the server stays down a while
+        again = on_reactor(start_server, self, web=web, directory=server.directory)
+        self.assertEqual(again.web_port, server.web_port)
+        carol = on_reactor(connect, self, again.port, "carol again")
+        on_reactor(carol.set_nick, "carol")
+        dave = on_reactor(connect, self, again.port, "dave again")
+        on_reactor(dave.set_nick, "dave")
+        on_reactor(dave.say, "/join #dev")
+        on_reactor(dave.expect_lines, "[HH:MM] *** you joined #dev")
+        # More than a join replays (20), in both rooms.
+        said = [f"lobby away {n}" for n in range(1, 26)]
+        on_reactor(say_lines, carol, said)
+        lobby += [("carol", text) for text in said]
+        said = [f"dev away {n}" for n in range(1, 26)]
+        on_reactor(say_lines, dave, said)
+        dev += [("dave", text) for text in said]
+        missed.update(lobby[3:] + dev[2:])
+        self.assertIn("closed", alice.states()[-1:])
+
+        alice.go_online()
+        alice.expect_state("open", timeout=RECONNECT_MS)
+        expect(alice.locator("#nick")).to_have_value("alice")
+        expect(alice.locator("#room-name")).to_have_text("#dev")
+        alice.say_confirmed("dev 3", "#dev")
+        dev.append(("alice", "dev 3"))
+        check(alice, "#dev", dev)
+        alice.show_room("#lobby")
+        alice.say_confirmed("lobby 4", "#lobby")
+        lobby.append(("alice", "lobby 4"))
+        check(alice, "#lobby", lobby)
+
+        # -- only alice's connection drops, the server runs on --------------
+        alice.go_offline()
+        on_reactor(carol.wait_for, LOST)
+        said = [f"lobby gone {n}" for n in range(1, 4)]  # the replay has them
+        on_reactor(say_lines, carol, said)
+        lobby += [("carol", text) for text in said]
+        said = [f"dev gone {n}" for n in range(1, 23)]  # the replay has not
+        on_reactor(say_lines, dave, said)
+        dev += [("dave", text) for text in said]
+        missed.update(lobby[-3:] + dev[-22:])
+        alice.go_online()
+        alice.expect_state("open", timeout=RECONNECT_MS)
+        expect(alice.locator("#nick")).to_have_value("alice")
+        # Back in #lobby, its current room, though in #dev too.
+        expect(alice.locator("#room-name")).to_have_text("#lobby")
+        expect(alice.locator('#rooms [data-room="#dev"]')).to_have_attribute(
+            "data-joined", "true"
+        )
+        alice.say_confirmed("lobby 5", "#lobby")
+        lobby.append(("alice", "lobby 5"))
+        check(alice, "#lobby", lobby)
+        alice.show_room("#dev")
+        alice.say_confirmed("dev 4", "#dev")
+        dev.append(("alice", "dev 4"))
+        check(alice, "#dev", dev)
+
+        # It showed it was disconnected, twice, and is connected now.
+        states = [s for s in alice.states() if s != "connecting"]
+        shown = [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+        self.assertEqual(shown, ["open", "closed", "open", "closed", "open"])
+        self.assertEqual(alice.dialogs, [])
+        self.assertEqual(alice.errors, [])
+
+    @async_test
+    async def test_gap_and_older_messages(self) -> None:
+        """
+        With a server that keeps only 5 messages per room and replays 2, a
+        page that misses 8 messages comes back to the ones still kept, in
+        order, after a gap marker where the others were; coming back again
+        with nothing missed adds no second marker.  A page that joins later
+        shows the 2 replayed messages and a "load older messages" control,
+        which brings the rest of what is kept and then hides, as nothing
+        older is kept.
+        """
+        _require_browser()
+        small = TAP_INI + "\n[history]\nkeep = 5\nreplay = 2\n"
+        server = await start_server(self, small, web=f"tcp:0:interface={LOOPBACK}")
+        carol = await connect(self, server.port, "carol")
+        await carol.set_nick("carol")
+        await deferToThread(self._in_browser, self._gap, server, carol)
+
+    def _gap(self, browser: Browser, server: TchatServer, carol: ChatClient) -> None:
+        """
+        The browser side of L{test_gap_and_older_messages}, on the worker thread.
+        """
+        from playwright.sync_api import expect
+
+        url = f"http://{LOOPBACK}:{server.web_port}/"
+        alice = _Page(browser, url, "alice")
+        alice.wait_welcomed()
+        alice.set_nick("alice")
+        on_reactor(say_lines, carol, ["kept 1", "kept 2"])
+        alice.expect_message("carol", "telnet", "kept 2")
+
+        # Ids 3 to 10; with keep = 5 only 6 to 10 (gone 4 to 8) stay.
+        alice.go_offline()
+        on_reactor(carol.wait_for, LOST)
+        on_reactor(say_lines, carol, [f"gone {n}" for n in range(1, 9)])
+        alice.go_online()
+        alice.expect_state("open", timeout=RECONNECT_MS)
+        expect(alice.locator("#nick")).to_have_value("alice")
+        alice.say_confirmed("after", "#lobby")
+        expected = [("carol", "kept 1"), ("carol", "kept 2"), GAP]
+        expected += [("carol", f"gone {n}") for n in range(4, 9)]
+        expected.append(("alice", "after"))
+        self.assertEqual(lines_of(alice.room_log("#lobby")), expected)
+        gap = alice.locator("#messages .gap")
+        expect(gap).to_have_text(re.compile("no longer available"))
+
+        # Away again, with nothing said: nothing is missing this time.
+        alice.go_offline()
+        on_reactor(carol.wait_for, LOST)
+        alice.go_online()
+        alice.expect_state("open", timeout=RECONNECT_MS)
+        expect(alice.locator("#nick")).to_have_value("alice")
+        alice.say_confirmed("after again", "#lobby")
+        expected.append(("alice", "after again"))
+        self.assertEqual(lines_of(alice.room_log("#lobby")), expected)
+
+        # A newcomer sees the replay, then pages back to what is kept.
+        bob = _Page(browser, url, "bob")
+        bob.wait_welcomed()
+        bob.expect_message("alice", "web", "after again")
+        self.assertEqual(lines_of(bob.room_log("#lobby")), expected[-2:])
+        older = bob.locator("#messages #older")
+        expect(older).to_be_visible()
+        older.click()
+        kept = [("carol", f"gone {n}") for n in range(6, 9)]
+        expect(bob.locator("#messages .msg-user")).to_have_count(5)
+        self.assertEqual(lines_of(bob.room_log("#lobby")), kept + expected[-2:])
+        expect(older).to_be_hidden()
+
+        for page in (alice, bob):
+            self.assertEqual(page.dialogs, [], f"{page.name}: no dialog opened")
+            self.assertEqual(page.errors, [], f"{page.name}: no script errors")
+
+    @async_test
+    async def test_lost_history_shows_gap(self) -> None:
+        """
+        When the server comes back without its history (its SQLite file
+        removed while it was stopped), the room starts a new epoch with ids
+        from 1 again: the page, resuming from an epoch the server no longer
+        knows, keeps what it showed, marks a gap, and shows the new epoch's
+        messages after it, in order, though their ids are lower.
+        """
+        _require_browser()
+        web = f"tcp:{free_port()}:interface={LOOPBACK}"
+        server = await start_server(self, web=web)
+        carol = await connect(self, server.port, "carol")
+        await carol.set_nick("carol")
+        await deferToThread(self._in_browser, self._lost_history, server, carol, web)
+
+    def _lost_history(
+        self, browser: Browser, server: TchatServer, carol: ChatClient, web: str
+    ) -> None:
+        """
+        The browser side of L{test_lost_history_shows_gap}, on the worker thread.
+        """
+        from playwright.sync_api import expect
+
+        url = f"http://{LOOPBACK}:{server.web_port}/"
+        alice = _Page(browser, url, "alice")
+        alice.wait_welcomed()
+        alice.set_nick("alice")
+        on_reactor(say_lines, carol, ["old 1", "old 2"])
+        alice.expect_message("carol", "telnet", "old 2")
+
+        on_reactor(server.stop)
+        alice.go_offline(cut=False)
+        alice.expect_state("closed")
+        for name in os.listdir(server.directory):
+            if name.startswith("tchat.sqlite3"):
+                os.remove(os.path.join(server.directory, name))
+        again = on_reactor(start_server, self, web=web, directory=server.directory)
+        carol = on_reactor(connect, self, again.port, "carol again")
+        on_reactor(carol.set_nick, "carol")
+        on_reactor(say_lines, carol, ["new 1", "new 2"])
+        alice.go_online()
+        alice.expect_state("open", timeout=RECONNECT_MS)
+        expect(alice.locator("#nick")).to_have_value("alice")
+        alice.say_confirmed("new 3", "#lobby")
+
+        entries = alice.room_log("#lobby")
+        self.assertEqual(
+            lines_of(entries),
+            [
+                ("carol", "old 1"),
+                ("carol", "old 2"),
+                GAP,
+                ("carol", "new 1"),
+                ("carol", "new 2"),
+                ("alice", "new 3"),
+            ],
+        )
+        old, new = entries[:2], entries[3:]
+        self.assertEqual([e["id"] for e in old], [1, 2])
+        self.assertEqual([e["id"] for e in new], [1, 2, 3])
+        self.assertEqual(len({e["epoch"] for e in old}), 1)
+        self.assertEqual(len({e["epoch"] for e in new}), 1)
+        self.assertGreater(new[0]["epoch"], old[0]["epoch"])
+        self.assertEqual(alice.errors, [])
+
+    @async_test
+    async def test_unconfirmed_message_sent_once(self) -> None:
+        """
+        A message whose connection closes before the server acknowledges it
+        is shown once, acknowledged, after the page reconnects: whether the
+        server had it (the page sends it again with the same client id,
+        and the server answers with the original) or not (sent again, it is
+        said then).
+        """
+        _require_browser()
+        server = await start_server(self, web=f"tcp:0:interface={LOOPBACK}")
+        carol = await connect(self, server.port, "carol")
+        await carol.set_nick("carol")
+        await deferToThread(self._in_browser, self._unconfirmed, server, carol)
+
+    def _unconfirmed(
+        self, browser: Browser, server: TchatServer, carol: ChatClient
+    ) -> None:
+        """
+        The browser side of L{test_unconfirmed_message_sent_once}, on the worker thread.
+        """
+        from playwright.sync_api import expect
+
+        url = f"http://{LOOPBACK}:{server.web_port}/"
+        alice = _Page(browser, url, "alice")
+        alice.wait_welcomed()
+        alice.set_nick("alice")
+        expected = []
+        cases = ((True, "reached the server"), (False, "did not"))
+        for n, (deliver, text) in enumerate(cases, 1):
+            alice.cut_at_next_message(deliver)
+            alice.say(text)
+            said = f"] <alice> {text}\r\n"
+            if deliver:  # said before the connection closed
+                on_reactor(carol.wait_for, said)
+            on_reactor(carol.wait_for, LOST)
+            alice.expect_state("open", timeout=RECONNECT_MS)
+            expect(alice.locator("#nick")).to_have_value("alice")
+            if not deliver:  # said once the page is back
+                on_reactor(carol.wait_for, said)
+            expected.append(("alice", text))
+            alice.say_confirmed(f"after {n}", "#lobby")
+            expected.append(("alice", f"after {n}"))
+        self.assertEqual(lines_of(alice.room_log("#lobby")), expected)
+        # carol too saw each message once.
+        on_reactor(carol.sync)
+        heard = on_reactor(lambda: bytes(carol.received.data))
+        lines = re.findall(rb"\] <alice> ([^\r]*)\r\n", heard)
+        self.assertEqual([line.decode() for line in lines], [t for _, t in expected])
+        self.assertEqual(alice.errors, [])

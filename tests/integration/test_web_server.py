@@ -271,6 +271,8 @@ class RoomMessageTests(TestCase):
                 "name": "alice",
                 "door": "web",
                 "room": "#dev",
+                "epoch": dev,
+                "last_id": 0,
                 "ts": RECENT,
             }
         )
