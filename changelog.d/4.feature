@@ -1,0 +1,1 @@
+Room history survives restarts (SQLite in WAL mode by default, written in batches from its own thread): joiners see recent messages, /history pages back, browsers resume exactly what they missed after a reconnect, telnet users get it back with /resume CODE, and retried messages are not duplicated. docs/delivery.md states what is guaranteed.
