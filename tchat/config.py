@@ -112,6 +112,39 @@ class HistoryConfig:
         return not self.enabled or self.path == ":memory:"
 
 
+OnionDoor = Literal["telnet", "web"]
+
+
+@dataclass(frozen=True)
+class OnionConfig:
+    """
+    The C{[onion]} section: the doors published as one Tor onion service.
+
+    @ivar tor: C{launch} to start a private tor, or the control endpoint of
+        a running one (C{tcp:127.0.0.1:9051}, C{unix:/run/tor/control}).
+    @ivar password: The control port's password, if it uses one (cookie
+        authentication needs nothing here).
+    @ivar ports: (onion port, door) pairs, all on one onion address.
+    @ivar key_file: Where the service's private key is kept (mode 0600);
+        its address is written next to it, with C{.address} for suffix.
+    @ivar ephemeral: A fresh address each start, nothing on disk.
+    @ivar bootstrap_timeout: Seconds to wait for tor and the first
+        descriptor upload before giving up (and retrying later).
+    @ivar tor_binary: The C{tor} program for C{launch}.
+    @ivar torrc: Extra torrc lines for a launched tor, from this file.
+    """
+
+    enabled: bool = False
+    tor: str = "launch"
+    password: str = ""
+    ports: tuple[tuple[int, OnionDoor], ...] = ((23, "telnet"), (80, "web"))
+    key_file: str = "onion/tchat.key"
+    ephemeral: bool = False
+    bootstrap_timeout: int = 180
+    tor_binary: str = "tor"
+    torrc: str = ""
+
+
 @dataclass(frozen=True)
 class Config:
     """
@@ -124,6 +157,7 @@ class Config:
     telnet: TelnetConfig = field(default_factory=TelnetConfig)
     web: WebConfig = field(default_factory=WebConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    onion: OnionConfig = field(default_factory=OnionConfig)
     source: str = "built-in defaults"
 
 
@@ -236,6 +270,39 @@ def _sync(raw: str) -> str:
     return value
 
 
+def _control(raw: str) -> str:
+    value = raw.strip()
+    if value == "launch":
+        return value
+    kind, sep, rest = value.partition(":")
+    if kind not in ("tcp", "unix") or not sep or not rest:
+        raise ValueError(
+            f"{value!r} is neither launch nor a control endpoint such as "
+            "tcp:127.0.0.1:9051 or unix:/run/tor/control"
+        )
+    return value
+
+
+def _onion_ports(raw: str) -> tuple[tuple[int, str], ...]:
+    pairs: list[tuple[int, str]] = []
+    for item in raw.replace("\n", ",").split(","):
+        if not item.strip():
+            continue
+        port, sep, door = (part.strip() for part in item.partition("="))
+        if not sep or not port.isdecimal() or not 1 <= int(port) <= 65535:
+            raise ValueError(
+                f"{item.strip()!r} is not PORT = DOOR (e.g. 23 = telnet, 80 = web)"
+            )
+        if door not in ("telnet", "web"):
+            raise ValueError(f"{door!r} is not a door; use telnet or web")
+        if int(port) in {p for p, _ in pairs}:
+            raise ValueError(f"onion port {port} is given twice")
+        pairs.append((int(port), door))
+    if not pairs:
+        raise ValueError("needs at least one PORT = DOOR")
+    return tuple(pairs)
+
+
 _SECTIONS: Mapping[str, tuple[type[Any], Mapping[str, Callable[[str], object]]]] = {
     "server": (
         ServerConfig,
@@ -265,6 +332,20 @@ _SECTIONS: Mapping[str, tuple[type[Any], Mapping[str, Callable[[str], object]]]]
             "batch_window": _seconds(0, 10),
             "sync": _sync,
             "resume_ttl": _bounded_int(0, 365 * 24 * 3600),
+        },
+    ),
+    "onion": (
+        OnionConfig,
+        {
+            "enabled": _bool,
+            "tor": _control,
+            "password": str.strip,
+            "ports": _onion_ports,
+            "key_file": _path,
+            "ephemeral": _bool,
+            "bootstrap_timeout": _bounded_int(10, 3600),
+            "tor_binary": _path,
+            "torrc": str.strip,
         },
     ),
 }

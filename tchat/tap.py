@@ -21,6 +21,7 @@ from tchat.config import Config, ConfigError, load_config, with_overrides
 from tchat.endpoints import ListenerService, check_endpoint, with_backlog
 from tchat.history import open_store
 from tchat.hub import ChatFactory
+from tchat.onion import OnionService
 from tchat.telnet import TelnetFactory
 from tchat.web import make_site
 
@@ -104,10 +105,22 @@ class Options(usage.Options):
         listeners = _listeners(config)
         for door, description in listeners:
             check_endpoint(door, description)
-        if not listeners:
+        if not listeners and not config.onion.enabled:
             raise ConfigError("no listener is configured in [telnet] or [web]")
+        if config.onion.enabled:
+            _check_txtorcon(config)
         _check_history(config)
         return config
+
+
+def _check_txtorcon(config: Config) -> None:
+    try:
+        import txtorcon  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"{config.source}: [onion] enabled: the onion door needs txtorcon: "
+            "pip install 'tchat[onion]'"
+        ) from None
 
 
 def _check_history(config: Config) -> None:
@@ -215,6 +228,12 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         "telnet": TelnetFactory(hub, "telnet", config.telnet.max_line),
         "web": make_site(hub, config.web),
     }
+    if config.onion.enabled:
+        onion_doors: dict[str, IProtocolFactory] = {
+            "telnet": TelnetFactory(hub, "onion", config.telnet.max_line),
+            "web": make_site(hub, config.web, door="onion"),
+        }
+        OnionService(config.onion, reactor, onion_doors).setServiceParent(root)
     for door, description in _listeners(config):
         endpoint = serverFromString(reactor, with_backlog(description))
         service = ListenerService(

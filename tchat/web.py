@@ -93,8 +93,12 @@ class WebChatProtocol(WebSocketServerProtocol):
     """
 
     _log = Logger()
-    door = "web"
     factory: "WebChatFactory"
+
+    @property
+    def door(self) -> str:
+        """C{web}, or C{onion} behind the onion service."""
+        return self.factory.door
 
     def __init__(self) -> None:
         super().__init__()
@@ -199,10 +203,11 @@ class WebChatFactory(WebSocketServerFactory):
 
     protocol = WebChatProtocol  # type: ignore[assignment]
 
-    def __init__(self, hub: ChatFactory, config: WebConfig) -> None:
+    def __init__(self, hub: ChatFactory, config: WebConfig, door: str = "web") -> None:
         super().__init__()
         self.hub = hub
         self.config = config
+        self.door = door
         self.setProtocolOptions(
             maxFramePayloadSize=config.max_message,
             maxMessagePayloadSize=config.max_message,
@@ -234,7 +239,7 @@ class _Static(File):
         return super().render(request)  # type: ignore[no-any-return]
 
 
-def make_site(hub: ChatFactory, config: WebConfig) -> Site:
+def make_site(hub: ChatFactory, config: WebConfig, door: str = "web") -> Site:
     """
     The web door's HTTP site: the page at C{/}, its files under C{/static/},
     the WebSocket at C{/ws}.
@@ -243,7 +248,7 @@ def make_site(hub: ChatFactory, config: WebConfig) -> Site:
     page = _Static(str(STATIC / "index.html"), defaultType="text/html; charset=utf-8")
     root.putChild(b"", page)
     root.putChild(b"static", _Static(str(STATIC)))
-    root.putChild(b"ws", WebSocketResource(WebChatFactory(hub, config)))
+    root.putChild(b"ws", WebSocketResource(WebChatFactory(hub, config, door)))
     site = Site(root)
     site.displayTracebacks = False
     site.noisy = False
