@@ -401,11 +401,8 @@ class ChatFactory:
                 self._error(user, "no-room", "you are in no room; /join #room first")
                 return
         else:
-            room = self._find_room(user, room_name)
+            room = self._joined_room(user, room_name)
             if room is None:
-                return
-            if user not in room.members:
-                self._error(user, "not-in-room", f"you are not in {room.name}")
                 return
         if client_id is not None:
             prior = room.tagged.get(client_id)
@@ -533,6 +530,16 @@ class ChatFactory:
             self._error(user, "no-such-room", f"there is no room {normal}")
         return room
 
+    def _joined_room(self, user: User, name: str | None) -> Room | None:
+        """
+        Resolve a room argument that must be a room the user is in.
+        """
+        room = self._find_room(user, name)
+        if room is not None and user not in room.members:
+            self._error(user, "not-in-room", f"you are not in {room.name}")
+            return None
+        return room
+
     def _join_named(self, user: User, name: str) -> None:
         normal = self._room_name(user, name)
         if normal is None:
@@ -576,11 +583,8 @@ class ChatFactory:
             self._save_session(user)
 
     def _part(self, user: User, name: str | None) -> None:
-        room = self._find_room(user, name)
+        room = self._joined_room(user, name)
         if room is None:
-            return
-        if user not in room.members:
-            self._error(user, "not-in-room", f"you are not in {room.name}")
             return
         notice = events.Presence(
             self._clock.seconds(), "part", user.nick, user.door, room=room.name
@@ -680,11 +684,8 @@ class ChatFactory:
     def _page(
         self, user: User, limit: int, name: str | None, before: int | None
     ) -> None:
-        room = self._find_room(user, name)
+        room = self._joined_room(user, name)
         if room is None:
-            return
-        if user not in room.members:
-            self._error(user, "not-in-room", f"you are not in {room.name}")
             return
         upto = (
             room.delivered_id if before is None else min(before - 1, room.delivered_id)
