@@ -12,9 +12,11 @@ import configparser
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from tchat.text import clean_text, normalize_room, room_problem
+
+N = TypeVar("N", int, float)
 
 
 class ConfigError(Exception):
@@ -219,17 +221,34 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(v.lower() for v in values)
 
 
-def _bounded_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
+def _shown(number: float) -> str:
+    return f"{number:g}" if isinstance(number, float) else str(number)
+
+
+def _bounded(
+    convert: Callable[[str], N], low: N, high: N, what: str
+) -> Callable[[str], N]:
+    """
+    A parser for a number from C{low} to C{high}; C{what} names the kind
+    of number for the message when the text is not one.
+    """
+
+    def parse(raw: str) -> N:
         try:
-            value = int(raw.strip())
+            value = convert(raw.strip())
         except ValueError:
-            raise ValueError(f"{raw.strip()!r} is not a whole number") from None
+            raise ValueError(f"{raw.strip()!r} is not {what}") from None
         if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, not {value}")
+            raise ValueError(
+                f"must be between {_shown(low)} and {_shown(high)}, not {_shown(value)}"
+            )
         return value
 
     return parse
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    return _bounded(int, low, high, "a whole number")
 
 
 def _bool(raw: str) -> bool:
@@ -242,16 +261,7 @@ def _bool(raw: str) -> bool:
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(f"{raw.strip()!r} is not a number of seconds") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low:g} and {high:g}, not {value:g}")
-        return value
-
-    return parse
+    return _bounded(float, low, high, "a number of seconds")
 
 
 def _path(raw: str) -> str:

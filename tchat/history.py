@@ -33,6 +33,7 @@ from twisted.python.threadpool import ThreadPool
 from tchat.config import HistoryConfig
 from tchat.events import RoomMessage
 from tchat.palette import PALETTE
+from tchat.text import room_key
 
 T = TypeVar("T")
 
@@ -204,7 +205,7 @@ class MemoryStore:
         pass
 
     def append(self, message: RoomMessage, durable: bool) -> Deferred[None] | None:
-        kept = self._messages.setdefault(message.room.casefold(), deque())
+        kept = self._messages.setdefault(room_key(message.room), deque())
         kept.append(message)
         floor = message.id - self._keep
         while kept[0].id <= floor:
@@ -290,7 +291,7 @@ _COLUMNS = "room, id, epoch, ts, nick, door, colour, text, action, client_id"
 
 def _message_row(m: RoomMessage) -> tuple[Any, ...]:
     return (
-        m.room.casefold(),
+        room_key(m.room),
         m.id,
         m.epoch,
         m.ts,

@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import ProcessProtocol
@@ -197,8 +198,6 @@ class OnionService(Service):
 
     def _timeout(self, d: Deferred[Any], what: str) -> Deferred[Any]:
         def timed_out(f: Failure) -> Failure:
-            from twisted.internet.defer import TimeoutError as DeferredTimeout
-
             if f.check(DeferredTimeout):
                 raise TimeoutError(
                     f"{what} took longer than {self._config.bootstrap_timeout} s "
