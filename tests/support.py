@@ -5,6 +5,9 @@ Helpers shared by the test suites.
 import os
 
 from twisted.trial.unittest import SkipTest
+from zope.interface import implementer
+
+from tchat.interfaces import IParticipant
 
 
 def require(available: bool, what: str) -> None:
@@ -23,3 +26,22 @@ def require(available: bool, what: str) -> None:
     if os.environ.get("TCHAT_REQUIRE_ALL") == "1":
         raise AssertionError(f"TCHAT_REQUIRE_ALL=1 but {what}")
     raise SkipTest(what)
+
+
+@implementer(IParticipant)
+class QuietParticipant:
+    """
+    A user connected through C{door} who ignores what the hub tells them.
+    """
+
+    def __init__(self, door: str) -> None:
+        self.door = door
+
+    def attached(self, user: object) -> None:
+        pass
+
+    def deliver(self, event: object, renderings: object) -> None:
+        pass
+
+    def close(self, reason: str) -> None:
+        pass

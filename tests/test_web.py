@@ -13,13 +13,12 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from tchat import events
 from tchat.config import ServerConfig, WebConfig
 from tchat.hub import ChatFactory
-from tchat.interfaces import IParticipant
 from tchat.web import WebChatFactory, origin_allowed
+from tests.support import QuietParticipant
 
 
 class Client(WebSocketClientProtocol):
@@ -295,7 +294,7 @@ class MessageTests(WebTestCase):
         A telnet user's message reaches web users with door C{telnet}.
         """
         (bob,) = self.people("bob")
-        telnet = _TelnetUser()
+        telnet = QuietParticipant("telnet")
         user = self.hub.connect(telnet)
         from tchat.commands import Say
 
@@ -304,24 +303,6 @@ class MessageTests(WebTestCase):
         frames = bob.take()
         self.assertEqual(frames[-1]["door"], "telnet")
         self.assertEqual(frames[-1]["message"], "from telnet")
-
-
-@implementer(IParticipant)
-class _TelnetUser:
-    """
-    A bare participant standing in for a telnet user.
-    """
-
-    door = "telnet"
-
-    def attached(self, user: object) -> None:
-        pass
-
-    def deliver(self, event: object, renderings: object) -> None:
-        pass
-
-    def close(self, reason: str) -> None:
-        pass
 
 
 class ClosingTests(WebTestCase):

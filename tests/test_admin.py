@@ -1,0 +1,441 @@
+# -*- test-case-name: tests.test_admin -*-
+"""
+Tests for L{tchat.admin}: the operators' health and metrics door.
+
+Requests go through the real L{twisted.web.server.Site} on a
+L{StringTransport}: no sockets and no real time.
+"""
+
+import json
+import os
+import random
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Site
+from zope.interface import provider
+
+import tchat
+from tchat.admin import make_admin_site
+from tchat.config import ServerConfig
+from tchat.hub import ChatFactory
+from tests.support import QuietParticipant
+
+
+class _Onion:
+    """
+    An onion door whose status the test sets.
+    """
+
+    def __init__(self, state: str = "up") -> None:
+        self.state: dict[str, Any] = {
+            "state": state,
+            "address": "abc.onion" if state == "up" else None,
+            "bootstrap_percent": 100 if state == "up" else 40,
+            "descriptor_uploads": 3,
+            "error": None,
+            "republished": 2,
+            "self_test": {
+                "reachable": None,
+                "rtt_seconds": None,
+                "checked_at": None,
+                "checks": 0,
+                "failures": 0,
+                "consecutive_failures": 0,
+            },
+        }
+
+    def status(self) -> dict[str, Any]:
+        return self.state
+
+
+def request(
+    site: Site, path: bytes, method: bytes = b"GET", extra: bytes = b""
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """
+    Send one HTTP/1.1 request to C{site}.
+
+    @param extra: More header lines, each ended with CR LF.
+
+    @return: The response's status code, headers (lower-cased names) and body.
+    """
+    protocol = site.buildProtocol(None)
+    assert protocol is not None
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(
+        method
+        + b" "
+        + path
+        + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + extra
+        + b"\r\n"
+    )
+    head, _, body = transport.value().partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(b": ")
+        headers[name.lower()] = value
+    protocol.connectionLost(Failure(ConnectionDone()))
+    return int(status.split()[1]), headers, body
+
+
+class AdminTestCase(SynchronousTestCase):
+    """
+    A started hub with two telnet users, one web user and one onion user.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.hub = ChatFactory(
+            ServerConfig(name="testchat"), self.clock, random.Random(1)
+        )
+        self.successResultOf(self.hub.start())
+        self.users = [
+            self.hub.connect(QuietParticipant(door))
+            for door in ("telnet", "telnet", "web", "onion")
+        ]
+
+    def get_json(self, site: Site, path: bytes) -> tuple[int, Any]:
+        """
+        @return: The status code and the decoded JSON body of a GET.
+        """
+        code, headers, body = request(site, path)
+        self.assertEqual(headers[b"content-type"], b"application/json; charset=utf-8")
+        return code, json.loads(body)
+
+    def metrics(self, site: Site) -> str:
+        """
+        @return: The text of C{/metrics}.
+        """
+        code, headers, body = request(site, b"/metrics")
+        self.assertEqual(code, 200)
+        self.assertEqual(
+            headers[b"content-type"], b"text/plain; version=0.0.4; charset=utf-8"
+        )
+        return body.decode("utf-8")
+
+
+class HealthTests(AdminTestCase):
+    """
+    C{/healthz}, which load balancers and monitors poll.
+    """
+
+    def test_ok(self) -> None:
+        """
+        A ready hub without an onion door is healthy: 200, status ok, no
+        onion check, and the answer must not be cached.
+        """
+        code, headers, body = request(
+            make_admin_site(self.hub, self.clock), b"/healthz"
+        )
+        self.assertEqual(code, 200)
+        self.assertEqual(headers[b"cache-control"], b"no-store")
+        self.assertEqual(json.loads(body), {"status": "ok", "checks": {"hub": "ok"}})
+
+    def test_starting(self) -> None:
+        """
+        Until the hub has loaded its history the check answers 503
+        "starting", and 200 once it has.
+        """
+        hub = ChatFactory(ServerConfig(), self.clock)
+        site = make_admin_site(hub, self.clock)
+        self.assertEqual(
+            self.get_json(site, b"/healthz"),
+            (503, {"status": "starting", "checks": {"hub": "starting"}}),
+        )
+        self.successResultOf(hub.start())
+        self.assertEqual(self.get_json(site, b"/healthz")[0], 200)
+
+    def test_onion_not_yet_up(self) -> None:
+        """
+        An onion service still bootstrapping or publishing is not a failure:
+        200, with its state shown under checks.
+        """
+        onion = _Onion("bootstrapping")
+        site = make_admin_site(self.hub, self.clock, onion)
+        for state in ("bootstrapping", "publishing", "up"):
+            onion.state["state"] = state
+            self.assertEqual(
+                self.get_json(site, b"/healthz"),
+                (200, {"status": "ok", "checks": {"hub": "ok", "onion": state}}),
+            )
+
+    def test_onion_down(self) -> None:
+        """
+        A down onion service makes the check fail with 503 "down", even
+        while the hub is still starting.
+        """
+        site = make_admin_site(self.hub, self.clock, _Onion("down"))
+        self.assertEqual(
+            self.get_json(site, b"/healthz"),
+            (503, {"status": "down", "checks": {"hub": "ok", "onion": "down"}}),
+        )
+        starting = make_admin_site(
+            ChatFactory(ServerConfig(), self.clock), self.clock, _Onion("down")
+        )
+        code, body = self.get_json(starting, b"/healthz")
+        self.assertEqual((code, body["status"]), (503, "down"))
+
+
+class StatsTests(AdminTestCase):
+    """
+    C{/stats}, a JSON summary for people.
+    """
+
+    def test_contents(self) -> None:
+        """
+        Stats name the server and version and count users by door and rooms;
+        uptime follows the clock; without an onion door, onion is null.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        self.clock.advance(90)
+        code, stats = self.get_json(site, b"/stats")
+        self.assertEqual(code, 200)
+        self.assertEqual(
+            stats,
+            {
+                "server": "testchat",
+                "version": tchat.__version__,
+                "uptime_seconds": 90.0,
+                "users": 4,
+                "users_by_door": {"telnet": 2, "web": 1, "onion": 1},
+                "rooms": 1,
+                "onion": None,
+            },
+        )
+        self.clock.advance(10)
+        self.assertEqual(self.get_json(site, b"/stats")[1]["uptime_seconds"], 100.0)
+
+    def test_onion(self) -> None:
+        """
+        With an onion door, stats carry its status as it is now.
+        """
+        onion = _Onion("publishing")
+        site = make_admin_site(self.hub, self.clock, onion)
+        self.assertEqual(self.get_json(site, b"/stats")[1]["onion"], onion.state)
+        onion.state = _Onion("up").state
+        self.assertEqual(
+            self.get_json(site, b"/stats")[1]["onion"]["address"], "abc.onion"
+        )
+
+
+class MetricsTests(AdminTestCase):
+    """
+    C{/metrics}, scraped by Prometheus.
+    """
+
+    def test_chat(self) -> None:
+        """
+        Users by door (every door, even with nobody in it), rooms, uptime and
+        readiness are exported, and no onion metrics without an onion door.
+        """
+        self.hub.disconnect(self.users[0], "test")
+        site = make_admin_site(self.hub, self.clock)
+        self.clock.advance(5)
+        text = self.metrics(site)
+        self.assertIn('tchat_users{door="onion"} 1.0\n', text)
+        self.assertIn('tchat_users{door="web"} 1.0\n', text)
+        self.assertIn('tchat_users{door="telnet"} 1.0\n', text)
+        self.assertIn("tchat_rooms 1.0\n", text)
+        self.assertIn("tchat_uptime_seconds 5.0\n", text)
+        self.assertIn("tchat_ready 1.0\n", text)
+        self.assertIn("# HELP tchat_users ", text)
+        self.assertNotIn("tchat_onion", text)
+
+    def test_empty_doors(self) -> None:
+        """
+        A door nobody uses still reports 0, so dashboards show a line; a
+        hub not yet ready reports tchat_ready 0.
+        """
+        hub = ChatFactory(ServerConfig(), self.clock)
+        text = self.metrics(make_admin_site(hub, self.clock))
+        for door in ("telnet", "web", "onion"):
+            self.assertIn(f'tchat_users{{door="{door}"}} 0.0\n', text)
+        self.assertIn("tchat_ready 0.0\n", text)
+
+    def test_onion(self) -> None:
+        """
+        The onion door's state (one-hot), bootstrap progress, uploads,
+        republishes and self-test results are exported.
+        """
+        onion = _Onion("up")
+        onion.state["self_test"].update(
+            reachable=True, rtt_seconds=2.5, checked_at=1.0, checks=5, failures=1
+        )
+        text = self.metrics(make_admin_site(self.hub, self.clock, onion))
+        for line in [
+            "tchat_onion_up 1.0",
+            'tchat_onion_state{state="up"} 1.0',
+            'tchat_onion_state{state="starting"} 0.0',
+            'tchat_onion_state{state="bootstrapping"} 0.0',
+            'tchat_onion_state{state="publishing"} 0.0',
+            'tchat_onion_state{state="down"} 0.0',
+            "tchat_onion_bootstrap_percent 100.0",
+            "tchat_onion_descriptor_uploads_total 3.0",
+            "tchat_onion_reachable 1.0",
+            "tchat_onion_self_test_rtt_seconds 2.5",
+            'tchat_onion_self_tests_total{result="ok"} 4.0',
+            'tchat_onion_self_tests_total{result="failed"} 1.0',
+            "tchat_onion_republished_total 2.0",
+        ]:
+            self.assertIn(line + "\n", text)
+
+    def test_onion_unchecked(self) -> None:
+        """
+        Before the first self-test there is no reachability or round trip to
+        report, so those series are absent rather than a misleading 0.
+        """
+        text = self.metrics(
+            make_admin_site(self.hub, self.clock, _Onion("bootstrapping"))
+        )
+        self.assertIn("tchat_onion_up 0.0\n", text)
+        self.assertIn('tchat_onion_state{state="bootstrapping"} 1.0\n', text)
+        self.assertIn('tchat_onion_self_tests_total{result="ok"} 0.0\n', text)
+        self.assertNotIn("tchat_onion_reachable", text)
+        self.assertNotIn("tchat_onion_self_test_rtt_seconds", text)
+
+    def test_onion_unreachable(self) -> None:
+        """
+        A failed self-test is exported as tchat_onion_reachable 0.
+        """
+        onion = _Onion("up")
+        onion.state["self_test"].update(reachable=False, checks=1, failures=1)
+        text = self.metrics(make_admin_site(self.hub, self.clock, onion))
+        self.assertIn("tchat_onion_reachable 0.0\n", text)
+        self.assertIn('tchat_onion_self_tests_total{result="failed"} 1.0\n', text)
+
+    def test_parses(self) -> None:
+        """
+        The whole exposition parses as Prometheus text, process metrics
+        included where the platform has them.
+        """
+        text = self.metrics(make_admin_site(self.hub, self.clock, _Onion()))
+        names = {family.name for family in text_string_to_metric_families(text)}
+        self.assertIn("tchat_users", names)
+        self.assertIn("tchat_onion_self_tests", names)
+        if os.path.exists("/proc/self/stat"):
+            self.assertIn("process_resident_memory_bytes", names)
+            self.assertIn("process_cpu_seconds", names)
+
+    def test_sites_independent(self) -> None:
+        """
+        Each site counts only its own hub: many sites (and many tests) can
+        exist in one process without clashing in a shared registry.
+        """
+        first = make_admin_site(self.hub, self.clock)
+        second = make_admin_site(ChatFactory(ServerConfig(), self.clock), self.clock)
+        self.assertIn('tchat_users{door="web"} 1.0\n', self.metrics(first))
+        self.assertIn('tchat_users{door="web"} 0.0\n', self.metrics(second))
+
+
+class SiteTests(AdminTestCase):
+    """
+    What the admin site does with any request.
+    """
+
+    def test_index(self) -> None:
+        """
+        C{/} lists the three paths as plain text.
+        """
+        code, headers, body = request(make_admin_site(self.hub, self.clock), b"/")
+        self.assertEqual(code, 200)
+        self.assertEqual(headers[b"content-type"], b"text/plain; charset=utf-8")
+        for path in (b"/healthz", b"/stats", b"/metrics"):
+            self.assertIn(path, body)
+
+    def test_not_found(self) -> None:
+        """
+        Unknown paths, including ones below a real page, are a plain-text 404.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        for path in (b"/nope", b"/healthz/extra", b"/metrics/", b"/index.html"):
+            code, headers, body = request(site, path)
+            self.assertEqual(code, 404, path)
+            self.assertEqual(headers[b"content-type"], b"text/plain; charset=utf-8")
+            self.assertIn(b"Not found", body)
+
+    def test_method_not_allowed(self) -> None:
+        """
+        Anything but GET or HEAD is refused with 405 and an Allow header.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        for method in (b"POST", b"PUT", b"DELETE"):
+            for path in (b"/", b"/healthz", b"/stats", b"/metrics"):
+                code, headers, _ = request(site, path, method)
+                self.assertEqual(code, 405, (method, path))
+                self.assertEqual(headers[b"allow"], b"GET, HEAD")
+
+    def test_head(self) -> None:
+        """
+        HEAD answers like GET, including the status and the length, with no
+        body.
+        """
+        site = make_admin_site(self.hub, self.clock, _Onion("down"))
+        for path in (b"/", b"/stats", b"/healthz"):
+            get_code, get_headers, get_body = request(site, path)
+            code, headers, body = request(site, path, b"HEAD")
+            self.assertEqual(code, get_code)
+            self.assertEqual(body, b"")
+            self.assertEqual(headers[b"content-length"], b"%d" % (len(get_body),))
+        self.assertEqual(code, 503)
+
+    def test_no_access_log(self) -> None:
+        """
+        A started admin site logs nothing per request, so frequent scrapes
+        don't flood the log, while an ordinary site would log each one.
+        """
+        events: list[LogEvent] = []
+
+        @provider(ILogObserver)
+        def observer(event: LogEvent) -> None:
+            events.append(event)
+
+        admin = make_admin_site(self.hub, self.clock)
+        plain = Site(admin.resource, reactor=self.clock)
+        for site in (admin, plain):
+            site.doStart()
+            self.addCleanup(site.doStop)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+        for method in (b"GET", b"HEAD"):
+            for path in (b"/metrics", b"/healthz", b"/nope"):
+                request(admin, path, method)
+        self.assertEqual([formatEvent(e) for e in events], [])
+
+        request(plain, b"/metrics")
+        self.assertIn('"GET /metrics HTTP/1.1" 200', formatEvent(events[0]))
+
+
+class NegotiationTests(AdminTestCase):
+    """
+    C{/metrics} speaks the format the scraper asks for.
+    """
+
+    def test_openmetrics(self) -> None:
+        """
+        A scraper that accepts OpenMetrics gets OpenMetrics (with its
+        C{# EOF} end marker); one that says nothing gets the classic text
+        format that every Prometheus version reads.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        code, headers, body = request(
+            site,
+            b"/metrics",
+            extra=b"Accept: application/openmetrics-text; version=1.0.0\r\n",
+        )
+        self.assertEqual(code, 200)
+        self.assertTrue(
+            headers[b"content-type"].startswith(b"application/openmetrics-text;")
+        )
+        self.assertTrue(body.endswith(b"# EOF\n"))
+        self.assertIn(b'tchat_users{door="onion"} 1.0', body)
