@@ -134,6 +134,12 @@ class OnionConfig:
         descriptor upload before giving up (and retrying later).
     @ivar tor_binary: The C{tor} program for C{launch}.
     @ivar torrc: Extra torrc lines for a launched tor, from this file.
+    @ivar client_auth: Names of the clients allowed in by v3 client
+        authorization; empty for a service anyone with the address can use.
+    @ivar self_test_interval: Seconds between self-tests through tor (0:
+        none).
+    @ivar republish_after: Failed self-tests in a row before the service
+        is published again.
     """
 
     enabled: bool = False
@@ -145,6 +151,21 @@ class OnionConfig:
     bootstrap_timeout: int = 180
     tor_binary: str = "tor"
     torrc: str = ""
+    client_auth: tuple[str, ...] = ()
+    self_test_interval: int = 300
+    republish_after: int = 3
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """
+    The C{[admin]} section: health and metrics for operators, on a door of
+    their own that is never the public web door nor an onion port.
+
+    @ivar listen: Endpoint strings; empty for no admin door.
+    """
+
+    listen: tuple[str, ...] = ("tcp:9100:interface=127.0.0.1",)
 
 
 @dataclass(frozen=True)
@@ -160,6 +181,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     onion: OnionConfig = field(default_factory=OnionConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     source: str = "built-in defaults"
 
 
@@ -205,6 +227,27 @@ def _endpoints(raw: str) -> tuple[str, ...]:
                 "expected TYPE:ARGS such as tcp:4444:interface=127.0.0.1"
             )
     return values
+
+
+def _endpoints_or_none(raw: str) -> tuple[str, ...]:
+    if raw.strip().lower() == "none":
+        return ()
+    return _endpoints(raw)
+
+
+def _client_names(raw: str) -> tuple[str, ...]:
+    names = tuple(raw.replace(",", " ").split())
+    for name in names:
+        if not (
+            len(name) <= 32 and name.isascii() and name.replace("-", "_").isidentifier()
+        ):
+            raise ValueError(
+                f"{name!r} is not a client name: letters, digits, - and _, "
+                "at most 32, starting with a letter"
+            )
+    if len(set(names)) != len(names):
+        raise ValueError("a client name is given twice")
+    return names
 
 
 def _origins(raw: str) -> tuple[str, ...]:
@@ -313,6 +356,13 @@ def _onion_ports(raw: str) -> tuple[tuple[int, str], ...]:
     return tuple(pairs)
 
 
+def _self_test_interval(raw: str) -> int:
+    value = _bounded_int(0, 86400)(raw)
+    if 0 < value < 5:
+        raise ValueError(f"must be 0 (no self-test) or at least 5, not {value}")
+    return value
+
+
 _SECTIONS: Mapping[str, tuple[type[Any], Mapping[str, Callable[[str], object]]]] = {
     "server": (
         ServerConfig,
@@ -356,8 +406,12 @@ _SECTIONS: Mapping[str, tuple[type[Any], Mapping[str, Callable[[str], object]]]]
             "bootstrap_timeout": _bounded_int(10, 3600),
             "tor_binary": _path,
             "torrc": str.strip,
+            "client_auth": _client_names,
+            "self_test_interval": _self_test_interval,
+            "republish_after": _bounded_int(1, 100),
         },
     ),
+    "admin": (AdminConfig, {"listen": _endpoints_or_none}),
 }
 
 
@@ -442,6 +496,7 @@ def with_overrides(
     *,
     telnet_listen: tuple[str, ...] | None,
     web_listen: tuple[str, ...] | None = None,
+    admin_listen: tuple[str, ...] | None = None,
 ) -> Config:
     """
     Apply command-line overrides on top of a configuration.
@@ -450,12 +505,15 @@ def with_overrides(
     @param telnet_listen: Telnet endpoints given on the command line, which
         replace those in C{tap.ini}; C{None} to keep them.
     @param web_listen: Likewise for the web door.
+    @param admin_listen: Likewise for the admin door.
     @return: The configuration in force.
     """
     if telnet_listen is not None:
         config = replace(config, telnet=replace(config.telnet, listen=telnet_listen))
     if web_listen is not None:
         config = replace(config, web=replace(config.web, listen=web_listen))
+    if admin_listen is not None:
+        config = replace(config, admin=replace(config.admin, listen=admin_listen))
     return config
 
 

@@ -17,6 +17,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from tchat import __version__
+from tchat.admin import make_admin_site
 from tchat.config import Config, ConfigError, load_config, with_overrides
 from tchat.endpoints import ListenerService, check_endpoint, with_backlog
 from tchat.history import open_store
@@ -35,7 +36,10 @@ class Options(usage.Options):
     @ivar config: The configuration in force, after L{postOptions}.
     """
 
-    synopsis = "[--config PATH] [--telnet ENDPOINT ...] [--web ENDPOINT ...] [--check]"
+    synopsis = (
+        "[--config PATH] [--telnet ENDPOINT ...] [--web ENDPOINT ...] "
+        "[--admin ENDPOINT ...] [--check]"
+    )
     longdesc = (
         "Run the tchat hub. Settings come from tap.ini (./tap.ini when present, "
         "else built-in defaults); options given here override it. Endpoints are "
@@ -53,6 +57,7 @@ class Options(usage.Options):
         super().__init__()
         self["telnet"] = []
         self["web"] = []
+        self["admin"] = []
         self.config = Config()
 
     def opt_telnet(self, endpoint: str) -> None:
@@ -68,6 +73,13 @@ class Options(usage.Options):
         replaces [web] listen).
         """
         self["web"].append(endpoint)
+
+    def opt_admin(self, endpoint: str) -> None:
+        """
+        Serve /healthz, /stats and /metrics on this endpoint (repeatable;
+        replaces [admin] listen; none for no admin door).
+        """
+        self["admin"].append(endpoint)
 
     def opt_version(self) -> None:
         """
@@ -101,11 +113,16 @@ class Options(usage.Options):
             config,
             telnet_listen=tuple(self["telnet"]) or None,
             web_listen=tuple(self["web"]) or None,
+            admin_listen=(
+                tuple(e for e in self["admin"] if e.lower() != "none")
+                if self["admin"]
+                else None
+            ),
         )
         listeners = _listeners(config)
         for door, description in listeners:
             check_endpoint(door, description)
-        if not listeners and not config.onion.enabled:
+        if not _chat_listeners(config) and not config.onion.enabled:
             raise ConfigError("no listener is configured in [telnet] or [web]")
         if config.onion.enabled:
             _check_txtorcon(config)
@@ -146,13 +163,20 @@ def _check_history(config: Config) -> None:
         )
 
 
-def _listeners(config: Config) -> list[tuple[str, str]]:
+def _chat_listeners(config: Config) -> list[tuple[str, str]]:
     """
-    Every (door, endpoint string) the configuration listens on.
+    Every (door, endpoint string) users chat through, onion aside.
     """
     return [("telnet", d) for d in config.telnet.listen] + [
         ("web", d) for d in config.web.listen
     ]
+
+
+def _listeners(config: Config) -> list[tuple[str, str]]:
+    """
+    Every (door, endpoint string) the configuration listens on.
+    """
+    return _chat_listeners(config) + [("admin", d) for d in config.admin.listen]
 
 
 class HistoryService(Service):
@@ -228,16 +252,25 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         "telnet": TelnetFactory(hub, "telnet", config.telnet.max_line),
         "web": make_site(hub, config.web),
     }
+    onion: OnionService | None = None
     if config.onion.enabled:
         onion_doors: dict[str, IProtocolFactory] = {
             "telnet": TelnetFactory(hub, "onion", config.telnet.max_line),
             "web": make_site(hub, config.web, door="onion"),
         }
-        OnionService(config.onion, reactor, onion_doors).setServiceParent(root)
+
+        def published(address: str | None) -> None:
+            hub.onion_address = address
+
+        onion = OnionService(config.onion, reactor, onion_doors, published=published)
+        onion.setServiceParent(root)
+    if config.admin.listen:
+        # Its own listeners only: never the public web site, never an onion
+        # port.  It answers at once, so /healthz can say "starting".
+        factories["admin"] = make_admin_site(hub, reactor, onion)  # type: ignore[arg-type]
     for door, description in _listeners(config):
         endpoint = serverFromString(reactor, with_backlog(description))
-        service = ListenerService(
-            door, description, endpoint, factories[door], hub.when_ready()
-        )
+        ready = None if door == "admin" else hub.when_ready()
+        service = ListenerService(door, description, endpoint, factories[door], ready)
         service.setServiceParent(root)
     return root

@@ -227,6 +227,9 @@ class ShippedConfigTests(SynchronousTestCase):
         self.assertEqual(shipped.server, Config().server)
         self.assertEqual(shipped.telnet, Config().telnet)
         self.assertEqual(shipped.web, Config().web)
+        self.assertEqual(shipped.history, Config().history)
+        self.assertEqual(shipped.onion, Config().onion)
+        self.assertEqual(shipped.admin, Config().admin)
 
     def test_every_key_documented(self) -> None:
         """

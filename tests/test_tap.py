@@ -4,6 +4,7 @@ service tree, on a L{MemoryReactor}.
 """
 
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock as MemoryReactor
-from twisted.internet.testing import RaisingMemoryReactor
+from twisted.internet.testing import RaisingMemoryReactor, StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
@@ -177,7 +178,8 @@ class OptionsTests(OptionsTestCase):
             self.stdout.getvalue(),
             "tchat: configuration OK (tap.ini)\n"
             "telnet: tcp:4444:interface=127.0.0.1\n"
-            "web: tcp:8080:interface=127.0.0.1\n",
+            "web: tcp:8080:interface=127.0.0.1\n"
+            "admin: tcp:9100:interface=127.0.0.1\n",
         )
 
     def test_check_bad(self) -> None:
@@ -197,7 +199,9 @@ class MakeServiceTests(OptionsTestCase):
     def setUp(self) -> None:
         super().setUp()
         # Only the telnet listeners these tests name; history in memory.
-        Path("tap.ini").write_text("[web]\nlisten =\n[history]\nenabled = false\n")
+        Path("tap.ini").write_text(
+            "[web]\nlisten =\n[history]\nenabled = false\n[admin]\nlisten = none\n"
+        )
 
     def test_web_listener(self) -> None:
         """
@@ -304,6 +308,101 @@ class MakeServiceTests(OptionsTestCase):
         self.assertEqual(
             [type(s) for s in service],  # type: ignore[attr-defined]
             [tap.HistoryService, ListenerService],
+        )
+
+    def started(self, *argv: str) -> MemoryReactor:
+        """
+        Start the service tree for these options on a memory reactor.
+
+        @return: The reactor, with the listeners it was asked for.
+        """
+        reactor = MemoryReactor()
+        service = tap.makeService(self.parse(*argv), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        return reactor
+
+    def _get(self, factory: Any, path: str) -> bytes:
+        """
+        What an HTTP site answers to C{GET path}.
+        """
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        answer: bytes = transport.value()
+        return answer
+
+    def test_admin_door(self) -> None:
+        """
+        C{--admin} listens with the admin site, which answers C{/healthz},
+        C{/stats} and C{/metrics}; the public web site answers none of
+        them.
+        """
+        reactor = self.started(
+            "--web",
+            "tcp:8081:interface=127.0.0.1",
+            "--admin",
+            "tcp:9101:interface=127.0.0.1",
+        )
+        factories = {port: factory for port, factory, _, _ in reactor.tcpServers}
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(4444, "127.0.0.1"), (8081, "127.0.0.1"), (9101, "127.0.0.1")],
+        )
+        for path in ("/healthz", "/stats", "/metrics"):
+            self.assertTrue(
+                self._get(factories[9101], path).startswith(b"HTTP/1.0 200"), path
+            )
+            self.assertTrue(
+                self._get(factories[8081], path).startswith(b"HTTP/1.0 404"), path
+            )
+
+    def test_admin_door_default(self) -> None:
+        """
+        Without C{[admin]} in C{tap.ini}, the admin door listens on
+        127.0.0.1:9100 only; C{--admin none} turns it off.
+        """
+        Path("tap.ini").write_text("[web]\nlisten =\n[history]\nenabled = false\n")
+        reactor = self.started()
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(4444, "127.0.0.1"), (9100, "127.0.0.1")],
+        )
+        reactor = self.started("--admin", "none")
+        self.assertEqual([port for port, _, _, _ in reactor.tcpServers], [4444])
+
+    def test_onion_on_admin_door(self) -> None:
+        """
+        With the onion door on, its local listeners serve the onion doors
+        (never the admin site), and C{/stats} and C{/healthz} report the
+        onion's state while tor is still being reached.
+        """
+        Path("tap.ini").write_text(
+            "[web]\nlisten =\n[history]\nenabled = false\n"
+            "[onion]\nenabled = true\ntor = tcp:127.0.0.1:9051\n"
+        )
+        reactor = self.started("--admin", "tcp:9101:interface=127.0.0.1")
+        kinds = [
+            (port, type(factory).__name__) for port, factory, _, _ in reactor.tcpServers
+        ]
+        self.assertEqual(
+            kinds,
+            [
+                (0, "TelnetFactory"),
+                (0, "Site"),
+                (4444, "TelnetFactory"),
+                (9101, "AdminSite"),
+            ],
+        )
+        admin = reactor.tcpServers[-1][1]
+        stats = self._get(admin, "/stats").partition(b"\r\n\r\n")[2]
+        self.assertEqual(json.loads(stats)["onion"]["state"], "bootstrapping")
+        health = self._get(admin, "/healthz")
+        self.assertTrue(health.startswith(b"HTTP/1.0 200"), health)
+        self.assertEqual(
+            json.loads(health.partition(b"\r\n\r\n")[2])["checks"]["onion"],
+            "bootstrapping",
         )
 
     def test_history_in_memory_is_announced(self) -> None:

@@ -44,7 +44,7 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
 LOOPBACK = "127.0.0.1"
 
-DOOR_LISTENING = re.compile(rb"(telnet|web) door listening on 127\.0\.0\.1:(\d+)")
+DOOR_LISTENING = re.compile(rb"(telnet|web|admin) door listening on 127\.0\.0\.1:(\d+)")
 """What the server logs once one of its doors is listening."""
 
 MOTD = ("Integration tests were here.", "Second line of the MOTD.")
@@ -494,6 +494,7 @@ WELCOME = re.compile(
     rb"((?:  [^\r\n]*\r\n)*)"
     rb"\*\*\* You are (guest-[0-9a-f]{4})\. "
     rb"/nick NAME changes it; /help lists commands\.\r\n"
+    rb"(?:\*\*\* You came through the onion service [a-z2-7]{56}\.onion\r\n)?"
     rb"\*\*\* Your resume code is ([A-Z2-7]{4}-[A-Z2-7]{4}): after a reconnect, "
     rb"/resume \3 brings back your nick, rooms and what you missed\.\r\n"
 )
@@ -730,12 +731,14 @@ class TchatServer:
     @ivar port: Where its telnet door listens on 127.0.0.1.
     @ivar directory: Its working directory, holding its C{tap.ini}.
     @ivar web_port: Where its web door listens on 127.0.0.1, if it has one.
+    @ivar admin_port: Where its admin door listens on 127.0.0.1.
     """
 
     process: ProcessOutput
     port: int
     directory: str
     web_port: int | None = None
+    admin_port: int = 0
 
     def log(self) -> str:
         """
@@ -752,6 +755,9 @@ class TchatServer:
         """
         graceful = await self.process.stop(grace=10.0)
         log = self.log()
+        # Kept in the trial temp directory, for a failed CI run to read.
+        with open(os.path.join(self.directory, "twistd.log"), "w") as f:
+            f.write(log)
         if not self.process.has_ended:
             raise FailTest(f"the server did not end after SIGKILL:\n{log}")
         if not graceful and self.process.signal != signal.SIGKILL:
@@ -801,7 +807,9 @@ async def start_server(
         f.write(tap_ini)
     args = [TWISTD, "-n", "--pidfile=", "tchat", "--config", config]
     args += ["--telnet", telnet]
-    doors = {"telnet"}
+    # Every test server has an admin door, on a port of its own.
+    args += ["--admin", "tcp:0:interface=127.0.0.1"]
+    doors = {"telnet", "admin"}
     if web is not None:
         args += ["--web", web]
         doors.add("web")
@@ -829,6 +837,7 @@ async def start_server(
         ports[match.group(1).decode()] = int(match.group(2))
     server.port = ports["telnet"]
     server.web_port = ports.get("web")
+    server.admin_port = ports["admin"]
     return server
 
 

@@ -235,7 +235,8 @@ class CheckTests(TestCase):
         self.assertEqual(
             result.stdout.decode(),
             f"tchat: configuration OK ({config})\n"
-            "telnet: tcp:4444:interface=127.0.0.1\n",
+            "telnet: tcp:4444:interface=127.0.0.1\n"
+            "admin: tcp:9100:interface=127.0.0.1\n",
         )
         self.assertEqual(result.stderr, b"")
 
