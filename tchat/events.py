@@ -168,6 +168,8 @@ class Welcome:
     room: str
     colour: Colour
     resume_code: str = ""
+    onion: str = ""
+    """The onion address, for users who came through it."""
 
 
 @dataclass(frozen=True)

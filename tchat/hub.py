@@ -192,6 +192,9 @@ class ChatFactory:
         self._new_room(config.default_room)
         self._ready: list[Deferred[None]] | None = []
         self._stopping = False
+        self.started = clock.seconds()
+        self.onion_address: str | None = None
+        """The onion service's address once published, shown to onion users."""
 
     def when_ready(self) -> Deferred[None]:
         """
@@ -288,6 +291,7 @@ class ChatFactory:
                 lobby.name,
                 user.colour,
                 user.code if self.history.resume_ttl else "",
+                self.onion_address or "" if participant.door == "onion" else "",
             ),
         )
         self._join(user, lobby, save=False)
@@ -316,6 +320,20 @@ class ChatFactory:
     def users(self) -> int:
         """How many users are connected."""
         return len(self._users)
+
+    @property
+    def rooms(self) -> int:
+        """How many rooms exist."""
+        return len(self._rooms)
+
+    def users_by_door(self) -> dict[str, int]:
+        """
+        @return: How many users are connected through each door.
+        """
+        counts: dict[str, int] = {}
+        for user in self._users.values():
+            counts[user.door] = counts.get(user.door, 0) + 1
+        return counts
 
     # -- commands ----------------------------------------------------------
 

@@ -7,20 +7,32 @@ tor connects to, so the hub knows who came "via onion".  Tor is reached
 through txtorcon, either a running tor's control port or one tchat starts;
 bootstrapping and publishing happen in the background, so the clear-net
 doors never wait for Tor, and a Tor that fails costs only the onion door.
+
+The service is added with C{ADD_ONION} on tchat's control connection, so
+it lives exactly as long as that connection: if tchat dies, tor removes
+it.  (txtorcon's C{create_onion_service} is not used because it cannot ask
+for v3 client authorization.)
 """
 
+import base64
 import os
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
-from twisted.internet.endpoints import clientFromString
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    clientFromString,
+    connectProtocol,
+)
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
-from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.task import deferLater
+from twisted.internet.protocol import ProcessProtocol, Protocol
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -28,7 +40,15 @@ from twisted.python.failure import Failure
 from tchat.config import OnionConfig
 
 ATTEMPTS = 3
-"""How many times tchat tries to reach tor and publish before giving up."""
+"""Failed attempts to reach tor and publish before the onion is down."""
+
+RETRY_DOWN = 300.0
+"""Seconds between quiet attempts once the onion is reported down."""
+
+PROBE_TIMEOUT = 60.0
+"""Seconds a self-test may take before it counts as a failure."""
+
+_PROGRESS = re.compile(r'PROGRESS=(\d+)(?:.*?SUMMARY="([^"]*)")?')
 
 
 def address_file(config: OnionConfig) -> Path:
@@ -36,6 +56,14 @@ def address_file(config: OnionConfig) -> Path:
     Where the onion address is written: next to the key.
     """
     return Path(config.key_file).with_suffix(".address")
+
+
+def clients_folder(config: OnionConfig) -> Path:
+    """
+    Where the client authorization keys are kept: C{clients/} next to the
+    service's key, one C{NAME.auth_private} file per client.
+    """
+    return Path(config.key_file).parent / "clients"
 
 
 def _read_key(path: Path) -> str | None:
@@ -59,6 +87,63 @@ def _write_private(path: Path, text: str) -> None:
 def _write_public(path: Path, text: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.write_text(text + "\n", encoding="ascii")
+
+
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    """
+    One client's v3 authorization key pair (x25519, base32 as tor writes
+    them).
+    """
+
+    name: str
+    private: str
+    public: str
+
+    def auth_private(self, address: str) -> str:
+        """
+        The line of the client's C{.auth_private} file, for its tor's
+        C{ClientOnionAuthDir}.
+        """
+        return f"{address.removesuffix('.onion')}:descriptor:x25519:{self.private}"
+
+
+def client_keys(names: tuple[str, ...], folder: Path) -> list[ClientKey]:
+    """
+    Each named client's key pair: read from its C{.auth_private} file, or
+    made now if it has none (written by L{write_client_files} once the
+    address is known).  Blocking.
+    """
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    keys = []
+    for name in names:
+        saved = _read_key(folder / f"{name}.auth_private")
+        if saved is not None:
+            encoded = saved.rpartition(":")[2]
+            raw = base64.b32decode(encoded + "=" * (-len(encoded) % 8))
+            key = X25519PrivateKey.from_private_bytes(raw)
+        else:
+            key = X25519PrivateKey.generate()
+        private = key.private_bytes_raw()
+        public = key.public_key().public_bytes_raw()
+        keys.append(ClientKey(name, _b32(private), _b32(public)))
+    return keys
+
+
+def write_client_files(folder: Path, address: str, keys: list[ClientKey]) -> None:
+    """
+    Write each client's C{NAME.auth_private} (mode 0600, to hand to that
+    client) and C{NAME.auth} (its public half, in tor's
+    C{authorized_clients} form).  Blocking.
+    """
+    for key in keys:
+        _write_private(folder / f"{key.name}.auth_private", key.auth_private(address))
+        _write_private(folder / f"{key.name}.auth", f"descriptor:x25519:{key.public}")
 
 
 class _TorProcess(ProcessProtocol):
@@ -85,6 +170,8 @@ class _TorProcess(ProcessProtocol):
                 rest = line[marker + len("Bootstrapped ") :]
                 percent, _, summary = rest.partition("%")
                 if percent.isdecimal():
+                    # " (conn): Connecting to a relay"
+                    summary = summary.partition("): ")[2] or summary
                     self._progress(int(percent), summary.strip(" :()"))
 
     errReceived = outReceived
@@ -93,16 +180,65 @@ class _TorProcess(ProcessProtocol):
         self.ended.callback(None)
 
 
+class _Probe(Protocol):
+    """
+    The self-test's client: asks the web door for its page's headers and
+    waits for the first bytes of the answer.
+    """
+
+    def __init__(self, host: str) -> None:
+        self._host = host
+        self.answered: Deferred[bytes] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(
+            b"HEAD / HTTP/1.0\r\nHost: " + self._host.encode("ascii") + b"\r\n\r\n"
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self.answered.called:
+            self.answered.callback(data)
+            assert self.transport is not None
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if not self.answered.called:
+            self.answered.errback(ConnectionError("closed before answering"))
+
+
+async def probe_through_tor(
+    reactor: Any, socks: tuple[str, int], host: str, port: int
+) -> None:
+    """
+    Ask C{host:port} (an onion web door) for its page through tor's SOCKS
+    port; returns once it answers like an HTTP server.
+    """
+    from txtorcon import TorClientEndpoint
+
+    endpoint = TorClientEndpoint(
+        host, port, socks_endpoint=TCP4ClientEndpoint(reactor, *socks)
+    )
+    probe = _Probe(host)
+    await connectProtocol(endpoint, probe)
+    first = await probe.answered
+    if not first.startswith(b"HTTP/1."):
+        raise ConnectionError(f"the web door answered {first[:20]!r}")
+
+
 class OnionService(Service):
     """
-    Publishes the configured doors as one onion service.
+    Publishes the configured doors as one onion service, checks that it
+    stays reachable, and publishes it again when it does not.
 
     @ivar state: C{starting}, C{bootstrapping}, C{publishing}, C{up} or
         C{down}, for health checks and C{/stats}.
     @ivar address: The C{.onion} host name, once published.
     @ivar progress: Tor's bootstrap percentage.
+    @ivar uploads: Descriptor uploads tor confirmed for the service.
     @ivar error: Why the onion is down, when it is.
     @ivar local_ports: Onion port to the local port that backs it.
+    @ivar republished: How often failed self-tests had it published again.
     """
 
     _log = Logger()
@@ -114,6 +250,8 @@ class OnionService(Service):
         factories: dict[str, IProtocolFactory],
         connect: Callable[..., Awaitable[Any]] | None = None,
         blocking: Callable[..., Deferred[Any]] = deferToThread,
+        published: Callable[[str | None], None] = lambda address: None,
+        probe: Callable[..., Coroutine[Any, Any, None]] = probe_through_tor,
     ) -> None:
         """
         @param factories: The onion variant of each door's factory, by
@@ -121,21 +259,62 @@ class OnionService(Service):
         @param connect: C{txtorcon.connect}; tests pass a fake.
         @param blocking: Runs file access off the reactor thread; tests
             run it in place.
+        @param published: Told the address once the service is up (and
+            C{None} when it goes down), to show it to onion users.
+        @param probe: Connects to the service through tor for the
+            self-test: L{probe_through_tor}'s signature.
         """
         self._blocking = blocking
         self._config = config
         self._reactor = reactor
         self._factories = factories
         self._connect = connect
+        self._published = published
+        self._probe = probe
         self._listening: list[IListeningPort] = []
         self._tor: Any = None
         self._process: _TorProcess | None = None
         self._task: Deferred[None] | None = None
+        self._key: str | None = None
+        self._clients: list[ClientKey] = []
+        self._service_id: str | None = None
+        self._uploaded: Deferred[None] | None = None
+        self._socks: tuple[str, int] | None = None
+        self._self_test: LoopingCall | None = None
         self.state = "starting"
         self.address: str | None = None
         self.progress = 0
+        self.uploads = 0
         self.error: str | None = None
         self.local_ports: dict[int, int] = {}
+        self.republished = 0
+        self.reachable: bool | None = None
+        self.rtt: float | None = None
+        self.checked_at: float | None = None
+        self.checks = 0
+        self.failures = 0
+        self.failures_in_a_row = 0
+
+    def status(self) -> dict[str, Any]:
+        """
+        @return: The onion's state for C{/stats}, C{/healthz} and metrics.
+        """
+        return {
+            "state": self.state,
+            "address": self.address,
+            "bootstrap_percent": self.progress,
+            "descriptor_uploads": self.uploads,
+            "error": self.error,
+            "republished": self.republished,
+            "self_test": {
+                "reachable": self.reachable,
+                "rtt_seconds": self.rtt,
+                "checked_at": self.checked_at,
+                "checks": self.checks,
+                "failures": self.failures,
+                "consecutive_failures": self.failures_in_a_row,
+            },
+        }
 
     # -- starting ------------------------------------------------------------
 
@@ -157,31 +336,55 @@ class OnionService(Service):
         self._task = Deferred.fromCoroutine(self._run())
 
     async def _run(self) -> None:
-        for attempt in range(1, ATTEMPTS + 1):
+        failed = 0
+        while self.running:
             try:
                 await self._publish()
-                return
             except Exception as e:
+                if isinstance(e, CancelledError) or not self.running:
+                    return
+                failed += 1
                 self.error = _describe(e)
                 await self._close_tor()
-                if not self.running:
-                    return
-                if attempt < ATTEMPTS:
+                if failed < ATTEMPTS:
                     self._log.warn(
                         "onion: attempt {attempt} of {attempts} failed: {error}; "
                         "trying again",
-                        attempt=attempt,
+                        attempt=failed,
                         attempts=ATTEMPTS,
                         error=self.error,
                     )
-                    await deferLater(self._reactor, 2.0 * attempt, lambda: None)
+                    await deferLater(self._reactor, 2.0 * failed, lambda: None)
+                    continue
+                if failed == ATTEMPTS:
+                    self._go_down()
+                    self._log.error(
+                        "onion: the onion service is down: {error}. The other "
+                        "doors keep serving; tchat tries again every {every:.0f} "
+                        "s. {advice}",
+                        error=self.error,
+                        every=RETRY_DOWN,
+                        advice=self._advice(),
+                    )
+                await deferLater(self._reactor, RETRY_DOWN, lambda: None)
+                continue
+            failed = 0
+            self._start_self_test()
+            await self._tor.protocol.when_disconnected()
+            self._stop_self_test()
+            self._tor = None
+            if not self.running:
+                return
+            self.error = "lost the control connection to tor"
+            self._go_down()
+            self._log.warn(
+                "onion: lost the control connection to tor; publishing again"
+            )
+            await self._close_tor()
+
+    def _go_down(self) -> None:
         self.state = "down"
-        self._log.error(
-            "onion: the onion service is down: {error}. The other doors keep "
-            "serving. {advice}",
-            error=self.error,
-            advice=self._advice(),
-        )
+        self._published(None)
 
     def _advice(self) -> str:
         if self._config.tor == "launch":
@@ -210,64 +413,134 @@ class OnionService(Service):
 
     async def _publish(self) -> None:
         config = self._config
-        self.state = "bootstrapping"
+        if self.state != "down":
+            self.state = "bootstrapping"
         self._tor = await self._timeout(
             Deferred.fromCoroutine(self._get_tor()), "reaching tor"
         )
-        key = None
-        if not config.ephemeral:
-            key = await self._blocking(_read_key, Path(config.key_file))
-        self.state = "publishing"
-        self._log.info(
-            "onion: publishing the onion service ({how} key)",
-            how="new" if key is None else "saved",
-        )
-        ports = [
-            (onion_port, f"127.0.0.1:{self.local_ports[onion_port]}")
-            for onion_port, _ in config.ports
-        ]
-        service = await self._timeout(
-            self._tor.create_onion_service(
-                ports,
-                private_key=key if key is not None else self._discard_or_new(),
-                version=3,
-                progress=self._upload_progress,
-            ),
-            "publishing the onion service",
-        )
-        address = service.hostname
-        if key is None and not config.ephemeral:
-            await self._blocking(
-                _write_private, Path(config.key_file), service.private_key
+        protocol = self._tor.protocol
+        if self._process is None:
+            self.progress = 0  # a tor we did not start reports its own
+        await protocol.add_event_listener("STATUS_CLIENT", self._status_event)
+        await protocol.add_event_listener("HS_DESC", self._descriptor_event)
+        phase = await protocol.get_info("status/bootstrap-phase")
+        self._status_event(phase.get("status/bootstrap-phase", ""))
+        self._socks = _first_socks(
+            (await protocol.get_info("net/listeners/socks")).get(
+                "net/listeners/socks", ""
             )
+        )
+        if self._key is None and not config.ephemeral:
+            self._key = await self._blocking(_read_key, Path(config.key_file))
+        if config.client_auth:
+            self._clients = await self._blocking(
+                client_keys, config.client_auth, clients_folder(config)
+            )
+        if self.state != "down":
+            self.state = "publishing"
+        self._log.info(
+            "onion: publishing the onion service ({how} key{auth})",
+            how="new" if self._key is None else "saved",
+            auth=f", {len(self._clients)} authorized clients" if self._clients else "",
+        )
+        await self._timeout(
+            Deferred.fromCoroutine(self._add_onion()), "publishing the onion service"
+        )
+        assert self._service_id is not None
+        address = f"{self._service_id}.onion"
         if not config.ephemeral:
+            await self._blocking(_write_private, Path(config.key_file), self._key)
             await self._blocking(_write_public, address_file(config), address)
+        if self._clients:
+            await self._blocking(
+                write_client_files, clients_folder(config), address, self._clients
+            )
         self.address = address
         self.state = "up"
         self.error = None
+        self._published(address)
         doors = ", ".join(f"{door} on port {port}" for port, door in config.ports)
         self._log.info(
-            "onion service published at {address} ({doors})",
+            "onion service published at {address} ({doors}{auth})",
             address=address,
             doors=doors,
+            auth=(
+                "; only for clients "
+                + ", ".join(c.name for c in self._clients)
+                + f", whose keys are in {clients_folder(config)}"
+                if self._clients
+                else ""
+            ),
         )
 
-    def _discard_or_new(self) -> Any:
-        if self._config.ephemeral:
-            import txtorcon
+    async def _add_onion(self) -> None:
+        """
+        Add the service on our control connection and wait until tor has
+        uploaded its descriptor at least once.
+        """
+        args = [self._key or "NEW:ED25519-V3"]
+        if self._clients:
+            args.append("Flags=V3Auth")
+        args += [
+            f"Port={onion_port},127.0.0.1:{self.local_ports[onion_port]}"
+            for onion_port, _ in self._config.ports
+        ]
+        args += [f"ClientAuthV3={client.public}" for client in self._clients]
+        self._uploaded = Deferred()
+        reply = await self._tor.protocol.queue_command("ADD_ONION " + " ".join(args))
+        fields: dict[str, str] = {}
+        for line in reply.splitlines():
+            name, sep, value = line.partition("=")
+            if sep:
+                fields[name.strip()] = value.strip()
+        self._service_id = fields["ServiceID"]
+        if "PrivateKey" in fields:
+            self._key = fields["PrivateKey"]
+        await self._uploaded
 
-            return txtorcon.DISCARD
-        return None
+    async def _remove_onion(self) -> None:
+        if self._service_id is not None and self._tor is not None:
+            await self._tor.protocol.queue_command(f"DEL_ONION {self._service_id}")
 
-    def _upload_progress(self, percent: float, tag: str, summary: str) -> None:
-        self._log.info(
-            "onion: publishing {percent:.0f}%: {summary}",
-            percent=percent,
-            summary=summary,
-        )
+    def _descriptor_event(self, text: str) -> None:
+        # Action HSAddress AuthType HsDir [DescriptorID] [REASON=...]
+        words = text.split()
+        if len(words) < 4 or words[1] != self._service_id:
+            return
+        action, directory = words[0], words[3]
+        if action == "UPLOADED":
+            self.uploads += 1
+            if self._uploaded is not None and not self._uploaded.called:
+                self._log.info(
+                    "onion: descriptor uploaded to {directory}",
+                    directory=directory[:41],
+                )
+                self._uploaded.callback(None)
+        elif action == "UPLOAD" and self.state == "publishing":
+            self._log.info(
+                "onion: uploading the descriptor to {directory}",
+                directory=directory[:41],
+            )
+        elif action == "FAILED" and self.state == "publishing":
+            reason = next((w[7:] for w in words if w.startswith("REASON=")), "")
+            self._log.info(
+                "onion: descriptor upload to {directory} failed ({reason}); tor "
+                "tries other directories",
+                directory=directory[:41],
+                reason=reason or "no reason given",
+            )
+
+    def _status_event(self, text: str) -> None:
+        if "BOOTSTRAP" not in text:
+            return
+        found = _PROGRESS.search(text)
+        if found is not None:
+            self._bootstrap_progress(int(found.group(1)), found.group(2) or "")
 
     def _bootstrap_progress(self, percent: int, summary: str) -> None:
-        if percent != self.progress:
+        # Both a launched tor's log and its status events report progress;
+        # only news is logged.
+        if percent > self.progress:
             self.progress = percent
             self._log.info(
                 "onion: tor bootstrapped {percent}%: {summary}",
@@ -329,6 +602,7 @@ class OnionService(Service):
             (data / "torrc").write_text(torrc + "\n", encoding="utf-8")
 
         await self._blocking(prepare)
+        self.progress = 0
         self._process = process = _TorProcess(self._bootstrap_progress)
         self._reactor.spawnProcess(
             process,
@@ -347,9 +621,122 @@ class OnionService(Service):
                 )
             await deferLater(self._reactor, 0.2, lambda: None)
 
+    # -- the self-test -------------------------------------------------------
+
+    def _start_self_test(self) -> None:
+        interval = self._config.self_test_interval
+        web = [port for port, door in self._config.ports if door == "web"]
+        if not interval or self._self_test is not None:
+            return
+        if not web:
+            self._log.info(
+                "onion: no self-test: it asks the web door for its page, and "
+                "[onion] ports publishes none"
+            )
+            return
+        if self._socks is None:
+            self._log.info(
+                "onion: no self-test: tor at {tor} has no SOCKS port",
+                tor=self._config.tor,
+            )
+            return
+        self._self_test = LoopingCall(self.self_test, web[0])
+        self._self_test.clock = self._reactor
+        self._self_test.start(interval, now=False).addErrback(
+            lambda f: self._log.failure("onion: the self-test broke", f)
+        )
+
+    def _stop_self_test(self) -> None:
+        loop, self._self_test = self._self_test, None
+        if loop is not None and loop.running:
+            loop.stop()
+
+    def self_test(self, port: int) -> Deferred[None]:
+        """
+        Connect to the service's own address through tor and record
+        whether it answered and how long it took; publish it again after
+        C{[onion] republish_after} failures in a row.
+
+        @param port: The onion port of a web door.
+        """
+        return Deferred.fromCoroutine(self._check(port))
+
+    async def _check(self, port: int) -> None:
+        if self.state != "up" or self.address is None or self._socks is None:
+            return
+        began = self._reactor.seconds()
+        attempt: Deferred[None] = Deferred.fromCoroutine(
+            self._probe(self._reactor, self._socks, self.address, port)
+        )
+        attempt.addTimeout(PROBE_TIMEOUT, self._reactor)
+        try:
+            await attempt
+        except Exception as e:
+            if not self.running:
+                return
+            error = (
+                f"no answer within {PROBE_TIMEOUT:g} s"
+                if isinstance(e, DeferredTimeout)
+                else _describe(e)
+            )
+            self.checks += 1
+            self.failures += 1
+            self.failures_in_a_row += 1
+            self.reachable = False
+            self.checked_at = self._reactor.seconds()
+            self._log.warn(
+                "onion: self-test failed ({n} in a row): {error}",
+                n=self.failures_in_a_row,
+                error=error,
+            )
+            if self.failures_in_a_row >= self._config.republish_after:
+                await self._republish()
+            return
+        self.checks += 1
+        was, self.reachable = self.reachable, True
+        self.failures_in_a_row = 0
+        self.checked_at = self._reactor.seconds()
+        self.rtt = self.checked_at - began
+        if was is not True:
+            self._log.info(
+                "onion: self-test: {address} is reachable through tor "
+                "({rtt:.1f} s round trip)",
+                address=self.address,
+                rtt=self.rtt,
+            )
+
+    async def _republish(self) -> None:
+        self.republished += 1
+        self.failures_in_a_row = 0
+        self._log.warn(
+            "onion: {address} failed {n} self-tests in a row; publishing it again",
+            address=self.address,
+            n=self._config.republish_after,
+        )
+        self.state = "publishing"
+        try:
+            await self._remove_onion()
+            await self._timeout(
+                Deferred.fromCoroutine(self._add_onion()),
+                "publishing the onion service again",
+            )
+        except Exception as e:
+            if not self.running or self._tor is None:
+                return
+            self._log.warn(
+                "onion: publishing again failed ({error}); reconnecting to tor",
+                error=_describe(e),
+            )
+            # Losing the control connection makes _run start from scratch.
+            self._tor.protocol.transport.loseConnection()
+            return
+        self.state = "up"
+        self._log.info("onion: {address} published again", address=self.address)
+
     # -- stopping ----------------------------------------------------------
 
     async def _close_tor(self) -> None:
+        self._stop_self_test()
         tor, self._tor = self._tor, None
         if tor is not None:
             try:
@@ -376,6 +763,18 @@ class OnionService(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         return Deferred.fromCoroutine(self._stop())
+
+
+def _first_socks(listeners: str) -> tuple[str, int] | None:
+    """
+    The first TCP SOCKS listener in tor's C{net/listeners/socks} answer
+    (quoted C{host:port} items), or C{None}.
+    """
+    for item in listeners.split():
+        host, sep, port = item.strip('"').rpartition(":")
+        if sep and port.isdecimal() and not host.startswith("unix"):
+            return host.strip("[]"), int(port)
+    return None
 
 
 def _describe(e: BaseException) -> str:

@@ -187,7 +187,8 @@ def _reply(event: events.Event) -> bytes:
     Render an event meant for one user: answers, errors, the welcome.
     """
     match event:
-        case events.Welcome(server, motd, nick, _, _, code):
+        case events.Welcome(server, motd, nick, _, _, code, onion):
+            via = [f"*** You came through the onion service {onion}"] if onion else []
             resume = (
                 [
                     f"*** Your resume code is {code}: after a reconnect, "
@@ -200,6 +201,7 @@ def _reply(event: events.Event) -> bytes:
                 f"*** Welcome to {server}",
                 *(f"  {line}" for line in motd),
                 f"*** You are {nick}. /nick NAME changes it; /help lists commands.",
+                *via,
                 *resume,
             )
         case events.Motd(lines):

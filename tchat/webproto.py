@@ -410,7 +410,12 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
         case events.Welcome():
             return _system(
                 "welcome",
-                f"Welcome to {event.server}. You are {event.nick}.",
+                f"Welcome to {event.server}. You are {event.nick}."
+                + (
+                    f" You came through the onion service {event.onion}."
+                    if event.onion
+                    else ""
+                ),
                 server=event.server,
                 motd=list(event.motd),
                 name=event.nick,
@@ -418,6 +423,7 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
                 color=event.colour.css,
                 palette={c.name: c.css for c in PALETTE.values()},
                 resume_code=event.resume_code,
+                **({"onion": event.onion} if event.onion else {}),
             )
         case events.RoomList(rooms):
             listed = ", ".join(f"{r.name} ({r.members})" for r in rooms)
