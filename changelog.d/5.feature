@@ -1,0 +1,1 @@
+tchat can publish its telnet and web doors as one Tor onion service with `[onion] enabled = true`: a stable .onion address (or a fresh one each start), optional v3 client authorization, a self-test that re-publishes when the service stops answering, and an admin door (`/healthz`, `/stats`, `/metrics` on 127.0.0.1:9100) that reports it; docs/onion.md explains it all.
