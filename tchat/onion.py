@@ -603,13 +603,19 @@ class OnionService(Service):
 
         await self._blocking(prepare)
         self.progress = 0
-        self._process = process = _TorProcess(self._bootstrap_progress)
-        self._reactor.spawnProcess(
-            process,
-            config.tor_binary,
-            [config.tor_binary, "-f", str(data / "torrc")],
-            env=None,
-        )
+        process = _TorProcess(self._bootstrap_progress)
+        try:
+            self._reactor.spawnProcess(
+                process,
+                config.tor_binary,
+                [config.tor_binary, "-f", str(data / "torrc")],
+                env=None,
+            )
+        except OSError as e:
+            raise RuntimeError(
+                f"cannot run {config.tor_binary!r}: {e.strerror or e}"
+            ) from None
+        self._process = process
         while True:
             written = await self._blocking(_read_key, port_file)
             if written is not None and written.startswith("PORT="):
@@ -744,8 +750,8 @@ class OnionService(Service):
             except Exception:
                 self._log.failure("onion: closing the tor control connection")
         process, self._process = self._process, None
-        if process is not None and not process.ended.called:
-            if process.transport is not None:
+        if process is not None and process.transport is not None:
+            if not process.ended.called:
                 process.transport.signalProcess("TERM")
             await process.ended
 

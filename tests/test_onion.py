@@ -321,6 +321,30 @@ class OnionServiceTests(SynchronousTestCase):
             len([line for line in self.logged if "onion service is down" in line]), 1
         )
 
+    def test_tor_missing(self) -> None:
+        """
+        With C{tor = launch} and no tor program, the onion goes down after
+        its attempts with one error that says to install tor; nothing
+        hangs.
+        """
+
+        class NoTor(MemoryReactorClock):
+            def spawnProcess(self, *args: Any, **kwargs: Any) -> Any:
+                raise FileNotFoundError(2, "No such file or directory")
+
+        self.reactor = NoTor()
+        config = replace(self.config, tor="launch", tor_binary="/nonexistent/tor")
+        service = self.start(config)
+        for _ in range(20):
+            self.reactor.advance(1)
+        self.assertEqual(service.state, "down")
+        errors = [line for line in self.logged if "onion service is down" in line]
+        self.assertEqual(len(errors), 1)
+        self.assertIn(
+            "cannot run '/nonexistent/tor': No such file or directory", errors[0]
+        )
+        self.assertIn("is installed (apt install tor)", errors[0])
+
     def test_publish_timeout(self) -> None:
         """
         Publishing that never finishes is given up after
