@@ -263,8 +263,8 @@ class OnionDoorTests(TestCase):
                 address,
                 23,
                 OneProtocolFactory(stranger),
-                timeout=30.0,
-                attempt_timeout=20.0,
+                timeout=10.0,
+                attempt_timeout=10.0,
             )
         self.assertIn("missing client authorization", str(caught.exception))
         self.assertFalse(stranger.connected)
