@@ -248,7 +248,8 @@ class CheckTests(TestCase):
             result.stdout.decode(),
             f"tchat: configuration OK ({config})\n"
             "telnet: tcp:0:interface=127.0.0.1\n"
-            "telnet: unix:tchat.sock\n",
+            "telnet: unix:tchat.sock\n"
+            "admin: tcp:9100:interface=127.0.0.1\n",
         )
         self.assertFalse(
             os.path.exists(os.path.join(directory, "tchat.sock")),
