@@ -334,6 +334,7 @@ class OnionService(Service):
                 onion_port=onion_port,
             )
         self._task = Deferred.fromCoroutine(self._run())
+        self._task.addErrback(self._ended)
 
     async def _run(self) -> None:
         failed = 0
@@ -381,6 +382,11 @@ class OnionService(Service):
                 "onion: lost the control connection to tor; publishing again"
             )
             await self._close_tor()
+
+    def _ended(self, why: Failure) -> None:
+        # Stopping cancels the loop wherever it waits; anything else is a bug.
+        if not why.check(CancelledError):
+            self._log.failure("onion: the onion door stopped working", why)
 
     def _go_down(self) -> None:
         self.state = "down"

@@ -13,7 +13,7 @@ the helpers in L{tests.integration.server}.
 
 To take a page away while the server runs on, Chromium's offline emulation
 keeps it from reconnecting, and an init script that records the page's
-WebSockets lets the test close the open one (see L{_Page.go_offline}).
+WebSockets lets the test close the open one (see L{ChatPage.go_offline}).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _playwright_available() -> bool:
     return True
 
 
-def _require_browser() -> None:
+def require_browser() -> None:
     """
     Skip the test unless Chromium and Python's Playwright are installed.
     """
@@ -142,25 +142,29 @@ GAP = ("", "(gap)")
 
 def lines_of(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """
-    A room's log (from L{_Page.room_log}) as C{(nick, text)} pairs, with
+    A room's log (from L{ChatPage.room_log}) as C{(nick, text)} pairs, with
     L{GAP} for a gap marker.
     """
     return [GAP if e.get("gap") else (e["nick"], e["text"]) for e in entries]
 
 
-class _Page:
+class ChatPage:
     """
     One browser tab on the chat page, with what it noticed on the side.
 
     @ivar page: The Playwright page.
     @ivar context: Its browser context (its own network, cookies, storage).
     @ivar name: Who it is in the test, for messages.
+    @ivar door: The door others see it come through.
     @ivar dialogs: The messages of any dialogs (C{alert}) it opened.
     @ivar errors: Uncaught script errors on the page.
     """
 
-    def __init__(self, browser: Browser, url: str, name: str) -> None:
+    def __init__(
+        self, browser: Browser, url: str, name: str, door: str = "web"
+    ) -> None:
         self.name = name
+        self.door = door
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         context = browser.new_context(viewport={"width": 1100, "height": 700})
@@ -228,7 +232,7 @@ class _Page:
         """
         self.page.fill("#nick", nick)
         self.page.press("#nick", "Enter")
-        self.expect_member(nick, "web")
+        self.expect_member(nick, self.door)
 
     def say(self, text: str) -> None:
         """
@@ -358,7 +362,7 @@ class _Page:
         from playwright.sync_api import expect
 
         self.say(text)
-        own = self.expect_message(self.name, "web", text, room=room)
+        own = self.expect_message(self.name, self.door, text, room=room)
         expect(own).not_to_have_class(re.compile(r"msg-pending"), timeout=WAIT_MS)
         expect(own).to_have_attribute("data-id", re.compile(r"^[0-9]+$"))
 
@@ -409,7 +413,7 @@ class BrowserTests(TestCase):
         disconnected, reconnect by themselves, take their nicks back and
         chat again.
         """
-        _require_browser()
+        require_browser()
         port = free_port()
         web = f"tcp:{port}:interface={LOOPBACK}"
         server = await start_server(self, web=web)
@@ -452,7 +456,7 @@ class BrowserTests(TestCase):
         # -- two pages arrive and take nicks --------------------------------
         pages = []
         for name in ("alice", "bob"):
-            page = _Page(browser, url, name)
+            page = ChatPage(browser, url, name)
             guest = page.wait_welcomed()
             page.set_nick(name)
             on_reactor(
@@ -582,7 +586,7 @@ class BrowserTests(TestCase):
         with ids increasing in one epoch and no gap marker, since nothing
         was lost.
         """
-        _require_browser()
+        require_browser()
         port = free_port()
         web = f"tcp:{port}:interface={LOOPBACK}"
         server = await start_server(self, web=web)
@@ -612,7 +616,7 @@ class BrowserTests(TestCase):
         dev: list[tuple[str, str]] = []
         missed: set[tuple[str, str]] = set()  # of those, said while away
 
-        def check(page: _Page, room: str, expected: list[tuple[str, str]]) -> None:
+        def check(page: ChatPage, room: str, expected: list[tuple[str, str]]) -> None:
             entries = page.room_log(room)
             self.assertEqual(lines_of(entries), expected, room)
             self.assertEqual(
@@ -628,7 +632,7 @@ class BrowserTests(TestCase):
             )
 
         # -- alice chats in #lobby and #dev ---------------------------------
-        alice = _Page(browser, url, "alice")
+        alice = ChatPage(browser, url, "alice")
         alice.wait_welcomed()
         alice.set_nick("alice")
         on_reactor(carol.say, "lobby 1")
@@ -726,7 +730,7 @@ class BrowserTests(TestCase):
         which brings the rest of what is kept and then hides, as nothing
         older is kept.
         """
-        _require_browser()
+        require_browser()
         small = TAP_INI + "\n[history]\nkeep = 5\nreplay = 2\n"
         server = await start_server(self, small, web=f"tcp:0:interface={LOOPBACK}")
         carol = await connect(self, server.port, "carol")
@@ -740,7 +744,7 @@ class BrowserTests(TestCase):
         from playwright.sync_api import expect
 
         url = f"http://{LOOPBACK}:{server.web_port}/"
-        alice = _Page(browser, url, "alice")
+        alice = ChatPage(browser, url, "alice")
         alice.wait_welcomed()
         alice.set_nick("alice")
         on_reactor(say_lines, carol, ["kept 1", "kept 2"])
@@ -772,7 +776,7 @@ class BrowserTests(TestCase):
         self.assertEqual(lines_of(alice.room_log("#lobby")), expected)
 
         # A newcomer sees the replay, then pages back to what is kept.
-        bob = _Page(browser, url, "bob")
+        bob = ChatPage(browser, url, "bob")
         bob.wait_welcomed()
         bob.expect_message("alice", "web", "after again")
         self.assertEqual(lines_of(bob.room_log("#lobby")), expected[-2:])
@@ -797,7 +801,7 @@ class BrowserTests(TestCase):
         knows, keeps what it showed, marks a gap, and shows the new epoch's
         messages after it, in order, though their ids are lower.
         """
-        _require_browser()
+        require_browser()
         web = f"tcp:{free_port()}:interface={LOOPBACK}"
         server = await start_server(self, web=web)
         carol = await connect(self, server.port, "carol")
@@ -813,7 +817,7 @@ class BrowserTests(TestCase):
         from playwright.sync_api import expect
 
         url = f"http://{LOOPBACK}:{server.web_port}/"
-        alice = _Page(browser, url, "alice")
+        alice = ChatPage(browser, url, "alice")
         alice.wait_welcomed()
         alice.set_nick("alice")
         on_reactor(say_lines, carol, ["old 1", "old 2"])
@@ -863,7 +867,7 @@ class BrowserTests(TestCase):
         and the server answers with the original) or not (sent again, it is
         said then).
         """
-        _require_browser()
+        require_browser()
         server = await start_server(self, web=f"tcp:0:interface={LOOPBACK}")
         carol = await connect(self, server.port, "carol")
         await carol.set_nick("carol")
@@ -878,7 +882,7 @@ class BrowserTests(TestCase):
         from playwright.sync_api import expect
 
         url = f"http://{LOOPBACK}:{server.web_port}/"
-        alice = _Page(browser, url, "alice")
+        alice = ChatPage(browser, url, "alice")
         alice.wait_welcomed()
         alice.set_nick("alice")
         expected = []

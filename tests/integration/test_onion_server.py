@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import FailTest, TestCase
 
@@ -28,6 +29,14 @@ from tests.integration.server import (
     global_reactor,
     make_directory,
     start_server,
+)
+from tests.integration.test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    WAIT_MS,
+    ChatPage,
+    on_reactor,
+    require_browser,
 )
 from tests.integration.tornet import (
     OneProtocolFactory,
@@ -77,7 +86,7 @@ def control_tap_ini(network: TorNetwork, clients: str = "") -> str:
     )
 
 
-class _Page(Protocol):
+class _HTTPGet(Protocol):
     """
     A one-shot HTTP/1.0 client: sends a request, keeps the whole answer.
     """
@@ -102,7 +111,7 @@ async def admin_get(port: int, path: str) -> tuple[int, bytes]:
     """
     GET a path from the admin door on 127.0.0.1.
     """
-    page = _Page(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    page = _HTTPGet(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
     endpoint = TCP4ClientEndpoint(global_reactor(), "127.0.0.1", port)
     await connectProtocol(endpoint, page)
     answer = await page.done
@@ -114,7 +123,7 @@ async def onion_get(network: TorNetwork, address: str, path: str) -> bytes:
     """
     GET a path from the onion's web door, through the client tor.
     """
-    page = _Page(f"GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n".encode())
+    page = _HTTPGet(f"GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n".encode())
     await connect_onion(
         network.client_socks_port, address, 80, OneProtocolFactory(page)
     )
@@ -289,3 +298,64 @@ class OnionDoorTests(TestCase):
             network.client_socks_port, address, 23, OneProtocolFactory(alice)
         )
         await alice.wait_for(WELCOME, timeout=30.0)
+
+    @async_test
+    async def test_page_in_a_browser_through_tor(self) -> None:
+        """
+        Headless Chromium with the client tor as its SOCKS proxy (as Tor
+        Browser uses its own tor) loads the page from the onion address,
+        is welcomed with that address, and chats over the onion's
+        WebSocket with a telnet user who also came through Tor; both show
+        the onion badge, and the page has no script errors.
+        """
+        require_browser()
+        network = await shared_network()
+        server = await start_server(self, control_tap_ini(network))
+        found = await server.process.output.wait_for(PUBLISHED, 300.0)
+        address = found.group(1).decode()
+        client = ChatClient("onion telnet")
+        self.addCleanup(lambda: ensureDeferred(client.close()))
+        await connect_onion(
+            network.client_socks_port, address, 23, OneProtocolFactory(client)
+        )
+        await client.wait_for(WELCOME, timeout=30.0)
+        client.say("/color off")
+        await client.wait_for(b"*** colours are off\r\n", timeout=30.0)
+        client.say("/nick hidden")
+        await client.wait_for(b"now known as hidden\r\n", timeout=30.0)
+        await deferToThread(self._browse, network.client_socks_port, address, client)
+
+    def _browse(self, socks_port: int, address: str, client: ChatClient) -> None:
+        from playwright.sync_api import expect, sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=CHROMIUM_ARGS,
+                headless=True,
+                timeout=WAIT_MS * 3,
+                # Host names go to the proxy: the .onion is resolved by tor.
+                proxy={"server": f"socks5://127.0.0.1:{socks_port}"},
+            )
+            try:
+                page = ChatPage(browser, f"http://{address}/", "torbrowser", "onion")
+                page.wait_welcomed()
+                expect(page.locator("#messages")).to_contain_text(
+                    f"You came through the onion service {address}."
+                )
+                page.set_nick("torbrowser")
+                on_reactor(
+                    client.wait_for,
+                    b"(onion) is now known as torbrowser\r\n",
+                    timeout=30.0,
+                )
+                page.expect_member("hidden", "onion")
+                page.say("hello through tor")
+                on_reactor(
+                    client.wait_for, b"<torbrowser> hello through tor\r\n", timeout=30.0
+                )
+                on_reactor(client.say, "hello, onion page")
+                page.expect_message("hidden", "onion", "hello, onion page")
+                self.assertEqual((page.errors, page.dialogs), ([], []))
+            finally:
+                browser.close()
