@@ -31,10 +31,8 @@ from tests.integration.server import (
     start_server,
 )
 from tests.integration.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    WAIT_MS,
     ChatPage,
+    launch_chromium,
     on_reactor,
     require_browser,
 )
@@ -329,14 +327,9 @@ class OnionDoorTests(TestCase):
         from playwright.sync_api import expect, sync_playwright
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                headless=True,
-                timeout=WAIT_MS * 3,
-                # Host names go to the proxy: the .onion is resolved by tor.
-                proxy={"server": f"socks5://127.0.0.1:{socks_port}"},
-            )
+            # Host names go to the proxy: the .onion is resolved by tor.
+            proxy = {"server": f"socks5://127.0.0.1:{socks_port}"}
+            browser = launch_chromium(playwright, proxy=proxy)
             try:
                 page = ChatPage(browser, f"http://{address}/", "torbrowser", "onion")
                 page.wait_welcomed()
