@@ -24,9 +24,9 @@ from twisted.web.server import Request, Site
 
 import tchat
 from tchat.hub import ChatFactory
+from tchat.onion import STATES
 
 DOORS = ("telnet", "web", "onion")
-ONION_STATES = ("starting", "bootstrapping", "publishing", "up", "down")
 
 
 class OnionStatus(Protocol):
@@ -45,19 +45,12 @@ class OnionStatus(Protocol):
 class _Vitals:
     """
     What the admin door reports, read afresh for every request.
-
-    @ivar ready: Whether the hub has loaded its history.
     """
 
     def __init__(
         self, hub: ChatFactory, clock: IReactorTime, onion: OnionStatus | None
     ) -> None:
         self.hub, self.clock, self.onion = hub, clock, onion
-        self.ready = False
-        hub.when_ready().addCallback(self._became_ready)
-
-    def _became_ready(self, _: None) -> None:
-        self.ready = True
 
     def uptime(self) -> float:
         """
@@ -97,7 +90,7 @@ class _Collector(Collector):
             "tchat_uptime_seconds", "Seconds since the hub started.", v.uptime()
         )
         yield GaugeMetricFamily(
-            "tchat_ready", "1 once the hub has loaded its history.", int(v.ready)
+            "tchat_ready", "1 once the hub has loaded its history.", int(v.hub.ready)
         )
         onion = v.onion_status()
         if onion is None:
@@ -113,7 +106,7 @@ class _Collector(Collector):
             "The onion service's state: 1 for the current one.",
             labels=["state"],
         )
-        for name in ONION_STATES:
+        for name in STATES:
             states.add_metric([name], int(name == state))
         yield states
         yield GaugeMetricFamily(
@@ -233,14 +226,14 @@ class _Health(_JSONPage):
     """
 
     def page(self, request: Request) -> bytes:
-        checks = {"hub": "ok" if self._vitals.ready else "starting"}
+        checks = {"hub": "ok" if self._vitals.hub.ready else "starting"}
         onion = self._vitals.onion_status()
         if onion is not None:
             checks["onion"] = onion["state"]
         # A down onion is the worse news, so it wins over a starting hub.
         if checks.get("onion") == "down":
             status = "down"
-        elif not self._vitals.ready:
+        elif not self._vitals.hub.ready:
             status = "starting"
         else:
             status = "ok"

@@ -196,6 +196,11 @@ class ChatFactory:
         self.onion_address: str | None = None
         """The onion service's address once published, shown to onion users."""
 
+    @property
+    def ready(self) -> bool:
+        """Whether L{start} has loaded the store, so users may come in."""
+        return self._ready is None
+
     def when_ready(self) -> Deferred[None]:
         """
         @return: Fires once L{start} has loaded the store.

@@ -39,6 +39,9 @@ from twisted.python.failure import Failure
 
 from tchat.config import OnionConfig
 
+STATES = ("starting", "bootstrapping", "publishing", "up", "down")
+"""What L{OnionService.state} can be."""
+
 ATTEMPTS = 3
 """Failed attempts to reach tor and publish before the onion is down."""
 

@@ -1029,7 +1029,7 @@ async def connect_onion(
         )
         started = time.monotonic()
         handshake = _Socks5(host, port, factory)
-        attempt: Deferred[Any] = socks.connect(_OneFactory(handshake))
+        attempt: Deferred[Any] = socks.connect(OneProtocolFactory(handshake))
         attempt.addCallback(_when_done, handshake)
         attempt.addTimeout(min(attempt_timeout, max(deadline - started, 1.0)), reactor)
         try:
@@ -1084,14 +1084,6 @@ _SOCKS_REPLIES = {
     0xF6: "invalid onion address",
     0xF7: "onion service introduction timed out",
 }
-
-
-class _OneFactory(Factory):
-    def __init__(self, protocol: Protocol) -> None:
-        self._protocol = protocol
-
-    def buildProtocol(self, addr: IAddress | None) -> Protocol:
-        return self._protocol
 
 
 class _Socks5(Protocol):
