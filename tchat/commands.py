@@ -8,6 +8,7 @@ Parsing is pure: no hub, no transport.  A door that has structured requests
 every door gets exactly the same behaviour from the hub.
 """
 
+import re
 from dataclasses import dataclass
 
 from tchat.events import ErrorCode
@@ -146,6 +147,92 @@ class ResumeRooms:
     rooms: tuple[tuple[str, int, int | None], ...]
 
 
+@dataclass(frozen=True)
+class ShowStats:
+    """C{/stats}: users, rooms, uptime and message rates (more for operators)."""
+
+
+@dataclass(frozen=True)
+class Oper:
+    """C{/oper NAME PASSWORD}: become an operator."""
+
+    name: str
+    password: str
+
+    def __repr__(self) -> str:
+        # Never let a password reach a log line.
+        return f"Oper(name={self.name!r}, password=<hidden>)"
+
+
+@dataclass(frozen=True)
+class Kick:
+    """C{/kick NICK [reason]}."""
+
+    nick: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Ban:
+    """
+    C{/ban TARGET [DURATION] [reason]}.
+
+    @ivar target: A nick, an IP address or network, a nick pattern with
+        C{*} or C{?}, or C{nick:NAME} / C{ip:ADDRESS} to say which.
+    @ivar duration: Seconds; C{None} until lifted.
+    """
+
+    target: str
+    duration: int | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Unban:
+    """C{/unban ID|PATTERN}."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class ListBans:
+    """C{/bans}."""
+
+
+@dataclass(frozen=True)
+class Mute:
+    """C{/mute NICK [DURATION]}: C{duration} in seconds, C{None} for no end."""
+
+    nick: str
+    duration: int | None
+
+
+@dataclass(frozen=True)
+class Unmute:
+    """C{/unmute NICK}."""
+
+    nick: str
+
+
+@dataclass(frozen=True)
+class Announce:
+    """C{/announce text}: to every user, in every room, on every door."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class SetMotd:
+    """C{/motd set text}: C{|} separates lines."""
+
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rehash:
+    """C{/rehash}: reload C{tap.ini}."""
+
+
 Command = (
     Say
     | Me
@@ -163,7 +250,31 @@ Command = (
     | ShowHistory
     | Resume
     | ResumeRooms
+    | ShowStats
+    | Oper
+    | Kick
+    | Ban
+    | Unban
+    | ListBans
+    | Mute
+    | Unmute
+    | Announce
+    | SetMotd
+    | Rehash
 )
+
+OPERATOR_COMMANDS = (
+    Kick,
+    Ban,
+    Unban,
+    ListBans,
+    Mute,
+    Unmute,
+    Announce,
+    SetMotd,
+    Rehash,
+)
+"""The commands only operators may use."""
 
 
 class CommandError(Exception):
@@ -218,6 +329,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "after a reconnect: take back your nick, rooms and the messages you missed",
     ),
     CommandSpec("motd", "/motd", "show the message of the day"),
+    CommandSpec("stats", "/stats", "users, rooms, uptime and message rates"),
+    CommandSpec("oper", "/oper NAME PASSWORD", "log in as an operator"),
     CommandSpec("help", "/help", "list the commands"),
     CommandSpec("quit", "/quit [reason]", "leave the chat"),
     CommandSpec(
@@ -225,7 +338,30 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
 )
 
-_SPECS = {spec.name: spec for spec in COMMANDS}
+OPERATOR_SPECS: tuple[CommandSpec, ...] = (
+    CommandSpec("kick", "/kick NICK [reason]", "disconnect a user"),
+    CommandSpec(
+        "ban",
+        "/ban NICK|MASK [DURATION] [reason]",
+        "ban a user (by address; onion users by session and nick), an IP "
+        "address or network, or a nick pattern (troll*); DURATION like 30m, "
+        "2h, 7d (none: until /unban)",
+    ),
+    CommandSpec("unban", "/unban ID|MASK", "lift a ban"),
+    CommandSpec("bans", "/bans", "list the bans in force"),
+    CommandSpec("mute", "/mute NICK [DURATION]", "stop a user talking"),
+    CommandSpec("unmute", "/unmute NICK", "let a muted user talk again"),
+    CommandSpec("announce", "/announce text", "tell every user in every room"),
+    CommandSpec(
+        "motd", "/motd set text", "change the message of the day (| starts a line)"
+    ),
+    CommandSpec("rehash", "/rehash", "reload tap.ini (as SIGHUP does)"),
+)
+"""What operators see in C{/help} besides L{COMMANDS}."""
+
+_SPECS = {spec.name: spec for spec in COMMANDS} | {
+    spec.name: spec for spec in OPERATOR_SPECS if spec.name != "motd"
+}
 
 # Names people type from habit (IRC, other chats).
 _ALIASES = {
@@ -245,9 +381,46 @@ MAX_TEXT = 4096
 
 _NO_ARGUMENTS: dict[str, Command] = {
     "rooms": Rooms(),
-    "motd": ShowMotd(),
     "help": ShowHelp(),
+    "stats": ShowStats(),
+    "bans": ListBans(),
+    "rehash": Rehash(),
 }
+
+_DURATION = re.compile(r"(\d{1,7})([smhdw])", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_DURATION = 366 * 86400
+
+
+def parse_duration(word: str) -> int | None:
+    """
+    A duration as operators type it: C{30s}, C{10m}, C{2h}, C{7d}, C{1w}.
+
+    @return: Seconds, or C{None} if C{word} is not a duration.
+    @raise CommandError: For a duration over a year, or of zero.
+    """
+    match = _DURATION.fullmatch(word)
+    if match is None:
+        return None
+    seconds = int(match.group(1)) * _UNITS[match.group(2).lower()]
+    if not 0 < seconds <= MAX_DURATION:
+        raise CommandError(
+            "bad-arguments", "a duration must be more than 0 and at most 366d"
+        )
+    return seconds
+
+
+def _target_and_rest(name: str, args: str) -> tuple[str, int | None, str | None]:
+    """
+    C{TARGET [DURATION] [text]}, as /ban and /mute take them.
+    """
+    target, _, rest = args.partition(" ")
+    if not target:
+        raise _usage(name)
+    first, _, after = rest.strip().partition(" ")
+    duration = parse_duration(first) if first else None
+    text = (after if duration is not None else rest).strip()
+    return target, duration, _text(name, text) if text else None
 
 
 def _usage(name: str) -> CommandError:
@@ -284,10 +457,44 @@ def _parse_command(name: str, args: str) -> Command:
             if len(words) > 1:
                 raise _usage(name)
             return WhoIs(words[0] if words else None)
-        case "rooms" | "motd" | "help":
+        case "rooms" | "help" | "stats" | "bans" | "rehash":
             if words:
                 raise _usage(name)
             return _NO_ARGUMENTS[name]
+        case "motd":
+            if not words:
+                return ShowMotd()
+            if words[0].lower() != "set" or len(words) < 2:
+                raise CommandError(
+                    "bad-arguments", "usage: /motd, or /motd set text (operators)"
+                )
+            text = _text(name, args.split(None, 1)[1])
+            return SetMotd(tuple(line.strip() for line in text.split("|")))
+        case "oper":
+            account, _, password = args.partition(" ")
+            if not account or not password.strip():
+                raise _usage(name)
+            return Oper(account, password.strip())
+        case "kick":
+            nick, _, reason = args.partition(" ")
+            if not nick:
+                raise _usage(name)
+            return Kick(nick, _text(name, reason.strip()) if reason.strip() else None)
+        case "ban":
+            return Ban(*_target_and_rest(name, args))
+        case "mute":
+            nick, duration, extra = _target_and_rest(name, args)
+            if extra is not None:
+                raise _usage(name)
+            return Mute(nick, duration)
+        case "unban" | "unmute":
+            if len(words) != 1:
+                raise _usage(name)
+            return Unban(words[0]) if name == "unban" else Unmute(words[0])
+        case "announce":
+            if not args:
+                raise _usage(name)
+            return Announce(_text(name, args))
         case "topic":
             return SetTopic(_text(name, args) if args else None)
         case "me":

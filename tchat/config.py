@@ -33,6 +33,8 @@ class ServerConfig:
     @ivar name: The server's name, shown on connect and reserved as a nick.
     @ivar motd: The message of the day, one string per line.
     @ivar default_room: The room every user starts in.
+    @ivar shutdown_grace: Seconds a stop (SIGTERM, SIGINT) gives users'
+        connections to close after they are told, before they are cut.
     """
 
     name: str = "tchat"
@@ -41,6 +43,7 @@ class ServerConfig:
         "Be kind. Type /help to see what you can do.",
     )
     default_room: str = "#lobby"
+    shutdown_grace: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,39 @@ class AdminConfig:
     listen: tuple[str, ...] = ("tcp:9100:interface=127.0.0.1",)
 
 
+LogFormat = Literal["text", "json"]
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """
+    The C{[log]} section.
+
+    @ivar format: C{text}: twistd's lines; C{json}: one JSON object per
+        event, for log shippers.
+    """
+
+    format: LogFormat = "text"
+
+
+@dataclass(frozen=True)
+class OperatorsConfig:
+    """
+    The C{[operators]} section: operator names and their password hashes
+    (see L{tchat.operators.hash_password}).
+
+    @ivar accounts: (name, hash) pairs, in file order.
+    """
+
+    accounts: tuple[tuple[str, str], ...] = ()
+
+    def hash_for(self, name: str) -> str | None:
+        """
+        @return: The hash of operator C{name}, or C{None} if there is none.
+        """
+        return dict(self.accounts).get(name)
+
+
 @dataclass(frozen=True)
 class Config:
     """
@@ -182,6 +218,8 @@ class Config:
     history: HistoryConfig = field(default_factory=HistoryConfig)
     onion: OnionConfig = field(default_factory=OnionConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    operators: OperatorsConfig = field(default_factory=OperatorsConfig)
     source: str = "built-in defaults"
 
 
@@ -356,6 +394,35 @@ def _onion_ports(raw: str) -> tuple[tuple[int, str], ...]:
     return tuple(pairs)
 
 
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"{raw.strip()!r} is not text or json")
+    return value
+
+
+def _operators(items: list[tuple[str, str]]) -> OperatorsConfig:
+    """
+    The C{[operators]} section: any names, each with a password hash.
+    """
+    from tchat.operators import check_hash
+
+    accounts: list[tuple[str, str]] = []
+    for name, raw in items:
+        if not (
+            len(name) <= 32 and name.isascii() and name.replace("-", "_").isidentifier()
+        ):
+            raise ConfigError(
+                f"[operators] {name}: not an operator name: letters, digits, "
+                "- and _, at most 32, starting with a letter"
+            )
+        try:
+            accounts.append((name, check_hash(raw.strip())))
+        except ValueError as e:
+            raise ConfigError(f"[operators] {name}: {e}") from None
+    return OperatorsConfig(tuple(accounts))
+
+
 def _self_test_interval(raw: str) -> int:
     value = _bounded_int(0, 86400)(raw)
     if 0 < value < 5:
@@ -366,7 +433,12 @@ def _self_test_interval(raw: str) -> int:
 _SECTIONS: Mapping[str, tuple[type[Any], Mapping[str, Callable[[str], object]]]] = {
     "server": (
         ServerConfig,
-        {"name": _name, "motd": _lines, "default_room": _room},
+        {
+            "name": _name,
+            "motd": _lines,
+            "default_room": _room,
+            "shutdown_grace": _seconds(0, 300),
+        },
     ),
     "telnet": (
         TelnetConfig,
@@ -412,7 +484,11 @@ _SECTIONS: Mapping[str, tuple[type[Any], Mapping[str, Callable[[str], object]]]]
         },
     ),
     "admin": (AdminConfig, {"listen": _endpoints_or_none}),
+    "log": (LogConfig, {"format": _log_format}),
 }
+
+# Sections whose keys are names the operator chooses.
+_OPEN_SECTIONS = ("operators",)
 
 
 def config_from_string(text: str, source: str = "<string>") -> Config:
@@ -450,8 +526,14 @@ def config_from_string(text: str, source: str = "<string>") -> Config:
 
     sections: dict[str, object] = {}
     for section in parser.sections():
+        if section == "operators":
+            try:
+                sections[section] = _operators(parser.items(section))
+            except ConfigError as e:
+                raise ConfigError(f"{source}: {e}") from None
+            continue
         if section not in _SECTIONS:
-            known = ", ".join(f"[{s}]" for s in _SECTIONS)
+            known = ", ".join(f"[{s}]" for s in (*_SECTIONS, *_OPEN_SECTIONS))
             raise ConfigError(
                 f"{source}: [{section}] is not a known section (known: {known})"
             )

@@ -5,6 +5,7 @@ where each one really listens.
 """
 
 from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
@@ -16,6 +17,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from tchat.config import ConfigError
 
@@ -77,6 +79,22 @@ def check_endpoint(section: str, description: str) -> None:
         ) from None
 
 
+def client_address(door: str, transport: object) -> str | None:
+    """
+    The IP address a client connected from, as bans and limits see it.
+
+    @param door: The door it came through; onion clients all come from the
+        local tor, so they have none.
+    @param transport: The connection's transport (C{None} once gone).
+    @return: The address, or C{None} for onion clients and unix sockets.
+    """
+    if door == "onion" or transport is None:
+        return None
+    peer = transport.getPeer()  # type: ignore[attr-defined]
+    host = getattr(peer, "host", None)
+    return host if isinstance(host, str) else None
+
+
 def describe_address(address: object) -> str:
     """
     Say where a port listens, the way people type it into clients.
@@ -128,8 +146,16 @@ class ListenerService(StreamServerEndpointService):
         self.door = door
         self.description = description
         self.port: IListeningPort | None = None
+        self.failed: Deferred[str] | None = None
+        """Set when started by a reload: fires with the reason if it
+        cannot listen, which is then logged rather than fatal."""
 
     def privilegedStartService(self) -> None:
+        if self.failed is not None:
+            Service.privilegedStartService(self)
+            self._waitingForPort = self.endpoint.listen(self.factory)
+            self._waitingForPort.addCallbacks(self._listening, self._cannot_listen)
+            return
         try:
             super().privilegedStartService()
         except CannotListenError as e:
@@ -139,6 +165,23 @@ class ListenerService(StreamServerEndpointService):
             ) from None
         assert self._waitingForPort is not None
         self._waitingForPort.addCallback(self._listening)
+
+    def _cannot_listen(self, why: Failure) -> None:
+        error = why.value
+        reason = (
+            str(error.socketError)
+            if isinstance(error, CannotListenError)
+            else why.getErrorMessage()
+        )
+        self._log.error(
+            "the {door} door cannot listen on {description}: {reason}",
+            door=self.door,
+            description=self.description,
+            reason=reason,
+        )
+        assert self.failed is not None
+        if not self.failed.called:
+            self.failed.callback(reason)
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port

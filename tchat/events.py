@@ -9,7 +9,7 @@ shared L{Renderings} cache, never once per recipient.
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from tchat.palette import Colour
 
@@ -184,10 +184,58 @@ class Motd:
 @dataclass(frozen=True)
 class Help:
     """
-    The command list: (usage, description) pairs.
+    The command list: (usage, description) pairs; C{operator} lists the
+    operator commands, for operators only.
     """
 
     commands: tuple[tuple[str, str], ...]
+    operator: tuple[tuple[str, str], ...] = ()
+
+
+NoticeKind = Literal[
+    "kick", "ban", "unban", "mute", "unmute", "announce", "motd", "rehash", "oper"
+]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """
+    Something an operator did, shown to the rooms it concerns (an
+    announcement: to everyone).
+
+    @ivar by: The operator's nick.
+    @ivar room: Set when the notice concerns one room.
+    """
+
+    ts: float
+    kind: NoticeKind
+    by: str
+    text: str
+    room: str | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """
+    A titled list of lines for one user: C{/stats}, C{/bans}.
+
+    @ivar kind: C{stats} or C{bans}, for clients.
+    @ivar data: The same as machine-readable fields.
+    """
+
+    kind: str
+    title: str
+    lines: tuple[str, ...]
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """
+    The server is going down: the last thing every user is told.
+    """
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -257,6 +305,11 @@ ErrorCode = Literal[
     "no-such-session",
     "not-stored",
     "history-unavailable",
+    "not-operator",
+    "oper-failed",
+    "rate-limited",
+    "muted",
+    "banned",
 ]
 
 
@@ -297,4 +350,7 @@ Event = (
     | Status
     | Error
     | Goodbye
+    | Notice
+    | Listing
+    | Shutdown
 )

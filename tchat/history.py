@@ -18,10 +18,11 @@ users who left.  See C{docs/delivery.md} for the guarantees this gives.
 
 import json
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
@@ -86,6 +87,33 @@ class Session:
     saved: float
 
 
+BanKind = Literal["address", "nick", "session"]
+
+
+@dataclass(frozen=True)
+class Ban:
+    """
+    An operator's ban.
+
+    @ivar id: Its number, for C{/unban}.
+    @ivar kind: C{address}: an IP address or network (clear-net users);
+        C{nick}: a nick or a pattern with C{*} and C{?}; C{session}: an
+        onion user's resume code.
+    @ivar pattern: What is banned, in the kind's canonical form.
+    @ivar by: The operator account that set it.
+    @ivar expires: When it lapses (seconds since the epoch); C{None} for
+        never.
+    """
+
+    id: int
+    kind: BanKind
+    pattern: str
+    reason: str
+    by: str
+    created: float
+    expires: float | None = None
+
+
 @dataclass
 class Loaded:
     """
@@ -97,12 +125,14 @@ class Loaded:
         so retries after a restart are still recognised.
     @ivar lossy: The previous run stopped without flushing; rooms were
         given new epochs.
+    @ivar bans: The bans in force.
     """
 
     rooms: list[RoomRecord] = field(default_factory=list)
     recent: dict[str, list[RoomMessage]] = field(default_factory=dict)
     tagged: dict[str, list[RoomMessage]] = field(default_factory=dict)
     lossy: bool = False
+    bans: list[Ban] = field(default_factory=list)
 
 
 class HistoryStore(Protocol):
@@ -114,6 +144,18 @@ class HistoryStore(Protocol):
     """
 
     description: str
+    observe_write: Callable[[float], None] | None
+    """Told how many seconds each batch's transaction took, if set."""
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting to be committed."""
+
+    def reconfigure(self, config: HistoryConfig) -> None:
+        """
+        Apply a reloaded C{[history]}: C{keep} and C{resume_ttl} take
+        effect at once; where the history lives needs a restart.
+        """
 
     def load(self, now: float) -> Deferred[Loaded]:
         """
@@ -161,6 +203,16 @@ class HistoryStore(Protocol):
         The session saved under C{code}, unless saved before C{oldest}.
         """
 
+    def save_ban(self, ban: Ban) -> None:
+        """
+        Keep a ban, so it outlives a restart.
+        """
+
+    def delete_ban(self, ban_id: int) -> None:
+        """
+        Forget a ban.
+        """
+
     def close(self) -> Deferred[None]:
         """
         Write everything queued and record a clean stop.
@@ -190,16 +242,29 @@ class MemoryStore:
     L{SQLiteStore}, with nothing on disk.
     """
 
+    observe_write: Callable[[float], None] | None = None
+    queued = 0
+
     def __init__(self, config: HistoryConfig, max_sessions: int = 10_000) -> None:
         self._keep = config.keep
         self._max_sessions = max_sessions
         self._messages: dict[str, deque[RoomMessage]] = {}
         self._sessions: dict[str, Session] = {}
+        self._bans: dict[int, Ban] = {}
         why = "path = :memory:" if config.enabled else "enabled = false"
         self.description = f"in memory only ({why}); it is lost when tchat stops"
 
+    def reconfigure(self, config: HistoryConfig) -> None:
+        self._keep = config.keep
+
     def load(self, now: float) -> Deferred[Loaded]:
-        return succeed(Loaded())
+        return succeed(Loaded(bans=list(self._bans.values())))
+
+    def save_ban(self, ban: Ban) -> None:
+        self._bans[ban.id] = ban
+
+    def delete_ban(self, ban_id: int) -> None:
+        self._bans.pop(ban_id, None)
 
     def save_room(self, room: RoomRecord) -> None:
         pass
@@ -284,6 +349,15 @@ CREATE TABLE IF NOT EXISTS sessions (
     saved REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_saved ON sessions (saved);
+CREATE TABLE IF NOT EXISTS bans (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    by TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL
+);
 """
 
 _COLUMNS = "room, id, epoch, ts, nick, door, colour, text, action, client_id"
@@ -373,11 +447,13 @@ class SQLiteStore:
         self._pending: list[_Op] = []
         self._waiters: list[Deferred[None]] = []
         self._inflight = 0
+        self._inflight_ops = 0
         self._timer: Any = None
         self._retry_delay = 0.0
         self._closing = False
         self.failed_batches = 0
         self.batches = 0
+        self.observe_write: Callable[[float], None] | None = None
         self.description = (
             f"SQLite at {config.path} (WAL; keep {config.keep} per room, "
             f"replay {config.replay}, sync {config.sync}, "
@@ -425,6 +501,14 @@ class SQLiteStore:
                 ],
             )
             self._read_rooms(db, loaded)
+            db.execute("DELETE FROM bans WHERE expires <= ?", (now,))
+            loaded.bans = [
+                Ban(*row)
+                for row in db.execute(
+                    "SELECT id, kind, pattern, reason, by, created, expires "
+                    "FROM bans ORDER BY id"
+                )
+            ]
             db.execute("COMMIT")
         except BaseException:
             db.close()
@@ -493,7 +577,11 @@ class SQLiteStore:
             ).fetchall()
             loaded.tagged[key] = [_message(name, r) for r in tagged]
 
-    def _write(self, ops: list[_Op]) -> None:
+    def _write(self, ops: list[_Op]) -> float:
+        """
+        @return: How many seconds the transaction took.
+        """
+        started = time.perf_counter()
         db = self._db
         assert db is not None
         rows = [op.row for op in ops if isinstance(op, _MessageWrite)]
@@ -521,6 +609,7 @@ class SQLiteStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        return time.perf_counter() - started
 
     def _read(
         self, key: str, after: int, upto: int | None, before: int | None, limit: int
@@ -657,10 +746,44 @@ class SQLiteStore:
 
         self._queue(op)
 
+    def save_ban(self, ban: Ban) -> None:
+        values = (
+            ban.id,
+            ban.kind,
+            ban.pattern,
+            ban.reason,
+            ban.by,
+            ban.created,
+            ban.expires,
+        )
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO bans "
+                "(id, kind, pattern, reason, by, created, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+
+        self._queue(op)
+
+    def delete_ban(self, ban_id: int) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM bans WHERE id = ?", (ban_id,))
+
+        self._queue(op)
+
+    def reconfigure(self, config: HistoryConfig) -> None:
+        # Where and how history is written is fixed at start; how much is
+        # kept is not.
+        self._config = replace(
+            self._config, keep=config.keep, resume_ttl=config.resume_ttl
+        )
+
     @property
     def queued(self) -> int:
-        """Writes waiting for the next batch."""
-        return len(self._pending)
+        """Writes waiting for the next batch or being committed."""
+        return len(self._pending) + self._inflight_ops
 
     def _flush(self) -> Deferred[None] | None:
         """
@@ -678,17 +801,19 @@ class SQLiteStore:
         ops, self._pending = self._pending, []
         waiters, self._waiters = self._waiters, []
         self._inflight += 1
-        d = self._in_thread(self._write, ops)
-        d.addBoth(self._written, ops, waiters)
-        return d
+        self._inflight_ops += len(ops)
+        return self._in_thread(self._write, ops).addBoth(self._written, ops, waiters)
 
     def _written(
         self,
-        result: Failure | None,
+        result: Failure | float,
         ops: list[_Op],
         waiters: list[Deferred[None]],
     ) -> None:
         self._inflight -= 1
+        self._inflight_ops -= len(ops)
+        if not isinstance(result, Failure) and self.observe_write is not None:
+            self.observe_write(result)
         if isinstance(result, Failure):
             self.failed_batches += 1
             self._retry_delay = min(max(self._retry_delay * 2, 0.5), 30.0)

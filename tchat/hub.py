@@ -8,13 +8,18 @@ L{tchat.commands} values and rendering L{tchat.events} values back into bytes.
 """
 
 import base64
+import ipaddress
+import math
 import random
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
+from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -22,27 +27,51 @@ from twisted.python.failure import Failure
 from tchat import events
 from tchat.commands import (
     COMMANDS,
+    OPERATOR_COMMANDS,
+    OPERATOR_SPECS,
+    Announce,
+    Ban,
     Color,
     Command,
     Join,
+    Kick,
+    ListBans,
     Me,
     Msg,
+    Mute,
     Nick,
+    Oper,
     Part,
     Quit,
+    Rehash,
     Resume,
     ResumeRooms,
     Rooms,
     Say,
+    SetMotd,
     SetTopic,
     ShowHelp,
     ShowHistory,
     ShowMotd,
+    ShowStats,
+    Unban,
+    Unmute,
     WhoIs,
 )
-from tchat.config import HistoryConfig, ServerConfig
-from tchat.history import HistoryStore, Loaded, MemoryStore, RoomRecord, Session
+from tchat.config import HistoryConfig, OperatorsConfig, ServerConfig
+from tchat.history import (
+    Ban as BanRecord,
+)
+from tchat.history import (
+    BanKind,
+    HistoryStore,
+    Loaded,
+    MemoryStore,
+    RoomRecord,
+    Session,
+)
 from tchat.interfaces import IParticipant
+from tchat.metrics import Metrics
 from tchat.palette import PALETTE, Colour, colour_for
 from tchat.text import (
     clean_text,
@@ -55,6 +84,42 @@ from tchat.text import (
 )
 
 RESERVED_NICKS = frozenset({"server", "admin", "operator", "system", "root"})
+
+OPER_WINDOW = 60.0
+"""Failed C{/oper} attempts are counted over this many seconds..."""
+OPER_FAILURES = 3
+"""...and this many from one address (or one onion connection) lock it out;"""
+OPER_ONION_FAILURES = 10
+"""this many from all onion users together lock onion users out."""
+MAX_VERIFYING = 4
+"""Password checks (each tens of ms of CPU and 32 MiB) run at once at most."""
+
+Verifier = Callable[[str, str | None], Deferred[bool]]
+"""Checks a password against a hash (or C{None}), off the reactor thread."""
+
+
+def _verify_in_thread(password: str, encoded: str | None) -> Deferred[bool]:
+    from twisted.internet.threads import deferToThread
+
+    from tchat.operators import verify_password
+
+    return deferToThread(verify_password, password, encoded)
+
+
+def describe_duration(seconds: float | None) -> str:
+    """
+    C{for 2h}, C{for 1d 6h}, or C{until lifted}.
+    """
+    if seconds is None or math.isinf(seconds):
+        return "until lifted"
+    left, parts = round(seconds), list[str]()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+        if len(parts) == 2:
+            break
+    return "for " + " ".join(parts)
 
 
 @dataclass(eq=False)
@@ -72,6 +137,12 @@ class User:
     @ivar current: Where a plain line goes; C{None} when in no room.
     @ivar colour: The colour the user's nick is shown in.
     @ivar show_colours: Whether this user wants to see colours.
+    @ivar address: The client's IP address on clear-net doors; C{None}
+        through the onion (all of them come from the local tor) or a unix
+        socket.
+    @ivar operator: The operator account the user logged in as, and
+        C{operator_hash} its hash then (a changed hash logs them out).
+    @ivar muted_until: While set and in the future, the user may not talk.
     """
 
     participant: IParticipant
@@ -84,6 +155,11 @@ class User:
     connected: bool = True
     code: str = ""
     holding: dict["Room", tuple[int, list[events.Event]]] = field(default_factory=dict)
+    address: str | None = None
+    operator: str | None = None
+    operator_hash: str | None = None
+    oper_pending: bool = False
+    muted_until: float | None = None
 
 
 @dataclass(eq=False)
@@ -170,6 +246,9 @@ class ChatFactory:
         rng: random.Random | None = None,
         history: HistoryConfig | None = None,
         store: HistoryStore | None = None,
+        operators: OperatorsConfig | None = None,
+        verify: Verifier | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """
         @param config: The C{[server]} section.
@@ -178,12 +257,28 @@ class ChatFactory:
         @param history: The C{[history]} section.
         @param store: Where history is kept; in memory by default.  Call
             L{start} before connecting anyone.
+        @param operators: The C{[operators]} section.
+        @param verify: Checks operator passwords; by default in a thread.
+        @param metrics: Where the hub counts what it does.
         """
         self.config = config
+        self.operators = operators if operators is not None else OperatorsConfig()
+        self._verify: Verifier = verify if verify is not None else _verify_in_thread
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._bans: dict[int, BanRecord] = {}
+        self._muted: dict[str, float] = {}
+        self._oper_failures: dict[str, deque[float]] = {}
+        self._verifying = 0
+        self._drained: Deferred[None] | None = None
+        self.reloader: Callable[[], Deferred[tuple[bool, str]]] | None = None
+        """Reloads C{tap.ini} for C{/rehash}: (success, what happened)."""
+        self.onion_status: Callable[[], dict[str, Any]] | None = None
+        """The onion door's status, for operators' C{/stats}."""
         self.history = history if history is not None else HistoryConfig()
         self.store: HistoryStore = (
             store if store is not None else MemoryStore(self.history)
         )
+        self.store.observe_write = self.metrics.history_write.observe
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self._users: dict[str, User] = {}
@@ -233,6 +328,10 @@ class ChatFactory:
                     assert message.client_id is not None
                     room.tagged[message.client_id] = message
                 room.stored = True
+            now = self._clock.seconds()
+            for ban in found.bans:
+                if ban.expires is None or ban.expires > now:
+                    self._bans[ban.id] = ban
             if room_key(self.config.default_room) not in {r.key for r in found.rooms}:
                 lobby = self._rooms[room_key(self.config.default_room)]
                 self.store.save_room(lobby.record())
@@ -249,16 +348,74 @@ class ChatFactory:
 
         return self.store.load(self._clock.seconds()).addCallback(loaded)
 
-    def stop(self) -> Deferred[None]:
+    def stop(self, grace: float | None = None) -> Deferred[None]:
         """
-        Save everyone's resume code and write all queued history.
+        Tell every user the server is going down and close their
+        connections (cutting those still open after C{grace} seconds), then
+        write all queued history with everyone's resume code.
 
+        @param grace: Seconds to wait for connections to close; C{[server]
+            shutdown_grace} by default.
         @return: Fires when everything is on disk.
         """
         self._stopping = True
-        for user in self._users.values():
-            self._save_session(user)
-        return self.store.close()
+        if grace is None:
+            grace = self.config.shutdown_grace
+
+        async def stopping() -> None:
+            await self._send_away(grace)
+            for user in self._users.values():
+                self._save_session(user)
+            await self.store.close()
+
+        return Deferred.fromCoroutine(stopping())
+
+    async def _send_away(self, grace: float) -> None:
+        users = list(self._users.values())
+        if not users:
+            return
+        self._log.info(
+            "telling {count} users the server is going down; waiting up to "
+            "{grace:g} s for their connections to close",
+            count=len(users),
+            grace=grace,
+        )
+        self._fan_out(users, events.Shutdown("the server is shutting down"))
+        for user in users:
+            user.participant.close("server shutting down", "going-away")
+        drained: Deferred[None] = Deferred()
+        self._drained = drained
+        if not self._users:
+            return
+
+        def cut() -> None:
+            if self._users:
+                self._log.info(
+                    "cutting {count} connections still open after {grace:g} s",
+                    count=len(self._users),
+                    grace=grace,
+                )
+            self.cut_short()
+
+        timer = self._clock.callLater(grace, cut) if grace > 0 else None
+        if timer is None:
+            cut()
+        try:
+            await drained
+        finally:
+            if timer is not None and timer.active():
+                timer.cancel()
+
+    def cut_short(self) -> None:
+        """
+        A second stop signal: cut every connection still open now.
+        """
+        if not self._stopping:
+            return
+        for user in list(self._users.values()):
+            user.participant.abort()
+            # Its connectionLost comes in a later reactor turn: do not wait.
+            self.disconnect(user, "cut off while stopping")
 
     def _new_room(self, name: str, epoch: int | None = None) -> Room:
         if epoch is None:
@@ -281,11 +438,35 @@ class ChatFactory:
         @return: The user, also given to the participant's C{attached}.
         """
         nick = self._guest_nick()
-        user = User(participant, nick, participant.door, colour_for(nick))
+        door = participant.door
+        user = User(participant, nick, door, colour_for(nick))
+        user.address = getattr(participant, "address", None)
+        participant.attached(user)
+        self.metrics.connections[door] = self.metrics.connections.get(door, 0) + 1
+        if self._stopping:
+            user.connected = False
+            self._tell(user, events.Shutdown("the server is shutting down"))
+            participant.close("server shutting down", "going-away")
+            return user
+        ban = self._find_ban(address=user.address)
+        if ban is not None:
+            user.connected = False
+            self._log.info(
+                "refused {address} ({door}): {ban}",
+                address=user.address,
+                door=door,
+                ban=_describe_ban(ban),
+            )
+            self.metrics.drop("banned")
+            self._error(user, "banned", self._banned_text(ban))
+            participant.close("banned", "policy")
+            return user
+        until = self._muted.get(user.address or "")
+        if until is not None and until > self._clock.seconds():
+            user.muted_until = until
         self._users[nick_key(nick)] = user
         user.code = self._unused_code()
         self._by_code[user.code] = user
-        participant.attached(user)
         lobby = self._rooms[room_key(self.config.default_room)]
         self._tell(
             user,
@@ -331,6 +512,11 @@ class ChatFactory:
         """How many rooms exist."""
         return len(self._rooms)
 
+    @property
+    def bans(self) -> int:
+        """How many bans are in force."""
+        return len(self._bans)
+
     def users_by_door(self) -> dict[str, int]:
         """
         @return: How many users are connected through each door.
@@ -352,6 +538,18 @@ class ChatFactory:
         @param command: What they asked for, parsed by the door.
         """
         if not user.connected:
+            return
+        if isinstance(command, OPERATOR_COMMANDS) and user.operator is None:
+            self._log.info(
+                "refused /{command} to {nick}, who is not an operator",
+                command=type(command).__name__.lower(),
+                nick=user.nick,
+            )
+            self._error(
+                user,
+                "not-operator",
+                "that command is for operators; /oper NAME PASSWORD first",
+            )
             return
         match command:
             case Say(text, room, client_id):
@@ -377,8 +575,35 @@ class ChatFactory:
             case ShowHelp():
                 self._tell(
                     user,
-                    events.Help(tuple((c.usage, c.description) for c in COMMANDS)),
+                    events.Help(
+                        tuple((c.usage, c.description) for c in COMMANDS),
+                        tuple((c.usage, c.description) for c in OPERATOR_SPECS)
+                        if user.operator is not None
+                        else (),
+                    ),
                 )
+            case ShowStats():
+                self._show_stats(user)
+            case Oper(name, password):
+                self._oper(user, name, password)
+            case Kick(nick, why):
+                self._kick(user, nick, why)
+            case Ban(target, duration, why):
+                self._ban(user, target, duration, why)
+            case Unban(target):
+                self._unban(user, target)
+            case ListBans():
+                self._list_bans(user)
+            case Mute(nick, duration):
+                self._mute(user, nick, duration)
+            case Unmute(nick):
+                self._unmute(user, nick)
+            case Announce(text):
+                self._announce(user, text)
+            case SetMotd(lines):
+                self._set_motd(user, lines)
+            case Rehash():
+                self._rehash(user)
             case Quit(reason):
                 self._quit(user, reason)
             case Color(choice):
@@ -407,8 +632,11 @@ class ChatFactory:
         room_name: str | None,
         client_id: str | None,
     ) -> None:
+        received = time.perf_counter()
         text = clean_text(text).strip()
         if not text:
+            return
+        if self._is_muted(user):
             return
         if self._stopping:
             # The store is being closed: a message now could not be kept.
@@ -443,6 +671,9 @@ class ChatFactory:
         if not room.stored:
             self.store.save_room(room.record())
             room.stored = True
+        metrics = self.metrics
+        metrics.received[user.door] = metrics.received.get(user.door, 0) + 1
+        metrics.messages.record(self._clock.seconds())
         room.last_id += 1
         message = events.RoomMessage(
             room.name,
@@ -469,17 +700,20 @@ class ChatFactory:
         full = self.history.sync == "full"
         committed = self.store.append(message, durable=full)
         if committed is None:
-            self._deliver_message(room, message)
+            self._deliver_message(room, message, received)
         else:
             committed.addCallbacks(
-                lambda _: self._deliver_message(room, message),
+                lambda _: self._deliver_message(room, message, received),
                 lambda f: self._not_stored(user, room, message, f),
             )
 
-    def _deliver_message(self, room: Room, message: events.RoomMessage) -> None:
+    def _deliver_message(
+        self, room: Room, message: events.RoomMessage, received: float
+    ) -> None:
         room.delivered_id = message.id
         room.recent.append(message)
         self._fan_out(room.members, message)
+        self.metrics.fanout.observe(time.perf_counter() - received)
 
     def _not_stored(
         self, user: User, room: Room, message: events.RoomMessage, why: Failure
@@ -511,6 +745,10 @@ class ChatFactory:
             self._error(user, "nick-taken", f"{nick} is taken; pick another")
             return
         if nick == user.nick:
+            return
+        ban = self._find_ban(nick=nick)
+        if ban is not None and user.operator is None:
+            self._error(user, "banned", f"the nick {nick} is banned; pick another")
             return
         self._rename(user, nick)
 
@@ -668,8 +906,10 @@ class ChatFactory:
         if target is None:
             self._error(user, "no-such-nick", f"nobody here is called {nick}")
             return
-        if not text:
+        if not text or self._is_muted(user):
             return
+        metrics = self.metrics
+        metrics.received[user.door] = metrics.received.get(user.door, 0) + 1
         now = self._clock.seconds()
         for recipient, outgoing in ((target, False), (user, True)):
             message = events.PrivateMessage(
@@ -858,6 +1098,12 @@ class ChatFactory:
 
     def _resume_code(self, user: User, typed: str) -> None:
         code = normalize_code(typed)
+        ban = self._find_ban(session=code)
+        if ban is not None:
+            self._error(user, "banned", self._banned_text(ban))
+            self._leave(user, "quit", "banned")
+            user.participant.close("banned", "policy")
+            return
         if code == user.code:
             self._error(user, "bad-arguments", "that is this connection's own code")
             return
@@ -900,9 +1146,18 @@ class ChatFactory:
         del self._by_code[user.code]
         user.code = session.code
         self._by_code[user.code] = user
+        until = self._muted.get(f"session:{user.code}")
+        if until is not None and until > self._clock.seconds():
+            user.muted_until = until
         if session.nick != user.nick:
             holder = self._users.get(nick_key(session.nick))
-            if holder is None:
+            if self._find_ban(nick=session.nick) is not None:
+                self._error(
+                    user,
+                    "banned",
+                    f"the nick {session.nick} is banned; you stay {user.nick}",
+                )
+            elif holder is None:
                 self._rename(user, session.nick)
             else:
                 self._error(
@@ -968,6 +1223,533 @@ class ChatFactory:
         self._leave(user, "quit", reason)
         user.participant.close("quit")
 
+    # -- reloading -----------------------------------------------------------
+
+    def reconfigure(
+        self,
+        server: ServerConfig,
+        history: HistoryConfig,
+        operators: OperatorsConfig,
+    ) -> None:
+        """
+        Apply a reloaded C{tap.ini}: the server's name, MOTD, default room
+        and shutdown grace; how much history is kept, replayed and resumed
+        (where it is kept needs a restart); and the operator accounts.
+        Nobody is disconnected.
+        """
+        if room_key(server.default_room) not in self._rooms:
+            room = self._new_room(server.default_room)
+            self.store.save_room(room.record())
+            room.stored = True
+        self.config = server
+        replay = min(history.replay, history.keep) or 1
+        self.history = replace(
+            self.history,
+            keep=history.keep,
+            replay=history.replay,
+            resume_ttl=history.resume_ttl,
+        )
+        for room in self._rooms.values():
+            if room.recent.maxlen != replay:
+                room.recent = deque(room.recent, maxlen=replay)
+        self.store.reconfigure(self.history)
+        self.operators = operators
+        for user in list(self._users.values()):
+            account = user.operator
+            if (
+                account is not None
+                and operators.hash_for(account) != user.operator_hash
+            ):
+                user.operator = user.operator_hash = None
+                self._log.info(
+                    "{nick} is no longer operator {account}: its password "
+                    "changed or it was removed",
+                    nick=user.nick,
+                    account=account,
+                )
+                self._tell(
+                    user,
+                    events.Status(
+                        f"you are no longer an operator: the account {account} "
+                        "was changed or removed; /oper again"
+                    ),
+                )
+
+    # -- operators ---------------------------------------------------------
+
+    def _identity(self, user: User) -> str:
+        """
+        What a mute or a lock-out sticks to: the address of a clear-net
+        user, the session of an onion user.
+        """
+        return user.address if user.address is not None else f"session:{user.code}"
+
+    def _oper(self, user: User, name: str, password: str) -> None:
+        if user.oper_pending:
+            self._error(user, "rate-limited", "your last /oper is still being checked")
+            return
+        now = self._clock.seconds()
+        keys = (
+            [(f"address:{user.address}", OPER_FAILURES)]
+            if user.address is not None
+            else [
+                (f"connection:{id(user)}", OPER_FAILURES),
+                ("onion", OPER_ONION_FAILURES),
+            ]
+        )
+        for key, limit in keys:
+            failures = self._oper_failures.get(key)
+            while failures and failures[0] <= now - OPER_WINDOW:
+                failures.popleft()
+            if failures is not None and not failures:
+                del self._oper_failures[key]
+            elif failures is not None and len(failures) >= limit:
+                wait = int(failures[0] + OPER_WINDOW - now) + 1
+                self.metrics.limit("oper")
+                self._log.warn(
+                    "refused /oper from {nick} ({door}, {address}): too many "
+                    "failed attempts",
+                    nick=user.nick,
+                    door=user.door,
+                    address=user.address or "onion",
+                )
+                self._error(
+                    user,
+                    "rate-limited",
+                    f"too many failed /oper attempts; try again in {wait} s",
+                )
+                return
+        if self._verifying >= MAX_VERIFYING:
+            self.metrics.limit("oper-busy")
+            self._error(
+                user,
+                "rate-limited",
+                "the server is busy checking passwords; try again in a moment",
+            )
+            return
+        encoded = self.operators.hash_for(name)
+        user.oper_pending = True
+        self._verifying += 1
+
+        def checked(ok: object) -> None:
+            self._verifying -= 1
+            user.oper_pending = False
+            if not user.connected:
+                return
+            if ok is True and self.operators.hash_for(name) == encoded:
+                user.operator, user.operator_hash = name, encoded
+                self._log.info(
+                    "{nick} ({door}, {address}) is now operator {account}",
+                    nick=user.nick,
+                    door=user.door,
+                    address=user.address or "onion",
+                    account=name,
+                )
+                self._tell(
+                    user,
+                    events.Status(
+                        f"you are now an operator ({name}); /help lists "
+                        "the operator commands"
+                    ),
+                )
+                return
+            if ok is not True and ok is not False:
+                self._log.failure("checking an operator password", ok)  # type: ignore[arg-type]
+            for key, _ in keys:
+                self._oper_failures.setdefault(key, deque()).append(now)
+            self.metrics.drop("oper-failed")
+            self._log.warn(
+                "failed /oper as {account!r} by {nick} ({door}, {address})",
+                account=name[:32],
+                nick=user.nick,
+                door=user.door,
+                address=user.address or "onion",
+            )
+            self._error(user, "oper-failed", "wrong operator name or password")
+
+        maybeDeferred(self._verify, password, encoded).addBoth(checked)
+
+    def _operator_notice(
+        self,
+        oper: User,
+        kind: events.NoticeKind,
+        text: str,
+        audience: Iterable[User] = (),
+        room: str | None = None,
+    ) -> None:
+        """
+        Log an operator's action and show it to C{audience}, the operator
+        and every other operator.
+        """
+        assert oper.operator is not None
+        self.metrics.operator_action(kind)
+        self._log.info(
+            "operator {account} ({nick}, {door}): {text}",
+            account=oper.operator,
+            nick=oper.nick,
+            door=oper.door,
+            text=text,
+        )
+        told: dict[User, None] = dict.fromkeys(audience)
+        told[oper] = None
+        told.update(dict.fromkeys(u for u in self._users.values() if u.operator))
+        notice = events.Notice(self._clock.seconds(), kind, oper.nick, text, room)
+        self._fan_out(told, notice)
+
+    def _target(self, oper: User, nick: str) -> User | None:
+        target = self._users.get(nick_key(normalize_nick(nick)))
+        if target is None:
+            self._error(oper, "no-such-nick", f"nobody here is called {nick}")
+        return target
+
+    def _send_off(self, target: User, by: str, why: str, reason: str | None) -> None:
+        """
+        Disconnect C{target} on an operator's order, telling them why.
+        """
+        said = f"{why} by {by}" + (f": {reason}" if reason else "")
+        self._tell(target, events.Goodbye(said))
+        self._leave(target, "quit", said)
+        target.participant.close(why, "policy")
+
+    def _kick(self, oper: User, nick: str, reason: str | None) -> None:
+        target = self._target(oper, nick)
+        if target is None:
+            return
+        text = f"{oper.nick} kicked {target.nick} ({target.door})" + (
+            f": {reason}" if reason else ""
+        )
+        self._operator_notice(oper, "kick", text, self._audience(target))
+        self._send_off(target, oper.nick, "kicked", reason)
+
+    def _ban(
+        self, oper: User, target: str, duration: int | None, reason: str | None
+    ) -> None:
+        assert oper.operator is not None
+        wanted = self._ban_patterns(oper, target)
+        if wanted is None:
+            return
+        now = self._clock.seconds()
+        expires = now + duration if duration is not None else None
+        made = []
+        for kind, pattern in wanted:
+            ban = BanRecord(
+                max(self._bans, default=0) + 1,
+                kind,
+                pattern,
+                reason or "",
+                oper.operator,
+                now,
+                expires,
+            )
+            self._bans[ban.id] = ban
+            self.store.save_ban(ban)
+            made.append(ban)
+        hit = [
+            u
+            for u in self._users.values()
+            if u is not oper and any(self._ban_hits(b, u) for b in made)
+        ]
+        what = " and ".join(_describe_ban(b) for b in made)
+        text = f"{oper.nick} banned {what} {describe_duration(duration)}" + (
+            f": {reason}" if reason else ""
+        )
+        audience: dict[User, None] = {}
+        for user in hit:
+            audience.update(self._audience(user))
+        self._operator_notice(oper, "ban", text, audience)
+        for user in hit:
+            if user.operator is not None:
+                continue  # operators are told, not thrown out
+            self._send_off(user, oper.nick, "banned", reason)
+
+    def _ban_patterns(
+        self, oper: User, target: str
+    ) -> list[tuple[BanKind, str]] | None:
+        """
+        What C{/ban TARGET} bans, telling the operator when it cannot be.
+        """
+        kind, sep, rest = target.partition(":")
+        if sep and kind.lower() == "nick":
+            pattern = nick_key(rest)
+            if not pattern:
+                self._error(oper, "bad-arguments", "nick: needs a nick or pattern")
+                return None
+            return [("nick", pattern)]
+        address = rest if sep and kind.lower() == "ip" else target
+        try:
+            network = ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            if sep and kind.lower() == "ip":
+                self._error(oper, "bad-arguments", f"{rest!r} is not an IP address")
+                return None
+        else:
+            return [("address", str(network))]
+        if "*" in target or "?" in target:
+            return [("nick", nick_key(target))]
+        user = self._target(oper, target)
+        if user is None:
+            self._error(
+                oper,
+                "bad-arguments",
+                f"/ban nick:{target} bans the nick itself, even when nobody has it",
+            )
+            return None
+        if user is oper:
+            self._error(oper, "bad-arguments", "you cannot ban yourself")
+            return None
+        if user.address is not None:
+            return [("address", str(ipaddress.ip_network(user.address)))]
+        # Onion users all come from the local tor: their session (resume
+        # code) and their nick are what can be banned.
+        return [("session", user.code), ("nick", nick_key(user.nick))]
+
+    def _ban_hits(self, ban: BanRecord, user: User) -> bool:
+        match ban.kind:
+            case "address":
+                return user.address is not None and _in_network(user.address, ban)
+            case "nick":
+                return fnmatchcase(nick_key(user.nick), ban.pattern)
+            case "session":
+                return user.code == ban.pattern
+        return False  # pragma: no cover
+
+    def _find_ban(
+        self,
+        address: str | None = None,
+        nick: str | None = None,
+        session: str | None = None,
+    ) -> BanRecord | None:
+        """
+        The ban in force on an address, a nick or a session, if any;
+        lapsed bans are dropped on the way.
+        """
+        if not self._bans:
+            return None
+        now = self._clock.seconds()
+        key = nick_key(nick) if nick is not None else None
+        for ban in list(self._bans.values()):
+            if ban.expires is not None and ban.expires <= now:
+                del self._bans[ban.id]
+                self.store.delete_ban(ban.id)
+                continue
+            if (
+                (ban.kind == "address" and address and _in_network(address, ban))
+                or (ban.kind == "nick" and key and fnmatchcase(key, ban.pattern))
+                or (ban.kind == "session" and session == ban.pattern)
+            ):
+                return ban
+        return None
+
+    def _banned_text(self, ban: BanRecord) -> str:
+        until = (
+            ""
+            if ban.expires is None
+            else f" for {describe_duration(ban.expires - self._clock.seconds())[4:]}"
+        )
+        because = f": {ban.reason}" if ban.reason else ""
+        return f"you are banned from {self.config.name}{until}{because}"
+
+    def _unban(self, oper: User, target: str) -> None:
+        number = target.lstrip("#")
+        found: list[BanRecord] = []
+        if number.isdecimal():
+            ban = self._bans.get(int(number))
+            found = [ban] if ban is not None else []
+        else:
+            kind, sep, rest = target.partition(":")
+            text = rest if sep and kind.lower() in ("ip", "nick") else target
+            try:
+                canonical = str(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                canonical = nick_key(text)
+            found = [b for b in self._bans.values() if b.pattern == canonical]
+        if not found:
+            self._error(
+                oper, "bad-arguments", f"no ban matches {target!r}; /bans lists them"
+            )
+            return
+        for ban in found:
+            del self._bans[ban.id]
+            self.store.delete_ban(ban.id)
+        what = " and ".join(f"#{b.id} ({_describe_ban(b)})" for b in found)
+        self._operator_notice(oper, "unban", f"{oper.nick} lifted the ban {what}")
+
+    def _list_bans(self, oper: User) -> None:
+        self._find_ban()  # drops lapsed ones
+        now = self._clock.seconds()
+        lines = tuple(
+            f"#{b.id} {_describe_ban(b)} by {b.by} "
+            + describe_duration(None if b.expires is None else b.expires - now)
+            + (f": {b.reason}" if b.reason else "")
+            for b in sorted(self._bans.values(), key=lambda b: b.id)
+        )
+        data = {
+            "bans": [
+                {
+                    "id": b.id,
+                    "kind": b.kind,
+                    "pattern": b.pattern,
+                    "reason": b.reason,
+                    "by": b.by,
+                    "expires": b.expires,
+                }
+                for b in self._bans.values()
+            ]
+        }
+        title = f"{len(lines)} bans in force" if lines else "no bans in force"
+        self._tell(oper, events.Listing("bans", title, lines or (), data))
+
+    def _is_muted(self, user: User) -> bool:
+        """
+        Whether C{user} may not talk now; tells them so.
+        """
+        until = user.muted_until
+        if until is None:
+            return False
+        now = self._clock.seconds()
+        if until <= now:
+            user.muted_until = None
+            return False
+        self.metrics.drop("muted")
+        left = describe_duration(until - now)
+        self._error(
+            user,
+            "muted",
+            f"an operator muted you{'' if left == 'until lifted' else ' ' + left}; "
+            "you can still read",
+        )
+        return True
+
+    def _mute(self, oper: User, nick: str, duration: int | None) -> None:
+        target = self._target(oper, nick)
+        if target is None:
+            return
+        until = math.inf if duration is None else self._clock.seconds() + duration
+        target.muted_until = until
+        self._muted[self._identity(target)] = until
+        text = (
+            f"{oper.nick} muted {target.nick} ({target.door}) "
+            f"{describe_duration(duration)}"
+        )
+        self._operator_notice(oper, "mute", text, self._audience(target))
+
+    def _unmute(self, oper: User, nick: str) -> None:
+        target = self._target(oper, nick)
+        if target is None:
+            return
+        target.muted_until = None
+        self._muted.pop(self._identity(target), None)
+        text = f"{oper.nick} unmuted {target.nick} ({target.door})"
+        self._operator_notice(oper, "unmute", text, self._audience(target))
+
+    def _announce(self, oper: User, text: str) -> None:
+        text = clean_text(text).strip()
+        if text:
+            self._operator_notice(oper, "announce", text, self._users.values())
+
+    def _set_motd(self, oper: User, lines: tuple[str, ...]) -> None:
+        lines = tuple(clean_text(line).strip() for line in lines)
+        self.config = replace(self.config, motd=lines)
+        self._operator_notice(
+            oper,
+            "motd",
+            f"{oper.nick} changed the message of the day (/motd shows it)",
+            self._users.values(),
+        )
+
+    def _rehash(self, oper: User) -> None:
+        reloader = self.reloader
+        if reloader is None:
+            self._error(oper, "bad-arguments", "this server cannot reload its tap.ini")
+            return
+
+        def done(result: tuple[bool, str]) -> None:
+            _, summary = result
+            if oper.connected and oper.operator is not None:
+                self._operator_notice(
+                    oper, "rehash", f"{oper.nick} reloaded tap.ini: {summary}"
+                )
+            elif oper.connected:
+                self._tell(oper, events.Status(f"tap.ini reloaded: {summary}"))
+
+        reloader().addCallback(done).addErrback(
+            lambda f: self._log.failure("reloading for /rehash", f)
+        )
+
+    # -- statistics ----------------------------------------------------------
+
+    def stats(self, full: bool = False) -> dict[str, Any]:
+        """
+        What C{/stats} shows: to anyone, or (C{full}) to operators and the
+        admin door.
+        """
+        now = self._clock.seconds()
+        m = self.metrics
+        data: dict[str, Any] = {
+            "server": self.config.name,
+            "users": self.users,
+            "rooms": self.rooms,
+            "uptime_seconds": round(now - self.started, 3),
+            "messages_per_minute": {
+                "1m": round(m.messages.per_minute(now, 60), 2),
+                "15m": round(m.messages.per_minute(now, 900), 2),
+            },
+        }
+        if full:
+            data.update(
+                users_by_door=self.users_by_door(),
+                connections_total=dict(m.connections),
+                messages_received=dict(m.received),
+                messages_delivered=dict(m.delivered),
+                operators_online=sum(1 for u in self._users.values() if u.operator),
+                bans=len(self._bans),
+                muted=sum(1 for u in self._users.values() if u.muted_until),
+                history_queue=self.store.queued,
+                dropped=dict(m.dropped),
+                rate_limited=dict(m.rate_limited),
+                reloads=dict(m.reloads),
+                last_reload_ok=m.last_reload_ok,
+                rss_bytes=_rss_bytes(),
+            )
+            if self.onion_status is not None:
+                data["onion"] = self.onion_status()
+        return data
+
+    def _show_stats(self, user: User) -> None:
+        full = user.operator is not None
+        data = self.stats(full)
+        rates = data["messages_per_minute"]
+        lines = [
+            f"users: {data['users']}   rooms: {data['rooms']}   "
+            f"up {describe_duration(data['uptime_seconds'])[4:]}",
+            f"messages per minute: {rates['1m']:g} (last minute), "
+            f"{rates['15m']:g} (last 15 minutes)",
+        ]
+        if full:
+            doors = ", ".join(
+                f"{d} {n}" for d, n in sorted(data["users_by_door"].items())
+            )
+            lines += [
+                f"users by door: {doors or 'none'}",
+                "connections since start: "
+                + ", ".join(f"{d} {n}" for d, n in data["connections_total"].items()),
+                "messages received: "
+                + ", ".join(f"{d} {n}" for d, n in data["messages_received"].items()),
+                f"operators online: {data['operators_online']}   bans: "
+                f"{data['bans']}   muted: {data['muted']}",
+                f"history writes queued: {data['history_queue']}",
+                f"reloads: {data['reloads']['ok']} ok, {data['reloads']['failed']} "
+                "failed",
+            ]
+            if data["rss_bytes"]:
+                lines.append(f"memory: {data['rss_bytes'] / 1048576:.1f} MiB")
+            if "onion" in data:
+                lines.append(f"onion: {data['onion'].get('state')}")
+        self._tell(
+            user,
+            events.Listing("stats", f"{self.config.name} stats", tuple(lines), data),
+        )
+
     # -- leaving -----------------------------------------------------------
 
     def _audience(self, user: User) -> dict[User, None]:
@@ -990,6 +1772,12 @@ class ChatFactory:
         for room in list(user.rooms):
             self._remove_member(user, room)
         del self._users[nick_key(user.nick)]
+        if self._stopping:
+            # Everyone is leaving: nobody needs to hear about the others.
+            drained = self._drained
+            if not self._users and drained is not None and not drained.called:
+                drained.callback(None)
+            return
         notice = events.Presence(
             self._clock.seconds(), kind, user.nick, user.door, reason=reason
         )
@@ -1015,15 +1803,50 @@ class ChatFactory:
         """
         renderings = events.Renderings()
         message = isinstance(event, events.RoomMessage)
+        counted = message or isinstance(event, events.PrivateMessage)
+        delivered = self.metrics.delivered
         for recipient in list(recipients):
             if recipient.holding and message:
                 held = recipient.holding.get(self._rooms.get(room_key(event.room)))  # type: ignore[union-attr, arg-type]
                 if held is not None:
                     held[1].append(event)
                     continue
+            if counted:
+                delivered[recipient.door] = delivered.get(recipient.door, 0) + 1
             try:
                 recipient.participant.deliver(event, renderings)
             except Exception:
                 self._log.failure(
                     "delivering {event!r} to {nick}", event=event, nick=recipient.nick
                 )
+
+
+def _describe_ban(ban: BanRecord) -> str:
+    match ban.kind:
+        case "address":
+            return f"address {ban.pattern}"
+        case "nick":
+            return f"nick {ban.pattern}"
+    return f"onion session {ban.pattern}"
+
+
+def _in_network(address: str, ban: BanRecord) -> bool:
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(ban.pattern)
+    except ValueError:
+        return False
+
+
+def _rss_bytes() -> int:
+    """
+    The process's resident memory, from /proc (a memory read, not disk);
+    0 where there is no /proc.
+    """
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    import resource
+
+    return pages * resource.getpagesize()

@@ -34,9 +34,23 @@ class IParticipant(Interface):
             is encoded once per wire format and variant.
         """
 
-    def close(reason: str) -> None:
-        """
-        Drop the connection, after flushing what was already delivered.
+    address = Attribute(
+        "The client's IP address on a clear-net door (what bans and limits "
+        "apply to); None through the onion service or a unix socket."
+    )
 
-        @param reason: Why, for the log.
+    def close(reason: str, why: str = "normal") -> None:
+        """
+        Close the connection, after flushing what was already delivered.
+
+        @param reason: Why, for the log and the client.
+        @param why: C{normal}; C{going-away} when the server stops (a
+            WebSocket closes with 1001); C{policy} when an operator or a
+            ban sends the user off (1008).
+        """
+
+    def abort() -> None:
+        """
+        Cut the connection now, dropping whatever is still unsent (a
+        client that does not let a close finish).
         """

@@ -10,8 +10,8 @@ from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory, IReactorCore
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -19,10 +19,13 @@ from twisted.python.failure import Failure
 from tchat import __version__
 from tchat.admin import make_admin_site
 from tchat.config import Config, ConfigError, load_config, with_overrides
-from tchat.endpoints import ListenerService, check_endpoint, with_backlog
+from tchat.control import Listeners, Reloader, SignalService
+from tchat.endpoints import check_endpoint
 from tchat.history import open_store
 from tchat.hub import ChatFactory
+from tchat.logs import install_log_observer
 from tchat.onion import OnionService
+from tchat.operators import verify_password
 from tchat.telnet import TelnetFactory
 from tchat.web import make_site
 
@@ -101,6 +104,16 @@ class Options(usage.Options):
             for door, description in _listeners(self.config):
                 print(f"{door}: {description}")
             raise SystemExit(0)
+        install_log_observer(self)
+
+    def reread(self) -> Config:
+        """
+        Read C{tap.ini} again, as at start (with the same command-line
+        overrides), for a reload.  Blocking: call it from a thread.
+
+        @raise ConfigError: If it is no longer valid.
+        """
+        return self._read_config()
 
     def _read_config(self) -> Config:
         if self["config"] is not None:
@@ -240,23 +253,36 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         reactor = _global
     config = options.config
     store = open_store(config.history, reactor)
+
+    def verify(password: str, encoded: str | None) -> Deferred[bool]:
+        threads: Any = reactor
+        return deferToThreadPool(
+            threads, threads.getThreadPool(), verify_password, password, encoded
+        )
+
     hub = ChatFactory(
         config.server,
         reactor,  # type: ignore[arg-type]
         history=config.history,
         store=store,
+        operators=config.operators,
+        verify=verify,
     )
     root = MultiService()
     HistoryService(hub, store.description, reactor).setServiceParent(root)
-    factories: dict[str, IProtocolFactory] = {
-        "telnet": TelnetFactory(hub, "telnet", config.telnet.max_line),
-        "web": make_site(hub, config.web),
-    }
+    telnet = TelnetFactory(hub, "telnet", config.telnet.max_line)
+    web = make_site(hub, config.web)
+    factories: dict[str, IProtocolFactory] = {"telnet": telnet, "web": web}
+    telnets, webs = [telnet], [web.chat]
     onion: OnionService | None = None
     if config.onion.enabled:
+        onion_telnet = TelnetFactory(hub, "onion", config.telnet.max_line)
+        onion_web = make_site(hub, config.web, door="onion")
+        telnets.append(onion_telnet)
+        webs.append(onion_web.chat)
         onion_doors: dict[str, IProtocolFactory] = {
-            "telnet": TelnetFactory(hub, "onion", config.telnet.max_line),
-            "web": make_site(hub, config.web, door="onion"),
+            "telnet": onion_telnet,
+            "web": onion_web,
         }
 
         def published(address: str | None) -> None:
@@ -264,13 +290,15 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
 
         onion = OnionService(config.onion, reactor, onion_doors, published=published)
         onion.setServiceParent(root)
-    if config.admin.listen:
-        # Its own listeners only: never the public web site, never an onion
-        # port.  It answers at once, so /healthz can say "starting".
-        factories["admin"] = make_admin_site(hub, reactor, onion)  # type: ignore[arg-type]
+        hub.onion_status = onion.status
+    # Its own listeners only: never the public web site, never an onion
+    # port.  It answers at once, so /healthz can say "starting".  Made even
+    # when [admin] listen is none, so that a reload can turn it on.
+    factories["admin"] = make_admin_site(hub, reactor, onion)  # type: ignore[arg-type]
+    listeners = Listeners(root, reactor, factories)
     for door, description in _listeners(config):
-        endpoint = serverFromString(reactor, with_backlog(description))
-        ready = None if door == "admin" else hub.when_ready()
-        service = ListenerService(door, description, endpoint, factories[door], ready)
-        service.setServiceParent(root)
+        listeners.add(door, description, None if door == "admin" else hub.when_ready())
+    reloader = Reloader(options.reread, config, hub, telnets, webs, listeners, reactor)
+    hub.reloader = lambda: reloader.reload("/rehash")
+    SignalService(reactor, hub, reloader.reload).setServiceParent(root)
     return root

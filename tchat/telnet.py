@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from tchat import events
 from tchat.commands import CommandError, parse_line
+from tchat.endpoints import client_address
 from tchat.hub import ChatFactory, User
 from tchat.interfaces import IParticipant
 from tchat.palette import Colour
@@ -123,6 +124,13 @@ def encode(event: events.Event, variant: Variant) -> bytes:
             return _lines(f"[{_clock_time(event.ts)}] *** {text}")
         case events.History(), (colours,):
             return _history(event, colours)
+        case events.Notice(), _:
+            text = (
+                f"Announcement from {event.by}: {event.text}"
+                if event.kind == "announce"
+                else event.text
+            )
+            return _lines(f"[{_clock_time(event.ts)}] *** {text}")
         case events.TopicChanged(), _:
             if event.topic:
                 text = f"{event.nick} set the topic of {event.room}: {event.topic}"
@@ -206,12 +214,26 @@ def _reply(event: events.Event) -> bytes:
             )
         case events.Motd(lines):
             return _lines("*** Message of the day:", *(f"  {line}" for line in lines))
-        case events.Help(commands):
-            width = max(len(usage) for usage, _ in commands)
+        case events.Help(commands, operator):
+            width = max(len(usage) for usage, _ in (*commands, *operator))
+            extra = (
+                ["*** Operator commands:"]
+                + [f"  {usage:<{width}}  {text}" for usage, text in operator]
+                if operator
+                else []
+            )
             return _lines(
                 "*** Commands:",
                 *(f"  {usage:<{width}}  {text}" for usage, text in commands),
                 f"  {'//text':<{width}}  send a line that starts with /",
+                *extra,
+            )
+        case events.Listing(_, title, lines):
+            return _lines(f"*** {title}:", *(f"  {line}" for line in lines))
+        case events.Shutdown(reason):
+            return _lines(
+                f"*** The server is going down ({reason}). Reconnect in a "
+                "moment; /resume with your code brings back your nick and rooms."
             )
         case events.RoomList(rooms):
             return _lines(
@@ -253,15 +275,28 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
 
     delimiter = b"\n"
 
-    def __init__(self, hub: ChatFactory, door: str, max_line: int) -> None:
+    def __init__(
+        self, hub: ChatFactory, door: str, limits: "TelnetFactory | int"
+    ) -> None:
+        """
+        @param limits: The factory, whose C{max_line} is read for every
+            line (so a reload applies to connected users too), or a fixed
+            maximum line length.
+        """
         self.hub = hub
         self.door = door
-        self.MAX_LENGTH = max_line
+        self._limits = limits
         self.user: User | None = None
         self._discarding = False
         self._resume = False
         # Set when the server, not the client, ends the connection.
         self.dropped = False
+
+    @property
+    def MAX_LENGTH(self) -> int:  # type: ignore[override]
+        """The longest line accepted, in bytes (LineReceiver's name)."""
+        limits = self._limits
+        return limits if isinstance(limits, int) else limits.max_line
 
     def connectionMade(self) -> None:
         self.hub.connect(self)
@@ -336,9 +371,24 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
         assert isinstance(transport, _TelnetTransport)
         transport.write_wire(wire)
 
-    def close(self, reason: str) -> None:
+    @property
+    def address(self) -> str | None:
+        """See L{IParticipant.address}."""
+        return client_address(self.door, self.transport)
+
+    def close(self, reason: str, why: str = "normal") -> None:
         if self.transport is not None:
             self.transport.loseConnection()
+
+    def abort(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            assert isinstance(transport, _TelnetTransport)
+            tcp = transport.transport
+            if ITCPTransport.providedBy(tcp):
+                tcp.abortConnection()
+            elif tcp is not None:
+                tcp.loseConnection()
 
 
 class _TelnetTransport(TelnetTransport):
@@ -429,8 +479,6 @@ class TelnetFactory(ServerFactory):
         self.max_line = max_line
 
     def buildProtocol(self, addr: IAddress | None) -> TelnetTransport:
-        transport = _TelnetTransport(
-            TelnetChatProtocol, self.hub, self.door, self.max_line
-        )
+        transport = _TelnetTransport(TelnetChatProtocol, self.hub, self.door, self)
         transport.factory = self
         return transport

@@ -27,6 +27,7 @@ from zope.interface import implementer
 
 from tchat import events
 from tchat.config import WebConfig
+from tchat.endpoints import client_address
 from tchat.hub import ChatFactory, User
 from tchat.interfaces import IParticipant
 from tchat.webproto import (
@@ -79,6 +80,10 @@ def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...]) -> b
     except ValueError:
         return False
     return parts.hostname == own.hostname and origin_port == host_port
+
+
+# How IParticipant.close's reasons map to WebSocket close codes.
+_CLOSE_CODES = {"normal": 1000, "going-away": 1001, "policy": 1008}
 
 
 @implementer(IParticipant)
@@ -189,8 +194,18 @@ class WebChatProtocol(WebSocketServerProtocol):
         )
         self.sendPreparedMessage(prepared)
 
-    def close(self, reason: str) -> None:
-        self.sendClose(1000, reason)
+    @property
+    def address(self) -> str | None:
+        """See L{IParticipant.address}."""
+        return client_address(self.door, self.transport)
+
+    def close(self, reason: str, why: str = "normal") -> None:
+        code = _CLOSE_CODES.get(why, 1000)
+        # A close reason must fit a control frame (123 bytes).
+        self.sendClose(code, "going away" if code == 1001 else reason[:100])
+
+    def abort(self) -> None:
+        self.dropConnection(abort=True)
 
 
 class WebChatFactory(WebSocketServerFactory):
@@ -206,8 +221,15 @@ class WebChatFactory(WebSocketServerFactory):
     def __init__(self, hub: ChatFactory, config: WebConfig, door: str = "web") -> None:
         super().__init__()
         self.hub = hub
-        self.config = config
         self.door = door
+        self.reconfigure(config)
+
+    def reconfigure(self, config: WebConfig) -> None:
+        """
+        Apply C{[web]} settings: allowed origins at once, sizes and pings
+        to connections made from now on.
+        """
+        self.config = config
         self.setProtocolOptions(
             maxFramePayloadSize=config.max_message,
             maxMessagePayloadSize=config.max_message,
@@ -239,7 +261,19 @@ class _Static(File):
         return super().render(request)  # type: ignore[no-any-return]
 
 
-def make_site(hub: ChatFactory, config: WebConfig, door: str = "web") -> Site:
+class ChatSite(Site):
+    """
+    The web door's site.
+
+    @ivar chat: Its WebSocket factory, to reconfigure on reload.
+    """
+
+    def __init__(self, root: Resource, chat: WebChatFactory) -> None:
+        super().__init__(root)
+        self.chat = chat
+
+
+def make_site(hub: ChatFactory, config: WebConfig, door: str = "web") -> ChatSite:
     """
     The web door's HTTP site: the page at C{/}, its files under C{/static/},
     the WebSocket at C{/ws}.
@@ -248,8 +282,9 @@ def make_site(hub: ChatFactory, config: WebConfig, door: str = "web") -> Site:
     page = _Static(str(STATIC / "index.html"), defaultType="text/html; charset=utf-8")
     root.putChild(b"", page)
     root.putChild(b"static", _Static(str(STATIC)))
-    root.putChild(b"ws", WebSocketResource(WebChatFactory(hub, config, door)))
-    site = Site(root)
+    chat = WebChatFactory(hub, config, door)
+    root.putChild(b"ws", WebSocketResource(chat))
+    site = ChatSite(root, chat)
     site.displayTracebacks = False
     site.noisy = False
     return site

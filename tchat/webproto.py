@@ -452,12 +452,33 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
             return _system("topic_info", text, room=room, topic=topic, set_by=set_by)
         case events.Motd(lines):
             return _system("motd", "\n".join(lines), lines=list(lines))
-        case events.Help(listed):
+        case events.Help(listed, operator):
             text = "\n".join(f"{u}: {d}" for u, d in listed)
+            if operator:
+                text += "\nOperator commands:\n" + "\n".join(
+                    f"{u}: {d}" for u, d in operator
+                )
             return _system(
                 "help",
                 text + "\n//text: send a line that starts with /",
                 commands=[{"usage": u, "description": d} for u, d in listed],
+                operator_commands=[{"usage": u, "description": d} for u, d in operator],
+            )
+        case events.Notice(ts, kind, by, text, room):
+            shown = f"Announcement from {by}: {text}" if kind == "announce" else text
+            return _system(
+                "notice", shown, kind=kind, by=by, text=text, room=room, ts=ts
+            )
+        case events.Listing(kind, title, lines, data):
+            return _system(
+                kind, "\n".join((title, *lines)), title=title, lines=list(lines), **data
+            )
+        case events.Shutdown(reason):
+            return _system(
+                "shutdown",
+                f"The server is going down ({reason}); this page reconnects "
+                "when it is back.",
+                reason=reason,
             )
         case events.Status(text):
             return _system("status", text)

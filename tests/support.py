@@ -34,8 +34,9 @@ class QuietParticipant:
     A user connected through C{door} who ignores what the hub tells them.
     """
 
-    def __init__(self, door: str) -> None:
+    def __init__(self, door: str, address: str | None = None) -> None:
         self.door = door
+        self.address = address
 
     def attached(self, user: object) -> None:
         pass
@@ -43,5 +44,8 @@ class QuietParticipant:
     def deliver(self, event: object, renderings: object) -> None:
         pass
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, why: str = "normal") -> None:
+        pass
+
+    def abort(self) -> None:
         pass

@@ -745,10 +745,12 @@ class SQLiteStoreTests(TestCase):
         user = hub.connect(participant)
         for i in range(1, 11):
             hub.execute(user, Say(f"m{i}"))
-        await hub.stop()
+        stopping = hub.stop()
+        clock.advance(hub.config.shutdown_grace + 1)  # the user's connection is cut
+        await stopping
 
         hub = await start()
-        self.addCleanup(hub.stop)
+        self.addCleanup(hub.stop, 0)
         late = FakeParticipant("web")
         user = hub.connect(late)
         hub.execute(user, ResumeRooms((("#lobby", 4, None),)))
@@ -776,11 +778,11 @@ class WriteFailureTests(TestCase):
         write = store._write
         calls: list[int] = []
 
-        def flaky(ops: Any) -> None:
+        def flaky(ops: Any) -> float:
             calls.append(len(ops))
             if len(calls) == 1:
                 raise sqlite3.OperationalError("database or disk is full")
-            write(ops)
+            return write(ops)
 
         store._write = flaky  # type: ignore[method-assign]
         return store
@@ -816,9 +818,13 @@ class StoppingTests(HistoryTestCase):
         than acknowledged and then lost with the closed store.
         """
         alice_p, alice = self.connect("alice")
-        self.successResultOf(self.hub.stop())
+        alice_p.take()
+        stopping = self.hub.stop()
         self.say(alice, "too late")
-        (error,) = alice_p.take()
+        self.clock.advance(self.hub.config.shutdown_grace + 1)
+        self.successResultOf(stopping)
+        shutdown, error = alice_p.take()
+        self.assertEqual(shutdown, events.Shutdown("the server is shutting down"))
         assert isinstance(error, events.Error)
         self.assertEqual(error.code, "not-stored")
         self.assertEqual(self.hub._rooms["#lobby"].last_id, 0)

@@ -37,12 +37,15 @@ class FakeParticipant:
     Records what the hub tells one user.
     """
 
-    def __init__(self, door: str = "telnet") -> None:
+    def __init__(self, door: str = "telnet", address: str | None = None) -> None:
         self.door = door
+        self.address = address
         self.user: User | None = None
         self.received: list[object] = []
         self.renderings: list[events.Renderings] = []
         self.closed: str | None = None
+        self.close_why: str | None = None
+        self.aborted = False
 
     def attached(self, user: object) -> None:
         assert isinstance(user, User)
@@ -53,8 +56,11 @@ class FakeParticipant:
         self.received.append(event)
         self.renderings.append(renderings)
 
-    def close(self, reason: str) -> None:
-        self.closed = reason
+    def close(self, reason: str, why: str = "normal") -> None:
+        self.closed, self.close_why = reason, why
+
+    def abort(self) -> None:
+        self.aborted = True
 
     def take(self) -> list[object]:
         """

@@ -22,6 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import provider
 
 from tchat import tap
+from tchat.control import SignalService
 from tchat.endpoints import ListenerService, describe_address
 from tchat.telnet import TelnetFactory
 
@@ -216,7 +217,7 @@ class MakeServiceTests(OptionsTestCase):
         kinds = [
             (port, type(factory).__name__) for port, factory, _, _ in reactor.tcpServers
         ]
-        self.assertEqual(kinds, [(4444, "TelnetFactory"), (8081, "Site")])
+        self.assertEqual(kinds, [(4444, "TelnetFactory"), (8081, "ChatSite")])
 
     def test_listens_where_configured(self) -> None:
         """
@@ -301,13 +302,13 @@ class MakeServiceTests(OptionsTestCase):
 
     def test_service_type(self) -> None:
         """
-        The history service comes first, so it stops last, after the
-        listeners, which are L{ListenerService}s.
+        The history service comes first, then the listeners, which are
+        L{ListenerService}s, and the signal handlers.
         """
         service = tap.makeService(self.parse(), MemoryReactor())
         self.assertEqual(
             [type(s) for s in service],  # type: ignore[attr-defined]
-            [tap.HistoryService, ListenerService],
+            [tap.HistoryService, ListenerService, SignalService],
         )
 
     def started(self, *argv: str) -> MemoryReactor:
@@ -390,7 +391,7 @@ class MakeServiceTests(OptionsTestCase):
             kinds,
             [
                 (0, "TelnetFactory"),
-                (0, "Site"),
+                (0, "ChatSite"),
                 (4444, "TelnetFactory"),
                 (9101, "AdminSite"),
             ],

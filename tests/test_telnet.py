@@ -432,7 +432,7 @@ class RenderTests(TelnetTestCase):
         help_lines = alice.lines()
         self.assertEqual(help_lines[0], "*** Commands:")
         self.assertIn(
-            "  //text              send a line that starts with /", help_lines
+            "  //text               send a line that starts with /", help_lines
         )
 
 

@@ -1,0 +1,340 @@
+# -*- test-case-name: tests.test_control -*-
+"""
+Signals and reloads: how an operator steers a running tchat.
+
+  - SIGTERM and SIGINT stop it gracefully: no new connections, every user
+    told, history written, exit status 0.  A second one cuts the
+    connections still open at once.
+  - SIGHUP (and C{/rehash}) re-reads C{tap.ini} in a thread and applies
+    what can change live; a file that no longer validates is refused and
+    the configuration in force stays.
+"""
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from types import FrameType
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredLock, gatherResults
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from tchat.config import Config, ConfigError
+from tchat.endpoints import ListenerService, with_backlog
+from tchat.hub import ChatFactory
+from tchat.telnet import TelnetFactory
+from tchat.web import WebChatFactory
+
+# Keys applied the moment a reload reads them (besides the listeners).
+_LIVE = {
+    "server": ("name", "motd", "default_room", "shutdown_grace"),
+    "telnet": ("max_line",),
+    "web": ("allowed_origins", "max_message", "ping_interval", "ping_timeout"),
+    "history": ("keep", "replay", "resume_ttl"),
+}
+_LISTENERS = {"telnet": "listen", "web": "listen", "admin": "listen"}
+_SECTIONS = ("server", "telnet", "web", "history", "onion", "admin", "log")
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """
+    What a reload did.
+
+    @ivar ok: C{False} when the new file was refused.
+    @ivar changed: C{[section] key} applied live.
+    @ivar restart: C{[section] key} that only a restart applies.
+    @ivar listening: Endpoints now listened on; C{stopped}: no longer.
+    @ivar failed: (endpoint, reason) for new endpoints that cannot listen.
+    @ivar error: Why the file was refused.
+    """
+
+    ok: bool
+    changed: tuple[str, ...] = ()
+    restart: tuple[str, ...] = ()
+    listening: tuple[str, ...] = ()
+    stopped: tuple[str, ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()
+    error: str = ""
+
+    def summary(self) -> str:
+        """
+        @return: One sentence for the log and for C{/rehash}.
+        """
+        if not self.ok:
+            return f"refused, the configuration in force is unchanged: {self.error}"
+        parts = []
+        if self.changed:
+            parts.append("applied " + ", ".join(self.changed))
+        if self.listening:
+            parts.append("now listening on " + ", ".join(self.listening))
+        if self.stopped:
+            parts.append("stopped listening on " + ", ".join(self.stopped))
+        for description, reason in self.failed:
+            parts.append(f"cannot listen on {description} ({reason})")
+        if self.restart:
+            parts.append("needs restart: " + ", ".join(self.restart))
+        return "; ".join(parts) if parts else "nothing changed"
+
+
+class Listeners:
+    """
+    The running listeners, by (door, endpoint string), so that a reload
+    can add and remove them.
+    """
+
+    def __init__(
+        self,
+        root: MultiService,
+        reactor: Any,
+        factories: dict[str, IProtocolFactory],
+    ) -> None:
+        self._root = root
+        self._reactor = reactor
+        self._factories = factories
+        self.services: dict[tuple[str, str], ListenerService] = {}
+
+    def add(self, door: str, description: str, ready: Deferred[None] | None) -> None:
+        """
+        A listener of the initial configuration: failing to listen stops
+        start-up.
+        """
+        endpoint = serverFromString(self._reactor, with_backlog(description))
+        service = ListenerService(
+            door, description, endpoint, self._factories[door], ready
+        )
+        service.setServiceParent(self._root)
+        self.services[door, description] = service
+
+    def change(
+        self, wanted: list[tuple[str, str]]
+    ) -> Deferred[tuple[list[str], list[str], list[tuple[str, str]]]]:
+        """
+        Listen on exactly C{wanted}: stop the others, start the new ones
+        (one that cannot listen is logged, not fatal).
+
+        @return: Fires with (endpoints started, endpoints stopped, (endpoint,
+            reason) that could not start) once the new ones are listening.
+        """
+        stopped = []
+        for key in list(self.services):
+            if key not in wanted:
+                service = self.services.pop(key)
+                service.disownServiceParent()
+                stopped.append(key[1])
+        attempts = []
+        for door, description in wanted:
+            if (door, description) in self.services:
+                continue
+            endpoint = serverFromString(self._reactor, with_backlog(description))
+            service = ListenerService(
+                door, description, endpoint, self._factories[door]
+            )
+            service.failed = Deferred()
+            self.services[door, description] = service
+            service.setServiceParent(self._root)
+            attempts.append(self._outcome(door, description, service))
+
+        def sort(
+            outcomes: list[tuple[str, str | None]],
+        ) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+            started = [d for d, why in outcomes if why is None]
+            failed = [(d, why) for d, why in outcomes if why is not None]
+            return started, stopped, failed
+
+        return gatherResults(attempts).addCallback(sort)
+
+    def _outcome(
+        self, door: str, description: str, service: ListenerService
+    ) -> Deferred[tuple[str, str | None]]:
+        result: Deferred[tuple[str, str | None]] = Deferred()
+        assert service.failed is not None
+
+        def failed(reason: str) -> None:
+            # Forget it, so a later reload tries again.
+            if self.services.get((door, description)) is service:
+                del self.services[door, description]
+            service.disownServiceParent()
+            if not result.called:
+                result.callback((description, reason))
+
+        def listening(_: object) -> object:
+            if not result.called and service.port is not None:
+                result.callback((description, None))
+            return _
+
+        service.failed.addCallback(failed)
+        waiting = service._waitingForPort
+        assert waiting is not None
+        waiting.addCallback(listening)
+        return result
+
+
+class Reloader:
+    """
+    Re-reads C{tap.ini} and applies it to the running server.
+
+    @ivar config: The configuration in force.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        reread: Callable[[], Config],
+        config: Config,
+        hub: ChatFactory,
+        telnet: list[TelnetFactory],
+        web: list[WebChatFactory],
+        listeners: Listeners,
+        reactor: Any,
+    ) -> None:
+        """
+        @param reread: Reads and checks the file (and applies command-line
+            overrides) as at start; run in a thread.
+        @param telnet: The telnet doors' factories; C{web}: the web doors'.
+        """
+        self._reread = reread
+        self.config = config
+        self._hub = hub
+        self._telnet = telnet
+        self._web = web
+        self._listeners = listeners
+        self._reactor = reactor
+        self._lock = DeferredLock()
+
+    def reload(self, why: str = "SIGHUP") -> Deferred[tuple[bool, str]]:
+        """
+        Re-read and apply the configuration; one reload at a time.
+
+        @param why: What asked for it, for the log.
+        @return: Fires with (success, summary); never fails.
+        """
+        d = self._lock.run(self._reload, why)
+        return d.addCallback(lambda result: (result.ok, result.summary()))
+
+    async def _reload(self, why: str) -> ReloadResult:
+        self._log.info("{why}: reloading {source}", why=why, source=self.config.source)
+        pool = self._reactor.getThreadPool()
+        try:
+            new = await deferToThreadPool(self._reactor, pool, self._reread)
+        except ConfigError as e:
+            result = ReloadResult(False, error=str(e))
+        except Exception as e:  # an unreadable file is refused too
+            self._log.failure("reloading the configuration")
+            result = ReloadResult(False, error=f"{type(e).__name__}: {e}")
+        else:
+            result = await self._apply(new)
+        self._hub.metrics.reloaded(self._reactor.seconds(), result.ok)
+        if result.ok:
+            self._log.info("reload: {summary}", summary=result.summary())
+        else:
+            self._log.error("reload {summary}", summary=result.summary())
+        return result
+
+    async def _apply(self, new: Config) -> ReloadResult:
+        old = self.config
+        changed, restart = [], []
+        for section in _SECTIONS:
+            before, after = getattr(old, section), getattr(new, section)
+            for f in fields(before):
+                key = f.name
+                if getattr(before, key) == getattr(after, key):
+                    continue
+                name = f"[{section}] {key}"
+                if key in _LIVE.get(section, ()) or _LISTENERS.get(section) == key:
+                    changed.append(name)
+                else:
+                    restart.append(name)
+        if old.operators != new.operators:
+            changed.append("[operators]")
+        # Keys that need a restart keep their old values meanwhile.
+        self._hub.reconfigure(new.server, new.history, new.operators)
+        for telnet in self._telnet:
+            telnet.max_line = new.telnet.max_line
+        for web in self._web:
+            web.reconfigure(new.web)
+        wanted = [("telnet", d) for d in new.telnet.listen]
+        wanted += [("web", d) for d in new.web.listen]
+        wanted += [("admin", d) for d in new.admin.listen]
+        started, stopped, failed = await self._listeners.change(wanted)
+        self.config = new
+        if restart:
+            self._log.warn(
+                "reload: {keys} changed but only take effect after a restart",
+                keys=", ".join(restart),
+            )
+        return ReloadResult(
+            True,
+            tuple(changed),
+            tuple(restart),
+            tuple(started),
+            tuple(stopped),
+            tuple(failed),
+        )
+
+
+class SignalService(Service):
+    """
+    Installs tchat's handlers for SIGTERM, SIGINT and SIGHUP once the
+    reactor runs (after twistd's own), and puts the previous ones back
+    when stopped.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor: Any, hub: ChatFactory, reload: Callable[[str], object]):
+        self._reactor = reactor
+        self._hub = hub
+        self._reload = reload
+        self._previous: dict[int, Any] = {}
+        self._stopping = False
+
+    def startService(self) -> None:
+        super().startService()
+        self._reactor.callWhenRunning(self._install)
+
+    def _install(self) -> None:
+        if not self.running:
+            return
+        for number in (signal.SIGTERM, signal.SIGINT):
+            self._previous[number] = signal.signal(number, self._on_stop)
+        self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
+
+    def stopService(self) -> None:
+        super().stopService()
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _on_stop(self, number: int, frame: FrameType | None) -> None:
+        self._reactor.callFromThread(self.stop_gracefully, signal.Signals(number).name)
+
+    def _on_hup(self, number: int, frame: FrameType | None) -> None:
+        self._reactor.callFromThread(self._reload, "SIGHUP")
+
+    def stop_gracefully(self, why: str) -> None:
+        """
+        Stop the reactor, so the services stop in order: the doors stop
+        accepting, users are told and closed, history is written.  Unlike
+        twistd's own handler, this leaves no signal for twistd to re-raise,
+        so the exit status is 0.
+
+        @param why: The signal's name, for the log.
+        """
+        if self._stopping:
+            self._log.info("{why} again: cutting the connections still open", why=why)
+            self._hub.cut_short()
+            return
+        self._stopping = True
+        self._log.info(
+            "{why}: stopping; {users} users are told and have up to {grace:g} s",
+            why=why,
+            users=self._hub.users,
+            grace=self._hub.config.shutdown_grace,
+        )
+        self._reactor.stop()
