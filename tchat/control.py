@@ -192,12 +192,21 @@ class Reloader:
         web: list[WebChatFactory],
         listeners: Listeners,
         reactor: Any,
+        in_thread: Callable[[Callable[[], Config]], Deferred[Config]] | None = None,
     ) -> None:
         """
         @param reread: Reads and checks the file (and applies command-line
             overrides) as at start; run in a thread.
         @param telnet: The telnet doors' factories; C{web}: the web doors'.
+        @param in_thread: Runs C{reread} off the reactor thread; the
+            reactor's thread pool by default.
         """
+        if in_thread is None:
+
+            def in_thread(f: Callable[[], Config]) -> Deferred[Config]:
+                return deferToThreadPool(reactor, reactor.getThreadPool(), f)
+
+        self._in_thread = in_thread
         self._reread = reread
         self.config = config
         self._hub = hub
@@ -219,9 +228,8 @@ class Reloader:
 
     async def _reload(self, why: str) -> ReloadResult:
         self._log.info("{why}: reloading {source}", why=why, source=self.config.source)
-        pool = self._reactor.getThreadPool()
         try:
-            new = await deferToThreadPool(self._reactor, pool, self._reread)
+            new = await self._in_thread(self._reread)
         except ConfigError as e:
             result = ReloadResult(False, error=str(e))
         except Exception as e:  # an unreadable file is refused too

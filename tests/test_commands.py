@@ -148,3 +148,57 @@ class DocumentedTests(SynchronousTestCase):
             # Markdown tables escape "|" as "\|".
             usage = spec.usage.replace("|", "\\|")
             self.assertIn(f"`{usage}`", readme, spec.name)
+
+
+class OperatorCommandTests(SynchronousTestCase):
+    """
+    The operator commands parse from typed lines, with clear errors.
+    """
+
+    def test_parsed(self) -> None:
+        """
+        Each operator command, with durations (s, m, h, d, w) told apart
+        from the reason that may follow them.
+        """
+        from tchat import commands as c
+
+        for line, expected in (
+            ("/oper alice pass with spaces", c.Oper("alice", "pass with spaces")),
+            ("/kick bob", c.Kick("bob", None)),
+            ("/kick bob go away", c.Kick("bob", "go away")),
+            ("/ban bob", c.Ban("bob", None, None)),
+            ("/ban bob 2h", c.Ban("bob", 7200, None)),
+            ("/ban bob 7D spam links", c.Ban("bob", 7 * 86400, "spam links")),
+            ("/ban 192.0.2.0/24 spam", c.Ban("192.0.2.0/24", None, "spam")),
+            ("/unban #3", c.Unban("#3")),
+            ("/bans", c.ListBans()),
+            ("/mute bob 30s", c.Mute("bob", 30)),
+            ("/mute bob", c.Mute("bob", None)),
+            ("/unmute bob", c.Unmute("bob")),
+            ("/announce back at noon", c.Announce("back at noon")),
+            ("/motd set Be kind | Really", c.SetMotd(("Be kind", "Really"))),
+            ("/motd", ShowMotd()),
+            ("/rehash", c.Rehash()),
+            ("/stats", c.ShowStats()),
+        ):
+            self.assertEqual(parse_line(line), expected, line)
+
+    def test_errors(self) -> None:
+        """
+        Wrong arguments say the usage.
+        """
+        for line, fragment in (
+            ("/oper alice", "usage: /oper NAME PASSWORD"),
+            ("/kick", "usage: /kick NICK [reason]"),
+            ("/ban", "usage: /ban NICK|MASK"),
+            ("/ban bob 0m", "more than 0"),
+            ("/ban bob 400d", "at most 366d"),
+            ("/mute bob 10m and more", "usage: /mute NICK [DURATION]"),
+            ("/unban", "usage: /unban"),
+            ("/announce", "usage: /announce text"),
+            ("/motd reset", "/motd set text"),
+            ("/stats now", "usage: /stats"),
+        ):
+            with self.assertRaises(CommandError) as caught:
+                parse_line(line)
+            self.assertIn(fragment, caught.exception.text, line)

@@ -230,6 +230,8 @@ class ShippedConfigTests(SynchronousTestCase):
         self.assertEqual(shipped.history, Config().history)
         self.assertEqual(shipped.onion, Config().onion)
         self.assertEqual(shipped.admin, Config().admin)
+        self.assertEqual(shipped.log, Config().log)
+        self.assertEqual(shipped.operators, Config().operators)
 
     def test_every_key_documented(self) -> None:
         """
@@ -269,3 +271,46 @@ class OverrideTests(SynchronousTestCase):
         No override keeps the file's value.
         """
         self.assertEqual(with_overrides(Config(), telnet_listen=None), Config())
+
+
+class OperationsConfigTests(SynchronousTestCase):
+    """
+    C{[server] shutdown_grace} and C{[log] format}.
+    """
+
+    def test_values(self) -> None:
+        """
+        Both are read, with their defaults otherwise.
+        """
+        config = config_from_string(
+            "[server]\nshutdown_grace = 1.5\n[log]\nformat = JSON\n"
+        )
+        self.assertEqual(config.server.shutdown_grace, 1.5)
+        self.assertEqual(config.log.format, "json")
+        self.assertEqual(Config().server.shutdown_grace, 5.0)
+        self.assertEqual(Config().log.format, "text")
+
+    def test_errors(self) -> None:
+        """
+        Out-of-range or unknown values name the key.
+        """
+        for text, fragment in (
+            (
+                "[server]\nshutdown_grace = 301\n",
+                "[server] shutdown_grace: must be between 0 and 300",
+            ),
+            ("[log]\nformat = xml\n", "[log] format: 'xml' is not text or json"),
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                config_from_string(text, "t.ini")
+            self.assertIn(fragment, str(caught.exception))
+
+    def test_shipped_operators_section(self) -> None:
+        """
+        The shipped C{tap.ini} documents C{[operators]} with the command
+        that makes a hash, and has no account in it.
+        """
+        text = SHIPPED.read_text()
+        self.assertIn("[operators]", text)
+        self.assertIn("python -m tchat.operators NAME", text)
+        self.assertEqual(load_config(SHIPPED).operators.accounts, ())

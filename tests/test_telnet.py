@@ -13,10 +13,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from tchat import events
 from tchat.config import ServerConfig
 from tchat.events import Renderings
 from tchat.hub import ChatFactory, User
-from tchat.telnet import TelnetFactory
+from tchat.telnet import TelnetFactory, encode
 
 IAC, DO, DONT, WILL, WONT = b"\xff", b"\xfd", b"\xfe", b"\xfb", b"\xfc"
 ECHO, TTYPE = b"\x01", b"\x18"
@@ -491,3 +492,41 @@ class DisconnectTests(TelnetTestCase):
             alice.lines(), [f"{self.stamp} *** bob (telnet) lost connection"]
         )
         self.assertEqual(self.hub.users, 1)
+
+
+class OperationsRenderTests(SynchronousTestCase):
+    """
+    What telnet users see of operators' notices, listings and a stop.
+    """
+
+    def test_notice(self) -> None:
+        """
+        A notice is a stamped C{***} line; an announcement says who made it.
+        """
+        ts = time.mktime((2026, 11, 21, 14, 3, 0, 0, 0, -1))
+        kick = events.Notice(ts, "kick", "alice", "alice kicked bob (web): spam")
+        self.assertEqual(
+            encode(kick, ()),
+            b"[14:03] *** alice kicked bob (web): spam\r\n",
+        )
+        said = events.Notice(ts, "announce", "alice", "back at noon")
+        self.assertEqual(
+            encode(said, ()), b"[14:03] *** Announcement from alice: back at noon\r\n"
+        )
+
+    def test_listing_and_shutdown(self) -> None:
+        """
+        A listing is a title and indented lines; a stop says what to do.
+        """
+        listing = events.Listing(
+            "bans", "1 bans in force", ("#1 address 192.0.2.1/32",)
+        )
+        self.assertEqual(
+            encode(listing, ()),
+            b"*** 1 bans in force:\r\n  #1 address 192.0.2.1/32\r\n",
+        )
+        self.assertTrue(
+            encode(events.Shutdown("the server is shutting down"), ()).startswith(
+                b"*** The server is going down (the server is shutting down)."
+            )
+        )

@@ -402,3 +402,44 @@ class EncodeTests(SynchronousTestCase):
             to_json(events.Error("nick-taken", "x is taken")),
             {"type": "error", "code": "nick-taken", "message": "x is taken"},
         )
+
+
+class OperationsEncodeTests(SynchronousTestCase):
+    """
+    What web clients get for operators' notices, listings and a stop.
+    """
+
+    def test_notice(self) -> None:
+        """
+        A notice is a C{system} frame with event C{notice}, its kind, who
+        made it, and readable text.
+        """
+        frame = to_json(events.Notice(5.0, "announce", "alice", "noon", None))
+        self.assertEqual(
+            frame,
+            {
+                "type": "system",
+                "event": "notice",
+                "message": "Announcement from alice: noon",
+                "kind": "announce",
+                "by": "alice",
+                "text": "noon",
+                "room": None,
+                "ts": 5.0,
+            },
+        )
+
+    def test_listing_and_shutdown(self) -> None:
+        """
+        A listing carries its lines and data; a stop is a C{shutdown}
+        system frame.
+        """
+        frame = to_json(
+            events.Listing("stats", "tchat stats", ("users: 1",), {"users": 1})
+        )
+        self.assertEqual(frame["event"], "stats")
+        self.assertEqual(frame["lines"], ["users: 1"])
+        self.assertEqual(frame["users"], 1)
+        self.assertEqual(frame["message"], "tchat stats\nusers: 1")
+        shutdown = to_json(events.Shutdown("the server is shutting down"))
+        self.assertEqual((shutdown["type"], shutdown["event"]), ("system", "shutdown"))

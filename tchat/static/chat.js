@@ -1362,9 +1362,8 @@
     }
     state.ws = ws;
     state.welcomed = false;
-    ws.addEventListener("open", () => {
-      if (state.ws === ws) setConnState("open", "connected");
-    });
+    // The page counts as connected once welcomed (onWelcome), not when the
+    // socket opens: a line typed in between would be refused.
     ws.addEventListener("message", (e) => {
       if (state.ws === ws && typeof e.data === "string") handleFrame(e.data);
     });
