@@ -92,10 +92,16 @@ class Listeners:
         root: MultiService,
         reactor: Any,
         factories: dict[str, IProtocolFactory],
+        daemon: bool = False,
     ) -> None:
+        """
+        @param daemon: Whether twistd is daemonising (see
+            L{ListenerService.daemon}).
+        """
         self._root = root
         self._reactor = reactor
         self._factories = factories
+        self._daemon = daemon
         self.services: dict[tuple[str, str], ListenerService] = {}
 
     def add(self, door: str, description: str, ready: Deferred[None] | None) -> None:
@@ -107,6 +113,7 @@ class Listeners:
         service = ListenerService(
             door, description, endpoint, self._factories[door], ready
         )
+        service.daemon = self._daemon
         service.setServiceParent(self._root)
         self.services[door, description] = service
 

@@ -113,6 +113,12 @@ def describe_address(address: object) -> str:
     return str(address)
 
 
+class StartupError(Exception):
+    """
+    tchat cannot start; the message says why.
+    """
+
+
 class ListenerService(StreamServerEndpointService):
     """
     One door on one endpoint.  Logs the real address once listening (so
@@ -127,6 +133,8 @@ class ListenerService(StreamServerEndpointService):
     _log = Logger()
     # Like strports.service: a listener that cannot listen stops start-up.
     _raiseSynchronously = True
+    daemon = False
+    """Whether twistd is daemonising, which changes how start-up fails."""
 
     def __init__(
         self,
@@ -159,10 +167,15 @@ class ListenerService(StreamServerEndpointService):
         try:
             super().privilegedStartService()
         except CannotListenError as e:
-            raise SystemExit(
+            message = (
                 f"tchat: the {self.door} door cannot listen on "
                 f"{self.description}: {e.socketError}"
-            ) from None
+            )
+            if self.daemon:
+                # A daemonising twistd reports an Exception to the waiting
+                # parent (which exits 1); SystemExit would leave it waiting.
+                raise StartupError(message) from None
+            raise SystemExit(message) from None
         assert self._waitingForPort is not None
         self._waitingForPort.addCallback(self._listening)
 

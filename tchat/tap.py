@@ -295,7 +295,9 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     # port.  It answers at once, so /healthz can say "starting".  Made even
     # when [admin] listen is none, so that a reload can turn it on.
     factories["admin"] = make_admin_site(hub, reactor, onion)  # type: ignore[arg-type]
-    listeners = Listeners(root, reactor, factories)
+    parent = getattr(options, "parent", None)
+    daemon = parent is not None and not parent.get("nodaemon", True)
+    listeners = Listeners(root, reactor, factories, daemon=daemon)
     for door, description in _listeners(config):
         listeners.add(door, description, None if door == "admin" else hub.when_ready())
     reloader = Reloader(options.reread, config, hub, telnets, webs, listeners, reactor)

@@ -23,7 +23,7 @@ from zope.interface import provider
 
 from tchat import tap
 from tchat.control import SignalService
-from tchat.endpoints import ListenerService, describe_address
+from tchat.endpoints import ListenerService, StartupError, describe_address
 from tchat.telnet import TelnetFactory
 
 
@@ -299,6 +299,24 @@ class MakeServiceTests(OptionsTestCase):
             str(caught.exception.code),
         )
         self.assertIn("Address already in use", str(caught.exception.code))
+
+    def test_cannot_listen_as_daemon(self) -> None:
+        """
+        Daemonising, the same failure is an ordinary exception, which twistd
+        reports to the waiting parent (it prints it and exits 1) instead of
+        leaving it waiting.
+        """
+        reactor = _RaisingReactorClock(
+            listenException=CannotListenError(
+                "127.0.0.1", 4444, OSError(98, "Address already in use")
+            )
+        )
+        options = self.parse()
+        options.parent = {"nodaemon": False}  # type: ignore[assignment]
+        service = tap.makeService(options, reactor)  # type: ignore[arg-type]
+        with self.assertRaises(StartupError) as caught:
+            service.privilegedStartService()
+        self.assertIn("the telnet door cannot listen", str(caught.exception))
 
     def test_service_type(self) -> None:
         """
