@@ -7,14 +7,19 @@ and let a Prometheus server or a load balancer's health check reach it.
 """
 
 import json
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
     ProcessCollector,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from twisted.internet.interfaces import IReactorTime
@@ -24,9 +29,8 @@ from twisted.web.server import Request, Site
 
 import tchat
 from tchat.hub import ChatFactory
+from tchat.metrics import DOORS, Histogram
 from tchat.onion import STATES
-
-DOORS = ("telnet", "web", "onion")
 
 
 class OnionStatus(Protocol):
@@ -67,7 +71,11 @@ class _Vitals:
 
 class _Collector(Collector):
     """
-    Turns L{_Vitals} into Prometheus metrics at scrape time.
+    Turns L{_Vitals} and the hub's L{Metrics} into Prometheus metrics at
+    scrape time.
+
+    It runs for every scrape, so it only reads counters the hub already
+    keeps: nothing here walks history or touches the disk.
     """
 
     def __init__(self, vitals: _Vitals) -> None:
@@ -78,21 +86,161 @@ class _Collector(Collector):
         @return: Every metric, read from the hub and onion door right now.
         """
         v = self._vitals
-        users = GaugeMetricFamily(
-            "tchat_users", "Users connected, by door.", labels=["door"]
+        hub = v.hub
+        open_by_door = hub.users_by_door()
+        yield _labelled(
+            GaugeMetricFamily(
+                "tchat_users", "Users connected, by door.", labels=["door"]
+            ),
+            open_by_door,
+            DOORS,
         )
-        counts = v.hub.users_by_door()
-        for door in DOORS:
-            users.add_metric([door], counts.get(door, 0))
-        yield users
-        yield GaugeMetricFamily("tchat_rooms", "Rooms that exist.", v.hub.rooms)
+        yield GaugeMetricFamily("tchat_rooms", "Rooms that exist.", hub.rooms)
         yield GaugeMetricFamily(
             "tchat_uptime_seconds", "Seconds since the hub started.", v.uptime()
         )
         yield GaugeMetricFamily(
-            "tchat_ready", "1 once the hub has loaded its history.", int(v.hub.ready)
+            "tchat_ready", "1 once the hub has loaded its history.", int(hub.ready)
         )
-        onion = v.onion_status()
+        yield from self._traffic(open_by_door)
+        yield from self._history()
+        yield from self._control()
+        yield from self._onion()
+
+    def _traffic(self, open_by_door: dict[str, int]) -> Iterator[Metric]:
+        """
+        @param open_by_door: Users connected now, by door.
+        @return: Connections, messages and fan-out.
+        """
+        m = self._vitals.hub.metrics
+        yield _labelled(
+            GaugeMetricFamily(
+                "tchat_connections_open",
+                "Chat connections open now, by door: one per connected user.",
+                labels=["door"],
+            ),
+            open_by_door,
+            DOORS,
+        )
+        yield _labelled(
+            CounterMetricFamily(
+                "tchat_connections",
+                "Chat connections accepted since the server started, by door.",
+                labels=["door"],
+            ),
+            m.connections,
+            DOORS,
+        )
+        yield _labelled(
+            CounterMetricFamily(
+                "tchat_messages_received",
+                "Room and private messages users sent, by the sender's door.",
+                labels=["door"],
+            ),
+            m.received,
+            DOORS,
+        )
+        yield _labelled(
+            CounterMetricFamily(
+                "tchat_messages_delivered",
+                "Room and private messages handed to recipients, by the "
+                "recipient's door.",
+                labels=["door"],
+            ),
+            m.delivered,
+            DOORS,
+        )
+        yield _histogram(
+            "tchat_fanout_seconds",
+            "Seconds from the hub receiving a room message to writing it to "
+            "its last recipient's transport.",
+            m.fanout,
+        )
+        yield _labelled(
+            CounterMetricFamily(
+                "tchat_dropped",
+                "Input refused and thrown away, by reason (such as muted, "
+                "banned or oper-failed).",
+                labels=["reason"],
+            ),
+            m.dropped,
+        )
+        yield _labelled(
+            CounterMetricFamily(
+                "tchat_rate_limited",
+                "Requests refused by a rate limit, by reason (such as oper or "
+                "oper-busy).",
+                labels=["reason"],
+            ),
+            m.rate_limited,
+        )
+        yield CounterMetricFamily(
+            "tchat_slow_consumer_disconnects",
+            "Clients disconnected for not reading what they were sent.",
+            m.slow_consumer_disconnects,
+        )
+
+    def _history(self) -> Iterator[Metric]:
+        """
+        @return: How the history store keeps up.
+        """
+        hub = self._vitals.hub
+        yield _histogram(
+            "tchat_history_write_seconds",
+            "Seconds each batch of history writes took to commit.",
+            hub.metrics.history_write,
+        )
+        yield GaugeMetricFamily(
+            "tchat_history_queue_depth",
+            "History writes queued or being committed now.",
+            hub.store.queued,
+        )
+
+    def _control(self) -> Iterator[Metric]:
+        """
+        @return: Reloads, operator actions and bans.
+        """
+        hub = self._vitals.hub
+        m = hub.metrics
+        yield _labelled(
+            CounterMetricFamily(
+                "tchat_reloads",
+                "Configuration reloads since the server started, by result.",
+                labels=["result"],
+            ),
+            m.reloads,
+            ("ok", "failed"),
+        )
+        # Before the first reload there is no success to report, and a 0
+        # would page someone for a failure that never happened.
+        if m.last_reload is not None:
+            yield GaugeMetricFamily(
+                "tchat_last_reload_success",
+                "1 if the last configuration reload succeeded, 0 if it "
+                "failed; absent until the first reload.",
+                int(bool(m.last_reload_ok)),
+            )
+            yield GaugeMetricFamily(
+                "tchat_last_reload_timestamp_seconds",
+                "When the last configuration reload was tried, in seconds "
+                "since the epoch; absent until the first reload.",
+                m.last_reload,
+            )
+        yield _labelled(
+            CounterMetricFamily(
+                "tchat_operator_actions",
+                "Operator commands carried out, by command.",
+                labels=["action"],
+            ),
+            m.operator_actions,
+        )
+        yield GaugeMetricFamily("tchat_bans", "Bans in force now.", hub.bans)
+
+    def _onion(self) -> Iterator[Metric]:
+        """
+        @return: The onion service's state, when there is an onion door.
+        """
+        onion = self._vitals.onion_status()
         if onion is None:
             return
         state, test = onion["state"], onion["self_test"]
@@ -144,6 +292,34 @@ class _Collector(Collector):
             "Times failed self-tests had the onion service published again.",
             onion["republished"],
         )
+
+
+_Family = TypeVar("_Family", GaugeMetricFamily, CounterMetricFamily)
+
+
+def _labelled(
+    family: _Family, values: Mapping[str, float], always: Iterable[str] = ()
+) -> _Family:
+    """
+    Add one sample per label value to a family with one label.
+
+    @param values: The samples, by label value.
+    @param always: Label values to export even when missing from C{values}
+        (as 0), so that dashboards show a line for each; first, in order.
+    @return: C{family}.
+    """
+    for key in dict.fromkeys((*always, *values)):
+        family.add_metric([key], values.get(key, 0))
+    return family
+
+
+def _histogram(name: str, documentation: str, histogram: Histogram) -> Metric:
+    """
+    @return: C{histogram} as a Prometheus histogram called C{name}.
+    """
+    return HistogramMetricFamily(
+        name, documentation, buckets=histogram.cumulative(), sum_value=histogram.sum
+    )
 
 
 class _Tree(Resource):
@@ -202,8 +378,9 @@ class _Index(_Page):
         return (
             b"tchat admin\n"
             b"/healthz  health check: 200 when serving, 503 otherwise\n"
-            b"/stats    users, rooms and onion status as JSON\n"
-            b"/metrics  Prometheus metrics\n"
+            b"/stats    users, rooms, traffic, history, reloads and onion "
+            b"status as JSON\n"
+            b"/metrics  the same and more (latency, process) for Prometheus\n"
         )
 
 
@@ -244,20 +421,22 @@ class _Health(_JSONPage):
 
 class _Stats(_JSONPage):
     """
-    C{/stats}: counts and the onion door's status, for people.
+    C{/stats}: what operators see with C{/stats} in the chat, the version,
+    and the onion door's status (C{null} without one), for people and
+    scripts.
     """
 
     def page(self, request: Request) -> bytes:
-        hub = self._vitals.hub
+        vitals = self._vitals
+        stats = vitals.hub.stats(full=True)
+        # Name and version first, for whoever reads it by eye.
         return _json(
             {
-                "server": hub.config.name,
+                "server": stats.pop("server"),
                 "version": tchat.__version__,
-                "uptime_seconds": self._vitals.uptime(),
-                "users": hub.users,
-                "users_by_door": hub.users_by_door(),
-                "rooms": hub.rooms,
-                "onion": self._vitals.onion_status(),
+                **stats,
+                "uptime_seconds": vitals.uptime(),
+                "onion": vitals.onion_status(),
             }
         )
 

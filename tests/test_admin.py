@@ -11,7 +11,9 @@ import os
 import random
 from typing import Any
 
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -23,9 +25,65 @@ from zope.interface import provider
 
 import tchat
 from tchat.admin import make_admin_site
-from tchat.config import ServerConfig
-from tchat.hub import ChatFactory
+from tchat.commands import Ban, Msg, Mute, Oper, Say
+from tchat.config import HistoryConfig, OperatorsConfig, ServerConfig
+from tchat.history import MemoryStore
+from tchat.hub import OPER_FAILURES, ChatFactory
+from tchat.metrics import FANOUT_BUCKETS
 from tests.support import QuietParticipant
+
+PASSWORD = "right"
+
+
+def _verify(password: str, encoded: str | None) -> Deferred[bool]:
+    """
+    A password check without the hashing, so the tests stay fast.
+    """
+    return succeed(encoded == "stored" and password == PASSWORD)
+
+
+class _BusyStore(MemoryStore):
+    """
+    History with writes waiting, as an SQLite store has under load.
+    """
+
+    queued = 7
+
+
+class Scrape:
+    """
+    One C{/metrics} answer as Prometheus parses it.
+
+    @ivar families: The metric families, by name (a counter's without its
+        C{_total}).
+    """
+
+    def __init__(self, text: str) -> None:
+        self.families: dict[str, Metric] = {
+            family.name: family for family in text_string_to_metric_families(text)
+        }
+        self._values = {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in self.families.values()
+            for sample in family.samples
+        }
+
+    def value(self, name: str, **labels: str) -> float:
+        """
+        @return: The value of the sample C{name} with exactly C{labels}.
+        @raise KeyError: If there is no such sample.
+        """
+        return self._values[(name, frozenset(labels.items()))]
+
+    def by_label(self, name: str, label: str) -> dict[str, float]:
+        """
+        @return: The values of the samples C{name}, by their C{label}.
+        """
+        return {
+            dict(labels)[label]: value
+            for (sample, labels), value in self._values.items()
+            if sample == name
+        }
 
 
 class _Onion:
@@ -96,7 +154,11 @@ class AdminTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.hub = ChatFactory(
-            ServerConfig(name="testchat"), self.clock, random.Random(1)
+            ServerConfig(name="testchat"),
+            self.clock,
+            random.Random(1),
+            operators=OperatorsConfig((("root", "stored"),)),
+            verify=_verify,
         )
         self.successResultOf(self.hub.start())
         self.users = [
@@ -122,6 +184,12 @@ class AdminTestCase(SynchronousTestCase):
             headers[b"content-type"], b"text/plain; version=0.0.4; charset=utf-8"
         )
         return body.decode("utf-8")
+
+    def scrape(self, site: Site) -> Scrape:
+        """
+        @return: C{/metrics}, parsed.
+        """
+        return Scrape(self.metrics(site))
 
 
 class HealthTests(AdminTestCase):
@@ -193,13 +261,19 @@ class StatsTests(AdminTestCase):
 
     def test_contents(self) -> None:
         """
-        Stats name the server and version and count users by door and rooms;
-        uptime follows the clock; without an onion door, onion is null.
+        Stats name the server and version, count users by door and rooms,
+        and carry the hub's full statistics (what operators see with
+        C{/stats}); uptime follows the clock; without an onion door, onion
+        is null.
         """
         site = make_admin_site(self.hub, self.clock)
         self.clock.advance(90)
         code, stats = self.get_json(site, b"/stats")
         self.assertEqual(code, 200)
+        rss = stats.pop("rss_bytes")
+        self.assertIsInstance(rss, int)
+        if os.path.exists("/proc/self/statm"):
+            self.assertGreater(rss, 0)
         self.assertEqual(
             stats,
             {
@@ -209,11 +283,43 @@ class StatsTests(AdminTestCase):
                 "users": 4,
                 "users_by_door": {"telnet": 2, "web": 1, "onion": 1},
                 "rooms": 1,
+                "messages_per_minute": {"1m": 0.0, "15m": 0.0},
+                "connections_total": {"telnet": 2, "web": 1, "onion": 1},
+                "messages_received": {"telnet": 0, "web": 0, "onion": 0},
+                "messages_delivered": {"telnet": 0, "web": 0, "onion": 0},
+                "operators_online": 0,
+                "bans": 0,
+                "muted": 0,
+                "history_queue": 0,
+                "dropped": {},
+                "rate_limited": {},
+                "reloads": {"ok": 0, "failed": 0},
+                "last_reload_ok": None,
                 "onion": None,
             },
         )
+        self.assertEqual(list(stats)[:2], ["server", "version"])
         self.clock.advance(10)
         self.assertEqual(self.get_json(site, b"/stats")[1]["uptime_seconds"], 100.0)
+
+    def test_traffic(self) -> None:
+        """
+        Messages show up in the stats as they happen: received by the
+        sender's door, delivered by each recipient's, and in the rate.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        self.hub.execute(self.users[2], Say("hi"))
+        self.hub.metrics.reloaded(self.clock.seconds(), False)
+        stats = self.get_json(site, b"/stats")[1]
+        self.assertEqual(
+            stats["messages_received"], {"telnet": 0, "web": 1, "onion": 0}
+        )
+        self.assertEqual(
+            stats["messages_delivered"], {"telnet": 2, "web": 1, "onion": 1}
+        )
+        self.assertEqual(stats["messages_per_minute"]["1m"], 1.0)
+        self.assertEqual(stats["reloads"], {"ok": 0, "failed": 1})
+        self.assertIs(stats["last_reload_ok"], False)
 
     def test_onion(self) -> None:
         """
@@ -315,16 +421,43 @@ class MetricsTests(AdminTestCase):
 
     def test_parses(self) -> None:
         """
-        The whole exposition parses as Prometheus text, process metrics
-        included where the platform has them.
+        The whole exposition parses as Prometheus text, with every family
+        of the chat under its documented name and type, and process CPU
+        and memory where the platform has them.
         """
-        text = self.metrics(make_admin_site(self.hub, self.clock, _Onion()))
-        names = {family.name for family in text_string_to_metric_families(text)}
-        self.assertIn("tchat_users", names)
-        self.assertIn("tchat_onion_self_tests", names)
+        self.hub.metrics.reloaded(self.clock.seconds(), True)
+        scrape = self.scrape(make_admin_site(self.hub, self.clock, _Onion()))
+        types = {name: family.type for name, family in scrape.families.items()}
+        expected = {
+            "tchat_users": "gauge",
+            "tchat_rooms": "gauge",
+            "tchat_uptime_seconds": "gauge",
+            "tchat_ready": "gauge",
+            "tchat_connections_open": "gauge",
+            "tchat_connections": "counter",
+            "tchat_messages_received": "counter",
+            "tchat_messages_delivered": "counter",
+            "tchat_fanout_seconds": "histogram",
+            "tchat_dropped": "counter",
+            "tchat_rate_limited": "counter",
+            "tchat_slow_consumer_disconnects": "counter",
+            "tchat_history_write_seconds": "histogram",
+            "tchat_history_queue_depth": "gauge",
+            "tchat_reloads": "counter",
+            "tchat_last_reload_success": "gauge",
+            "tchat_last_reload_timestamp_seconds": "gauge",
+            "tchat_operator_actions": "counter",
+            "tchat_bans": "gauge",
+            "tchat_onion_up": "gauge",
+            "tchat_onion_self_tests": "counter",
+        }
+        self.assertEqual({name: types.get(name) for name in expected}, expected)
+        for name in expected:
+            documentation = scrape.families[name].documentation
+            self.assertTrue(documentation.endswith("."), name)
         if os.path.exists("/proc/self/stat"):
-            self.assertIn("process_resident_memory_bytes", names)
-            self.assertIn("process_cpu_seconds", names)
+            self.assertGreater(scrape.value("process_resident_memory_bytes"), 0)
+            self.assertGreaterEqual(scrape.value("process_cpu_seconds_total"), 0)
 
     def test_sites_independent(self) -> None:
         """
@@ -335,6 +468,225 @@ class MetricsTests(AdminTestCase):
         second = make_admin_site(ChatFactory(ServerConfig(), self.clock), self.clock)
         self.assertIn('tchat_users{door="web"} 1.0\n', self.metrics(first))
         self.assertIn('tchat_users{door="web"} 0.0\n', self.metrics(second))
+
+
+class TrafficMetricsTests(AdminTestCase):
+    """
+    Connections and messages in C{/metrics}, as an operator watching
+    Prometheus sees the chat's load.
+    """
+
+    def test_connections(self) -> None:
+        """
+        Open connections go down when someone leaves, while the total
+        accepted per door only grows; every door has a series.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        self.hub.disconnect(self.users[0], "test")
+        self.hub.connect(QuietParticipant("web"))
+        scrape = self.scrape(site)
+        self.assertEqual(
+            scrape.by_label("tchat_connections_open", "door"),
+            {"telnet": 1.0, "web": 2.0, "onion": 1.0},
+        )
+        self.assertEqual(
+            scrape.by_label("tchat_connections_total", "door"),
+            {"telnet": 2.0, "web": 2.0, "onion": 1.0},
+        )
+
+    def test_messages(self) -> None:
+        """
+        A message counts once as received, by the sender's door, and once
+        per copy written as delivered, by each recipient's door: for a room
+        message one per member, for a private message the recipient's and
+        the sender's own copy.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        before = self.scrape(site)
+        self.assertEqual(
+            before.by_label("tchat_messages_received_total", "door"),
+            {"telnet": 0.0, "web": 0.0, "onion": 0.0},
+        )
+        telnet, _, web, onion = self.users
+        self.hub.execute(telnet, Say("hi"))
+        self.hub.execute(onion, Msg(web.nick, "psst"))
+        scrape = self.scrape(site)
+        self.assertEqual(
+            scrape.by_label("tchat_messages_received_total", "door"),
+            {"telnet": 1.0, "web": 0.0, "onion": 1.0},
+        )
+        self.assertEqual(
+            scrape.by_label("tchat_messages_delivered_total", "door"),
+            {"telnet": 2.0, "web": 2.0, "onion": 2.0},
+        )
+
+    def test_fanout(self) -> None:
+        """
+        Each room message delivered is one fan-out observation, in
+        cumulative buckets with the hub's bounds; private messages are not
+        fanned out.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        self.assertEqual(self.scrape(site).value("tchat_fanout_seconds_count"), 0)
+        self.hub.execute(self.users[0], Say("one"))
+        self.hub.execute(self.users[2], Say("two"))
+        self.hub.execute(self.users[3], Msg(self.users[2].nick, "psst"))
+        scrape = self.scrape(site)
+        self.assertEqual(scrape.value("tchat_fanout_seconds_count"), 2)
+        total = scrape.value("tchat_fanout_seconds_sum")
+        self.assertTrue(0 <= total < 2, total)
+        buckets = scrape.by_label("tchat_fanout_seconds_bucket", "le")
+        self.assertEqual(
+            list(buckets), [repr(bound) for bound in FANOUT_BUCKETS] + ["+Inf"]
+        )
+        counts = list(buckets.values())
+        self.assertEqual(counts, sorted(counts))
+        self.assertEqual(counts[-1], 2)
+
+    def test_slow_consumers(self) -> None:
+        """
+        Clients cut off for not reading are counted.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        self.assertEqual(
+            self.scrape(site).value("tchat_slow_consumer_disconnects_total"), 0
+        )
+        self.hub.metrics.slow_consumer_disconnects += 1
+        self.assertEqual(
+            self.scrape(site).value("tchat_slow_consumer_disconnects_total"), 1
+        )
+
+
+class HistoryMetricsTests(AdminTestCase):
+    """
+    How the history store keeps up, in C{/metrics}.
+    """
+
+    def test_write_latency(self) -> None:
+        """
+        Each batch the store commits is one observation of
+        C{tchat_history_write_seconds}, in the right bucket.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        self.assertEqual(
+            self.scrape(site).value("tchat_history_write_seconds_count"), 0
+        )
+        observe = self.hub.store.observe_write
+        assert observe is not None
+        observe(0.003)
+        scrape = self.scrape(site)
+        self.assertEqual(scrape.value("tchat_history_write_seconds_count"), 1)
+        self.assertEqual(scrape.value("tchat_history_write_seconds_sum"), 0.003)
+        self.assertEqual(
+            scrape.value("tchat_history_write_seconds_bucket", le="0.0025"), 0
+        )
+        self.assertEqual(
+            scrape.value("tchat_history_write_seconds_bucket", le="0.005"), 1
+        )
+
+    def test_queue_depth(self) -> None:
+        """
+        The store's queue of writes not yet committed is a gauge: 0 for an
+        idle store, and what the store says when writes are waiting.
+        """
+        idle = self.scrape(make_admin_site(self.hub, self.clock))
+        self.assertEqual(idle.value("tchat_history_queue_depth"), 0)
+        busy = ChatFactory(
+            ServerConfig(), self.clock, store=_BusyStore(HistoryConfig())
+        )
+        scrape = self.scrape(make_admin_site(busy, self.clock))
+        self.assertEqual(scrape.value("tchat_history_queue_depth"), 7)
+
+
+class ControlMetricsTests(AdminTestCase):
+    """
+    Reloads, refusals and operators' actions in C{/metrics}.
+    """
+
+    def test_reloads(self) -> None:
+        """
+        Before any reload there is no last-reload success or time (rather
+        than a 0 that would look like a failure); after one, a failed
+        reload shows 0 and its time, and a later good one 1.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        scrape = self.scrape(site)
+        self.assertEqual(
+            scrape.by_label("tchat_reloads_total", "result"),
+            {"ok": 0.0, "failed": 0.0},
+        )
+        self.assertNotIn("tchat_last_reload_success", scrape.families)
+        self.assertNotIn("tchat_last_reload_timestamp_seconds", scrape.families)
+
+        failed_at = self.clock.seconds()
+        self.hub.metrics.reloaded(failed_at, False)
+        scrape = self.scrape(site)
+        self.assertEqual(scrape.value("tchat_last_reload_success"), 0)
+        self.assertEqual(scrape.value("tchat_last_reload_timestamp_seconds"), failed_at)
+        self.assertEqual(scrape.value("tchat_reloads_total", result="failed"), 1)
+
+        self.clock.advance(60)
+        self.hub.metrics.reloaded(self.clock.seconds(), True)
+        scrape = self.scrape(site)
+        self.assertEqual(scrape.value("tchat_last_reload_success"), 1)
+        self.assertEqual(
+            scrape.value("tchat_last_reload_timestamp_seconds"), failed_at + 60
+        )
+        self.assertEqual(
+            scrape.by_label("tchat_reloads_total", "result"),
+            {"ok": 1.0, "failed": 1.0},
+        )
+
+    def test_oper_guessing(self) -> None:
+        """
+        Someone guessing operator passwords shows up: each wrong password
+        as a drop for oper-failed, and attempts past the limit as rate
+        limited for oper.  Nothing is reported under a reason that has not
+        happened.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        scrape = self.scrape(site)
+        self.assertEqual(scrape.by_label("tchat_dropped_total", "reason"), {})
+        self.assertEqual(scrape.by_label("tchat_rate_limited_total", "reason"), {})
+        guesser = self.hub.connect(QuietParticipant("telnet", "192.0.2.7"))
+        for _ in range(OPER_FAILURES + 2):
+            self.hub.execute(guesser, Oper("root", "guess"))
+        scrape = self.scrape(site)
+        self.assertEqual(
+            scrape.by_label("tchat_dropped_total", "reason"),
+            {"oper-failed": OPER_FAILURES},
+        )
+        self.assertEqual(
+            scrape.by_label("tchat_rate_limited_total", "reason"), {"oper": 2}
+        )
+
+    def test_moderation(self) -> None:
+        """
+        An operator's mutes and bans are counted by action; the muted
+        user's message is counted as dropped (and not as received); the
+        bans in force are a gauge (an onion user's ban is two: session and
+        nick); a banned address coming back is counted as dropped.
+        """
+        site = make_admin_site(self.hub, self.clock)
+        oper, _, web, onion = self.users
+        self.hub.execute(oper, Oper("root", PASSWORD))
+        self.assertEqual(self.scrape(site).value("tchat_bans"), 0)
+        self.hub.execute(oper, Mute(web.nick, None))
+        self.hub.execute(web, Say("let me speak"))
+        self.hub.execute(oper, Ban(onion.nick, None, None))
+        self.hub.execute(oper, Ban("ip:192.0.2.0/24", 3600, None))
+        self.hub.connect(QuietParticipant("telnet", "192.0.2.9"))
+        scrape = self.scrape(site)
+        self.assertEqual(
+            scrape.by_label("tchat_operator_actions_total", "action"),
+            {"mute": 1.0, "ban": 2.0},
+        )
+        self.assertEqual(
+            scrape.by_label("tchat_dropped_total", "reason"),
+            {"muted": 1.0, "banned": 1.0},
+        )
+        self.assertEqual(scrape.value("tchat_messages_received_total", door="web"), 0)
+        self.assertEqual(scrape.value("tchat_bans"), 3)
 
 
 class SiteTests(AdminTestCase):
