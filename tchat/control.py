@@ -17,11 +17,17 @@ from types import FrameType
 from typing import Any
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredLock, gatherResults
+from twisted.internet.defer import (
+    Deferred,
+    DeferredLock,
+    gatherResults,
+    maybeDeferred,
+)
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from tchat.config import Config, ConfigError
 from tchat.endpoints import ListenerService, with_backlog
@@ -87,6 +93,8 @@ class Listeners:
     can add and remove them.
     """
 
+    _log = Logger()
+
     def __init__(
         self,
         root: MultiService,
@@ -128,23 +136,26 @@ class Listeners:
             reason) that could not start) once the new ones are listening.
         """
         stopped = []
+        stopping = []
         for key in list(self.services):
             if key not in wanted:
-                service = self.services.pop(key)
-                service.disownServiceParent()
+                stopping.append(self._stop(self.services.pop(key)))
                 stopped.append(key[1])
-        attempts = []
-        for door, description in wanted:
-            if (door, description) in self.services:
-                continue
-            endpoint = serverFromString(self._reactor, with_backlog(description))
-            service = ListenerService(
-                door, description, endpoint, self._factories[door]
-            )
-            service.failed = Deferred()
-            self.services[door, description] = service
-            service.setServiceParent(self._root)
-            attempts.append(self._outcome(door, description, service))
+
+        def start(_: object) -> Deferred[list[tuple[str, str | None]]]:
+            attempts = []
+            for door, description in wanted:
+                if (door, description) in self.services:
+                    continue
+                endpoint = serverFromString(self._reactor, with_backlog(description))
+                service = ListenerService(
+                    door, description, endpoint, self._factories[door]
+                )
+                service.failed = Deferred()
+                self.services[door, description] = service
+                service.setServiceParent(self._root)
+                attempts.append(self._outcome(door, description, service))
+            return gatherResults(attempts)
 
         def sort(
             outcomes: list[tuple[str, str | None]],
@@ -153,7 +164,29 @@ class Listeners:
             failed = [(d, why) for d, why in outcomes if why is not None]
             return started, stopped, failed
 
-        return gatherResults(attempts).addCallback(sort)
+        # Only once the old ports are closed: a new endpoint may be an old
+        # port written another way (an added option, another interface
+        # spelling), which cannot be listened on while the old one is open.
+        # It also makes "stopped listening" true when the reload says so.
+        return gatherResults(stopping).addCallback(start).addCallback(sort)
+
+    def _stop(self, service: ListenerService) -> Deferred[object]:
+        """
+        Stop one listener.
+
+        @return: Fires once its port is closed (or failed to close, which
+            is logged).
+        """
+
+        def failed(why: Failure) -> None:
+            self._log.failure(
+                "stopping the {door} door on {description}",
+                why,
+                door=service.door,
+                description=service.description,
+            )
+
+        return maybeDeferred(service.disownServiceParent).addErrback(failed)
 
     def _outcome(
         self, door: str, description: str, service: ListenerService
@@ -322,8 +355,15 @@ class SignalService(Service):
 
     def stopService(self) -> None:
         super().stopService()
+        # This service stops first, while the stop it started is still
+        # telling users and waiting for them: keep handling SIGTERM and
+        # SIGINT then, so a second one cuts the connections left.  The
+        # previous handler would only try to stop the stopping reactor
+        # again (ReactorNotRunning) and make twistd exit with 143.
+        keep = (signal.SIGTERM, signal.SIGINT) if self._stopping else ()
         for number, handler in self._previous.items():
-            signal.signal(number, handler)
+            if number not in keep:
+                signal.signal(number, handler)
         self._previous.clear()
 
     def _on_stop(self, number: int, frame: FrameType | None) -> None:

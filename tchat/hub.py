@@ -266,6 +266,7 @@ class ChatFactory:
         self._verify: Verifier = verify if verify is not None else _verify_in_thread
         self.metrics = metrics if metrics is not None else Metrics()
         self._bans: dict[int, BanRecord] = {}
+        self._last_ban = 0
         self._muted: dict[str, float] = {}
         self._oper_failures: dict[str, deque[float]] = {}
         self._verifying = 0
@@ -382,7 +383,12 @@ class ChatFactory:
         )
         self._fan_out(users, events.Shutdown("the server is shutting down"))
         for user in users:
-            user.participant.close("server shutting down", "going-away")
+            try:
+                user.participant.close("server shutting down", "going-away")
+            except Exception:
+                # One door's failure must not keep history from being
+                # written: that user is cut when the grace period ends.
+                self._log.failure("closing {nick}'s connection", nick=user.nick)
         drained: Deferred[None] = Deferred()
         self._drained = drained
         if not self._users:
@@ -1432,8 +1438,11 @@ class ChatFactory:
         expires = now + duration if duration is not None else None
         made = []
         for kind, pattern in wanted:
+            # Never the number of a ban lifted since start: "/unban 3" must
+            # not lift another ban than the one the operator saw as #3.
+            self._last_ban = max(self._last_ban, *self._bans, 0) + 1
             ban = BanRecord(
-                max(self._bans, default=0) + 1,
+                self._last_ban,
                 kind,
                 pattern,
                 reason or "",

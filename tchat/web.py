@@ -17,6 +17,7 @@ from autobahn.twisted.websocket import (
     WebSocketServerFactory,
     WebSocketServerProtocol,
 )
+from autobahn.util import encode_truncate
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
@@ -201,8 +202,12 @@ class WebChatProtocol(WebSocketServerProtocol):
 
     def close(self, reason: str, why: str = "normal") -> None:
         code = _CLOSE_CODES.get(why, 1000)
-        # A close reason must fit a control frame (123 bytes).
-        self.sendClose(code, "going away" if code == 1001 else reason[:100])
+        text = "going away" if code == 1001 else reason[:100]
+        # Autobahn's sendClose only takes the codes an application may pick
+        # (1000, 3000-4999) and raises for 1001 and 1008, which are the
+        # protocol's own; send the frame as Autobahn does for its own
+        # closes.  A close reason must fit a control frame (123 bytes).
+        self.sendCloseFrame(code, encode_truncate(text, 123), isReply=False)
 
     def abort(self) -> None:
         self.dropConnection(abort=True)

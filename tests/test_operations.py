@@ -677,3 +677,33 @@ class ReconfigureTests(OperatorTestCase):
             (welcome.server, welcome.motd, welcome.room), ("Hub", ("new",), "#main")
         )
         self.assertEqual(self.hub.history.replay, 5)
+
+
+class RobustnessTests(OperatorTestCase):
+    def test_ban_numbers_not_reused(self) -> None:
+        """
+        A new ban never takes the number of one lifted meanwhile, so
+        C{/unban N} lifts the ban the operator saw as #N.
+        """
+        _, alice = self.oper()
+        self.hub.execute(alice, Ban("192.0.2.1", None, None))
+        self.hub.execute(alice, Unban("1"))
+        self.hub.execute(alice, Ban("192.0.2.2", None, None))
+        self.assertEqual(list(self.hub._bans), [2])
+
+    def test_failing_close_does_not_stop_the_stop(self) -> None:
+        """
+        A door that fails to close one user does not keep history from
+        being written: that user is cut when the grace period ends.
+        """
+        broken, _ = self.connect("bob")
+
+        def close(reason: str, why: str = "normal") -> None:
+            raise RuntimeError("door broken")
+
+        broken.close = close  # type: ignore[method-assign]
+        stopping = self.hub.stop(grace=1)
+        self.clock.advance(1)
+        self.successResultOf(stopping)
+        self.assertTrue(broken.aborted)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

@@ -321,6 +321,28 @@ class ClosingTests(WebTestCase):
         self.assertEqual(alice.closed and alice.closed[1], 1000)
         self.assertEqual(bob.take()[-1]["message"], "alice (web) quit (lunch)")
 
+    def test_server_stop_goes_away(self) -> None:
+        """
+        When the server stops, the page is told (a C{shutdown} system
+        message) and its socket closes with 1001 "going away".
+        """
+        (alice,) = self.people("alice")
+        stopping = self.hub.stop(grace=5)
+        self.flush()
+        self.assertEqual(alice.take()[-1]["event"], "shutdown")
+        self.assertEqual(alice.closed, (True, 1001, "going away"))
+        self.successResultOf(stopping)
+
+    def test_sent_off_by_policy(self) -> None:
+        """
+        A user an operator sends off is closed with 1008 and the reason.
+        """
+        bob, server, _ = self.connect(nick="bob")
+        server.close("kicked", "policy")
+        self.flush()
+        self.assertEqual(bob.closed, (True, 1008, "kicked"))
+        self.assertEqual(self.hub.users, 0)
+
     def test_oversized_message(self) -> None:
         """
         A message over C{max_message} closes with 1009; others carry on.

@@ -17,7 +17,6 @@ import functools
 import json
 import os
 import re
-import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -502,6 +501,20 @@ WELCOME = re.compile(
 (the same code twice)."""
 
 
+def _endpoint(port: int, bind: str | None) -> TCP4ClientEndpoint:
+    """
+    A client endpoint to a test server's C{port} on 127.0.0.1, from the
+    loopback address C{bind} (another one of 127.0.0.0/8) if given.
+    """
+    return TCP4ClientEndpoint(
+        global_reactor(),
+        LOOPBACK,
+        port,
+        timeout=5,
+        bindAddress=None if bind is None else (bind, 0),
+    )
+
+
 async def connect(
     testcase: TestCase,
     port: int,
@@ -509,6 +522,7 @@ async def connect(
     *,
     welcome: bool = True,
     colours: bool = False,
+    bind: str | None = None,
 ) -> ChatClient:
     """
     Connect a L{ChatClient} to a test server; closed again in cleanup.
@@ -522,13 +536,15 @@ async def connect(
     @param colours: Leave colours on; by default C{/color off} is sent (and
         confirmed) so lines compare as plain text.  With colours on, the
         replay of #lobby's recent messages (if any) is left unread.
+    @param bind: Connect from this loopback address (all of 127.0.0.0/8
+        is local), so that the server sees a client address other than
+        127.0.0.1; the system's choice by default.
     @return: The connected client; without C{colours}, the replay of
         #lobby's recent messages that followed the join notice is in its
         L{ChatClient.replay}.
     """
     client = ChatClient(name)
-    endpoint = TCP4ClientEndpoint(global_reactor(), LOOPBACK, port, timeout=5)
-    await connectProtocol(endpoint, client)
+    await connectProtocol(_endpoint(port, bind), client)
     testcase.addCleanup(lambda: ensureDeferred(client.close()))
     if welcome:
         match = await client.wait_for(WELCOME)
@@ -760,7 +776,7 @@ class TchatServer:
             f.write(log)
         if not self.process.has_ended:
             raise FailTest(f"the server did not end after SIGKILL:\n{log}")
-        if not graceful and self.process.signal != signal.SIGKILL:
+        if not graceful:
             raise FailTest(f"the server ignored SIGTERM for 10 s:\n{log}")
         if "Traceback" in log:
             raise FailTest(f"the server logged a traceback:\n{log}")
@@ -1313,6 +1329,7 @@ async def connect_web(
     replay: bool = False,
     last_id: int | None = None,
     timeout: float = 5.0,
+    bind: str | None = None,
 ) -> WebClient:
     """
     Open a WebSocket to a test server's C{/ws}; closed again in cleanup.
@@ -1330,13 +1347,13 @@ async def connect_web(
         replay, in L{WebClient.replay}.
     @param last_id: The latest message id of #lobby the join notice must
         give; any by default.
+    @param bind: Connect from this loopback address, as for L{connect}.
     @return: The open client; L{WebClient.joined} is its join notice.
     @raise FailTest: If the handshake fails.
     """
     client = WebClient(name)
     factory = _OneClientFactory(client, f"ws://{LOOPBACK}:{port}/ws", origin)
-    endpoint = TCP4ClientEndpoint(global_reactor(), LOOPBACK, port, timeout=5)
-    await endpoint.connect(factory)
+    await _endpoint(port, bind).connect(factory)
     testcase.addCleanup(lambda: ensureDeferred(client.close()))
     await client.wait_state(
         "the handshake", lambda: client.opened or client.closed is not None, timeout
