@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from tchat.text import clean_text, normalize_room, room_problem
+from tchat.text import clean_text, is_simple_name, normalize_room, room_problem
 
 N = TypeVar("N", int, float)
 
@@ -222,6 +222,20 @@ class Config:
     operators: OperatorsConfig = field(default_factory=OperatorsConfig)
     source: str = "built-in defaults"
 
+    def chat_listeners(self) -> list[tuple[str, str]]:
+        """
+        Every (door, endpoint string) users chat through, onion aside.
+        """
+        return [("telnet", d) for d in self.telnet.listen] + [
+            ("web", d) for d in self.web.listen
+        ]
+
+    def listeners(self) -> list[tuple[str, str]]:
+        """
+        Every (door, endpoint string) the configuration listens on.
+        """
+        return self.chat_listeners() + [("admin", d) for d in self.admin.listen]
+
 
 # -- value parsers: each takes the raw string and returns the value or raises
 # ValueError with a sentence saying what is expected.
@@ -276,9 +290,7 @@ def _endpoints_or_none(raw: str) -> tuple[str, ...]:
 def _client_names(raw: str) -> tuple[str, ...]:
     names = tuple(raw.replace(",", " ").split())
     for name in names:
-        if not (
-            len(name) <= 32 and name.isascii() and name.replace("-", "_").isidentifier()
-        ):
+        if not is_simple_name(name):
             raise ValueError(
                 f"{name!r} is not a client name: letters, digits, - and _, "
                 "at most 32, starting with a letter"
@@ -409,9 +421,7 @@ def _operators(items: list[tuple[str, str]]) -> OperatorsConfig:
 
     accounts: list[tuple[str, str]] = []
     for name, raw in items:
-        if not (
-            len(name) <= 32 and name.isascii() and name.replace("-", "_").isidentifier()
-        ):
+        if not is_simple_name(name):
             raise ConfigError(
                 f"[operators] {name}: not an operator name: letters, digits, "
                 "- and _, at most 32, starting with a letter"

@@ -306,10 +306,7 @@ class Reloader:
             telnet.max_line = new.telnet.max_line
         for web in self._web:
             web.reconfigure(new.web)
-        wanted = [("telnet", d) for d in new.telnet.listen]
-        wanted += [("web", d) for d in new.web.listen]
-        wanted += [("admin", d) for d in new.admin.listen]
-        started, stopped, failed = await self._listeners.change(wanted)
+        started, stopped, failed = await self._listeners.change(new.listeners())
         self.config = new
         if restart:
             self._log.warn(

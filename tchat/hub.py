@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -106,12 +107,10 @@ def _verify_in_thread(password: str, encoded: str | None) -> Deferred[bool]:
     return deferToThread(verify_password, password, encoded)
 
 
-def describe_duration(seconds: float | None) -> str:
+def describe_span(seconds: float) -> str:
     """
-    C{for 2h}, C{for 1d 6h}, or C{until lifted}.
+    C{2h}, C{1d 6h}, C{45s}: the two largest units.
     """
-    if seconds is None or math.isinf(seconds):
-        return "until lifted"
     left, parts = round(seconds), list[str]()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if left >= size or (unit == "s" and not parts):
@@ -119,7 +118,16 @@ def describe_duration(seconds: float | None) -> str:
             left %= size
         if len(parts) == 2:
             break
-    return "for " + " ".join(parts)
+    return " ".join(parts)
+
+
+def describe_duration(seconds: float | None) -> str:
+    """
+    C{for 2h}, C{for 1d 6h}, or C{until lifted}.
+    """
+    if seconds is None or math.isinf(seconds):
+        return "until lifted"
+    return "for " + describe_span(seconds)
 
 
 @dataclass(eq=False)
@@ -448,7 +456,7 @@ class ChatFactory:
         user = User(participant, nick, door, colour_for(nick))
         user.address = getattr(participant, "address", None)
         participant.attached(user)
-        self.metrics.connections[door] = self.metrics.connections.get(door, 0) + 1
+        self.metrics.connected(door)
         if self._stopping:
             user.connected = False
             self._tell(user, events.Shutdown("the server is shutting down"))
@@ -467,12 +475,10 @@ class ChatFactory:
             self._error(user, "banned", self._banned_text(ban))
             participant.close("banned", "policy")
             return user
-        until = self._muted.get(user.address or "")
-        if until is not None and until > self._clock.seconds():
-            user.muted_until = until
         self._users[nick_key(nick)] = user
         user.code = self._unused_code()
         self._by_code[user.code] = user
+        self._take_mute(user)
         lobby = self._rooms[room_key(self.config.default_room)]
         self._tell(
             user,
@@ -677,9 +683,8 @@ class ChatFactory:
         if not room.stored:
             self.store.save_room(room.record())
             room.stored = True
-        metrics = self.metrics
-        metrics.received[user.door] = metrics.received.get(user.door, 0) + 1
-        metrics.messages.record(self._clock.seconds())
+        self.metrics.received_from(user.door)
+        self.metrics.messages.record(self._clock.seconds())
         room.last_id += 1
         message = events.RoomMessage(
             room.name,
@@ -914,8 +919,7 @@ class ChatFactory:
             return
         if not text or self._is_muted(user):
             return
-        metrics = self.metrics
-        metrics.received[user.door] = metrics.received.get(user.door, 0) + 1
+        self.metrics.received_from(user.door)
         now = self._clock.seconds()
         for recipient, outgoing in ((target, False), (user, True)):
             message = events.PrivateMessage(
@@ -1152,9 +1156,7 @@ class ChatFactory:
         del self._by_code[user.code]
         user.code = session.code
         self._by_code[user.code] = user
-        until = self._muted.get(f"session:{user.code}")
-        if until is not None and until > self._clock.seconds():
-            user.muted_until = until
+        self._take_mute(user)
         if session.nick != user.nick:
             holder = self._users.get(nick_key(session.nick))
             if self._find_ban(nick=session.nick) is not None:
@@ -1289,6 +1291,20 @@ class ChatFactory:
         user, the session of an onion user.
         """
         return user.address if user.address is not None else f"session:{user.code}"
+
+    def _take_mute(self, user: User) -> None:
+        """
+        Mute C{user} if their address (or onion session) is muted: a
+        reconnect does not shake off a mute.
+        """
+        key = self._identity(user)
+        until = self._muted.get(key)
+        if until is None:
+            return
+        if until > self._clock.seconds():
+            user.muted_until = until
+        else:
+            del self._muted[key]
 
     def _oper(self, user: User, name: str, password: str) -> None:
         if user.oper_pending:
@@ -1513,14 +1529,7 @@ class ChatFactory:
         return [("session", user.code), ("nick", nick_key(user.nick))]
 
     def _ban_hits(self, ban: BanRecord, user: User) -> bool:
-        match ban.kind:
-            case "address":
-                return user.address is not None and _in_network(user.address, ban)
-            case "nick":
-                return fnmatchcase(nick_key(user.nick), ban.pattern)
-            case "session":
-                return user.code == ban.pattern
-        return False  # pragma: no cover
+        return _ban_matches(ban, user.address, nick_key(user.nick), user.code)
 
     def _find_ban(
         self,
@@ -1541,11 +1550,7 @@ class ChatFactory:
                 del self._bans[ban.id]
                 self.store.delete_ban(ban.id)
                 continue
-            if (
-                (ban.kind == "address" and address and _in_network(address, ban))
-                or (ban.kind == "nick" and key and fnmatchcase(key, ban.pattern))
-                or (ban.kind == "session" and session == ban.pattern)
-            ):
+            if _ban_matches(ban, address, key, session):
                 return ban
         return None
 
@@ -1553,7 +1558,7 @@ class ChatFactory:
         until = (
             ""
             if ban.expires is None
-            else f" for {describe_duration(ban.expires - self._clock.seconds())[4:]}"
+            else f" for {describe_span(ban.expires - self._clock.seconds())}"
         )
         because = f": {ban.reason}" if ban.reason else ""
         return f"you are banned from {self.config.name}{until}{because}"
@@ -1620,13 +1625,8 @@ class ChatFactory:
             user.muted_until = None
             return False
         self.metrics.drop("muted")
-        left = describe_duration(until - now)
-        self._error(
-            user,
-            "muted",
-            f"an operator muted you{'' if left == 'until lifted' else ' ' + left}; "
-            "you can still read",
-        )
+        left = "" if math.isinf(until) else " " + describe_duration(until - now)
+        self._error(user, "muted", f"an operator muted you{left}; you can still read")
         return True
 
     def _mute(self, oper: User, nick: str, duration: int | None) -> None:
@@ -1730,7 +1730,7 @@ class ChatFactory:
         rates = data["messages_per_minute"]
         lines = [
             f"users: {data['users']}   rooms: {data['rooms']}   "
-            f"up {describe_duration(data['uptime_seconds'])[4:]}",
+            f"up {describe_span(data['uptime_seconds'])}",
             f"messages per minute: {rates['1m']:g} (last minute), "
             f"{rates['15m']:g} (last 15 minutes)",
         ]
@@ -1839,11 +1839,36 @@ def _describe_ban(ban: BanRecord) -> str:
     return f"onion session {ban.pattern}"
 
 
-def _in_network(address: str, ban: BanRecord) -> bool:
+def _ban_matches(
+    ban: BanRecord, address: str | None, key: str | None, session: str | None
+) -> bool:
+    """
+    Whether C{ban} covers a client's address, nick (as L{nick_key}) or
+    session; C{None} for what is not known.
+    """
+    match ban.kind:
+        case "address":
+            ip = _ip(address) if address else None
+            return ip is not None and ip in _network(ban.pattern)
+        case "nick":
+            return key is not None and fnmatchcase(key, ban.pattern)
+        case "session":
+            return session == ban.pattern
+    return False  # pragma: no cover
+
+
+@lru_cache(maxsize=4096)
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(address) in ipaddress.ip_network(ban.pattern)
+        return ipaddress.ip_address(address)
     except ValueError:
-        return False
+        return None
+
+
+@lru_cache(maxsize=1024)
+def _network(pattern: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    # Parsed once per ban, not once per connection checked against it.
+    return ipaddress.ip_network(pattern)
 
 
 def _rss_bytes() -> int:

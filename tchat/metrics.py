@@ -143,6 +143,18 @@ class Metrics:
         self.operator_actions: dict[str, int] = {}
         self.messages = Rate()
 
+    def connected(self, door: str) -> None:
+        """
+        Count one connection accepted through C{door}.
+        """
+        self.connections[door] = self.connections.get(door, 0) + 1
+
+    def received_from(self, door: str) -> None:
+        """
+        Count one room or private message sent by a user of C{door}.
+        """
+        self.received[door] = self.received.get(door, 0) + 1
+
     def drop(self, reason: str) -> None:
         """
         Count one input thrown away for C{reason}.

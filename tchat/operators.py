@@ -20,6 +20,8 @@ import hmac
 import os
 import sys
 
+from tchat.text import is_simple_name
+
 # About 50-100 ms and 32 MiB per check on a current CPU: slow for guessing,
 # fine for an operator logging in.
 DEFAULT_LOG2_N = 15
@@ -136,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m tchat.operators NAME", file=sys.stderr)
         return 2
     name = args[0]
-    if not (
-        len(name) <= 32 and name.isascii() and name.replace("-", "_").isidentifier()
-    ):
+    if not is_simple_name(name):
         print(
             "tchat: an operator name is letters, digits, - and _, starting "
             "with a letter",

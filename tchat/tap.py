@@ -101,7 +101,7 @@ class Options(usage.Options):
             raise SystemExit(1) from None
         if self["check"]:
             print(f"tchat: configuration OK ({self.config.source})")
-            for door, description in _listeners(self.config):
+            for door, description in self.config.listeners():
                 print(f"{door}: {description}")
             raise SystemExit(0)
         install_log_observer(self)
@@ -132,10 +132,10 @@ class Options(usage.Options):
                 else None
             ),
         )
-        listeners = _listeners(config)
+        listeners = config.listeners()
         for door, description in listeners:
             check_endpoint(door, description)
-        if not _chat_listeners(config) and not config.onion.enabled:
+        if not config.chat_listeners() and not config.onion.enabled:
             raise ConfigError("no listener is configured in [telnet] or [web]")
         if config.onion.enabled:
             _check_txtorcon(config)
@@ -174,22 +174,6 @@ def _check_history(config: Config) -> None:
             f"{config.source}: [history] path: {history.path!r} is not writable "
             "by this user"
         )
-
-
-def _chat_listeners(config: Config) -> list[tuple[str, str]]:
-    """
-    Every (door, endpoint string) users chat through, onion aside.
-    """
-    return [("telnet", d) for d in config.telnet.listen] + [
-        ("web", d) for d in config.web.listen
-    ]
-
-
-def _listeners(config: Config) -> list[tuple[str, str]]:
-    """
-    Every (door, endpoint string) the configuration listens on.
-    """
-    return _chat_listeners(config) + [("admin", d) for d in config.admin.listen]
 
 
 class HistoryService(Service):
@@ -298,7 +282,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     parent = getattr(options, "parent", None)
     daemon = parent is not None and not parent.get("nodaemon", True)
     listeners = Listeners(root, reactor, factories, daemon=daemon)
-    for door, description in _listeners(config):
+    for door, description in config.listeners():
         listeners.add(door, description, None if door == "admin" else hub.when_ready())
     reloader = Reloader(options.reread, config, hub, telnets, webs, listeners, reactor)
     hub.reloader = lambda: reloader.reload("/rehash")

@@ -275,17 +275,14 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
 
     delimiter = b"\n"
 
-    def __init__(
-        self, hub: ChatFactory, door: str, limits: "TelnetFactory | int"
-    ) -> None:
+    def __init__(self, hub: ChatFactory, door: str, factory: "TelnetFactory") -> None:
         """
-        @param limits: The factory, whose C{max_line} is read for every
-            line (so a reload applies to connected users too), or a fixed
-            maximum line length.
+        @param factory: Whose C{max_line} is read for every line, so that a
+            reload applies to connected users too.
         """
         self.hub = hub
         self.door = door
-        self._limits = limits
+        self._factory = factory
         self.user: User | None = None
         self._discarding = False
         self._resume = False
@@ -295,8 +292,7 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
     @property
     def MAX_LENGTH(self) -> int:  # type: ignore[override]
         """The longest line accepted, in bytes (LineReceiver's name)."""
-        limits = self._limits
-        return limits if isinstance(limits, int) else limits.max_line
+        return self._factory.max_line
 
     def connectionMade(self) -> None:
         self.hub.connect(self)

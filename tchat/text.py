@@ -149,3 +149,11 @@ def room_problem(name: str) -> str | None:
     if not all(_is_name_char(c) for c in body):
         return "a room name may hold only letters, digits, '_' and '-' after '#'"
     return None
+
+
+def is_simple_name(name: str) -> bool:
+    """
+    Whether C{name} suits an account or client name in C{tap.ini}: ASCII
+    letters, digits, C{-} and C{_}, at most 32, not starting with a digit.
+    """
+    return len(name) <= 32 and name.isascii() and name.replace("-", "_").isidentifier()
