@@ -29,7 +29,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from tchat.config import Config, ConfigError
+from tchat.config import Config, ConfigError, LimitsConfig
 from tchat.endpoints import ListenerService, with_backlog
 from tchat.hub import ChatFactory
 from tchat.telnet import TelnetFactory
@@ -38,12 +38,12 @@ from tchat.web import WebChatFactory
 # Keys applied the moment a reload reads them (besides the listeners).
 _LIVE = {
     "server": ("name", "motd", "default_room", "shutdown_grace"),
-    "telnet": ("max_line",),
-    "web": ("allowed_origins", "max_message", "ping_interval", "ping_timeout"),
+    "web": ("allowed_origins", "ping_interval", "ping_timeout"),
     "history": ("keep", "replay", "resume_ttl"),
+    "limits": tuple(f.name for f in fields(LimitsConfig)),
 }
 _LISTENERS = {"telnet": "listen", "web": "listen", "admin": "listen"}
-_SECTIONS = ("server", "telnet", "web", "history", "onion", "admin", "log")
+_SECTIONS = ("server", "telnet", "web", "limits", "history", "onion", "admin", "log")
 
 
 @dataclass(frozen=True)
@@ -301,9 +301,7 @@ class Reloader:
         if old.operators != new.operators:
             changed.append("[operators]")
         # Keys that need a restart keep their old values meanwhile.
-        self._hub.reconfigure(new.server, new.history, new.operators)
-        for telnet in self._telnet:
-            telnet.max_line = new.telnet.max_line
+        self._hub.reconfigure(new.server, new.history, new.operators, new.limits)
         for web in self._web:
             web.reconfigure(new.web)
         started, stopped, failed = await self._listeners.change(new.listeners())

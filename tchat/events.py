@@ -310,6 +310,8 @@ ErrorCode = Literal[
     "rate-limited",
     "muted",
     "banned",
+    "room-full",
+    "too-many-rooms",
 ]
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -59,7 +60,7 @@ from tchat.commands import (
     Unmute,
     WhoIs,
 )
-from tchat.config import HistoryConfig, OperatorsConfig, ServerConfig
+from tchat.config import HistoryConfig, LimitsConfig, OperatorsConfig, ServerConfig
 from tchat.history import (
     Ban as BanRecord,
 )
@@ -72,6 +73,7 @@ from tchat.history import (
     Session,
 )
 from tchat.interfaces import IParticipant
+from tchat.limits import Admission, TokenBucket, per_minute, plural
 from tchat.metrics import Metrics
 from tchat.palette import PALETTE, Colour, colour_for
 from tchat.text import (
@@ -93,6 +95,12 @@ OPER_FAILURES = 3
 OPER_ONION_FAILURES = 10
 """this many from all onion users together lock onion users out."""
 MAX_VERIFYING = 4
+
+SWEEP_INTERVAL = 5.0
+"""Seconds between checks of the silent, idle and login timeouts."""
+
+IDLE_WARNING = 300.0
+"""Seconds before the idle timeout that a telnet user is warned."""
 """Password checks (each tens of ms of CPU and 32 MiB) run at once at most."""
 
 Verifier = Callable[[str, str | None], Deferred[bool]]
@@ -151,6 +159,18 @@ class User:
     @ivar operator: The operator account the user logged in as, and
         C{operator_hash} its hash then (a changed hash logs them out).
     @ivar muted_until: While set and in the future, the user may not talk.
+    @ivar connected_at: When the connection was made.
+    @ivar heard_at: When the user last sent a line or frame; C{None} until
+        the first one.
+    @ivar named: Whether the user picked a nick (or resumed one).
+    @ivar pings: Whether the door checks that the peer is alive itself
+        (WebSocket pings), so the idle timeout does not apply.
+    @ivar idle_warned: Whether the user was told the idle timeout nears.
+    @ivar sending: The user's message rate limit, once they send.
+    @ivar flood_dropped: Lines dropped since the user was told to slow
+        down; -1 when they have not been told.
+    @ivar nick_changes: The user's nick-change rate limit, once used.
+    @ivar joins: The user's room-join rate limit, once used.
     """
 
     participant: IParticipant
@@ -168,6 +188,15 @@ class User:
     operator_hash: str | None = None
     oper_pending: bool = False
     muted_until: float | None = None
+    connected_at: float = 0.0
+    heard_at: float | None = None
+    named: bool = False
+    pings: bool = False
+    idle_warned: bool = False
+    sending: TokenBucket | None = None
+    flood_dropped: int = -1
+    nick_changes: TokenBucket | None = None
+    joins: TokenBucket | None = None
 
 
 @dataclass(eq=False)
@@ -189,6 +218,7 @@ class Room:
     @ivar tagged: Kept messages that carried a client id, by that id, to
         recognise a client's retry.
     @ivar stored: Whether the store knows the room yet.
+    @ivar sending: The room's message rate limit, once someone talks.
     """
 
     name: str
@@ -203,6 +233,7 @@ class Room:
     pruned_to: int = 0
     tagged: dict[str, events.RoomMessage] = field(default_factory=dict)
     stored: bool = False
+    sending: TokenBucket | None = None
 
     def record(self) -> RoomRecord:
         """This room as the store keeps it."""
@@ -257,6 +288,7 @@ class ChatFactory:
         operators: OperatorsConfig | None = None,
         verify: Verifier | None = None,
         metrics: Metrics | None = None,
+        limits: LimitsConfig | None = None,
     ) -> None:
         """
         @param config: The C{[server]} section.
@@ -268,11 +300,17 @@ class ChatFactory:
         @param operators: The C{[operators]} section.
         @param verify: Checks operator passwords; by default in a thread.
         @param metrics: Where the hub counts what it does.
+        @param limits: The C{[limits]} section.
         """
         self.config = config
         self.operators = operators if operators is not None else OperatorsConfig()
         self._verify: Verifier = verify if verify is not None else _verify_in_thread
         self.metrics = metrics if metrics is not None else Metrics()
+        self.limits = limits if limits is not None else LimitsConfig()
+        self.admission = Admission(self.limits, clock, self.metrics)
+        """Who may connect: the doors' gates share it."""
+        self._sweeping = LoopingCall(self._sweep)
+        self._sweeping.clock = clock
         self._bans: dict[int, BanRecord] = {}
         self._last_ban = 0
         self._muted: dict[str, float] = {}
@@ -299,6 +337,11 @@ class ChatFactory:
         self.started = clock.seconds()
         self.onion_address: str | None = None
         """The onion service's address once published, shown to onion users."""
+
+    @property
+    def clock(self) -> IReactorTime:
+        """Where the hub's time comes from; doors time their limits by it."""
+        return self._clock
 
     @property
     def ready(self) -> bool:
@@ -346,6 +389,7 @@ class ChatFactory:
                 self.store.save_room(lobby.record())
                 lobby.stored = True
             waiting, self._ready = self._ready or [], None
+            self._sweeping.start(SWEEP_INTERVAL, now=False)
             for d in waiting:
                 d.callback(None)
             if found.lossy:
@@ -368,6 +412,8 @@ class ChatFactory:
         @return: Fires when everything is on disk.
         """
         self._stopping = True
+        if self._sweeping.running:
+            self._sweeping.stop()
         if grace is None:
             grace = self.config.shutdown_grace
 
@@ -455,6 +501,8 @@ class ChatFactory:
         door = participant.door
         user = User(participant, nick, door, colour_for(nick))
         user.address = getattr(participant, "address", None)
+        user.pings = getattr(participant, "pings", False)
+        user.connected_at = self._clock.seconds()
         participant.attached(user)
         self.metrics.connected(door)
         if self._stopping:
@@ -492,7 +540,10 @@ class ChatFactory:
                 self.onion_address or "" if participant.door == "onion" else "",
             ),
         )
-        self._join(user, lobby, save=False)
+        if self._room_full(user, lobby):
+            user.current = None
+        else:
+            self._join(user, lobby, save=False)
         self._log.info("{nick} connected by {door}", nick=nick, door=participant.door)
         return user
 
@@ -513,6 +564,189 @@ class ChatFactory:
         else:
             self._leave(user, "lost", None)
         self._log.info("{nick} disconnected: {reason}", nick=user.nick, reason=reason)
+
+    # -- limits --------------------------------------------------------------
+
+    def received(self, user: User) -> bool:
+        """
+        A door got a line or frame from C{user}: may it be handled?
+
+        Every line or frame counts against C{[limits] messages_per_second}.
+        Over it, the first one dropped earns a notice to slow down, and
+        C{flood_disconnect} more before the user calms down (the limit
+        refills) close the connection.
+
+        @return: C{False} when it must be dropped.
+        """
+        if not user.connected:
+            return False
+        now = self._clock.seconds()
+        user.heard_at = now
+        user.idle_warned = False
+        limits = self.limits
+        if not limits.messages_per_second:
+            return True
+        bucket = user.sending
+        if bucket is None:
+            bucket = user.sending = TokenBucket(
+                limits.messages_per_second, limits.message_burst, now
+            )
+        elif user.flood_dropped >= 0 and bucket.full(now):
+            user.flood_dropped = -1
+        if bucket.take(now):
+            return True
+        self.metrics.limit("messages")
+        if user.flood_dropped < 0:
+            user.flood_dropped = 0
+            self._error(
+                user,
+                "rate-limited",
+                "slow down: you may send "
+                f"{_per_second(limits.messages_per_second, 'line')} "
+                f"({limits.message_burst} at once); what you send now is "
+                "dropped until you slow down",
+            )
+            return False
+        user.flood_dropped += 1
+        if limits.flood_disconnect and user.flood_dropped >= limits.flood_disconnect:
+            self._close_for(
+                user,
+                "flooding",
+                f"flooding: {user.flood_dropped} more lines after being told to "
+                "slow down",
+            )
+        return False
+
+    def too_slow(self, user: User, waiting: int) -> None:
+        """
+        A door is closing C{user}'s connection because they stopped
+        reading: count it and tell the others why they left.
+
+        @param waiting: Bytes they had not taken.
+        """
+        self.metrics.slow_consumer_disconnects += 1
+        self._log.info(
+            "closing {nick} ({door}): not reading, {kib} KiB waiting",
+            nick=user.nick,
+            door=user.door,
+            kib=waiting // 1024,
+        )
+        if user.connected:
+            self._leave(user, "quit", "could not keep up")
+
+    def _close_for(self, user: User, reason: str, said: str) -> None:
+        """
+        Disconnect C{user} for breaking a limit, telling them and the
+        people in their rooms why.
+        """
+        self._log.info(
+            "closing {nick} ({door}): {said}", nick=user.nick, door=user.door, said=said
+        )
+        self.metrics.drop(reason)
+        self._tell(user, events.Goodbye(said))
+        self._leave(user, "quit", reason)
+        user.participant.close(said, "policy")
+
+    def _sweep(self) -> None:
+        """
+        Close connections that never said anything, telnet users idle too
+        long (warning them first), and guests who did not pick a nick in
+        time.
+        """
+        limits, now = self.limits, self._clock.seconds()
+        silent, idle, login = (
+            limits.silent_timeout,
+            limits.idle_timeout,
+            limits.login_timeout,
+        )
+        for user in list(self._users.values()):
+            age = now - user.connected_at
+            if login and not user.named and age >= login:
+                self._close_for(
+                    user, "no-nick", f"no nick picked in {describe_span(login)}"
+                )
+            elif user.heard_at is None:
+                if silent and age >= silent:
+                    self._close_for(
+                        user, "silent", f"nothing received in {describe_span(silent)}"
+                    )
+            elif idle and not user.pings:
+                quiet = now - user.heard_at
+                if quiet >= idle:
+                    self._close_for(user, "idle", f"idle for {describe_span(quiet)}")
+                elif quiet >= idle - IDLE_WARNING and not user.idle_warned:
+                    user.idle_warned = True
+                    self._tell(
+                        user,
+                        events.Status(
+                            f"you have been idle for {describe_span(quiet)}; you "
+                            f"will be disconnected in {describe_span(idle - quiet)} "
+                            "unless you send something (an empty line will do)"
+                        ),
+                    )
+
+    def _allowed(self, user: User, which: str, count: int, what: str) -> bool:
+        """
+        Take one of C{user}'s C{count}-a-minute allowance for C{which}
+        (C{nick_changes} or C{joins}), or tell them they are over it.
+        """
+        if not count:
+            return True
+        now = self._clock.seconds()
+        bucket = getattr(user, which)
+        if bucket is None:
+            bucket = per_minute(count, now)
+            setattr(user, which, bucket)
+        if bucket.take(now):
+            return True
+        self.metrics.limit(which.replace("_", "-"))
+        self._error(
+            user,
+            "rate-limited",
+            f"too many {what} (at most {count} a minute); try again in a minute",
+        )
+        return False
+
+    def _room_full(self, user: User, room: Room) -> bool:
+        """
+        Is C{room} full for C{user}?  Tells them so; operators always fit.
+        """
+        most = self.limits.max_users_per_room
+        if not most or len(room.members) < most or user.operator is not None:
+            return False
+        self.metrics.limit("room-full")
+        self._error(
+            user,
+            "room-full",
+            f"{room.name} is full ({plural(most, 'user')}); /join another room",
+        )
+        return True
+
+    def _room_busy(self, user: User, room: Room) -> bool:
+        """
+        Has C{room} taken all the messages it may this second?  Tells the
+        sender so.
+        """
+        limits = self.limits
+        if not limits.room_messages_per_second:
+            return False
+        now = self._clock.seconds()
+        bucket = room.sending
+        if bucket is None:
+            bucket = room.sending = TokenBucket(
+                limits.room_messages_per_second, limits.room_message_burst, now
+            )
+        if bucket.take(now):
+            return False
+        self.metrics.limit("room")
+        self._error(
+            user,
+            "rate-limited",
+            f"{room.name} is too busy (over "
+            f"{_per_second(limits.room_messages_per_second, 'message')}); "
+            "your message was not sent, try again",
+        )
+        return True
 
     @property
     def users(self) -> int:
@@ -667,6 +901,8 @@ class ChatFactory:
             room = self._joined_room(user, room_name)
             if room is None:
                 return
+        if self._room_busy(user, room):
+            return
         if client_id is not None:
             prior = room.tagged.get(client_id)
             if (
@@ -756,16 +992,22 @@ class ChatFactory:
             self._error(user, "nick-taken", f"{nick} is taken; pick another")
             return
         if nick == user.nick:
+            user.named = True
             return
         ban = self._find_ban(nick=nick)
         if ban is not None and user.operator is None:
             self._error(user, "banned", f"the nick {nick} is banned; pick another")
+            return
+        if not self._allowed(
+            user, "nick_changes", self.limits.nick_changes_per_minute, "nick changes"
+        ):
             return
         self._rename(user, nick)
 
     def _rename(self, user: User, nick: str) -> None:
         key = nick_key(nick)
         old = user.nick
+        user.named = True
         del self._users[nick_key(old)]
         user.nick = nick
         self._users[key] = user
@@ -817,11 +1059,25 @@ class ChatFactory:
         if normal is None:
             return
         room = self._rooms.get(room_key(normal))
-        if room is None:
-            room = self._new_room(normal)
-        if user in room.members:
+        if room is not None and user in room.members:
             user.current = room
             self._tell(user, events.Status(f"now talking in {room.name}"))
+            return
+        most = self.limits.max_rooms_per_user
+        if most and len(user.rooms) >= most:
+            self.metrics.limit("rooms-per-user")
+            self._error(
+                user,
+                "too-many-rooms",
+                f"you are in {plural(len(user.rooms), 'room')}, the most allowed; "
+                "/part one first",
+            )
+            return
+        if not self._allowed(user, "joins", self.limits.joins_per_minute, "joins"):
+            return
+        if room is None:
+            room = self._new_room(normal)
+        elif self._room_full(user, room):
             return
         self._join(user, room)
 
@@ -1238,13 +1494,22 @@ class ChatFactory:
         server: ServerConfig,
         history: HistoryConfig,
         operators: OperatorsConfig,
+        limits: LimitsConfig | None = None,
     ) -> None:
         """
         Apply a reloaded C{tap.ini}: the server's name, MOTD, default room
         and shutdown grace; how much history is kept, replayed and resumed
-        (where it is kept needs a restart); and the operator accounts.
-        Nobody is disconnected.
+        (where it is kept needs a restart); the operator accounts; and the
+        limits (rates start afresh).  Nobody is disconnected.
         """
+        if limits is not None and limits != self.limits:
+            self.limits = limits
+            self.admission.reconfigure(limits)
+            for user in self._users.values():
+                user.sending = user.nick_changes = user.joins = None
+                user.flood_dropped = -1
+            for room in self._rooms.values():
+                room.sending = None
         if room_key(server.default_room) not in self._rooms:
             room = self._new_room(server.default_room)
             self.store.save_room(room.record())
@@ -1828,6 +2093,11 @@ class ChatFactory:
                 self._log.failure(
                     "delivering {event!r} to {nick}", event=event, nick=recipient.nick
                 )
+
+
+def _per_second(rate: float, word: str) -> str:
+    """C{1 line a second}, C{2.5 lines a second}."""
+    return f"{rate:g} {word}{'' if rate == 1 else 's'} a second"
 
 
 def _describe_ban(ban: BanRecord) -> str:

@@ -23,11 +23,12 @@ from tchat.control import Listeners, Reloader, SignalService
 from tchat.endpoints import check_endpoint
 from tchat.history import open_store
 from tchat.hub import ChatFactory
+from tchat.limits import Gate
 from tchat.logs import install_log_observer
 from tchat.onion import OnionService
 from tchat.operators import verify_password
 from tchat.telnet import TelnetFactory
-from tchat.web import make_site
+from tchat.web import ChatSite, make_site
 
 DEFAULT_CONFIG = Path("tap.ini")
 
@@ -223,6 +224,44 @@ def _exit_failed() -> None:
     os._exit(1)
 
 
+def _gated(
+    hub: ChatFactory, door: TelnetFactory | ChatSite, onion: bool = False
+) -> Gate:
+    """
+    A chat door behind the hub's connection limits.
+    """
+    return Gate(door, hub.admission, hub.clock, door.refusal, onion=onion)
+
+
+def raise_file_limit(connections: int) -> None:
+    """
+    Raise the open-file limit to its hard limit, since every connection
+    takes a file descriptor, and warn when even that is too low for
+    C{[limits] max_connections}.
+    """
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    # History, logs, listeners and the thread pool need some too.
+    if connections and soft != resource.RLIM_INFINITY and soft < connections + 100:
+        Logger().warn(
+            "[limits] max_connections is {connections} but this process may "
+            "open only {soft} files; raise it (ulimit -n, or LimitNOFILE= in "
+            "the systemd unit) or connections beyond that are refused by the "
+            "system",
+            connections=connections,
+            soft=soft,
+        )
+
+
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
     """
     Build the service tree: the hub, and one listener per endpoint.
@@ -251,22 +290,27 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         store=store,
         operators=config.operators,
         verify=verify,
+        limits=config.limits,
     )
+    raise_file_limit(config.limits.max_connections)
     root = MultiService()
     HistoryService(hub, store.description, reactor).setServiceParent(root)
-    telnet = TelnetFactory(hub, "telnet", config.telnet.max_line)
+    telnet = TelnetFactory(hub, "telnet")
     web = make_site(hub, config.web)
-    factories: dict[str, IProtocolFactory] = {"telnet": telnet, "web": web}
+    factories: dict[str, IProtocolFactory] = {
+        "telnet": _gated(hub, telnet),
+        "web": _gated(hub, web),
+    }
     telnets, webs = [telnet], [web.chat]
     onion: OnionService | None = None
     if config.onion.enabled:
-        onion_telnet = TelnetFactory(hub, "onion", config.telnet.max_line)
+        onion_telnet = TelnetFactory(hub, "onion")
         onion_web = make_site(hub, config.web, door="onion")
         telnets.append(onion_telnet)
         webs.append(onion_web.chat)
         onion_doors: dict[str, IProtocolFactory] = {
-            "telnet": onion_telnet,
-            "web": onion_web,
+            "telnet": _gated(hub, onion_telnet, onion=True),
+            "web": _gated(hub, onion_web, onion=True),
         }
 
         def published(address: str | None) -> None:

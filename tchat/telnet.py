@@ -10,10 +10,11 @@ only splits lines, decodes them, and renders hub events as text.
 """
 
 import time
+from typing import Any, cast
 
 from twisted.conch.telnet import TelnetProtocol, TelnetTransport
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, ITCPTransport
+from twisted.internet.interfaces import IAddress, IReactorTime, ITCPTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -25,6 +26,7 @@ from tchat.commands import CommandError, parse_line
 from tchat.endpoints import client_address
 from tchat.hub import ChatFactory, User
 from tchat.interfaces import IParticipant
+from tchat.limits import OutputQueue, line_refusal
 from tchat.palette import Colour
 
 _log = Logger()
@@ -275,14 +277,9 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
 
     delimiter = b"\n"
 
-    def __init__(self, hub: ChatFactory, door: str, factory: "TelnetFactory") -> None:
-        """
-        @param factory: Whose C{max_line} is read for every line, so that a
-            reload applies to connected users too.
-        """
+    def __init__(self, hub: ChatFactory, door: str) -> None:
         self.hub = hub
         self.door = door
-        self._factory = factory
         self.user: User | None = None
         self._discarding = False
         self._resume = False
@@ -291,8 +288,11 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
 
     @property
     def MAX_LENGTH(self) -> int:  # type: ignore[override]
-        """The longest line accepted, in bytes (LineReceiver's name)."""
-        return self._factory.max_line
+        """
+        The longest line accepted, in bytes (LineReceiver's name): C{[limits]
+        max_line}, read for every line so that a reload applies at once.
+        """
+        return self.hub.limits.max_line
 
     def connectionMade(self) -> None:
         self.hub.connect(self)
@@ -321,10 +321,11 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
             super().dataReceived(b"")
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self._error(
-            "line-too-long",
-            f"line too long (over {self.MAX_LENGTH} bytes); it was dropped",
-        )
+        if self.user is not None and self.hub.received(self.user):
+            self._error(
+                "line-too-long",
+                f"line too long (over {self.MAX_LENGTH} bytes); it was dropped",
+            )
         end = line.find(self.delimiter)
         if end < 0:
             # The rest of this line is still to come: skip up to its end.
@@ -334,8 +335,8 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
             self._resume = True
 
     def lineReceived(self, line: bytes) -> None:
-        if self.user is None or not self.user.connected:
-            # Lines that followed /quit in the same read.
+        if self.user is None or not self.hub.received(self.user):
+            # Lines that followed /quit in the same read, or over the limit.
             return
         text = line.decode("utf-8", errors="replace")
         try:
@@ -387,34 +388,86 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
                 tcp.loseConnection()
 
 
+def _skipped(lines: int) -> bytes:
+    """The marker in place of lines a slow reader missed."""
+    plural = "line" if lines == 1 else "lines"
+    return _lines(f"*** [{lines} {plural} skipped: you were not reading fast enough]")
+
+
 class _TelnetTransport(TelnetTransport):
     """
     Twisted's telnet parser, with interactive-chat socket settings, a bare
-    CR that ends a line at once, and a clean goodbye for clients that break
-    the telnet protocol.
+    CR that ends a line at once, a clean goodbye for clients that break
+    the telnet protocol, and a bounded output queue for slow readers.
+
+    @ivar queue: What the client has not taken yet (L{OutputQueue}).
     """
 
     # Set after a CR that ended a packet was taken as a line end, so that the
     # LF or NUL that may follow it in the next packet is not a second one.
     _after_cr = False
+    queue: OutputQueue[bytes] | None = None
+    # The skipped-lines marker at the head of the queue, and its count.
+    _marker: bytes | None = None
+    _marker_lines = 0
+
+    def __init__(self, hub: ChatFactory, door: str, clock: IReactorTime) -> None:
+        super().__init__(TelnetChatProtocol, hub, door)
+        self._hub = hub
+        self._clock = clock
 
     def write_wire(self, data: bytes) -> None:
         """
         Write bytes already in telnet wire form (CR LF line ends, IAC
         doubled), as L{encode} makes them once per fan-out, so that no
-        per-recipient rewriting happens.
+        per-recipient rewriting happens.  They wait in the queue while
+        the client is behind.
 
         @param data: The bytes.
         """
-        assert self.transport is not None
-        self.transport.write(data)
+        queue = self.queue
+        if queue is not None:
+            queue.push(data)
+        elif self.transport is not None:
+            self.transport.write(data)
 
     def connectionMade(self) -> None:
-        tcp = self.transport
+        tcp: Any = self.transport
+        assert tcp is not None
         if ITCPTransport.providedBy(tcp):
             # Nagle's algorithm would hold small chat lines back ~40 ms.
             tcp.setTcpNoDelay(True)
+        self.queue = OutputQueue(
+            tcp.write, len, self._hub.limits.output_queue, self._overflow, self._clock
+        )
+        tcp.registerProducer(self.queue, True)
         super().connectionMade()
+
+    def _overflow(self, queue: OutputQueue[bytes]) -> None:
+        """
+        The client is C{queue.limit} bytes behind: drop its oldest lines
+        (they are replaced by a marker saying how many), or disconnect it
+        if it has read nothing for C{[limits] stuck_timeout}.
+        """
+        protocol = self.protocol
+        assert isinstance(protocol, TelnetChatProtocol)
+        if queue.stuck_for() >= self._hub.limits.stuck_timeout:
+            waiting = queue.size
+            queue.stopProducing()
+            if protocol.user is not None:
+                protocol.hub.too_slow(protocol.user, waiting)
+            protocol.dropped = True
+            protocol.abort()
+            return
+        dropped = queue.drop_oldest(queue.limit // 2)
+        lines = sum(chunk.count(b"\r\n") for chunk in dropped)
+        if dropped and dropped[0] is self._marker:
+            lines += self._marker_lines - 1
+        self._marker_lines = lines
+        self._marker = _skipped(lines)
+        queue.pending.appendleft(self._marker)
+        queue.size += len(self._marker)
+        self._hub.metrics.drop("slow-reader-lines")
 
     def loseConnection(self) -> None:
         # TelnetTransport leaves "disconnecting" False for good, so the line
@@ -425,6 +478,15 @@ class _TelnetTransport(TelnetTransport):
             # Every close the server starts is, to others, a lost connection
             # (a /quit has already been announced by then).
             protocol.dropped = True
+        queue, tcp = self.queue, cast(Any, self.transport)
+        if queue is not None and tcp is not None:
+            # What is queued goes to the socket's buffer to be flushed
+            # before the close; the producer must go or the close would
+            # wait for it forever.
+            pending = list(queue.pending)
+            queue.stopProducing()
+            tcp.writeSequence(pending)
+            tcp.unregisterProducer()
         super().loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
@@ -469,12 +531,21 @@ class TelnetFactory(ServerFactory):
     # ListenerService logs each listener once, with its real address.
     noisy = False
 
-    def __init__(self, hub: ChatFactory, door: str = "telnet", max_line: int = 4096):
+    def __init__(
+        self, hub: ChatFactory, door: str = "telnet", clock: IReactorTime | None = None
+    ):
+        """
+        @param clock: Times how long a slow reader is stuck; the hub's
+            clock by default.
+        """
         self.hub = hub
         self.door = door
-        self.max_line = max_line
+        self._clock = clock if clock is not None else hub.clock
+
+    refusal = staticmethod(line_refusal)
+    """How a connection over the limits is told why (L{tchat.limits.Gate})."""
 
     def buildProtocol(self, addr: IAddress | None) -> TelnetTransport:
-        transport = _TelnetTransport(TelnetChatProtocol, self.hub, self.door, self)
+        transport = _TelnetTransport(self.hub, self.door, self._clock)
         transport.factory = self
         return transport

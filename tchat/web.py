@@ -18,6 +18,7 @@ from autobahn.twisted.websocket import (
     WebSocketServerProtocol,
 )
 from autobahn.util import encode_truncate
+from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
@@ -31,6 +32,7 @@ from tchat.config import WebConfig
 from tchat.endpoints import client_address
 from tchat.hub import ChatFactory, User
 from tchat.interfaces import IParticipant
+from tchat.limits import OutputQueue, http_refusal
 from tchat.webproto import (
     FrameError,
     encode,
@@ -110,6 +112,12 @@ class WebChatProtocol(WebSocketServerProtocol):
         super().__init__()
         self.user: User | None = None
         self._client_id: str | None = None
+        self._queue: OutputQueue[PreparedMessage | bytes] | None = None
+
+    @property
+    def pings(self) -> bool:
+        """Whether Autobahn pings this client to check it is alive."""
+        return bool(self.factory.config.ping_interval)
 
     def onConnect(self, request: ConnectionRequest) -> None:
         allowed = self.factory.config.allowed_origins
@@ -129,6 +137,14 @@ class WebChatProtocol(WebSocketServerProtocol):
         if ITCPTransport.providedBy(self.transport):
             # Nagle's algorithm would hold small chat frames back ~40 ms.
             self.transport.setTcpNoDelay(True)
+        hub = self.factory.hub
+        self._queue = OutputQueue(
+            self._write_item, _size, hub.limits.output_queue, self._overflow, hub.clock
+        )
+        # The HTTP channel that carried the handshake is still registered
+        # as the socket's producer; from now on this queue is.
+        self.unregisterProducer()
+        self.registerProducer(self._queue, True)
         try:
             self.factory.hub.connect(self)
         except Exception:
@@ -138,7 +154,7 @@ class WebChatProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         user = self.user
-        if user is None or not user.connected:
+        if user is None or not self.factory.hub.received(user):
             return
         if isBinary:
             self._error(
@@ -166,7 +182,35 @@ class WebChatProtocol(WebSocketServerProtocol):
             self.factory.hub.disconnect(self.user, f"{code} {reason}", clean=clean)
 
     def _error(self, code: str, message: str, client_id: str | None = None) -> None:
-        self.sendMessage(error_frame(code, message, client_id))
+        self._push(error_frame(code, message, client_id))
+
+    def _push(self, item: PreparedMessage | bytes) -> None:
+        queue = self._queue
+        if queue is not None:
+            queue.push(item)
+        else:
+            self._write_item(item)
+
+    def _write_item(self, item: PreparedMessage | bytes) -> None:
+        if isinstance(item, bytes):
+            self.sendMessage(item)
+        else:
+            self.sendPreparedMessage(item)
+
+    def _overflow(self, queue: OutputQueue[PreparedMessage | bytes]) -> None:
+        """
+        The client fell C{[limits] output_queue} bytes behind: close it
+        with 1008 and a reason (its page reconnects and resumes).
+        """
+        waiting = queue.size
+        queue.stopProducing()
+        if self.user is not None:
+            self.factory.hub.too_slow(self.user, waiting)
+        self.close(
+            f"too slow: over {queue.limit // 1024} KiB of messages waiting; "
+            "reconnect to catch up",
+            "policy",
+        )
 
     # -- IParticipant ------------------------------------------------------
 
@@ -183,7 +227,7 @@ class WebChatProtocol(WebSocketServerProtocol):
             return
         if isinstance(event, events.History):
             for payload in history_frames(event):
-                self.sendMessage(payload)
+                self._push(payload)
             return
         sender_copy = (
             isinstance(event, events.RoomMessage)
@@ -193,7 +237,7 @@ class WebChatProtocol(WebSocketServerProtocol):
         prepared = renderings.get(
             ("web", sender_copy), self.factory.prepare, event, sender_copy
         )
-        self.sendPreparedMessage(prepared)
+        self._push(prepared)
 
     @property
     def address(self) -> str | None:
@@ -201,6 +245,13 @@ class WebChatProtocol(WebSocketServerProtocol):
         return client_address(self.door, self.transport)
 
     def close(self, reason: str, why: str = "normal") -> None:
+        queue = self._queue
+        if queue is not None and not queue.stopped:
+            # What was delivered goes out before the close frame.
+            pending = list(queue.pending)
+            queue.stopProducing()
+            for item in pending:
+                self._write_item(item)
         code = _CLOSE_CODES.get(why, 1000)
         text = "going away" if code == 1001 else reason[:100]
         # Autobahn's sendClose only takes the codes an application may pick
@@ -211,6 +262,10 @@ class WebChatProtocol(WebSocketServerProtocol):
 
     def abort(self) -> None:
         self.dropConnection(abort=True)
+
+
+def _size(item: PreparedMessage | bytes) -> int:
+    return len(item) if isinstance(item, bytes) else len(item.payloadHybi)
 
 
 class WebChatFactory(WebSocketServerFactory):
@@ -231,13 +286,15 @@ class WebChatFactory(WebSocketServerFactory):
 
     def reconfigure(self, config: WebConfig) -> None:
         """
-        Apply C{[web]} settings: allowed origins at once, sizes and pings
-        to connections made from now on.
+        Apply C{[web]} settings, and the hub's C{[limits] max_frame}:
+        allowed origins at once, sizes and pings to connections made from
+        now on.
         """
         self.config = config
+        max_frame = self.hub.limits.max_frame
         self.setProtocolOptions(
-            maxFramePayloadSize=config.max_message,
-            maxMessagePayloadSize=config.max_message,
+            maxFramePayloadSize=max_frame,
+            maxMessagePayloadSize=max_frame,
             autoPingInterval=config.ping_interval or None,
             autoPingTimeout=config.ping_timeout,
             # Close offenders (oversized frames, protocol errors) with a code
@@ -273,8 +330,13 @@ class ChatSite(Site):
     @ivar chat: Its WebSocket factory, to reconfigure on reload.
     """
 
+    refusal = staticmethod(http_refusal)
+    """How a connection over the limits is told why (L{tchat.limits.Gate})."""
+
     def __init__(self, root: Resource, chat: WebChatFactory) -> None:
-        super().__init__(root)
+        # An HTTP connection that sends no request is closed after the
+        # silent timeout, as a chat connection that says nothing is.
+        super().__init__(root, timeout=chat.hub.limits.silent_timeout or None)
         self.chat = chat
 
 

@@ -51,13 +51,15 @@ class ConfigFromStringTests(SynchronousTestCase):
         config = config_from_string(
             "[server]\nname = Hub\nmotd = one\n  two\ndefault_room = main\n"
             "[telnet]\nlisten = tcp:1:interface=127.0.0.1\n"
-            "    unix:/tmp/t.sock\nmax_line = 100\n"
+            "    unix:/tmp/t.sock\n[limits]\nmax_line = 100\nexempt = ::1, 10.0.0.0/8\n"
         )
         self.assertEqual(config.server, ServerConfig("Hub", ("one", "two"), "#main"))
         self.assertEqual(
             config.telnet,
-            TelnetConfig(("tcp:1:interface=127.0.0.1", "unix:/tmp/t.sock"), 100),
+            TelnetConfig(("tcp:1:interface=127.0.0.1", "unix:/tmp/t.sock")),
         )
+        self.assertEqual(config.limits.max_line, 100)
+        self.assertEqual(config.limits.exempt, ("::1", "10.0.0.0/8"))
 
     def test_no_interpolation(self) -> None:
         """
@@ -103,7 +105,7 @@ class ConfigFromStringTests(SynchronousTestCase):
         A non-number is named as such.
         """
         self.assertConfigError(
-            "[telnet]\nmax_line = lots\n", "[telnet] max_line", "'lots'", "whole number"
+            "[limits]\nmax_line = lots\n", "[limits] max_line", "'lots'", "whole number"
         )
 
     def test_number_out_of_range(self) -> None:
@@ -111,7 +113,35 @@ class ConfigFromStringTests(SynchronousTestCase):
         A number outside the allowed range says the range.
         """
         self.assertConfigError(
-            "[telnet]\nmax_line = 10\n", "[telnet] max_line", "between 64 and"
+            "[limits]\nmax_line = 10\n", "[limits] max_line", "between 64 and"
+        )
+
+    def test_moved_key(self) -> None:
+        """
+        A key that moved to C{[limits]} says where it went, rather than
+        only that it is unknown.
+        """
+        self.assertConfigError(
+            "[telnet]\nmax_line = 4096\n", "[telnet] max_line", "[limits] max_line"
+        )
+        self.assertConfigError(
+            "[web]\nmax_message = 4096\n", "[web] max_message", "[limits] max_frame"
+        )
+
+    def test_bad_limits(self) -> None:
+        """
+        Limits that make no sense are refused with what is allowed.
+        """
+        self.assertConfigError(
+            "[limits]\nexempt = 127.0.0.1 localhost\n", "[limits] exempt", "'localhost'"
+        )
+        self.assertConfigError(
+            "[limits]\nidle_timeout = 60\n", "[limits] idle_timeout", "at least 600"
+        )
+        self.assertConfigError(
+            "[limits]\nmessages_per_second = nan\n",
+            "[limits] messages_per_second",
+            "between 0 and",
         )
 
     def test_bad_room(self) -> None:
@@ -264,7 +294,7 @@ class OverrideTests(SynchronousTestCase):
         """
         config = with_overrides(Config(), telnet_listen=("tcp:0",))
         self.assertEqual(config.telnet.listen, ("tcp:0",))
-        self.assertEqual(config.telnet.max_line, 4096)
+        self.assertEqual(config.limits, Config().limits)
 
     def test_none_keeps(self) -> None:
         """

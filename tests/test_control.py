@@ -36,7 +36,7 @@ class ReloadTests(SynchronousTestCase):
         self.text = START
         self.hub = ChatFactory(self.config.server, self.reactor)
         self.successResultOf(self.hub.start())
-        self.telnet = TelnetFactory(self.hub, "telnet", self.config.telnet.max_line)
+        self.telnet = TelnetFactory(self.hub, "telnet")
         self.site = make_site(self.hub, self.config.web)
         root = MultiService()
         root.startService()
@@ -78,21 +78,21 @@ class ReloadTests(SynchronousTestCase):
         participant = FakeParticipant()
         user = self.hub.connect(participant)
         ok, summary = self.reload(
-            START.replace(
-                "[web]\n", "[web]\nallowed_origins = https://chat.example\n"
-            ).replace("[telnet]\n", "[telnet]\nmax_line = 100\n")
-            + "[server]\nmotd = new\n"
+            START.replace("[web]\n", "[web]\nallowed_origins = https://chat.example\n")
+            + "[server]\nmotd = new\n[limits]\nmax_line = 100\nper_address = 3\n"
         )
         self.assertTrue(ok)
         self.assertEqual(
             summary,
-            "applied [server] motd, [telnet] max_line, [web] allowed_origins",
+            "applied [server] motd, [web] allowed_origins, [limits] per_address, "
+            "[limits] max_line",
         )
         self.assertEqual(
             self.site.chat.config.allowed_origins, ("https://chat.example",)
         )
         self.assertEqual(self.hub.config.motd, ("new",))
-        self.assertEqual(self.telnet.max_line, 100)
+        self.assertEqual(self.hub.limits.max_line, 100)
+        self.assertEqual(self.hub.admission.limits.per_address, 3)
         self.assertTrue(user.connected)
         self.assertEqual(self.hub.metrics.reloads, {"ok": 1, "failed": 0})
         self.assertTrue(self.hub.metrics.last_reload_ok)

@@ -31,7 +31,7 @@ from tchat.commands import (
     Unban,
     Unmute,
 )
-from tchat.config import HistoryConfig, OperatorsConfig, ServerConfig
+from tchat.config import HistoryConfig, LimitsConfig, OperatorsConfig, ServerConfig
 from tchat.history import MemoryStore
 from tchat.hub import OPER_FAILURES, OPER_WINDOW, ChatFactory, User
 from tchat.operators import hash_password, verify_password
@@ -63,6 +63,9 @@ class OperatorTestCase(SynchronousTestCase):
             store=self.store,
             operators=OperatorsConfig((("alice", HASH),)),
             verify=verify,
+            # These users talk through hub.execute, not a door, so they
+            # would look silent to the silent timeout (tests.test_limits).
+            limits=LimitsConfig(silent_timeout=0),
         )
         self.successResultOf(hub.start())
         return hub

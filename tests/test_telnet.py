@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from tchat import events
-from tchat.config import ServerConfig
+from tchat.config import LimitsConfig, ServerConfig
 from tchat.events import Renderings
 from tchat.hub import ChatFactory, User
 from tchat.telnet import TelnetFactory, encode
@@ -85,8 +85,9 @@ class TelnetTestCase(SynchronousTestCase):
             ServerConfig(name="Hub", motd=("line one", "line two")),
             self.clock,
             random.Random(2),
+            limits=LimitsConfig(max_line=64),
         )
-        self.factory = TelnetFactory(self.hub, max_line=64)
+        self.factory = TelnetFactory(self.hub)
 
     def client(self, nick: str | None = None, colours: bool = False) -> Client:
         client = Client(self.factory)

@@ -15,7 +15,7 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import events
-from tchat.config import ServerConfig, WebConfig
+from tchat.config import LimitsConfig, ServerConfig, WebConfig
 from tchat.hub import ChatFactory
 from tchat.web import WebChatFactory, origin_allowed
 from tests.support import QuietParticipant
@@ -58,8 +58,13 @@ class WebTestCase(SynchronousTestCase):
         previous = config.loop
         config.loop = self.clock
         self.addCleanup(setattr, config, "loop", previous)
-        self.hub = ChatFactory(ServerConfig(), self.clock, random.Random(3))
-        self.config = WebConfig(max_message=1024, ping_interval=30, ping_timeout=10)
+        self.hub = ChatFactory(
+            ServerConfig(),
+            self.clock,
+            random.Random(3),
+            limits=LimitsConfig(max_frame=1024),
+        )
+        self.config = WebConfig(ping_interval=30, ping_timeout=10)
         self.pumps: list[iosim.IOPump] = []
 
     def factory(self, config: WebConfig | None = None) -> WebChatFactory:
@@ -345,7 +350,7 @@ class ClosingTests(WebTestCase):
 
     def test_oversized_message(self) -> None:
         """
-        A message over C{max_message} closes with 1009; others carry on.
+        A message over C{[limits] max_frame} closes with 1009; others carry on.
         """
         alice, bob, carol = self.people("alice", "bob", "carol")
         alice.send(type="message", message="x" * 2000)

@@ -48,6 +48,18 @@ DOOR_LISTENING = re.compile(rb"(telnet|web|admin) door listening on 127\.0\.0\.1
 
 MOTD = ("Integration tests were here.", "Second line of the MOTD.")
 
+TEST_LIMITS = """\
+[limits]
+# The tests type faster than people do: per-connection and per-room rates
+# are lifted here, and checked by tests.integration.test_siege and
+# tests.test_limits instead. Every other limit keeps its default.
+messages_per_second = 0
+room_messages_per_second = 0
+nick_changes_per_minute = 0
+joins_per_minute = 0
+"""
+"""The C{[limits]} section of the test servers' configuration."""
+
 TAP_INI = """\
 # Written by tests/integration/server.py for one test's server.
 [server]
@@ -58,12 +70,12 @@ default_room = #lobby
 [telnet]
 # Replaced by --telnet on the command line.
 listen = tcp:4444:interface=127.0.0.1
-max_line = 4096
 
+{limits}
 [web]
 # No web door unless a test asks for one with --web.
 listen =
-""".format(motd="\n    ".join(MOTD))
+""".format(motd="\n    ".join(MOTD), limits=TEST_LIMITS)
 """The configuration every test server runs with unless told otherwise."""
 
 STAMP = b"[HH:MM]"

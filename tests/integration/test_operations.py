@@ -29,6 +29,7 @@ from tests.integration.server import (
     LOOPBACK,
     MOTD,
     RECENT,
+    TEST_LIMITS,
     ChatClient,
     TchatServer,
     WebClient,
@@ -114,7 +115,8 @@ def tap_ini(
         text += f"shutdown_grace = {grace:g}\n"
     text += server_extra
     # Replaced by --telnet on the command line.
-    text += "\n[telnet]\nlisten = tcp:4444:interface=127.0.0.1\nmax_line = 4096\n"
+    text += "\n[telnet]\nlisten = tcp:4444:interface=127.0.0.1\n"
+    text += "\n" + TEST_LIMITS
     text += f"\n[web]\nlisten = {web}\n"
     if history:
         text += f"\n[history]\n{history}\n"

@@ -661,20 +661,23 @@ class OriginTests(TestCase):
 
 class LimitTests(TestCase):
     """
-    C{[web] max_message}.
+    C{[limits] max_frame}.
     """
 
     @async_test
     async def test_oversized_message_closes_with_1009(self) -> None:
         """
-        With C{max_message = 1024}, a message of 1024 bytes is delivered,
+        With C{max_frame = 1024}, a message of 1024 bytes is delivered,
         while a 2000-byte one gets its sender's connection closed with code
         1009 (and a reason naming the limit); the others see "alice (web)
         lost connection" (the server, not alice, ended it) and go on
         chatting across doors.
         """
         _, (bob,), (alice, carol) = await web_chat(
-            self, ("bob",), ("alice", "carol"), tap_ini=_with_web("max_message = 1024")
+            self,
+            ("bob",),
+            ("alice", "carol"),
+            tap_ini=TAP_INI.replace("[limits]\n", "[limits]\nmax_frame = 1024\n"),
         )
         at_limit = "a" * (1024 - len('{"type": "message", "message": ""}'))
         alice.send({"type": "message", "message": at_limit})
