@@ -276,6 +276,15 @@ async def refused(port: int) -> bool:
     return False
 
 
+def _holding_all(text: str) -> str:
+    """
+    A configuration whose output queue holds all a L{stuck_client} asks
+    for (by default tchat would skip lines of it, and the rest would fit
+    in the kernel's socket buffers, so the connection could close).
+    """
+    return text.replace("[limits]\n", "[limits]\noutput_queue = 67108864\n")
+
+
 async def stuck_client(testcase: TestCase, server: TchatServer) -> ChatClient:
     """
     A telnet client that stops reading while the server has megabytes to
@@ -389,7 +398,7 @@ class StopTests(TestCase):
         for it) is cut after a second, and the server exits with status 0
         within 3 s of SIGTERM.
         """
-        server = await start_server(self, tap_ini(grace=1))
+        server = await start_server(self, _holding_all(tap_ini(grace=1)))
         stuck = await stuck_client(self, server)
         signalled = time.monotonic()
         server.process.signal_process("TERM")
@@ -404,7 +413,7 @@ class StopTests(TestCase):
         for a connection that cannot be closed cuts it at once, and the
         server exits with status 0 within 3 s of it.
         """
-        server = await start_server(self, tap_ini(grace=60))
+        server = await start_server(self, _holding_all(tap_ini(grace=60)))
         stuck = await stuck_client(self, server)
         server.process.signal_process("TERM")
         await log_line(server, "waiting up to 60 s for their connections to close")
