@@ -11,8 +11,8 @@ Signals and reloads: how an operator steers a running tchat.
 """
 
 import signal
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, fields, replace
 from types import FrameType
 from typing import Any
 
@@ -22,15 +22,15 @@ from twisted.internet.defer import (
     DeferredLock,
     gatherResults,
     maybeDeferred,
+    succeed,
 )
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from tchat.config import Config, ConfigError, LimitsConfig
-from tchat.endpoints import ListenerService, with_backlog
+from tchat.endpoints import ListenerService, server_endpoint
 from tchat.hub import ChatFactory
 from tchat.telnet import TelnetFactory
 from tchat.web import WebChatFactory
@@ -57,6 +57,8 @@ class ReloadResult:
     @ivar listening: Endpoints now listened on; C{stopped}: no longer.
     @ivar failed: (endpoint, reason) for new endpoints that cannot listen.
     @ivar error: Why the file was refused.
+    @ivar certificates: (endpoint, reason) for C{ssl:} listeners that kept
+        their old certificate because the files cannot be used.
     """
 
     ok: bool
@@ -66,13 +68,19 @@ class ReloadResult:
     stopped: tuple[str, ...] = ()
     failed: tuple[tuple[str, str], ...] = ()
     error: str = ""
+    certificates: tuple[tuple[str, str], ...] = ()
 
     def summary(self) -> str:
         """
         @return: One sentence for the log and for C{/rehash}.
         """
+        kept = [
+            f"kept the old certificate for {description} ({reason})"
+            for description, reason in self.certificates
+        ]
         if not self.ok:
-            return f"refused, the configuration in force is unchanged: {self.error}"
+            refused = f"refused, the configuration in force is unchanged: {self.error}"
+            return "; ".join([refused, *kept])
         parts = []
         if self.changed:
             parts.append("applied " + ", ".join(self.changed))
@@ -84,6 +92,7 @@ class ReloadResult:
             parts.append(f"cannot listen on {description} ({reason})")
         if self.restart:
             parts.append("needs restart: " + ", ".join(self.restart))
+        parts += kept
         return "; ".join(parts) if parts else "nothing changed"
 
 
@@ -117,10 +126,7 @@ class Listeners:
         A listener of the initial configuration: failing to listen stops
         start-up.
         """
-        endpoint = serverFromString(self._reactor, with_backlog(description))
-        service = ListenerService(
-            door, description, endpoint, self._factories[door], ready
-        )
+        service = self._service(door, description, ready)
         service.daemon = self._daemon
         service.setServiceParent(self._root)
         self.services[door, description] = service
@@ -143,14 +149,23 @@ class Listeners:
                 stopped.append(key[1])
 
         def start(_: object) -> Deferred[list[tuple[str, str | None]]]:
-            attempts = []
+            attempts: list[Deferred[tuple[str, str | None]]] = []
             for door, description in wanted:
                 if (door, description) in self.services:
                     continue
-                endpoint = serverFromString(self._reactor, with_backlog(description))
-                service = ListenerService(
-                    door, description, endpoint, self._factories[door]
-                )
+                try:
+                    service = self._service(door, description, None)
+                except Exception as e:
+                    # Checked when read, but a key file may have gone since.
+                    reason = str(e) or type(e).__name__
+                    self._log.error(
+                        "the {door} door cannot listen on {description}: {reason}",
+                        door=door,
+                        description=description,
+                        reason=reason,
+                    )
+                    attempts.append(succeed((description, reason)))
+                    continue
                 service.failed = Deferred()
                 self.services[door, description] = service
                 service.setServiceParent(self._root)
@@ -169,6 +184,39 @@ class Listeners:
         # spelling), which cannot be listened on while the old one is open.
         # It also makes "stopped listening" true when the reload says so.
         return gatherResults(stopping).addCallback(start).addCallback(sort)
+
+    def _service(
+        self, door: str, description: str, ready: Deferred[None] | None
+    ) -> ListenerService:
+        """
+        A listener for C{door} on C{description}, not started yet.
+        """
+        endpoint, factory, tls = server_endpoint(
+            self._reactor, description, self._factories[door]
+        )
+        return ListenerService(door, description, endpoint, factory, ready, tls)
+
+    def reload_certificates(
+        self, among: Collection[ListenerService] | None = None
+    ) -> list[tuple[str, str]]:
+        """
+        Have every running C{ssl:} listener read its key and certificate
+        files again (each logs the outcome); new connections get the new
+        certificate, open ones keep theirs.
+
+        @param among: Only these listeners (if still running); all by
+            default.
+        @return: (endpoint, reason) for those that kept the old one.
+        """
+        kept = []
+        for service in list(self.services.values()):
+            if among is not None and service not in among:
+                continue
+            if service.tls is not None:
+                reason = service.tls.reload()
+                if reason is not None:
+                    kept.append((service.description, reason))
+        return kept
 
     def _stop(self, service: ListenerService) -> Deferred[object]:
         """
@@ -268,6 +316,7 @@ class Reloader:
 
     async def _reload(self, why: str) -> ReloadResult:
         self._log.info("{why}: reloading {source}", why=why, source=self.config.source)
+        running = set(self._listeners.services.values())
         try:
             new = await self._in_thread(self._reread)
         except ConfigError as e:
@@ -277,6 +326,12 @@ class Reloader:
             result = ReloadResult(False, error=f"{type(e).__name__}: {e}")
         else:
             result = await self._apply(new)
+        # Whatever became of tap.ini: a renewed certificate (certbot's hook
+        # sends SIGHUP) must not wait for an unrelated typo to be fixed.
+        # Listeners started by this reload have just read theirs.
+        kept = self._listeners.reload_certificates(among=running)
+        if kept:
+            result = replace(result, certificates=tuple(kept))
         self._hub.metrics.reloaded(self._reactor.seconds(), result.ok)
         if result.ok:
             self._log.info("reload: {summary}", summary=result.summary())

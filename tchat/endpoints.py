@@ -4,6 +4,8 @@ Listeners: endpoint strings checked before start-up, and a service that logs
 where each one really listens.
 """
 
+from typing import Any
+
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -20,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from tchat.config import ConfigError
+from tchat.tls import ServerTLS, load_certificate, parse_ssl
 
 DEFAULT_BACKLOG = 1024
 """
@@ -54,7 +57,8 @@ def check_endpoint(section: str, description: str) -> None:
 
     Parsing happens against a L{MemoryReactor} so that nothing is bound;
     C{onion:} strings are only checked for txtorcon, because parsing them
-    connects to (or launches) tor.
+    connects to (or launches) tor.  C{ssl:} strings have their key,
+    certificate and chain files read and checked.
 
     @param section: The C{tap.ini} section it came from, for the message.
     @param description: The endpoint string.
@@ -71,12 +75,41 @@ def check_endpoint(section: str, description: str) -> None:
             ) from None
         return
     try:
-        serverFromString(MemoryReactor(), description)
+        if kind == "ssl":
+            # What listening will do: tchat's own TLS, which reloads.
+            load_certificate(parse_ssl(description))
+        else:
+            serverFromString(MemoryReactor(), description)
     except Exception as e:
         reason = str(e) or type(e).__name__
         raise ConfigError(
             f"[{section}] listen: {description!r} is not a usable endpoint: {reason}"
         ) from None
+
+
+def server_endpoint(
+    reactor: Any, description: str, factory: IProtocolFactory
+) -> tuple[IStreamServerEndpoint, IProtocolFactory, ServerTLS | None]:
+    """
+    What to listen with for an endpoint string, with L{with_backlog}.
+
+    An C{ssl:} string becomes a TCP endpoint and C{factory} wrapped in TLS
+    from a L{ServerTLS}, so that its certificate can be reloaded; other
+    strings go to C{serverFromString} and C{factory} is unchanged.
+
+    @param reactor: The reactor to listen with.
+    @param description: The endpoint string.
+    @param factory: The door's factory.
+    @return: The endpoint, the factory to listen with, and the TLS of an
+        C{ssl:} string (else C{None}).
+    @raise ValueError: If the string cannot be parsed.
+    @raise CertificateError: If its key or certificate cannot be used.
+    """
+    full = with_backlog(description)
+    if full.partition(":")[0] != "ssl":
+        return serverFromString(reactor, full), factory, None
+    tls = ServerTLS(description, parse_ssl(full))
+    return tls.endpoint(reactor), tls.wrap(factory), tls
 
 
 def client_address(door: str, transport: object) -> str | None:
@@ -128,6 +161,8 @@ class ListenerService(StreamServerEndpointService):
     @ivar door: The door's name, for the log.
     @ivar description: The endpoint string, for the log.
     @ivar port: The listening port once started.
+    @ivar tls: The TLS of an C{ssl:} listener, whose certificate a reload
+        reloads; C{None} for other listeners.
     """
 
     _log = Logger()
@@ -143,13 +178,16 @@ class ListenerService(StreamServerEndpointService):
         endpoint: IStreamServerEndpoint,
         factory: IProtocolFactory,
         ready: Deferred[None] | None = None,
+        tls: ServerTLS | None = None,
     ) -> None:
         """
         @param ready: Fires when the hub is ready for users; until then the
             port is listening (so a taken port fails start-up at once) but
             connections wait in the listen queue.
+        @param tls: See L{ListenerService.tls}.
         """
         super().__init__(endpoint, factory)
+        self.tls = tls
         self._ready = ready
         self.door = door
         self.description = description

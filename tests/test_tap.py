@@ -25,7 +25,6 @@ from tchat import tap
 from tchat.control import SignalService
 from tchat.endpoints import ListenerService, StartupError, describe_address
 from tchat.limits import Gate
-from tchat.telnet import TelnetFactory
 
 
 def _door(factory: object) -> str:
