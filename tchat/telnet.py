@@ -26,7 +26,7 @@ from tchat.commands import CommandError, parse_line
 from tchat.endpoints import client_address
 from tchat.hub import ChatFactory, User
 from tchat.interfaces import IParticipant
-from tchat.limits import OutputQueue, line_refusal
+from tchat.limits import OutputQueue, line_refusal, unwrapped
 from tchat.palette import Colour
 
 _log = Logger()
@@ -430,6 +430,9 @@ class _TelnetTransport(TelnetTransport):
             queue.push(data)
         elif self.transport is not None:
             self.transport.write(data)
+
+    def makeConnection(self, transport: Any) -> None:
+        super().makeConnection(unwrapped(transport))
 
     def connectionMade(self) -> None:
         tcp: Any = self.transport

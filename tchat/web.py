@@ -32,7 +32,7 @@ from tchat.config import WebConfig
 from tchat.endpoints import client_address
 from tchat.hub import ChatFactory, User
 from tchat.interfaces import IParticipant
-from tchat.limits import OutputQueue, http_refusal
+from tchat.limits import OutputQueue, http_refusal, unwrapped
 from tchat.webproto import (
     FrameError,
     encode,
@@ -118,6 +118,9 @@ class WebChatProtocol(WebSocketServerProtocol):
     def pings(self) -> bool:
         """Whether Autobahn pings this client to check it is alive."""
         return bool(self.factory.config.ping_interval)
+
+    def makeConnection(self, transport: Any) -> None:
+        super().makeConnection(unwrapped(transport))
 
     def onConnect(self, request: ConnectionRequest) -> None:
         allowed = self.factory.config.allowed_origins
