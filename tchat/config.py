@@ -407,10 +407,18 @@ def _bounded(
     """
 
     def parse(raw: str) -> N:
+        text = raw.strip()
+        if len(text) > 40:
+            # Python refuses to convert very long numbers (and a message
+            # quoting one would be as long): no limit here is that big.
+            raise ValueError(
+                f"must be between {_shown(low)} and {_shown(high)}, "
+                f"not a {len(text)}-character value"
+            )
         try:
-            value = convert(raw.strip())
+            value = convert(text)
         except ValueError:
-            raise ValueError(f"{raw.strip()!r} is not {what}") from None
+            raise ValueError(f"{text!r} is not {what}") from None
         if not low <= value <= high:
             raise ValueError(
                 f"must be between {_shown(low)} and {_shown(high)}, not {_shown(value)}"
@@ -472,9 +480,17 @@ def _onion_ports(raw: str) -> tuple[tuple[int, str], ...]:
         if not item.strip():
             continue
         port, sep, door = (part.strip() for part in item.partition("="))
-        if not sep or not port.isdecimal() or not 1 <= int(port) <= 65535:
+        if (
+            not sep
+            or not port.isascii()
+            or not port.isdecimal()
+            or len(port) > 5
+            or not 1 <= int(port) <= 65535
+        ):
+            shown = item.strip()
+            shown = shown if len(shown) <= 40 else shown[:40] + "…"
             raise ValueError(
-                f"{item.strip()!r} is not PORT = DOOR (e.g. 23 = telnet, 80 = web)"
+                f"{shown!r} is not PORT = DOOR (e.g. 23 = telnet, 80 = web)"
             )
         if door not in ("telnet", "web"):
             raise ValueError(f"{door!r} is not a door; use telnet or web")

@@ -981,7 +981,9 @@ class ChatFactory:
         nick = normalize_nick(name)
         problem = nick_problem(nick)
         if problem is not None:
-            self._error(user, "nick-invalid", f"{nick!r} cannot be a nick: {problem}")
+            self._error(
+                user, "nick-invalid", f"{_quoted(nick)} cannot be a nick: {problem}"
+            )
             return
         key = nick_key(nick)
         if key in RESERVED_NICKS or key == nick_key(self.config.name):
@@ -1024,7 +1026,7 @@ class ChatFactory:
         normal = normalize_room(name)
         problem = room_problem(normal)
         if problem is not None:
-            self._error(user, "room-invalid", f"{name!r}: {problem}")
+            self._error(user, "room-invalid", f"{_quoted(name)}: {problem}")
             return None
         return normal
 
@@ -1171,7 +1173,7 @@ class ChatFactory:
         text = clean_text(text).strip()
         target = self._users.get(nick_key(normalize_nick(nick)))
         if target is None:
-            self._error(user, "no-such-nick", f"nobody here is called {nick}")
+            self._error(user, "no-such-nick", f"nobody here is called {_cut(nick)}")
             return
         if not text or self._is_muted(user):
             return
@@ -1204,8 +1206,8 @@ class ChatFactory:
             self._error(
                 user,
                 "bad-arguments",
-                f"no colour called {choice!r}; choose from: {', '.join(PALETTE)}, "
-                "or on/off",
+                f"no colour called {_quoted(choice)}; choose from: "
+                f"{', '.join(PALETTE)}, or on/off",
             )
 
     # -- history -----------------------------------------------------------
@@ -1686,7 +1688,7 @@ class ChatFactory:
     def _target(self, oper: User, nick: str) -> User | None:
         target = self._users.get(nick_key(normalize_nick(nick)))
         if target is None:
-            self._error(oper, "no-such-nick", f"nobody here is called {nick}")
+            self._error(oper, "no-such-nick", f"nobody here is called {_cut(nick)}")
         return target
 
     def _send_off(self, target: User, by: str, why: str, reason: str | None) -> None:
@@ -1770,7 +1772,9 @@ class ChatFactory:
             network = ipaddress.ip_network(address, strict=False)
         except ValueError:
             if sep and kind.lower() == "ip":
-                self._error(oper, "bad-arguments", f"{rest!r} is not an IP address")
+                self._error(
+                    oper, "bad-arguments", f"{_quoted(rest)} is not an IP address"
+                )
                 return None
         else:
             return [("address", str(network))]
@@ -1844,7 +1848,9 @@ class ChatFactory:
             found = [b for b in self._bans.values() if b.pattern == canonical]
         if not found:
             self._error(
-                oper, "bad-arguments", f"no ban matches {target!r}; /bans lists them"
+                oper,
+                "bad-arguments",
+                f"no ban matches {_quoted(target)}; /bans lists them",
             )
             return
         for ban in found:
@@ -2093,6 +2099,19 @@ class ChatFactory:
                 self._log.failure(
                     "delivering {event!r} to {nick}", event=event, nick=recipient.nick
                 )
+
+
+def _cut(text: str, most: int = 40) -> str:
+    """
+    What a user typed, cut short for an error, so that a long argument is
+    not echoed back whole.
+    """
+    return text if len(text) <= most else text[:most] + "…"
+
+
+def _quoted(text: str) -> str:
+    """L{_cut}, quoted."""
+    return repr(_cut(text))
 
 
 def _per_second(rate: float, word: str) -> str:

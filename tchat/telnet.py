@@ -514,6 +514,12 @@ class _TelnetTransport(TelnetTransport):
             self._after_cr = True
             self.applicationDataReceived(b"\r")
 
+    def negotiate(self, bytes: list[bytes]) -> None:
+        # Twisted fails with IndexError on an empty subnegotiation
+        # (IAC SB IAC SE); it asks for nothing, so there is nothing to do.
+        if bytes:
+            super().negotiate(bytes)
+
     def _subnegotiationLengthExceeded(self) -> None:
         # Twisted drops a client whose subnegotiation never ends, closing the
         # socket directly; close it ourselves, saying why.

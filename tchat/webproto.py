@@ -8,6 +8,7 @@ frames out, C{{"message", "name", "color"}} frames in.
 """
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,6 +232,32 @@ def _classic(
     return result, name is not None or text is not None
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    """
+    Whether a decoded JSON value holds a lone UTF-16 surrogate, in a string
+    or a key, at any depth.
+
+    JSON lets a string escape one (C{"\\ud800"}) and Python's decoder
+    accepts it, but it is not text: no door can encode it, so it must not
+    get past the edge.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 def parse_frame(payload: bytes, nick: str) -> Request:
     """
     Parse one text frame from a client.
@@ -246,6 +273,12 @@ def parse_frame(payload: bytes, nick: str) -> Request:
         frame = json.loads(payload)
     except (ValueError, RecursionError):
         raise FrameError("bad-json", "the frame is not valid JSON") from None
+    if (b"\\u" in payload or b"\xed" in payload) and _has_lone_surrogate(frame):
+        raise FrameError(
+            "bad-json",
+            "the frame holds a lone surrogate (\\ud800 to \\udfff), "
+            "which is not text; send whole characters",
+        )
     if not isinstance(frame, dict):
         raise FrameError("bad-request", "a frame must be a JSON object")
     client_id = _field(frame, "client_id", required=False)

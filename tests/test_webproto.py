@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import commands, events
 from tchat.palette import PALETTE
-from tchat.webproto import FrameError, encode, parse_frame, to_json
+from tchat.webproto import FrameError, Request, encode, parse_frame, to_json
 
 RED = PALETTE["red"]
 
@@ -192,6 +192,25 @@ class ParseErrorTests(SynchronousTestCase):
         self.assertFrameError(b"{nope", "bad-json", "not valid JSON")
         self.assertFrameError(b"[" * 100000 + b"]" * 100000, "bad-json", "JSON")
         self.assertFrameError(b"\xff\xfe", "bad-json", "JSON")
+
+    def test_lone_surrogate(self) -> None:
+        """
+        A lone surrogate (valid JSON escape, but not text) is refused
+        wherever it is, rather than reaching the hub, where no door could
+        encode it; a pair of them (an emoji) is fine.
+        """
+        for payload in (
+            b'{"type": "message", "message": "a\\ud800b"}',
+            b'{"type": "message", "message": "hi", "client_id": "\\udfff"}',
+            b'{"type": "dance", "client_id": "\\ud800"}',
+            b'{"type": "resume", "rooms": {"#\\udc00": 1}}',
+            b'{"message": "\xed\xa0\x80"}',
+        ):
+            self.assertFrameError(payload, "bad-json", "lone surrogate")
+        self.assertEqual(
+            parse_frame(b'{"type": "message", "message": "\\ud83d\\ude00"}', "me"),
+            Request((commands.Say("\U0001f600"),)),
+        )
 
     def test_not_an_object(self) -> None:
         """
