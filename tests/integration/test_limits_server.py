@@ -118,8 +118,7 @@ class HygieneTests(TestCase):
         with C{tcp_keepalive} seconds of idle time (C{ss} shows its timer),
         so a peer that vanished is noticed.
         """
-        if not require(shutil.which("ss"), "ss (iproute2) is not installed"):
-            return
+        require(shutil.which("ss") is not None, "ss (iproute2) is not installed")
         server = await start_server(self, _limits("tcp_keepalive = 45"))
         await connect(self, server.port, "alice")
 
