@@ -2097,7 +2097,9 @@ class ChatFactory:
                 recipient.participant.deliver(event, renderings)
             except Exception:
                 self._log.failure(
-                    "delivering {event!r} to {nick}", event=event, nick=recipient.nick
+                    "delivering a {kind} to {nick}",
+                    kind=type(event).__name__,
+                    nick=recipient.nick,
                 )
 
 

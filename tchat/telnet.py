@@ -14,8 +14,13 @@ from typing import Any, cast
 
 from twisted.conch.telnet import TelnetProtocol, TelnetTransport
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IReactorTime, ITCPTransport
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IReactorTime,
+    ITCPTransport,
+)
+from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -374,8 +379,11 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
         return client_address(self.door, self.transport)
 
     def close(self, reason: str, why: str = "normal") -> None:
-        if self.transport is not None:
-            self.transport.loseConnection()
+        transport = self.transport
+        if isinstance(transport, _TelnetTransport):
+            transport.loseConnection(drain=why == "policy")
+        elif transport is not None:
+            transport.loseConnection()
 
     def abort(self) -> None:
         transport = self.transport
@@ -386,6 +394,10 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
                 tcp.abortConnection()
             elif tcp is not None:
                 tcp.loseConnection()
+
+
+_DRAIN = 5.0
+"""Seconds a closed connection's client has to close its side too."""
 
 
 def _skipped(lines: int) -> bytes:
@@ -410,6 +422,8 @@ class _TelnetTransport(TelnetTransport):
     # The skipped-lines marker at the head of the queue, and its count.
     _marker: bytes | None = None
     _marker_lines = 0
+    # Cuts a closed connection whose client does not close its side.
+    _cut: IDelayedCall | None = None
 
     def __init__(self, hub: ChatFactory, door: str, clock: IReactorTime) -> None:
         super().__init__(TelnetChatProtocol, hub, door)
@@ -472,7 +486,16 @@ class _TelnetTransport(TelnetTransport):
         queue.size += len(self._marker)
         self._hub.metrics.drop("slow-reader-lines")
 
-    def loseConnection(self) -> None:
+    def loseConnection(self, drain: bool = False) -> None:
+        """
+        Close after writing what is queued.
+
+        @param drain: Close only our side, and read (and ignore) what the
+            client still sends until it closes too or a few seconds pass:
+            for a client sent off while still sending (a flooder), since
+            closing a socket with unread input sends a reset, which makes
+            the client's kernel throw away the goodbye it has not read.
+        """
         # TelnetTransport leaves "disconnecting" False for good, so the line
         # parser would go on running lines that arrived after /quit.
         self.disconnecting = True
@@ -482,7 +505,9 @@ class _TelnetTransport(TelnetTransport):
             # (a /quit has already been announced by then).
             protocol.dropped = True
         queue, tcp = self.queue, cast(Any, self.transport)
-        if queue is not None and tcp is not None:
+        if self._cut is not None or tcp is None:
+            return
+        if queue is not None:
             # What is queued goes to the socket's buffer to be flushed
             # before the close; the producer must go or the close would
             # wait for it forever.
@@ -490,7 +515,18 @@ class _TelnetTransport(TelnetTransport):
             queue.stopProducing()
             tcp.writeSequence(pending)
             tcp.unregisterProducer()
-        super().loseConnection()
+        if not drain or not hasattr(tcp, "socket"):
+            # Under TLS, the TLS layer closes in its own order.
+            tcp.loseConnection()
+            return
+        tcp.loseWriteConnection()
+        self._cut = self._clock.callLater(_DRAIN, tcp.abortConnection)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        cut = self._cut
+        if cut is not None and cut.active():
+            cut.cancel()
+        super().connectionLost(reason)
 
     def dataReceived(self, data: bytes) -> None:
         if self._after_cr:

@@ -196,7 +196,10 @@ class WebChatProtocol(WebSocketServerProtocol):
 
     def _write_item(self, item: PreparedMessage | bytes) -> None:
         if isinstance(item, bytes):
-            self.sendMessage(item)
+            # Prepared, because Autobahn applies the incoming size limit
+            # (max_frame) to sendMessage too, and a page of history may
+            # be larger than what a client may send.
+            self.sendPreparedMessage(self.factory.prepareMessage(item, isBinary=False))
         else:
             self.sendPreparedMessage(item)
 
@@ -209,6 +212,9 @@ class WebChatProtocol(WebSocketServerProtocol):
         queue.stopProducing()
         if self.user is not None:
             self.factory.hub.too_slow(self.user, waiting)
+        # The close frame waits behind what the socket already holds: give
+        # a reader that is slow (not gone) the time to get to it.
+        self.closeHandshakeTimeout = self.factory.hub.limits.stuck_timeout
         self.close(
             f"too slow: over {queue.limit // 1024} KiB of messages waiting; "
             "reconnect to catch up",
