@@ -31,7 +31,6 @@ from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -55,6 +54,7 @@ from tchat.palette import PALETTE
 from tchat.telnet import TelnetFactory
 from tchat.web import WebChatFactory
 from tchat.webproto import FrameError, Request, error_frame, parse_frame
+from tests.test_telnet import Client
 
 # -- Hypothesis profiles ----------------------------------------------------
 
@@ -409,28 +409,16 @@ def _chunks(draw: st.DrawFn, pieces: st.SearchStrategy[bytes]) -> list[bytes]:
 _TELNET_STREAM = _chunks(st.one_of(_TELNET_TEXT, _TELNET_COMMAND))
 
 
-class _TelnetUser:
+class _TelnetUser(Client):
     """
-    One telnet connection on an in-memory transport.
+    One telnet connection on an in-memory transport (L{tests.test_telnet}'s
+    client), that knows when it was closed and how to finish what a fuzzed
+    stream left open.
     """
-
-    def __init__(self, factory: TelnetFactory) -> None:
-        self.protocol = factory.buildProtocol(None)
-        self.transport = StringTransport()
-        self.protocol.makeConnection(self.transport)
-
-    @property
-    def user(self) -> User:
-        user = self.protocol.protocol.user  # type: ignore[union-attr]
-        assert isinstance(user, User)
-        return user
 
     @property
     def closed(self) -> bool:
         return bool(self.transport.disconnecting)
-
-    def send(self, data: bytes) -> None:
-        self.protocol.dataReceived(data)
 
     def screen(self) -> str:
         """Everything the user was sent so far, as their terminal shows it."""
