@@ -678,6 +678,20 @@ class Soak:
 
     # -- slow readers ----------------------------------------------------
 
+    async def joined(self, door: str, rng: random.Random, room: str) -> Conn | None:
+        """
+        A new connection through C{door}, in C{room}; C{None} (after a
+        pause) when the server would not take it.
+        """
+        conn: Conn = (
+            TelnetConn() if door == "telnet" else WebConn(self.server.ports["web"], rng)
+        )
+        if not await self.connect(conn, door, self.address()):
+            await asyncio.sleep(5)
+            return None
+        await self.join(conn, room)
+        return conn
+
     async def slow_reader(self, index: int, door: str, catches_up: bool) -> None:
         """
         Join a room and stop reading, asking for its history four times a
@@ -687,15 +701,9 @@ class Soak:
         rng = random.Random(self.rng.getrandbits(64))
         room = self.room_of(index)
         while self.running:
-            conn: Conn = (
-                TelnetConn()
-                if door == "telnet"
-                else WebConn(self.server.ports["web"], rng)
-            )
-            if not await self.connect(conn, door, self.address()):
-                await asyncio.sleep(5)
+            conn = await self.joined(door, rng, room)
+            if conn is None:
                 continue
-            await self.join(conn, room)
             stall_until = time.monotonic() + rng.uniform(60, 120)
             conn.pause()
             while self.running and conn.open:
@@ -730,15 +738,9 @@ class Soak:
         rng = random.Random(self.rng.getrandbits(64))
         room = self.room_of(index)
         while self.running:
-            conn: Conn = (
-                TelnetConn()
-                if door == "telnet"
-                else WebConn(self.server.ports["web"], rng)
-            )
-            if not await self.connect(conn, door, self.address()):
-                await asyncio.sleep(5)
+            conn = await self.joined(door, rng, room)
+            if conn is None:
                 continue
-            await self.join(conn, room)
             await asyncio.sleep(rng.uniform(1, 4))
             if isinstance(conn, TelnetConn):
                 conn.say(f"about to vanish {index}")

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from tchat.text import clean_text, is_simple_name, normalize_room, room_problem
+from tchat.text import (
+    clean_text,
+    is_simple_name,
+    normalize_room,
+    room_problem,
+    shortened,
+)
 
 N = TypeVar("N", int, float)
 
@@ -487,10 +493,9 @@ def _onion_ports(raw: str) -> tuple[tuple[int, str], ...]:
             or len(port) > 5
             or not 1 <= int(port) <= 65535
         ):
-            shown = item.strip()
-            shown = shown if len(shown) <= 40 else shown[:40] + "…"
             raise ValueError(
-                f"{shown!r} is not PORT = DOOR (e.g. 23 = telnet, 80 = web)"
+                f"{shortened(item.strip())!r} is not PORT = DOOR "
+                "(e.g. 23 = telnet, 80 = web)"
             )
         if door not in ("telnet", "web"):
             raise ValueError(f"{door!r} is not a door; use telnet or web")

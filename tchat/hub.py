@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
-from functools import lru_cache
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -73,7 +72,14 @@ from tchat.history import (
     Session,
 )
 from tchat.interfaces import IParticipant
-from tchat.limits import Admission, TokenBucket, per_minute, plural
+from tchat.limits import (
+    Admission,
+    TokenBucket,
+    parse_ip,
+    parse_network,
+    per_minute,
+    plural,
+)
 from tchat.metrics import Metrics
 from tchat.palette import PALETTE, Colour, colour_for
 from tchat.text import (
@@ -84,6 +90,7 @@ from tchat.text import (
     normalize_room,
     room_key,
     room_problem,
+    shortened,
 )
 
 RESERVED_NICKS = frozenset({"server", "admin", "operator", "system", "root"})
@@ -1171,9 +1178,8 @@ class ChatFactory:
 
     def _msg(self, user: User, nick: str, text: str) -> None:
         text = clean_text(text).strip()
-        target = self._users.get(nick_key(normalize_nick(nick)))
+        target = self._target(user, nick)
         if target is None:
-            self._error(user, "no-such-nick", f"nobody here is called {_cut(nick)}")
             return
         if not text or self._is_muted(user):
             return
@@ -1686,9 +1692,15 @@ class ChatFactory:
         self._fan_out(told, notice)
 
     def _target(self, oper: User, nick: str) -> User | None:
+        """
+        The user called C{nick}, or C{None} after telling C{oper} there is
+        nobody by that name.
+        """
         target = self._users.get(nick_key(normalize_nick(nick)))
         if target is None:
-            self._error(oper, "no-such-nick", f"nobody here is called {_cut(nick)}")
+            self._error(
+                oper, "no-such-nick", f"nobody here is called {shortened(nick)}"
+            )
         return target
 
     def _send_off(self, target: User, by: str, why: str, reason: str | None) -> None:
@@ -2103,17 +2115,9 @@ class ChatFactory:
                 )
 
 
-def _cut(text: str, most: int = 40) -> str:
-    """
-    What a user typed, cut short for an error, so that a long argument is
-    not echoed back whole.
-    """
-    return text if len(text) <= most else text[:most] + "…"
-
-
 def _quoted(text: str) -> str:
-    """L{_cut}, quoted."""
-    return repr(_cut(text))
+    """What a user typed, L{shortened} and quoted, for an error."""
+    return repr(shortened(text))
 
 
 def _per_second(rate: float, word: str) -> str:
@@ -2139,27 +2143,13 @@ def _ban_matches(
     """
     match ban.kind:
         case "address":
-            ip = _ip(address) if address else None
-            return ip is not None and ip in _network(ban.pattern)
+            ip = parse_ip(address) if address else None
+            return ip is not None and ip in parse_network(ban.pattern)
         case "nick":
             return key is not None and fnmatchcase(key, ban.pattern)
         case "session":
             return session == ban.pattern
     return False  # pragma: no cover
-
-
-@lru_cache(maxsize=4096)
-def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(address)
-    except ValueError:
-        return None
-
-
-@lru_cache(maxsize=1024)
-def _network(pattern: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    # Parsed once per ban, not once per connection checked against it.
-    return ipaddress.ip_network(pattern)
 
 
 def _rss_bytes() -> int:

@@ -93,7 +93,11 @@ def per_minute(count: int, now: float) -> TokenBucket:
 
 
 @lru_cache(maxsize=4096)
-def _parsed(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """
+    A client's address as an IP address (an IPv4-mapped IPv6 address as
+    the IPv4 one), parsed once per address; C{None} if it is none.
+    """
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -107,14 +111,18 @@ def exempt(host: str, networks: tuple[str, ...]) -> bool:
     """
     Is C{host} in one of C{networks} (C{[limits] exempt})?
     """
-    address = _parsed(host)
+    address = parse_ip(host)
     if address is None:
         return False
-    return any(address in _network(n) for n in networks)
+    return any(address in parse_network(n) for n in networks)
 
 
-@lru_cache(maxsize=256)
-def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+@lru_cache(maxsize=1024)
+def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """
+    A network from C{[limits] exempt} or a ban, parsed once, not once per
+    connection checked against it.
+    """
     return ipaddress.ip_network(text, strict=False)
 
 
@@ -408,10 +416,6 @@ class Gate(WrappingFactory):
             self.admission.release(self.onion, key)
             return None
         return _Admitted(self, wrapped, key)
-
-    def __getattr__(self, name: str) -> object:
-        # The door's own attributes (hub, door, chat) stay reachable.
-        return getattr(self.wrappedFactory, name)
 
 
 T = TypeVar("T")

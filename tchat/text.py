@@ -151,6 +151,14 @@ def room_problem(name: str) -> str | None:
     return None
 
 
+def shortened(text: str, most: int = 40) -> str:
+    """
+    What someone typed, cut short for an error message, so that a long
+    argument is not echoed back whole.
+    """
+    return text if len(text) <= most else text[:most] + "…"
+
+
 def is_simple_name(name: str) -> bool:
     """
     Whether C{name} suits an account or client name in C{tap.ini}: ASCII
