@@ -24,12 +24,14 @@ class Renderings:
     depend on (its wire format and any per-viewer variant); the first
     recipient with that key pays for the encoding and the rest reuse it.
 
+    @ivar cache: The renderings made so far, by key.  A door's hot path may
+        look a key up here itself and call L{get} only on a miss.
     @ivar encoded: How many renderings were actually produced; tests and
         benchmarks read it to prove fan-out encodes once.
     """
 
     def __init__(self) -> None:
-        self._cache: dict[Hashable, object] = {}
+        self.cache: dict[Hashable, Any] = {}
         self.encoded = 0
 
     def get(self, key: Hashable, render: Callable[..., T], *args: object) -> T:
@@ -42,9 +44,9 @@ class Renderings:
         @return: The rendering.
         """
         try:
-            return self._cache[key]  # type: ignore[return-value]
+            return self.cache[key]  # type: ignore[no-any-return]
         except KeyError:
-            value = self._cache[key] = render(*args)
+            value = self.cache[key] = render(*args)
             self.encoded += 1
             return value
 

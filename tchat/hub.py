@@ -74,6 +74,7 @@ from tchat.history import (
 from tchat.interfaces import IParticipant
 from tchat.limits import (
     Admission,
+    Batcher,
     TokenBucket,
     parse_ip,
     parse_network,
@@ -145,7 +146,7 @@ def describe_duration(seconds: float | None) -> str:
     return "for " + describe_span(seconds)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class User:
     """
     One connected user, as the hub keeps them.
@@ -178,6 +179,8 @@ class User:
         down; -1 when they have not been told.
     @ivar nick_changes: The user's nick-change rate limit, once used.
     @ivar joins: The user's room-join rate limit, once used.
+    @ivar deliver: C{participant.deliver}, bound once: fan-out calls it
+        for every recipient of every event.
     """
 
     participant: IParticipant
@@ -204,6 +207,10 @@ class User:
     flood_dropped: int = -1
     nick_changes: TokenBucket | None = None
     joins: TokenBucket | None = None
+    deliver: Callable[[object, object], None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deliver = self.participant.deliver
 
 
 @dataclass(eq=False)
@@ -226,6 +233,8 @@ class Room:
         recognise a client's retry.
     @ivar stored: Whether the store knows the room yet.
     @ivar sending: The room's message rate limit, once someone talks.
+    @ivar doors: How many members came by each door, for the delivery
+        counts of a fan-out to all of them.
     """
 
     name: str
@@ -241,6 +250,7 @@ class Room:
     tagged: dict[str, events.RoomMessage] = field(default_factory=dict)
     stored: bool = False
     sending: TokenBucket | None = None
+    doors: dict[str, int] = field(default_factory=dict)
 
     def record(self) -> RoomRecord:
         """This room as the store keeps it."""
@@ -328,6 +338,9 @@ class ChatFactory:
         """Reloads C{tap.ini} for C{/rehash}: (success, what happened)."""
         self.onion_status: Callable[[], dict[str, Any]] | None = None
         """The onion door's status, for operators' C{/stats}."""
+        self.batcher: Batcher | None = None
+        """Gathers each client's writes per reactor turn (the running
+        server sets one; without it, doors write at once)."""
         self.history = history if history is not None else HistoryConfig()
         self.store: HistoryStore = (
             store if store is not None else MemoryStore(self.history)
@@ -966,7 +979,7 @@ class ChatFactory:
     ) -> None:
         room.delivered_id = message.id
         room.recent.append(message)
-        self._fan_out(room.members, message)
+        self._fan_out(room.members, message, room.doors)
         self.metrics.fanout.observe(time.perf_counter() - received)
 
     def _not_stored(
@@ -1102,6 +1115,7 @@ class ChatFactory:
         if not self.history.replay:
             shown = ()
         room.members[user] = shown[0].id if shown else room.delivered_id + 1
+        room.doors[user.door] = room.doors.get(user.door, 0) + 1
         user.rooms.append(room)
         user.current = room
         notice = events.Presence(
@@ -1136,6 +1150,7 @@ class ChatFactory:
 
     def _remove_member(self, user: User, room: Room) -> None:
         del room.members[user]
+        room.doors[user.door] -= 1
         user.rooms.remove(room)
         if user.current is room:
             user.current = user.rooms[-1] if user.rooms else None
@@ -2086,31 +2101,46 @@ class ChatFactory:
     def _tell(self, user: User, event: events.Event) -> None:
         self._fan_out((user,), event)
 
-    def _fan_out(self, recipients: Iterable[User], event: events.Event) -> None:
+    def _fan_out(
+        self,
+        recipients: Iterable[User],
+        event: events.Event,
+        doors: dict[str, int] | None = None,
+    ) -> None:
         """
         Deliver one event to many users, rendered once per wire format.
 
         A door that fails on one recipient must not cost the others the
         message, so failures are logged and delivery goes on.
+
+        @param doors: For a room message to every member, the room's
+            members by door: the delivery counts, added up front instead
+            of one recipient at a time.
         """
         renderings = events.Renderings()
-        message = isinstance(event, events.RoomMessage)
-        counted = message or isinstance(event, events.PrivateMessage)
+        kind = event.__class__
+        message = kind is events.RoomMessage
         delivered = self.metrics.delivered
+        count = kind is events.PrivateMessage or (message and doors is None)
+        if message and doors is not None:
+            for door, members in doors.items():
+                delivered[door] = delivered.get(door, 0) + members
         for recipient in list(recipients):
-            if recipient.holding and message:
+            if message and recipient.holding:
                 held = recipient.holding.get(self._rooms.get(room_key(event.room)))  # type: ignore[union-attr, arg-type]
                 if held is not None:
                     held[1].append(event)
+                    if not count:
+                        delivered[recipient.door] -= 1
                     continue
-            if counted:
+            if count:
                 delivered[recipient.door] = delivered.get(recipient.door, 0) + 1
             try:
-                recipient.participant.deliver(event, renderings)
+                recipient.deliver(event, renderings)
             except Exception:
                 self._log.failure(
                     "delivering a {kind} to {nick}",
-                    kind=type(event).__name__,
+                    kind=kind.__name__,
                     nick=recipient.nick,
                 )
 

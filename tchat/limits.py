@@ -19,12 +19,14 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any, Generic, TypeVar
+from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import (
     IAddress,
+    IDelayedCall,
     IProtocol,
     IProtocolFactory,
     IPushProducer,
@@ -418,69 +420,229 @@ class Gate(WrappingFactory):
         return _Admitted(self, wrapped, key)
 
 
-T = TypeVar("T")
+class Batcher:
+    """
+    Gathers what each client is sent during one turn of the reactor and
+    writes it in one piece at the start of the next turn.
+
+    A chat line to a room is one write per member.  Twisted would buffer
+    each and come back for every socket through the poller (two
+    C{epoll_ctl} calls and a dispatch per socket per turn); instead each
+    busy client's lines are joined and sent once, straight away (see
+    L{socket_writer}), which keeps the batching of a busy server and gives
+    a quiet one the latency of an immediate write.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._dirty: list[OutputQueue] = []
+        self._call: IDelayedCall | None = None
+
+    def add(self, queue: OutputQueue) -> None:
+        """
+        C{queue} has a batch to write: write it at the start of next turn.
+        """
+        self._dirty.append(queue)
+        if self._call is None:
+            self._call = self._clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """
+        Write every batch gathered so far.
+        """
+        self._call = None
+        dirty, self._dirty = self._dirty, []
+        for queue in dirty:
+            try:
+                queue.flush()
+            except Exception:
+                _log.failure("writing to a client")
+
+
+def socket_writer(transport: Any) -> Callable[[bytes], None]:
+    """
+    C{transport.write}, except that on a plain TCP connection whose own
+    buffer is empty the bytes go to the socket at once: one C{send} call
+    instead of a trip through the poller.  What the socket does not take
+    goes to C{transport.write} as usual, so Twisted's buffering, its flow
+    control (it pauses the producer) and its error handling apply from
+    there on.  TLS connections and other transports just use C{write}.
+    """
+    if not isinstance(transport, tcp.Connection) or transport.TLS:
+        return transport.write  # type: ignore[no-any-return]
+    return _SocketWriter(transport)
+
+
+class _SocketWriter:
+    """
+    L{socket_writer} for one TCP connection (a small object rather than a
+    closure: every connection has one).
+    """
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: tcp.Connection) -> None:
+        self._transport = transport
+
+    def __call__(self, data: bytes) -> None:
+        transport: Any = self._transport
+        if (
+            not transport._tempDataLen
+            and transport.offset == len(transport.dataBuffer)
+            and transport.connected
+            and not transport.disconnecting
+        ):
+            try:
+                sent = transport.socket.send(data)
+            except OSError:
+                # EAGAIN, or an error Twisted reports when it writes.
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
 
 
 @implementer(IPushProducer)
-class OutputQueue(Generic[T]):
+class OutputQueue:
     """
     What one client has not been able to take yet.
 
     Registered as a streaming producer with the client's transport: while
-    the socket keeps up, items go straight to it; once the transport's own
-    buffer is full it pauses this queue, and items wait here, up to
-    C{limit} bytes, until it resumes.  Past the limit, C{overflow} decides
-    (drop the oldest, or close the connection).
+    the socket keeps up, bytes go straight to it (gathered per reactor
+    turn when there is a L{Batcher}); once the transport's own buffer is
+    full it pauses this queue, and bytes wait here, up to C{limit}, until
+    it resumes.  Past the limit, C{overflow} decides (drop the oldest, or
+    close the connection).
 
-    @ivar pending: Items waiting, oldest first.
-    @ivar size: Their total size in bytes.
+    L{push} is on every delivery's path, so the common case (the client
+    keeps up) is one flag test and a list append; the deque is only made
+    for a client that falls behind.
+
+    @ivar size: The total size in bytes of what waits.
     @ivar paused_since: When the transport paused us; C{None} when it is
         taking data.
+    @ivar flowing: Whether pushed bytes go out without waiting: not
+        paused, not stopped, and nothing waiting.
     """
+
+    __slots__ = (
+        "_batch",
+        "_batcher",
+        "_clock",
+        "_overflow",
+        "_pending",
+        "_send",
+        "flowing",
+        "limit",
+        "paused_since",
+        "size",
+        "stopped",
+    )
 
     def __init__(
         self,
-        send: Callable[[T], None],
-        measure: Callable[[T], int],
+        send: Callable[[bytes], None],
         limit: int,
-        overflow: Callable[[OutputQueue[T]], None],
+        overflow: Callable[[OutputQueue], None],
         clock: IReactorTime,
+        batcher: Batcher | None = None,
     ) -> None:
         self._send = send
-        self._measure = measure
         self.limit = limit
         self._overflow = overflow
         self._clock = clock
-        self.pending: deque[T] = deque()
+        self._batcher = batcher
+        self._batch: list[bytes] | None = None
+        self._pending: deque[bytes] | None = None
         self.size = 0
         self.paused_since: float | None = None
         self.stopped = False
+        self.flowing = True
 
-    def push(self, item: T) -> None:
+    @classmethod
+    def for_transport(
+        cls,
+        transport: Any,
+        limit: int,
+        overflow: Callable[[OutputQueue], None],
+        clock: IReactorTime,
+        batcher: Batcher | None,
+    ) -> OutputQueue:
         """
-        Send C{item} now, or queue it while the client is behind.
+        The queue of a connection: batched and written straight to its
+        socket when there is a L{Batcher} (a running server), written
+        through C{transport.write} one by one otherwise (tests that look
+        at a transport right after a delivery).
         """
+        send = transport.write if batcher is None else socket_writer(transport)
+        return cls(send, limit, overflow, clock, batcher)
+
+    @property
+    def pending(self) -> Sequence[bytes]:
+        """What waits for the transport to resume, oldest first."""
+        return self._pending if self._pending is not None else ()
+
+    def push(self, data: bytes) -> None:
+        """
+        Send C{data} now (or with the rest of this turn's), or queue it
+        while the client is behind.
+        """
+        if self.flowing:
+            batcher = self._batcher
+            if batcher is None:
+                self._send(data)
+            elif self._batch is None:
+                self._batch = [data]
+                batcher.add(self)
+            else:
+                self._batch.append(data)
+            return
         if self.stopped:
             return
-        if self.paused_since is None and not self.pending:
-            self._send(item)
+        pending = self._pending
+        if self.paused_since is None and not pending:
+            self.flowing = True
+            self.push(data)
             return
-        self.pending.append(item)
-        self.size += self._measure(item)
+        if pending is None:
+            pending = self._pending = deque()
+        pending.append(data)
+        self.size += len(data)
         if self.size > self.limit:
             self._overflow(self)
 
-    def drop_oldest(self, down_to: int) -> list[T]:
+    def flush(self) -> None:
+        """
+        Write this turn's batch (the L{Batcher} calls this).
+        """
+        batch, self._batch = self._batch, None
+        if batch and not self.stopped:
+            self._send(batch[0] if len(batch) == 1 else b"".join(batch))
+
+    def put_first(self, data: bytes) -> None:
+        """
+        Queue C{data} ahead of everything waiting (a marker standing for
+        what L{drop_oldest} dropped).
+        """
+        if self._pending is None:
+            self._pending = deque()
+        self._pending.appendleft(data)
+        self.size += len(data)
+        self.flowing = False
+
+    def drop_oldest(self, down_to: int) -> list[bytes]:
         """
         Drop the oldest items until at most C{down_to} bytes wait.
 
         @return: What was dropped.
         """
         dropped = []
-        while self.pending and self.size > down_to:
-            item = self.pending.popleft()
-            self.size -= self._measure(item)
-            dropped.append(item)
+        pending = self._pending
+        while pending and self.size > down_to:
+            data = pending.popleft()
+            self.size -= len(data)
+            dropped.append(data)
         return dropped
 
     def stuck_for(self) -> float:
@@ -492,25 +654,45 @@ class OutputQueue(Generic[T]):
             return 0.0
         return self._clock.seconds() - self.paused_since
 
+    def unsent(self) -> list[bytes]:
+        """
+        Stop, and return everything not written yet, in order: what a
+        connection about to close still owes its client.
+        """
+        left = [*(self._batch or ()), *self.pending]
+        self.stopProducing()
+        return left
+
     def clear(self) -> None:
         """Forget everything waiting."""
-        self.pending.clear()
+        self._batch = None
+        self._pending = None
         self.size = 0
 
     # -- IPushProducer ---------------------------------------------------
 
     def pauseProducing(self) -> None:
+        self.flowing = False
         if self.paused_since is None:
             self.paused_since = self._clock.seconds()
+        batch, self._batch = self._batch, None
+        if batch:
+            # Gathered before the pause: first in line when it ends.
+            self.put_first(b"".join(batch))
 
     def resumeProducing(self) -> None:
         self.paused_since = None
-        pending = self.pending
+        pending = self._pending
         while pending and self.paused_since is None and not self.stopped:
-            item = pending.popleft()
-            self.size -= self._measure(item)
-            self._send(item)
+            data = pending.popleft()
+            self.size -= len(data)
+            self._send(data)
+        if not pending and self.paused_since is None and not self.stopped:
+            # Caught up: free the deque (most clients never need one again).
+            self._pending = None
+            self.flowing = True
 
     def stopProducing(self) -> None:
         self.stopped = True
+        self.flowing = False
         self.clear()

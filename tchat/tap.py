@@ -23,7 +23,7 @@ from tchat.control import Listeners, Reloader, SignalService
 from tchat.endpoints import check_endpoint
 from tchat.history import open_store
 from tchat.hub import ChatFactory
-from tchat.limits import Gate
+from tchat.limits import Batcher, Gate
 from tchat.logs import install_log_observer
 from tchat.onion import OnionService
 from tchat.operators import verify_password
@@ -292,6 +292,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         verify=verify,
         limits=config.limits,
     )
+    hub.batcher = Batcher(reactor)  # type: ignore[arg-type]
     raise_file_limit(config.limits.max_connections)
     root = MultiService()
     HistoryService(hub, store.description, reactor).setServiceParent(root)

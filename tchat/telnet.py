@@ -10,9 +10,18 @@ only splits lines, decodes them, and renders hub events as text.
 """
 
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.conch.telnet import TelnetProtocol, TelnetTransport
+from twisted.conch.telnet import (
+    DO,
+    DONT,
+    IAC,
+    WILL,
+    WONT,
+    TelnetProtocol,
+    TelnetTransport,
+)
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
@@ -80,6 +89,12 @@ def _lines(*lines: str) -> bytes:
 
 
 Variant = tuple[bool, ...]
+
+# The rendering keys of a room message, by [colours][elsewhere].
+_MESSAGE_KEYS: tuple[tuple[tuple[str, Variant], ...], ...] = tuple(
+    tuple(("telnet", (colours, elsewhere)) for elsewhere in (False, True))
+    for colours in (False, True)
+)
 
 
 def variant(event: events.Event, viewer: User) -> Variant | None:
@@ -281,6 +296,8 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
     """
 
     delimiter = b"\n"
+    # Where delivered bytes go: the connection's output queue.
+    _send: Callable[[bytes], None] | None = None
 
     def __init__(self, hub: ChatFactory, door: str) -> None:
         self.hub = hub
@@ -300,6 +317,10 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
         return self.hub.limits.max_line
 
     def connectionMade(self) -> None:
+        transport = self.transport
+        if isinstance(transport, _TelnetTransport):
+            queue = transport.queue
+            self._send = queue.push if queue is not None else transport.write_wire
         self.hub.connect(self)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
@@ -362,16 +383,29 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
         self.user = user
 
     def deliver(self, event: object, renderings: object) -> None:
+        user, send = self.user, self._send
+        if user is None or send is None:
+            return
+        key: tuple[str, Variant]
+        if event.__class__ is events.RoomMessage:
+            # The hot path, every chat line to every member: what variant()
+            # decides, without its calls and with keys made once.
+            if event.nick == user.nick:
+                return
+            current = user.current
+            key = _MESSAGE_KEYS[user.show_colours][
+                current is None or current.name != event.room
+            ]
+        else:
+            shown = variant(event, user)  # type: ignore[arg-type]
+            if shown is None:
+                return
+            key = ("telnet", shown)
         assert isinstance(renderings, events.Renderings)
-        transport = self.transport
-        if self.user is None or transport is None:
-            return
-        shown = variant(event, self.user)  # type: ignore[arg-type]
-        if shown is None:
-            return
-        wire = renderings.get(("telnet", shown), encode, event, shown)
-        assert isinstance(transport, _TelnetTransport)
-        transport.write_wire(wire)
+        wire = renderings.cache.get(key)
+        if wire is None:
+            wire = renderings.get(key, encode, event, key[1])
+        send(wire)
 
     @property
     def address(self) -> str | None:
@@ -396,6 +430,23 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
                 tcp.loseConnection()
 
 
+def _plain(data: bytes) -> bytes | None:
+    """
+    What conch's telnet parser would make of C{data}, read in its C{data}
+    state, when that is simple: no telnet command and no CR left hanging
+    at the end; C{None} otherwise.
+
+    conch goes byte by byte in Python, which would cost every chat line a
+    few microseconds; the usual read (text and CR LF) needs only this.  A
+    CR takes the byte after it: CR LF is LF, CR NUL is CR, CR and anything
+    else stay as they are.  Two CRs in a row pair up differently, so they
+    go to conch too.
+    """
+    if IAC in data or b"\r\r" in data or data[-1:] == b"\r":
+        return None
+    return data.replace(b"\r\n", b"\n").replace(b"\r\0", b"\r")
+
+
 _DRAIN = 5.0
 """Seconds a closed connection's client has to close its side too."""
 
@@ -418,7 +469,7 @@ class _TelnetTransport(TelnetTransport):
     # Set after a CR that ended a packet was taken as a line end, so that the
     # LF or NUL that may follow it in the next packet is not a second one.
     _after_cr = False
-    queue: OutputQueue[bytes] | None = None
+    queue: OutputQueue | None = None
     # The skipped-lines marker at the head of the queue, and its count.
     _marker: bytes | None = None
     _marker_lines = 0
@@ -429,6 +480,18 @@ class _TelnetTransport(TelnetTransport):
         super().__init__(TelnetChatProtocol, hub, door)
         self._hub = hub
         self._clock = clock
+
+    def _command_map(self) -> dict[bytes, Callable[[bytes], Any]]:
+        return {
+            WILL: self.telnet_WILL,
+            WONT: self.telnet_WONT,
+            DO: self.telnet_DO,
+            DONT: self.telnet_DONT,
+        }
+
+    # conch gives every connection a dict of four bound methods (about half
+    # a KiB) for the rare telnet command; here it is made when one comes.
+    commandMap = property(_command_map, lambda self, value: None)
 
     def write_wire(self, data: bytes) -> None:
         """
@@ -454,13 +517,17 @@ class _TelnetTransport(TelnetTransport):
         if ITCPTransport.providedBy(tcp):
             # Nagle's algorithm would hold small chat lines back ~40 ms.
             tcp.setTcpNoDelay(True)
-        self.queue = OutputQueue(
-            tcp.write, len, self._hub.limits.output_queue, self._overflow, self._clock
+        self.queue = OutputQueue.for_transport(
+            tcp,
+            self._hub.limits.output_queue,
+            self._overflow,
+            self._clock,
+            self._hub.batcher,
         )
         tcp.registerProducer(self.queue, True)
         super().connectionMade()
 
-    def _overflow(self, queue: OutputQueue[bytes]) -> None:
+    def _overflow(self, queue: OutputQueue) -> None:
         """
         The client is C{queue.limit} bytes behind: drop its oldest lines
         (they are replaced by a marker saying how many), or disconnect it
@@ -482,8 +549,7 @@ class _TelnetTransport(TelnetTransport):
             lines += self._marker_lines - 1
         self._marker_lines = lines
         self._marker = _skipped(lines)
-        queue.pending.appendleft(self._marker)
-        queue.size += len(self._marker)
+        queue.put_first(self._marker)
         self._hub.metrics.drop("slow-reader-lines")
 
     def loseConnection(self, drain: bool = False) -> None:
@@ -511,9 +577,7 @@ class _TelnetTransport(TelnetTransport):
             # What is queued goes to the socket's buffer to be flushed
             # before the close; the producer must go or the close would
             # wait for it forever.
-            pending = list(queue.pending)
-            queue.stopProducing()
-            tcp.writeSequence(pending)
+            tcp.writeSequence(queue.unsent())
             tcp.unregisterProducer()
         if not drain or not hasattr(tcp, "socket"):
             # Under TLS, the TLS layer closes in its own order.
@@ -534,7 +598,11 @@ class _TelnetTransport(TelnetTransport):
             if data[:1] in (b"\n", b"\0"):
                 data = data[1:]
         try:
-            super().dataReceived(data)
+            plain = _plain(data) if self.state == "data" else None
+            if plain is None:
+                super().dataReceived(data)
+            elif plain:
+                self.applicationDataReceived(plain)
         except ValueError:
             # IAC followed by a byte that is no telnet command: the stream
             # cannot be trusted any more, so say why and close.

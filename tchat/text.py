@@ -57,6 +57,11 @@ def clean_text(text: str) -> str:
     @param text: Text as a user typed it.
     @return: The text, safe to show to any other user on any door.
     """
+    if text.isprintable():
+        # Every control, separator, bidi control and escape introducer is
+        # unprintable, so there is nothing to remove: the usual case, and
+        # one C call instead of a look at every character.
+        return text
     text = _ESCAPE_SEQUENCE.sub("", text.replace("\t", " "))
     return "".join(c for c in text if not _is_unwanted(c))
 

@@ -7,9 +7,12 @@ this module only adapts it to the hub, and serves the page with
 L{twisted.web}.
 """
 
+from collections import deque
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from types import FunctionType
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
@@ -18,7 +21,6 @@ from autobahn.twisted.websocket import (
     WebSocketServerProtocol,
 )
 from autobahn.util import encode_truncate
-from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
@@ -112,7 +114,9 @@ class WebChatProtocol(WebSocketServerProtocol):
         super().__init__()
         self.user: User | None = None
         self._client_id: str | None = None
-        self._queue: OutputQueue[PreparedMessage | bytes] | None = None
+        self._queue: OutputQueue | None = None
+        # Where framed messages go once the socket is open: the queue.
+        self._out: Callable[[bytes], None] | None = None
 
     @property
     def pings(self) -> bool:
@@ -137,13 +141,26 @@ class WebChatProtocol(WebSocketServerProtocol):
             )
 
     def onOpen(self) -> None:
+        # What Autobahn kept of the handshake is not needed again; an idle
+        # connection is mostly these and the send queue below.
+        for name in _HANDSHAKE_LEFTOVERS:
+            setattr(self, name, None)
+        self.send_queue = _LazyQueue()  # type: ignore[assignment]
         if ITCPTransport.providedBy(self.transport):
             # Nagle's algorithm would hold small chat frames back ~40 ms.
             self.transport.setTcpNoDelay(True)
         hub = self.factory.hub
-        self._queue = OutputQueue(
-            self._write_item, _size, hub.limits.output_queue, self._overflow, hub.clock
+        # Frames go straight to the socket, as Autobahn's sendData does
+        # when nothing is chopped or synchronous (tchat never asks for
+        # either), without its per-send debug logging call.
+        self._queue = OutputQueue.for_transport(
+            self.transport,
+            hub.limits.output_queue,
+            self._overflow,
+            hub.clock,
+            hub.batcher,
         )
+        self._out = self._queue.push
         # The HTTP channel that carried the handshake is still registered
         # as the socket's producer; from now on this queue is.
         self.unregisterProducer()
@@ -187,23 +204,20 @@ class WebChatProtocol(WebSocketServerProtocol):
     def _error(self, code: str, message: str, client_id: str | None = None) -> None:
         self._push(error_frame(code, message, client_id))
 
-    def _push(self, item: PreparedMessage | bytes) -> None:
-        queue = self._queue
-        if queue is not None:
-            queue.push(item)
+    def _push(self, payload: bytes) -> None:
+        """
+        Send one JSON payload as a text message, after what is queued.
+        """
+        # Framed by hand (prepareMessage), because Autobahn applies the
+        # incoming size limit (max_frame) to sendMessage too, and a page of
+        # history may be larger than what a client may send.
+        frame = self.factory.frame(payload)
+        if self._out is not None:
+            self._out(frame)
         else:
-            self._write_item(item)
+            self.sendData(frame)
 
-    def _write_item(self, item: PreparedMessage | bytes) -> None:
-        if isinstance(item, bytes):
-            # Prepared, because Autobahn applies the incoming size limit
-            # (max_frame) to sendMessage too, and a page of history may
-            # be larger than what a client may send.
-            self.sendPreparedMessage(self.factory.prepareMessage(item, isBinary=False))
-        else:
-            self.sendPreparedMessage(item)
-
-    def _overflow(self, queue: OutputQueue[PreparedMessage | bytes]) -> None:
+    def _overflow(self, queue: OutputQueue) -> None:
         """
         The client fell C{[limits] output_queue} bytes behind: close it
         with 1008 and a reason (its page reconnects and resumes).
@@ -228,25 +242,30 @@ class WebChatProtocol(WebSocketServerProtocol):
         self.user = user
 
     def deliver(self, event: object, renderings: object) -> None:
-        assert isinstance(renderings, events.Renderings)
-        if self.user is None or self.state != WebSocketServerProtocol.STATE_OPEN:
+        user, out = self.user, self._out
+        if user is None or out is None or self.state != _OPEN:
             return
-        if isinstance(event, events.Error) and self._client_id is not None:
-            self._error(event.code, event.text, self._client_id)
+        kind = event.__class__
+        if kind is events.RoomMessage:
+            # The hot path, every chat line to every member.
+            message = cast(events.RoomMessage, event)
+            sender_copy = message.client_id is not None and message.nick == user.nick
+        elif kind is events.Error and self._client_id is not None:
+            error = cast(events.Error, event)
+            self._error(error.code, error.text, self._client_id)
             return
-        if isinstance(event, events.History):
-            for payload in history_frames(event):
+        elif kind is events.History:
+            for payload in history_frames(cast(events.History, event)):
                 self._push(payload)
             return
-        sender_copy = (
-            isinstance(event, events.RoomMessage)
-            and event.nick == self.user.nick
-            and event.client_id is not None
-        )
-        prepared = renderings.get(
-            ("web", sender_copy), self.factory.prepare, event, sender_copy
-        )
-        self._push(prepared)
+        else:
+            sender_copy = False
+        key = _KEYS[sender_copy]
+        assert isinstance(renderings, events.Renderings)
+        frame = renderings.cache.get(key)
+        if frame is None:
+            frame = renderings.get(key, self.factory.prepare, event, sender_copy)
+        out(frame)
 
     @property
     def address(self) -> str | None:
@@ -257,10 +276,8 @@ class WebChatProtocol(WebSocketServerProtocol):
         queue = self._queue
         if queue is not None and not queue.stopped:
             # What was delivered goes out before the close frame.
-            pending = list(queue.pending)
-            queue.stopProducing()
-            for item in pending:
-                self._write_item(item)
+            for frame in queue.unsent():
+                self.sendData(frame)
         code = _CLOSE_CODES.get(why, 1000)
         text = "going away" if code == 1001 else reason[:100]
         # Autobahn's sendClose only takes the codes an application may pick
@@ -273,8 +290,52 @@ class WebChatProtocol(WebSocketServerProtocol):
         self.dropConnection(abort=True)
 
 
-def _size(item: PreparedMessage | bytes) -> int:
-    return len(item) if isinstance(item, bytes) else len(item.payloadHybi)
+_OPEN = WebSocketServerProtocol.STATE_OPEN
+
+_HANDSHAKE_LEFTOVERS = (
+    "http_request_data",
+    "http_response_data",
+    "http_status_line",
+    "http_headers",
+    "http_request_params",
+    "http_request_path",
+    "http_request_uri",
+    "http_request_host",
+    "websocket_protocols",
+    "websocket_extensions",
+    "websocket_origin",
+    "_wskey",
+)
+
+
+class _LazyQueue:
+    """
+    Autobahn's send queue, made only when used: it holds chopped or
+    synchronous sends, which tchat never asks for, and an empty deque costs
+    every connection most of a KiB.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: deque[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items) if self._items is not None else 0
+
+    def append(self, item: Any) -> None:
+        if self._items is None:
+            self._items = deque()
+        self._items.append(item)
+
+    def popleft(self) -> Any:
+        if self._items is None:
+            raise IndexError("pop from an empty queue")
+        return self._items.popleft()
+
+
+# The rendering keys of an event for web users, by [sender's own copy].
+_KEYS = (("web", False), ("web", True))
 
 
 class WebChatFactory(WebSocketServerFactory):
@@ -313,12 +374,31 @@ class WebChatFactory(WebSocketServerFactory):
             # more than bandwidth for short chat lines.
             perMessageCompressionAccept=lambda offers: None,
         )
+        # Autobahn copies every protocol option (29 of them) from the
+        # factory into each connection, unless the protocol class already
+        # has it; connections made from now on share them through a class.
+        options = {
+            # A function in a class would become a method: keep it plain.
+            name: staticmethod(value) if isinstance(value, FunctionType) else value
+            for name in WebChatProtocol.CONFIG_ATTRS
+            for value in [getattr(self, name)]
+        }
+        self.protocol = cast(
+            type[WebChatProtocol],
+            type(WebChatProtocol.__name__, (WebChatProtocol,), options),
+        )
 
-    def prepare(self, event: events.Event, sender_copy: bool) -> Any:
+    def prepare(self, event: events.Event, sender_copy: bool) -> bytes:
         """
         Serialise and frame one event, once for all its web recipients.
         """
-        return self.prepareMessage(encode(event, sender_copy), isBinary=False)
+        return self.frame(encode(event, sender_copy))
+
+    def frame(self, payload: bytes) -> bytes:
+        """
+        The wire bytes of one text message carrying C{payload}.
+        """
+        return self.prepareMessage(payload, isBinary=False).payloadHybi  # type: ignore[no-any-return]
 
 
 class _Static(File):

@@ -441,6 +441,45 @@ class _TelnetUser(Client):
         return b""
 
 
+class TelnetFastPathTests(SynchronousTestCase):
+    """
+    The telnet door reads plain text without conch's byte-by-byte parser.
+    """
+
+    @_examples(0.5)
+    @given(_TELNET_STREAM)
+    @example([b"hi\r\n", b"a\r\r\nb\r\n"])
+    @example([b"a\r", b"\nb\r\x00c\rd\n"])
+    @example([b"x\r\n\xff\xfb\x01y\r\n"])
+    def test_same_as_conch(self, chunks: list[bytes]) -> None:
+        """
+        Whatever a client sends, in whatever packets, both users see exactly
+        what they would if every byte went through conch's parser.
+        """
+
+        def run(plain: object) -> tuple[str, str, str]:
+            self.patch(telnet, "_plain", plain)
+            clock = Clock()
+            clock.advance(1_700_000_000)
+            factory = TelnetFactory(_hub(clock, operators=False))
+            watcher = _TelnetUser(factory)
+            watcher.send(b"/nick watcher\r\n")
+            sender = _TelnetUser(factory)
+            for chunk in chunks:
+                if sender.closed:
+                    break
+                sender.send(chunk)
+            # Resume codes are random whatever the hub's seed.
+            code = re.compile(r"\b[A-Z2-7]{4}-[A-Z2-7]{4}\b")
+            return (
+                code.sub("CODE", sender.screen()),
+                code.sub("CODE", watcher.screen()),
+                sender.protocol.state,
+            )
+
+        self.assertEqual(run(telnet._plain), run(lambda data: None))
+
+
 class TelnetBytesTests(SynchronousTestCase):
     """
     Arbitrary bytes, in arbitrary packets, from a telnet client.

@@ -9,6 +9,7 @@ import re
 import socket
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -20,11 +21,14 @@ from tchat.config import LimitsConfig, ServerConfig
 from tchat.hub import ChatFactory, User
 from tchat.limits import (
     Admission,
+    Batcher,
     Gate,
+    OutputQueue,
     TokenBucket,
     http_refusal,
     line_refusal,
     set_keepalive,
+    socket_writer,
 )
 from tchat.metrics import Metrics
 from tchat.telnet import TelnetFactory
@@ -527,3 +531,142 @@ class SlowWebTests(WebTestCase):
         assert slow.closed is not None
         self.assertEqual(slow.closed[1], 1008)
         self.assertIn("too slow", slow.closed[2] or "")
+
+
+class BatchedOutputTests(SynchronousTestCase):
+    """
+    A running server gathers each client's writes per reactor turn.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.writes: list[bytes] = []
+        self.overflows = 0
+        self.queue = OutputQueue(
+            self.writes.append, 100, self.overflowed, self.clock, Batcher(self.clock)
+        )
+
+    def overflowed(self, queue: OutputQueue) -> None:
+        self.overflows += 1
+
+    def test_one_write_per_turn(self) -> None:
+        """
+        Lines delivered in one turn reach the socket as one write, in order,
+        at the start of the next turn; a later turn writes again.
+        """
+        self.queue.push(b"one\r\n")
+        self.queue.push(b"two\r\n")
+        self.assertEqual(self.writes, [])
+        self.clock.advance(0)
+        self.assertEqual(self.writes, [b"one\r\ntwo\r\n"])
+        self.queue.push(b"three\r\n")
+        self.clock.advance(0)
+        self.assertEqual(self.writes, [b"one\r\ntwo\r\n", b"three\r\n"])
+
+    def test_pause_keeps_order(self) -> None:
+        """
+        When the transport pauses the queue before the turn's batch went
+        out, the batch waits ahead of what comes after, and a resume sends
+        everything in the order it was delivered.
+        """
+        self.queue.push(b"a")
+        self.queue.pauseProducing()
+        self.queue.push(b"b")
+        self.clock.advance(0)
+        self.assertEqual(self.writes, [])
+        self.assertEqual(list(self.queue.pending), [b"a", b"b"])
+        self.queue.resumeProducing()
+        self.assertEqual(self.writes, [b"a", b"b"])
+        self.queue.push(b"c")
+        self.clock.advance(0)
+        self.assertEqual(self.writes, [b"a", b"b", b"c"])
+
+    def test_unsent(self) -> None:
+        """
+        A closing connection gets everything not written yet, in order, and
+        the queue takes nothing more.
+        """
+        self.queue.push(b"a")
+        self.queue.push(b"b")
+        self.assertEqual(self.queue.unsent(), [b"a", b"b"])
+        self.queue.push(b"c")
+        self.clock.advance(0)
+        self.assertEqual(self.writes, [])
+
+    def test_overflow_while_paused(self) -> None:
+        """
+        Only what waits for a paused transport counts against the limit.
+        """
+        self.queue.push(b"x" * 90)
+        self.clock.advance(0)
+        self.queue.pauseProducing()
+        self.queue.push(b"y" * 90)
+        self.assertEqual(self.overflows, 0)
+        self.queue.push(b"z" * 20)
+        self.assertEqual(self.overflows, 1)
+
+    def test_failing_write_spares_others(self) -> None:
+        """
+        A client whose write fails costs the others nothing.
+        """
+
+        def broken(data: bytes) -> None:
+            raise OSError("gone")
+
+        batcher = Batcher(self.clock)
+        bad = OutputQueue(broken, 100, self.overflowed, self.clock, batcher)
+        good = OutputQueue(
+            self.writes.append, 100, self.overflowed, self.clock, batcher
+        )
+        bad.push(b"a")
+        good.push(b"b")
+        self.clock.advance(0)
+        self.assertEqual(self.writes, [b"b"])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+
+class SocketWriterTests(SynchronousTestCase):
+    """
+    L{socket_writer} sends straight to the socket only when Twisted holds
+    nothing for it.
+    """
+
+    def test_other_transports_write(self) -> None:
+        """
+        A transport that is no TCP connection is written to as usual.
+        """
+        transport = StringTransport()
+        socket_writer(transport)(b"hello")
+        self.assertEqual(transport.value(), b"hello")
+
+    def test_straight_to_socket_then_buffered(self) -> None:
+        """
+        On a real TCP connection with an empty buffer the bytes go to the
+        socket at once; what it does not take is left to Twisted's write,
+        and while Twisted holds bytes new ones queue behind them.
+        """
+
+        sent: list[bytes] = []
+        written: list[bytes] = []
+
+        class Socket:
+            takes = 3
+
+            def send(self, data: bytes) -> int:
+                sent.append(bytes(data[: self.takes]))
+                return min(len(data), self.takes)
+
+        connection = tcp.Connection.__new__(tcp.Connection)
+        connection.socket = Socket()  # type: ignore[assignment]
+        connection.connected = True
+        connection.disconnecting = False
+        connection.dataBuffer = b""
+        connection.offset = 0
+        connection._tempDataLen = 0
+        connection.write = written.append  # type: ignore[method-assign]
+        write = socket_writer(connection)
+        write(b"hello")
+        self.assertEqual((sent, written), ([b"hel"], [b"lo"]))
+        connection._tempDataLen = 2
+        write(b"more")
+        self.assertEqual((sent, written), ([b"hel"], [b"lo", b"more"]))
