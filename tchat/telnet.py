@@ -296,10 +296,33 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
     """
 
     delimiter = b"\n"
-    # Where delivered bytes go: the connection's output queue.
-    _send: Callable[[bytes], None] | None = None
+
+    # One per connection: what it and its Twisted bases keep goes in slots,
+    # not in a dict per connection.
+    __slots__ = (
+        "_buffer",
+        "_busyReceiving",
+        "_discarding",
+        "_resume",
+        "_send",
+        "connected",
+        "door",
+        "dropped",
+        "factory",
+        "hub",
+        "transport",
+        "user",
+    )
 
     def __init__(self, hub: ChatFactory, door: str) -> None:
+        # The bases' class-level defaults, which the slots hide.
+        self.factory = None
+        self.connected = 0
+        self.transport = None
+        self._buffer = b""
+        self._busyReceiving = False
+        # Where delivered bytes go: the connection's output queue.
+        self._send: Callable[[bytes], None] | None = None
         self.hub = hub
         self.door = door
         self.user: User | None = None
