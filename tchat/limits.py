@@ -44,6 +44,10 @@ from tchat.metrics import Metrics
 
 _log = Logger()
 
+#: Seconds a client sent off for breaking a limit (while it may still be
+#: sending) gets to read its goodbye before its connection is cut.
+GOODBYE_DRAIN = 5.0
+
 
 class TokenBucket:
     """

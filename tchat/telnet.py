@@ -40,7 +40,7 @@ from tchat.commands import CommandError, parse_line
 from tchat.endpoints import client_address
 from tchat.hub import ChatFactory, User
 from tchat.interfaces import IParticipant
-from tchat.limits import OutputQueue, line_refusal, unwrapped
+from tchat.limits import GOODBYE_DRAIN, OutputQueue, line_refusal, unwrapped
 from tchat.palette import Colour
 
 _log = Logger()
@@ -470,10 +470,6 @@ def _plain(data: bytes) -> bytes | None:
     return data.replace(b"\r\n", b"\n").replace(b"\r\0", b"\r")
 
 
-_DRAIN = 5.0
-"""Seconds a closed connection's client has to close its side too."""
-
-
 def _skipped(lines: int) -> bytes:
     """The marker in place of lines a slow reader missed."""
     plural = "line" if lines == 1 else "lines"
@@ -607,7 +603,7 @@ class _TelnetTransport(TelnetTransport):
             tcp.loseConnection()
             return
         tcp.loseWriteConnection()
-        self._cut = self._clock.callLater(_DRAIN, tcp.abortConnection)
+        self._cut = self._clock.callLater(GOODBYE_DRAIN, tcp.abortConnection)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         cut = self._cut

@@ -34,7 +34,7 @@ from tchat.config import WebConfig
 from tchat.endpoints import client_address
 from tchat.hub import ChatFactory, User
 from tchat.interfaces import IParticipant
-from tchat.limits import OutputQueue, http_refusal, unwrapped
+from tchat.limits import GOODBYE_DRAIN, OutputQueue, http_refusal, unwrapped
 from tchat.webproto import (
     FrameError,
     encode,
@@ -150,17 +150,15 @@ class WebChatProtocol(WebSocketServerProtocol):
             # Nagle's algorithm would hold small chat frames back ~40 ms.
             self.transport.setTcpNoDelay(True)
         hub = self.factory.hub
-        # Frames go to the transport, as Autobahn's sendData does when
-        # nothing is chopped or synchronous (tchat never asks for either),
-        # without its per-send debug logging call. Not batched (hub.batcher)
-        # yet: with batching, a flooder sent off with 1008 sometimes lost
-        # its close frame (tests.integration.test_siege), see issue 8.
+        # Frames go to the socket, as Autobahn's sendData does when nothing
+        # is chopped or synchronous (tchat never asks for either), without
+        # its per-send debug logging call, and gathered per reactor turn.
         self._queue = OutputQueue.for_transport(
             self.transport,
             hub.limits.output_queue,
             self._overflow,
             hub.clock,
-            None,
+            hub.batcher,
         )
         self._out = self._queue.push
         # The HTTP channel that carried the handshake is still registered
@@ -282,6 +280,12 @@ class WebChatProtocol(WebSocketServerProtocol):
                 self.sendData(frame)
         code = _CLOSE_CODES.get(why, 1000)
         text = "going away" if code == 1001 else reason[:100]
+        if code == 1008:
+            # Someone sent off (a flooder) may have a lot to read before the
+            # close frame, and Autobahn's answer to a late reply is a reset,
+            # which makes the client's kernel throw away the close frame
+            # and the reason in it: give them the time telnet users get.
+            self.closeHandshakeTimeout = max(self.closeHandshakeTimeout, GOODBYE_DRAIN)
         # Autobahn's sendClose only takes the codes an application may pick
         # (1000, 3000-4999) and raises for 1001 and 1008, which are the
         # protocol's own; send the frame as Autobahn does for its own

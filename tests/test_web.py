@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tchat import events
 from tchat.config import LimitsConfig, ServerConfig, WebConfig
 from tchat.hub import ChatFactory
+from tchat.limits import GOODBYE_DRAIN
 from tchat.web import WebChatFactory, origin_allowed
 from tests.support import QuietParticipant
 
@@ -347,6 +348,31 @@ class ClosingTests(WebTestCase):
         self.flush()
         self.assertEqual(bob.closed, (True, 1008, "kicked"))
         self.assertEqual(self.hub.users, 0)
+
+    def test_sent_off_gets_time_to_read(self) -> None:
+        """
+        A client sent off with 1008 that is slow to read its close frame
+        (a flooder with a backlog) is not cut after Autobahn's usual one
+        second, which would reset the socket and lose the frame: it gets
+        L{GOODBYE_DRAIN} seconds, then is cut.
+        """
+        bob, server, pump = self.connect(nick="bob")
+        carol, carol_server, carol_pump = self.connect(nick="carol")
+        self.pumps.remove(pump)
+        self.pumps.remove(carol_pump)
+        server.close("flooding", "policy")
+        carol_server.close("flooding", "policy")
+        for _ in range(3):
+            self.clock.advance(1)
+        self.assertFalse(server.transport.disconnecting)
+        # Bob gets to it late, and still reads why.
+        pump.flush()
+        pump.flush()
+        self.assertEqual(bob.closed, (True, 1008, "flooding"))
+        # Carol never answers: her connection is cut after the drain.
+        self.assertFalse(carol_server.transport.disconnecting)
+        self.clock.advance(GOODBYE_DRAIN)
+        self.assertTrue(carol_server.transport.disconnecting)
 
     def test_oversized_message(self) -> None:
         """
