@@ -426,21 +426,27 @@ class Gate(WrappingFactory):
 
 class Batcher:
     """
-    Gathers what each client is sent during one turn of the reactor and
-    writes it in one piece at the start of the next turn.
+    Gathers what each client is sent during one turn of the reactor, after
+    its first write of the turn, and writes it in one piece at the start of
+    the next turn.
 
     A chat line to a room is one write per member.  Twisted would buffer
     each and come back for every socket through the poller (two
-    C{epoll_ctl} calls and a dispatch per socket per turn); instead each
-    busy client's lines are joined and sent once, straight away (see
-    L{socket_writer}), which keeps the batching of a busy server and gives
-    a quiet one the latency of an immediate write.
+    C{epoll_ctl} calls and a dispatch per socket per turn); instead a
+    client's first line of a turn goes to its socket at once (see
+    L{socket_writer}), which gives a quiet server the latency of an
+    immediate write, and the lines after it in that turn are joined and
+    sent once, which gives a busy one the throughput of batching.
+
+    @ivar turn: Counts the turns (flushes); a queue remembers the turn of
+        its last immediate write.
     """
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._dirty: list[OutputQueue] = []
         self._call: IDelayedCall | None = None
+        self.turn = 0
 
     def add(self, queue: OutputQueue) -> None:
         """
@@ -450,11 +456,20 @@ class Batcher:
         if self._call is None:
             self._call = self._clock.callLater(0, self.flush)
 
+    def touch(self) -> None:
+        """
+        A queue wrote at once this turn: make sure the turn ends, so that
+        its next write is batched only until then.
+        """
+        if self._call is None:
+            self._call = self._clock.callLater(0, self.flush)
+
     def flush(self) -> None:
         """
-        Write every batch gathered so far.
+        Write every batch gathered so far, and start a new turn.
         """
         self._call = None
+        self.turn += 1
         dirty, self._dirty = self._dirty, []
         for queue in dirty:
             try:
@@ -513,14 +528,15 @@ class OutputQueue:
     What one client has not been able to take yet.
 
     Registered as a streaming producer with the client's transport: while
-    the socket keeps up, bytes go straight to it (gathered per reactor
-    turn when there is a L{Batcher}); once the transport's own buffer is
-    full it pauses this queue, and bytes wait here, up to C{limit}, until
-    it resumes.  Past the limit, C{overflow} decides (drop the oldest, or
-    close the connection).
+    the socket keeps up, bytes go straight to it (with a L{Batcher}, the
+    first of each turn at once and the rest gathered until the turn ends);
+    once the transport's own buffer is full it pauses this queue, and
+    bytes wait here, up to C{limit}, until it resumes.  Past the limit,
+    C{overflow} decides (drop the oldest, or close the connection).
 
     L{push} is on every delivery's path, so the common case (the client
-    keeps up) is one flag test and a list append; the deque is only made
+    keeps up) is a flag test, a turn comparison and a write or a list
+    append; the deque is only made
     for a client that falls behind.
 
     @ivar size: The total size in bytes of what waits.
@@ -537,6 +553,7 @@ class OutputQueue:
         "_overflow",
         "_pending",
         "_send",
+        "_turn",
         "flowing",
         "limit",
         "paused_since",
@@ -558,6 +575,7 @@ class OutputQueue:
         self._clock = clock
         self._batcher = batcher
         self._batch: list[bytes] | None = None
+        self._turn = -1
         self._pending: deque[bytes] | None = None
         self.size = 0
         self.paused_since: float | None = None
@@ -596,11 +614,21 @@ class OutputQueue:
             batcher = self._batcher
             if batcher is None:
                 self._send(data)
-            elif self._batch is None:
+            elif self._batch is not None:
+                self._batch.append(data)
+            elif self._turn != batcher.turn:
+                # The client's first write this turn goes out at once (a
+                # quiet server's latency); later ones wait for the turn's
+                # end and go out together (a busy one's throughput).
+                self._turn = batcher.turn
+                batcher.touch()
+                try:
+                    self._send(data)
+                except Exception:
+                    _log.failure("writing to a client")
+            else:
                 self._batch = [data]
                 batcher.add(self)
-            else:
-                self._batch.append(data)
             return
         if self.stopped:
             return

@@ -152,7 +152,7 @@ class WebChatProtocol(WebSocketServerProtocol):
         hub = self.factory.hub
         # Frames go to the socket, as Autobahn's sendData does when nothing
         # is chopped or synchronous (tchat never asks for either), without
-        # its per-send debug logging call, and gathered per reactor turn.
+        # its per-send debug logging call; batched as telnet's are.
         self._queue = OutputQueue.for_transport(
             self.transport,
             hub.limits.output_queue,

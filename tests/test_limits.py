@@ -549,19 +549,37 @@ class BatchedOutputTests(SynchronousTestCase):
     def overflowed(self, queue: OutputQueue) -> None:
         self.overflows += 1
 
-    def test_one_write_per_turn(self) -> None:
+    def test_first_write_at_once_then_one_per_turn(self) -> None:
         """
-        Lines delivered in one turn reach the socket as one write, in order,
-        at the start of the next turn; a later turn writes again.
+        A client's first line of a turn goes out at once (a quiet server
+        adds no delay); the lines after it in that turn reach the socket
+        as one write, in order, at the start of the next turn.  The next
+        turn's first line goes out at once again.
         """
         self.queue.push(b"one\r\n")
+        self.assertEqual(self.writes, [b"one\r\n"])
         self.queue.push(b"two\r\n")
-        self.assertEqual(self.writes, [])
-        self.clock.advance(0)
-        self.assertEqual(self.writes, [b"one\r\ntwo\r\n"])
         self.queue.push(b"three\r\n")
+        self.assertEqual(self.writes, [b"one\r\n"])
         self.clock.advance(0)
-        self.assertEqual(self.writes, [b"one\r\ntwo\r\n", b"three\r\n"])
+        self.assertEqual(self.writes, [b"one\r\n", b"two\r\nthree\r\n"])
+        self.queue.push(b"four\r\n")
+        self.assertEqual(self.writes[-1], b"four\r\n")
+
+    def test_each_client_first_write_at_once(self) -> None:
+        """
+        In a fan-out, every client's first line of the turn goes out at
+        once, not only the first client's.
+        """
+        batcher = Batcher(self.clock)
+        other: list[bytes] = []
+        mine = OutputQueue(
+            self.writes.append, 100, self.overflowed, self.clock, batcher
+        )
+        theirs = OutputQueue(other.append, 100, self.overflowed, self.clock, batcher)
+        mine.push(b"a")
+        theirs.push(b"a")
+        self.assertEqual((self.writes, other), ([b"a"], [b"a"]))
 
     def test_pause_keeps_order(self) -> None:
         """
@@ -570,16 +588,17 @@ class BatchedOutputTests(SynchronousTestCase):
         everything in the order it was delivered.
         """
         self.queue.push(b"a")
-        self.queue.pauseProducing()
         self.queue.push(b"b")
-        self.clock.advance(0)
-        self.assertEqual(self.writes, [])
-        self.assertEqual(list(self.queue.pending), [b"a", b"b"])
-        self.queue.resumeProducing()
-        self.assertEqual(self.writes, [b"a", b"b"])
+        self.queue.pauseProducing()
         self.queue.push(b"c")
         self.clock.advance(0)
+        self.assertEqual(self.writes, [b"a"])
+        self.assertEqual(list(self.queue.pending), [b"b", b"c"])
+        self.queue.resumeProducing()
         self.assertEqual(self.writes, [b"a", b"b", b"c"])
+        self.queue.push(b"d")
+        self.clock.advance(0)
+        self.assertEqual(self.writes, [b"a", b"b", b"c", b"d"])
 
     def test_unsent(self) -> None:
         """
@@ -588,10 +607,11 @@ class BatchedOutputTests(SynchronousTestCase):
         """
         self.queue.push(b"a")
         self.queue.push(b"b")
-        self.assertEqual(self.queue.unsent(), [b"a", b"b"])
         self.queue.push(b"c")
+        self.assertEqual(self.queue.unsent(), [b"b", b"c"])
+        self.queue.push(b"d")
         self.clock.advance(0)
-        self.assertEqual(self.writes, [])
+        self.assertEqual(self.writes, [b"a"])
 
     def test_overflow_while_paused(self) -> None:
         """
@@ -607,7 +627,8 @@ class BatchedOutputTests(SynchronousTestCase):
 
     def test_failing_write_spares_others(self) -> None:
         """
-        A client whose write fails costs the others nothing.
+        A client whose write fails costs the others nothing, whether the
+        write was at once or batched.
         """
 
         def broken(data: bytes) -> None:
@@ -618,11 +639,13 @@ class BatchedOutputTests(SynchronousTestCase):
         good = OutputQueue(
             self.writes.append, 100, self.overflowed, self.clock, batcher
         )
-        bad.push(b"a")
-        good.push(b"b")
+        for line in (b"a", b"b"):
+            bad.push(line)
+            good.push(line)
+        self.assertEqual(self.writes, [b"a"])
         self.clock.advance(0)
-        self.assertEqual(self.writes, [b"b"])
-        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertEqual(self.writes, [b"a", b"b"])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 2)
 
 
 class SocketWriterTests(SynchronousTestCase):
