@@ -128,7 +128,9 @@
     colors: new Map(), // nick (lower case) -> CSS colour, as seen in messages
     // client_id -> {node, frame, nick, tries}: messages sent and not yet
     // acknowledged; unsent: those whose connection closed first, sent again
-    // (same client_id, so the server does not repeat them) after a resume.
+    // (same client_id, so the server does not repeat them) after a resume,
+    // and lines typed while those wait or while the page takes its nick
+    // and rooms back (tries 0: never sent), sent after them in order.
     pending: new Map(),
     unsent: new Map(),
     resuming: new Map(), // room (lower case) -> {room, point}: resumes not answered yet
@@ -459,6 +461,7 @@
     if (pending) {
       const node = pending.node;
       if (node.dataset.room === room) {
+        node.removeAttribute("title"); // "Sending…" no longer
         fillUserMessage(node, m);
         if (key !== null) {
           noteShown(log, key);
@@ -568,6 +571,7 @@
       if (log.last === null || compareKeys(key, log.last) > 0) log.last = key;
     }
     if (room === viewRoom()) renderOlder();
+    sendUnsent();
   }
 
   function privateMessage(m) {
@@ -887,7 +891,7 @@
     state.everWelcomed = true;
     refreshRooms();
     renderOlder();
-    if (state.unsent.size) sendUnsentLater(state.ws);
+    sendUnsent();
   }
 
   // After a reconnect: take back the nick and the rooms, current one last,
@@ -916,6 +920,7 @@
         state.resuming.set(room.toLowerCase(), { room, point: last });
       }
       state.resumeDeadline = performance.now() + RESUME_WAIT_MS;
+      setTimeout(sendUnsent, RESUME_WAIT_MS);
       send({ type: "resume", rooms: points });
     }
     if (restore.current && lobby && sameName(restore.current, lobby) && rooms.length > 1) {
@@ -928,35 +933,45 @@
     }
   }
 
+  // Whether messages must wait: a resume is not answered yet, or a nick
+  // we asked for is not ours yet.
+  function holdingMessages() {
+    return (
+      (state.resuming.size > 0 && performance.now() < state.resumeDeadline) ||
+      state.nickRequest !== null
+    );
+  }
+
   // Messages whose connection closed before they were acknowledged are
   // sent again once the resume is answered (what went through has come
   // back by then, and the server acknowledges a repeated client_id with
   // the original) and our nick is back (the server recognises a repeat
-  // only from the same nick).
-  function sendUnsentLater(ws) {
-    const check = () => {
-      if (state.ws !== ws || !connected()) return; // a new connection will do it
-      const waiting =
-        (state.resuming.size > 0 && performance.now() < state.resumeDeadline) ||
-        state.nickRequest !== null;
-      if (waiting) {
-        setTimeout(check, 200);
-        return;
+  // only from the same nick).  Lines typed meanwhile wait too, behind
+  // them: the server numbers messages in the order it gets them, so sent
+  // at once they would be said first (and while our old connection still
+  // holds the nick, by a guest).  Called whenever the wait may be over.
+  function sendUnsent() {
+    if (!state.unsent.size || !connected()) return; // a new connection will do it
+    if (holdingMessages()) return;
+    const unsent = [...state.unsent.entries()];
+    state.unsent.clear();
+    for (const [cid, entry] of unsent) {
+      const room = entry.frame.room;
+      // Only a repeat needs the same nick: a line that waited was never sent.
+      const retry = entry.tries > 0;
+      if ((retry && !sameName(entry.nick, state.nick)) || (room && !findJoined(room))) {
+        failPending(
+          entry,
+          retry
+            ? "Not sent: the connection closed before it was confirmed"
+            : "Not sent: you are no longer in that room",
+        );
+        continue;
       }
-      const unsent = [...state.unsent.entries()];
-      state.unsent.clear();
-      for (const [cid, entry] of unsent) {
-        const room = entry.frame.room;
-        if (!sameName(entry.nick, state.nick) || (room && !findJoined(room))) {
-          failPending(entry, "Not sent: the connection closed before it was confirmed");
-          continue;
-        }
-        entry.tries += 1;
-        state.pending.set(cid, entry);
-        if (!send(entry.frame)) state.pending.delete(cid);
-      }
-    };
-    setTimeout(check, 200);
+      entry.tries += 1;
+      state.pending.set(cid, entry);
+      if (!send(entry.frame)) state.pending.delete(cid);
+    }
   }
 
   function failPending(entry, why) {
@@ -1057,6 +1072,7 @@
     }
     renderMembers();
     refreshWho();
+    if (isMe(now)) sendUnsent();
   }
 
   function onStatus(f) {
@@ -1129,6 +1145,7 @@
       if (state.nick) ui.nick.value = state.nick;
     }
     errorLine(message, code);
+    if (nickError) sendUnsent();
   }
 
   function msgText(f) {
@@ -1148,6 +1165,7 @@
       if (state.nickRequest === request && request.clientId === cid) {
         state.nickRequest = null;
         if (document.activeElement !== ui.nick && state.nick !== null) ui.nick.value = state.nick;
+        sendUnsent();
       }
     }, NICK_RETRY_MS * 2);
   }
@@ -1199,14 +1217,18 @@
       errorLine("That message is too long to send.", "too-long");
       return;
     }
-    if (!send(frame)) {
-      errorLine("Not connected: your message was not sent.", "offline");
-      return;
-    }
     const trimmed = raw.trim();
     // Plain text (and //text, which the server sends as /text) comes back
     // as an acknowledgement; show it as pending until then.
-    if (!trimmed.startsWith("/") || trimmed.startsWith("//")) {
+    const text = !trimmed.startsWith("/") || trimmed.startsWith("//");
+    // After a reconnect, lines still to be sent again go first, and none
+    // goes before the nick is back: this one waits (see sendUnsent).
+    const wait = text && (state.unsent.size > 0 || holdingMessages());
+    if (!wait && !send(frame)) {
+      errorLine("Not connected: your message was not sent.", "offline");
+      return;
+    }
+    if (text) {
       const node = el("div", "msg msg-user msg-own msg-pending");
       node.dataset.clientId = cid;
       node.title = "Sending…";
@@ -1219,7 +1241,8 @@
         space(),
         el("span", "text", trimmed.startsWith("//") ? trimmed.slice(1) : trimmed),
       );
-      state.pending.set(cid, { node, frame, nick: state.nick, tries: 1 });
+      const entry = { node, frame, nick: state.nick, tries: wait ? 0 : 1 };
+      (wait ? state.unsent : state.pending).set(cid, entry);
       addLine(state.current, node);
     }
     if (history[history.length - 1] !== raw) history.push(raw);
@@ -1385,6 +1408,9 @@
         current: state.current,
       };
     }
+    // Messages sent go before those still waiting to be: they came first.
+    const waiting = [...state.unsent];
+    state.unsent.clear();
     for (const [cid, entry] of state.pending) {
       if (entry.tries < SEND_TRIES && !state.quit) {
         entry.node.title = "Not confirmed yet: sent again once reconnected";
@@ -1394,6 +1420,10 @@
       }
     }
     state.pending.clear();
+    for (const [cid, entry] of waiting) {
+      if (state.quit) failPending(entry, "Not sent: the connection closed");
+      else state.unsent.set(cid, entry);
+    }
     for (const { room, point } of state.resuming.values()) {
       const log = logFor(room);
       if (log.resumeFrom === undefined) log.resumeFrom = point;

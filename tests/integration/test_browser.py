@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import blockingCallFromThread, deferToThread
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import FailTest, TestCase
 
 from tests.integration.server import (
     LOOPBACK,
@@ -67,6 +67,9 @@ WAIT_MS = 10_000
 RECONNECT_MS = 25_000
 """How long a page may take to reconnect: its back-off grows to a few
 seconds while the server is down."""
+
+FRAMES = 60
+"""How many of its latest WebSocket frames a page keeps for failure messages."""
 
 SCREENSHOT = "/tmp/tchat-browser.png"
 """A copy of one screenshot, for people to look at."""
@@ -164,6 +167,41 @@ def lines_of(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [GAP if e.get("gap") else (e["nick"], e["text"]) for e in entries]
 
 
+def describe_pages(browser: Browser) -> str:
+    """
+    What each page of C{browser} shows and did, for failure messages: its
+    nick, its connection states, the lines of the room it shows, and its
+    latest WebSocket frames (see L{ChatPage}).
+    """
+    parts = []
+    for context in browser.contexts:
+        for page in context.pages:
+            try:
+                shown: dict[str, Any] = page.evaluate(
+                    """() => ({
+                         nick: document.getElementById("nick").value,
+                         states: window.tchatStates,
+                         lines: [...document.querySelectorAll("#messages .msg")].map(
+                           (n) => `[${n.className}`
+                             + (n.dataset.id ? ` id=${n.dataset.id}` : "")
+                             + (n.title ? ` (${n.title})` : "")
+                             + `] ${n.textContent}`),
+                         frames: window.tchatFrames,
+                       })"""
+                )
+            except Exception as e:
+                parts.append(f"a page that cannot be read: {e}")
+                continue
+            parts += [
+                f"The page of {shown['nick']}, connection states {shown['states']}:",
+                "  its messages:",
+                *(f"    {line}" for line in shown["lines"]),
+                f"  its last {len(shown['frames'])} WebSocket frames (seconds):",
+                *(f"    {frame}" for frame in shown["frames"]),
+            ]
+    return "\n".join(parts)
+
+
 class ChatPage:
     """
     One browser tab on the chat page, with what it noticed on the side.
@@ -188,17 +226,33 @@ class ChatPage:
         page.set_default_timeout(WAIT_MS)
         page.on("dialog", self._dialog)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
-        # Every connection state the page ever shows, however briefly; and
-        # every WebSocket it opens, so that the test can cut one (see
-        # go_offline).  The subclass behaves exactly like WebSocket.
+        # Every connection state the page ever shows, however briefly; every
+        # WebSocket it opens, so that the test can cut one (see go_offline);
+        # and the latest frames in and out, for failure messages.  The
+        # subclass behaves exactly like WebSocket.
         page.add_init_script(
             """
             window.tchatStates = [];
             window.tchatSockets = [];
+            window.tchatFrames = [];
             window.WebSocket = class extends window.WebSocket {
               constructor(...args) {
                 super(...args);
                 window.tchatSockets.push(this);
+                const n = window.tchatSockets.length;
+                const note = (what) => {
+                  window.tchatFrames.push(
+                    `${(performance.now() / 1000).toFixed(3)} socket ${n} ${what}`);
+                  if (window.tchatFrames.length > FRAMES) window.tchatFrames.shift();
+                };
+                const send = this.send.bind(this);
+                this.send = (data) => {
+                  note(`out ${data}`);
+                  return send(data);
+                };
+                this.addEventListener("open", () => note("open"));
+                this.addEventListener("message", (e) => note(`in ${e.data}`));
+                this.addEventListener("close", (e) => note(`closed ${e.code}`));
               }
             };
             document.addEventListener("DOMContentLoaded", () => {
@@ -207,7 +261,7 @@ class ChatPage:
               new MutationObserver(() => window.tchatStates.push(status.dataset.state))
                 .observe(status, {attributes: true, attributeFilter: ["data-state"]});
             });
-            """
+            """.replace("FRAMES", str(FRAMES))
         )
         page.goto(url, timeout=WAIT_MS)
         self.page = page
@@ -327,25 +381,54 @@ class ChatPage:
             )
             self.expect_state("closed")
 
-    def cut_at_next_message(self, deliver: bool) -> None:
+    def cut_at_message(self, text: str, deliver: bool) -> int:
         """
-        Make the page's connection close (code 4000) when the page next
-        sends a message, before any acknowledgement can arrive: right after
-        the message frame if C{deliver}, else instead of it (the message
+        Make the page's connection close (code 4000) when the page sends
+        the message C{text}, before any acknowledgement can arrive: right
+        after its frame if C{deliver}, else instead of it (the message
         never reaches the server).  The page reconnects by itself.
+
+        Only that message's frame cuts: not one the page sends again on
+        its own, nor anything else it sends first.
+
+        @return: How many WebSockets the page had opened, for
+            L{expect_reconnected}.
         """
-        self.page.evaluate(
-            """(deliver) => {
+        sockets: int = self.page.evaluate(
+            """([text, deliver]) => {
                  const ws = window.tchatSockets.at(-1);
                  const send = ws.send.bind(ws);
                  ws.send = (data) => {
-                   if (!data.includes('"type":"message"')) return send(data);
+                   const frame = JSON.parse(data);
+                   if (frame.type !== "message" || frame.message !== text) {
+                     return send(data);
+                   }
                    ws.send = send;
                    if (deliver) send(data);
+                   window.tchatFrames.push(`the test cuts the socket ${deliver
+                     ? "after" : "instead of"} sending ${data}`);
                    ws.close(4000, "network down (test)");
                  };
+                 return window.tchatSockets.length;
                }""",
-            deliver,
+            [text, deliver],
+        )
+        return sockets
+
+    def expect_reconnected(self, sockets: int, timeout: float = RECONNECT_MS) -> None:
+        """
+        Wait until the page is connected and welcomed again on a WebSocket
+        opened after the first C{sockets}.
+
+        C{#status} alone cannot tell: until the page notices that its
+        connection closed (which may be after the server did) it still
+        shows the old connection as open.
+        """
+        self.page.wait_for_function(
+            """(sockets) => window.tchatSockets.length > sockets
+                 && document.getElementById("status").dataset.state === 'open'""",
+            arg=sockets,
+            timeout=timeout,
         )
 
     def go_online(self) -> None:
@@ -443,12 +526,15 @@ class BrowserTests(TestCase):
         On the worker thread: launch Chromium and run the browser side of a
         test, C{scenario(browser, *args)}; close the browser after.
         """
+        from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             try:
                 scenario(browser, *args)
+            except (AssertionError, PlaywrightError) as e:
+                raise FailTest(f"{e}\n\n{describe_pages(browser)}") from e
             finally:
                 browser.close()
 
@@ -876,7 +962,9 @@ class BrowserTests(TestCase):
         is shown once, acknowledged, after the page reconnects: whether the
         server had it (the page sends it again with the same client id,
         and the server answers with the original) or not (sent again, it is
-        said then).
+        said then).  A line typed as soon as the page is back waits until
+        the page has its nick back and has sent the other again: it is said
+        after it, by the same nick.
         """
         require_browser()
         server = await start_server(self, web=f"tcp:0:interface={LOOPBACK}")
@@ -899,19 +987,19 @@ class BrowserTests(TestCase):
         expected = []
         cases = ((True, "reached the server"), (False, "did not"))
         for n, (deliver, text) in enumerate(cases, 1):
-            alice.cut_at_next_message(deliver)
+            sockets = alice.cut_at_message(text, deliver)
             alice.say(text)
             said = f"] <alice> {text}\r\n"
             if deliver:  # said before the connection closed
                 on_reactor(carol.wait_for, said)
             on_reactor(carol.wait_for, LOST)
-            alice.expect_state("open", timeout=RECONNECT_MS)
+            alice.expect_reconnected(sockets)
+            alice.say_confirmed(f"after {n}", "#lobby")
             expect(alice.locator("#nick")).to_have_value("alice")
             if not deliver:  # said once the page is back
                 on_reactor(carol.wait_for, said)
-            expected.append(("alice", text))
-            alice.say_confirmed(f"after {n}", "#lobby")
-            expected.append(("alice", f"after {n}"))
+            on_reactor(carol.wait_for, f"] <alice> after {n}\r\n")
+            expected += [("alice", text), ("alice", f"after {n}")]
         self.assertEqual(lines_of(alice.room_log("#lobby")), expected)
         # carol too saw each message once.
         on_reactor(carol.sync)
