@@ -453,13 +453,12 @@ class Batcher:
         C{queue} has a batch to write: write it at the start of next turn.
         """
         self._dirty.append(queue)
-        if self._call is None:
-            self._call = self._clock.callLater(0, self.flush)
+        self.touch()
 
     def touch(self) -> None:
         """
-        A queue wrote at once this turn: make sure the turn ends, so that
-        its next write is batched only until then.
+        Make sure this turn ends with a L{flush}: a queue that wrote at once
+        batches its next writes only until then.
         """
         if self._call is None:
             self._call = self._clock.callLater(0, self.flush)
