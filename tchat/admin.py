@@ -106,6 +106,32 @@ class _Collector(Collector):
         yield from self._history()
         yield from self._control()
         yield from self._onion()
+        yield from self._cluster()
+
+    def _cluster(self) -> Iterator[Metric]:
+        """
+        @return: In cluster mode, whether this node is in touch with Redis,
+            and how often it was not.
+        """
+        cluster = self._vitals.hub.cluster
+        if cluster is None:
+            return
+        yield GaugeMetricFamily(
+            "tchat_cluster_up",
+            "1 while this node is in touch with the cluster's Redis; 0 while it "
+            "serves its own users alone.",
+            int(cluster.up),
+        )
+        yield CounterMetricFamily(
+            "tchat_cluster_outages",
+            "Times this node lost the cluster's Redis.",
+            cluster.outages,
+        )
+        yield CounterMetricFamily(
+            "tchat_cluster_nodes_buried",
+            "Times this node found other nodes dead and showed their users as lost.",
+            cluster.buried,
+        )
 
     def _traffic(self, open_by_door: dict[str, int]) -> Iterator[Metric]:
         """
@@ -407,11 +433,16 @@ class _Health(_JSONPage):
         onion = self._vitals.onion_status()
         if onion is not None:
             checks["onion"] = onion["state"]
+        cluster = self._vitals.hub.cluster
+        if cluster is not None:
+            checks["cluster"] = "ok" if cluster.up else "unreachable"
         # A down onion is the worse news, so it wins over a starting hub.
         if checks.get("onion") == "down":
             status = "down"
         elif not self._vitals.hub.ready:
             status = "starting"
+        elif checks.get("cluster") == "unreachable":
+            status = "degraded"
         else:
             status = "ok"
         if status != "ok":

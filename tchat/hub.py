@@ -15,9 +15,9 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -93,6 +93,9 @@ from tchat.text import (
     room_problem,
     shortened,
 )
+
+if TYPE_CHECKING:
+    from tchat.cluster import Cluster
 
 RESERVED_NICKS = frozenset({"server", "admin", "operator", "system", "root"})
 
@@ -179,6 +182,8 @@ class User:
         down; -1 when they have not been told.
     @ivar nick_changes: The user's nick-change rate limit, once used.
     @ivar joins: The user's room-join rate limit, once used.
+    @ivar moved: The user's session went on in another connection on
+        another node (a resume there): leaving must not save it.
     @ivar deliver: C{participant.deliver}, bound once: fan-out calls it
         for every recipient of every event.
     """
@@ -207,6 +212,7 @@ class User:
     flood_dropped: int = -1
     nick_changes: TokenBucket | None = None
     joins: TokenBucket | None = None
+    moved: bool = False
     deliver: Callable[[object, object], None] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -235,6 +241,9 @@ class Room:
     @ivar sending: The room's message rate limit, once someone talks.
     @ivar doors: How many members came by each door, for the delivery
         counts of a fan-out to all of them.
+    @ivar cluster_epoch: In cluster mode, the epoch and id of the latest
+        message this node had from the cluster (C{cluster_id}): what it
+        missed while cut off follows them.
     """
 
     name: str
@@ -251,6 +260,8 @@ class Room:
     stored: bool = False
     sending: TokenBucket | None = None
     doors: dict[str, int] = field(default_factory=dict)
+    cluster_epoch: int = 0
+    cluster_id: int = 0
 
     def record(self) -> RoomRecord:
         """This room as the store keeps it."""
@@ -357,6 +368,8 @@ class ChatFactory:
         self.started = clock.seconds()
         self.onion_address: str | None = None
         """The onion service's address once published, shown to onion users."""
+        self.cluster: Cluster | None = None
+        """The other nodes, in cluster mode (set before L{start})."""
 
     @property
     def clock(self) -> IReactorTime:
@@ -395,6 +408,7 @@ class ChatFactory:
                     record.pruned_to, record.last_id - self.history.keep
                 )
                 room.topic, room.topic_by = record.topic, record.topic_by
+                room.cluster_epoch, room.cluster_id = record.epoch, record.last_id
                 room.recent.extend(found.recent.get(record.key, ()))
                 for message in found.tagged.get(record.key, ()):
                     assert message.client_id is not None
@@ -408,10 +422,6 @@ class ChatFactory:
                 lobby = self._rooms[room_key(self.config.default_room)]
                 self.store.save_room(lobby.record())
                 lobby.stored = True
-            waiting, self._ready = self._ready or [], None
-            self._sweeping.start(SWEEP_INTERVAL, now=False)
-            for d in waiting:
-                d.callback(None)
             if found.lossy:
                 self._log.warn(
                     "history: the last run did not stop cleanly, so its last "
@@ -419,7 +429,16 @@ class ChatFactory:
                     "epoch and resuming clients are told of the gap"
                 )
 
-        return self.store.load(self._clock.seconds()).addCallback(loaded)
+        async def starting() -> None:
+            loaded(await self.store.load(self._clock.seconds()))
+            if self.cluster is not None and self.cluster.up:
+                await self.cluster.resync()
+            waiting, self._ready = self._ready or [], None
+            self._sweeping.start(SWEEP_INTERVAL, now=False)
+            for d in waiting:
+                d.callback(None)
+
+        return Deferred.fromCoroutine(starting())
 
     def stop(self, grace: float | None = None) -> Deferred[None]:
         """
@@ -560,6 +579,12 @@ class ChatFactory:
                 self.onion_address or "" if participant.door == "onion" else "",
             ),
         )
+        cluster = self.cluster
+        if cluster is not None:
+            if cluster.up:
+                self._claim_guest(user)
+            else:
+                cluster.tell_outage(user)
         if self._room_full(user, lobby):
             user.current = None
         else:
@@ -829,7 +854,7 @@ class ChatFactory:
             case Part(name):
                 self._part(user, name)
             case Rooms():
-                self._tell(user, self._room_list())
+                self._rooms_for(user)
             case WhoIs(name):
                 self._who(user, name)
             case SetTopic(text):
@@ -936,24 +961,25 @@ class ChatFactory:
                 if prior.id <= room.delivered_id:
                     self._tell(user, prior)
                 return
+        self.metrics.received_from(user.door)
+        self.metrics.messages.record(self._clock.seconds())
+        cluster = self.cluster
+        if cluster is not None:
+            if cluster.up:
+                # Redis numbers it; every node shows it from the bus.
+                draft = self._message(user, room, 0, text, action, client_id)
+                self._say_in_cluster(user, room, draft)
+                return
+            if room.epoch == room.cluster_epoch:
+                # Said while cut off from the cluster: these ids are this
+                # node's own, so they get an epoch of their own.
+                room.epoch = self.new_epoch()
+                room.lineage.append((room.epoch, room.last_id + 1))
         if not room.stored:
             self.store.save_room(room.record())
             room.stored = True
-        self.metrics.received_from(user.door)
-        self.metrics.messages.record(self._clock.seconds())
         room.last_id += 1
-        message = events.RoomMessage(
-            room.name,
-            room.last_id,
-            self._clock.seconds(),
-            user.nick,
-            user.door,
-            user.colour,
-            text,
-            action,
-            client_id,
-            room.epoch,
-        )
+        message = self._message(user, room, room.last_id, text, action, client_id)
         if client_id is not None:
             room.tagged[client_id] = message
         floor = room.last_id - self.history.keep
@@ -973,6 +999,63 @@ class ChatFactory:
                 lambda _: self._deliver_message(room, message, received),
                 lambda f: self._not_stored(user, room, message, f),
             )
+
+    def _message(
+        self,
+        user: User,
+        room: Room,
+        id: int,
+        text: str,
+        action: bool,
+        client_id: str | None,
+    ) -> events.RoomMessage:
+        return events.RoomMessage(
+            room.name,
+            id,
+            self._clock.seconds(),
+            user.nick,
+            user.door,
+            user.colour,
+            text,
+            action,
+            client_id,
+            room.epoch,
+        )
+
+    def _say_in_cluster(
+        self, user: User, room: Room, message: events.RoomMessage
+    ) -> None:
+        """
+        Have Redis number and keep a room message; every node, this one
+        included, delivers it when the bus brings it back.
+        """
+        assert self.cluster is not None
+        client_id = message.client_id
+
+        def said(result: tuple[bool, int]) -> None:
+            new, id = result
+            if new or client_id is None or not user.connected:
+                return
+            prior = room.tagged.get(client_id)
+            if prior is not None and prior.id == id and prior.id <= room.delivered_id:
+                self._tell(user, prior)
+
+        def failed(why: Failure) -> None:
+            self._log.warn(
+                "cluster: a message of {nick} in {room} was not sent: {why}",
+                nick=user.nick,
+                room=room.name,
+                why=why.value,
+            )
+            if user.connected:
+                self._error(
+                    user,
+                    "not-stored",
+                    "your message could not be sent to the cluster, so nobody "
+                    "was shown it; try again",
+                )
+
+        self.cluster.say(room, message, self.history.keep).addCallbacks(said, failed)
 
     def _deliver_message(
         self, room: Room, message: events.RoomMessage, received: float
@@ -1024,12 +1107,59 @@ class ChatFactory:
             user, "nick_changes", self.limits.nick_changes_per_minute, "nick changes"
         ):
             return
-        self._rename(user, nick)
+        cluster = self.cluster
+        if cluster is None or key == nick_key(user.nick):
+            self._rename(user, nick)
+            return
+        if not cluster.up:
+            self._error(
+                user,
+                "nick-taken",
+                "the cluster is unreachable, so nicks cannot be checked; "
+                "try again when it is back",
+            )
+            return
 
-    def _rename(self, user: User, nick: str) -> None:
+        def claimed(outcome: int) -> None:
+            if not user.connected:
+                cluster.release(key, cluster.owner(user))
+            elif not outcome or self._users.get(key, user) is not user:
+                self._error(user, "nick-taken", f"{nick} is taken; pick another")
+            else:
+                self._rename(user, nick)
+
+        def failed(why: Failure) -> None:
+            if user.connected:
+                self._error(
+                    user,
+                    "nick-taken",
+                    f"{nick} could not be checked with the cluster; try again",
+                )
+
+        cluster.claim(user, key).addCallbacks(claimed, failed)
+
+    def _claim_guest(self, user: User) -> None:
+        """
+        Claim C{user}'s guest nick in the cluster; another node's user may
+        have drawn the same one, and then this one draws again.
+        """
+        assert self.cluster is not None
+        key = nick_key(user.nick)
+
+        def claimed(outcome: int) -> None:
+            if outcome or not user.connected or nick_key(user.nick) != key:
+                return
+            self._rename(user, self._guest_nick(), chosen=False)
+            self._claim_guest(user)
+
+        self.cluster.claim(user, key).addCallbacks(
+            claimed, lambda f: None if f.check(Exception) else f
+        )
+
+    def _rename(self, user: User, nick: str, chosen: bool = True) -> None:
         key = nick_key(nick)
         old = user.nick
-        user.named = True
+        user.named = user.named or chosen
         del self._users[nick_key(old)]
         user.nick = nick
         self._users[key] = user
@@ -1037,6 +1167,13 @@ class ChatFactory:
             self._clock.seconds(), "nick", old, user.door, new_nick=nick
         )
         self._fan_out(self._audience(user), notice)
+        cluster = self.cluster
+        if cluster is not None:
+            rooms = [room_key(r.name) for r in user.rooms]
+            cluster.share(notice, rooms)
+            cluster.unregister(nick_key(old), rooms, user)
+            if nick_key(old) != key:
+                cluster.release(nick_key(old), cluster.owner(user))
         self._save_session(user)
 
     def _room_name(self, user: User, name: str) -> str | None:
@@ -1099,6 +1236,12 @@ class ChatFactory:
             return
         if room is None:
             room = self._new_room(normal)
+            if self.cluster is not None and self.cluster.up:
+                self.cluster.ensure(room).addErrback(
+                    lambda f: self._log.warn(
+                        "cluster: recording a new room: {why}", why=f.value
+                    )
+                )
         elif self._room_full(user, room):
             return
         self._join(user, room)
@@ -1128,6 +1271,9 @@ class ChatFactory:
             last_id=room.delivered_id,
         )
         self._fan_out(room.members, notice)
+        if self.cluster is not None:
+            self.cluster.share(notice, (room_key(room.name),))
+            self.cluster.register(user)
         if shown:
             self._tell(user, events.History(room.name, room.epoch, shown, "join"))
         if save:
@@ -1137,16 +1283,24 @@ class ChatFactory:
         room = self._joined_room(user, name)
         if room is None:
             return
-        notice = events.Presence(
-            self._clock.seconds(), "part", user.nick, user.door, room=room.name
-        )
-        self._fan_out(room.members, notice)
-        self._remove_member(user, room)
+        self._part_from(user, room)
         self._save_session(user)
         if user.current is None:
             self._tell(user, events.Status("you are in no room now; /join #room"))
         else:
             self._tell(user, events.Status(f"now talking in {user.current.name}"))
+
+    def _part_from(self, user: User, room: Room) -> None:
+        """Take C{user} out of C{room}, telling its members everywhere."""
+        notice = events.Presence(
+            self._clock.seconds(), "part", user.nick, user.door, room=room.name
+        )
+        self._fan_out(room.members, notice)
+        self._remove_member(user, room)
+        if self.cluster is not None:
+            key = room_key(room.name)
+            self.cluster.share(notice, (key,))
+            self.cluster.unregister(nick_key(user.nick), (key,), user)
 
     def _remove_member(self, user: User, room: Room) -> None:
         del room.members[user]
@@ -1170,11 +1324,43 @@ class ChatFactory:
             tuple(events.RoomInfo(r.name, len(r.members), r.topic) for r in rooms)
         )
 
+    def _rooms_for(self, user: User) -> None:
+        cluster = self.cluster
+        if cluster is None or not cluster.up:
+            if cluster is not None:
+                self._tell(user, events.Status(_ONLY_HERE))
+            self._tell(user, self._room_list())
+            return
+
+        def listed(rows: list[tuple[str, int, str | None]]) -> None:
+            rows.sort(key=lambda r: room_key(r[0]))
+            infos = tuple(events.RoomInfo(n, c, t) for n, c, t in rows)
+            if user.connected:
+                self._tell(user, events.RoomList(infos))
+
+        cluster.rooms().addCallbacks(
+            listed, lambda f: self._tell(user, self._room_list())
+        )
+
     def _who(self, user: User, name: str | None) -> None:
         room = self._find_room(user, name)
-        if room is not None:
-            members = tuple((m.nick, m.door) for m in room.members)
-            self._tell(user, events.Who(room.name, members))
+        if room is None:
+            return
+        local = tuple((m.nick, m.door) for m in room.members)
+        cluster = self.cluster
+        if cluster is None or not cluster.up:
+            if cluster is not None:
+                self._tell(user, events.Status(_ONLY_HERE))
+            self._tell(user, events.Who(room.name, local))
+            return
+
+        def listed(members: list[tuple[str, str]]) -> None:
+            if user.connected:
+                self._tell(user, events.Who(room.name, tuple(members)))
+
+        cluster.who(room_key(room.name)).addCallbacks(
+            listed, lambda f: self._tell(user, events.Who(room.name, local))
+        )
 
     def _topic(self, user: User, text: str | None) -> None:
         room = user.current
@@ -1190,9 +1376,17 @@ class ChatFactory:
         room.stored = True
         notice = events.TopicChanged(self._clock.seconds(), room.name, user.nick, topic)
         self._fan_out(room.members, notice)
+        if self.cluster is not None:
+            self.cluster.share(notice, (room_key(room.name),))
 
     def _msg(self, user: User, nick: str, text: str) -> None:
         text = clean_text(text).strip()
+        cluster = self.cluster
+        key = nick_key(normalize_nick(nick))
+        if cluster is not None and cluster.up and key not in self._users:
+            if text and not self._is_muted(user):
+                self._remote(user, nick, lambda: self._msg_remote(user, nick, text))
+            return
         target = self._target(user, nick)
         if target is None:
             return
@@ -1205,6 +1399,51 @@ class ChatFactory:
                 now, user.nick, user.door, user.colour, target.nick, text, outgoing
             )
             self._tell(recipient, message)
+
+    def _remote(self, user: User, nick: str, then: Callable[[], object]) -> None:
+        """
+        Call C{then} if someone on another node has C{nick}, else tell
+        C{user} there is nobody by that name.
+        """
+        assert self.cluster is not None
+
+        def found(node: str | None) -> None:
+            if not user.connected:
+                return
+            if node is None:
+                self._error(
+                    user, "no-such-nick", f"nobody here is called {shortened(nick)}"
+                )
+            else:
+                then()
+
+        self.cluster.whereabouts(nick_key(normalize_nick(nick))).addCallbacks(
+            found,
+            lambda f: (
+                self._error(
+                    user, "no-such-nick", f"{shortened(nick)} cannot be looked up now"
+                )
+                if user.connected
+                else None
+            ),
+        )
+
+    def _msg_remote(self, user: User, nick: str, text: str) -> None:
+        assert self.cluster is not None
+        self.metrics.received_from(user.door)
+        message = events.PrivateMessage(
+            self._clock.seconds(),
+            user.nick,
+            user.door,
+            user.colour,
+            normalize_nick(nick),
+            text,
+            True,
+        )
+        self.cluster.share(
+            replace(message, outgoing=False), nicks=(nick_key(normalize_nick(nick)),)
+        )
+        self._tell(user, message)
 
     def _colour(self, user: User, choice: str | None) -> None:
         if choice is None:
@@ -1291,7 +1530,15 @@ class ChatFactory:
             if not user.connected:
                 return
             if isinstance(result, Failure):
-                self._log.failure("history: reading {room}", result, room=room.name)
+                if result.check(ConnectionError):
+                    # The cluster's Redis is unreachable: said once already.
+                    self._log.warn(
+                        "history: reading {room}: {why}",
+                        room=room.name,
+                        why=result.value,
+                    )
+                else:
+                    self._log.failure("history: reading {room}", result, room=room.name)
                 self._error(
                     user,
                     "history-unavailable",
@@ -1423,36 +1670,71 @@ class ChatFactory:
                 return
             self._restore(user, session)
 
-        found.addCallback(restore).addErrback(
-            lambda f: self._log.failure("history: reading a session", f)
-        )
+        def failed(why: Failure) -> None:
+            self._log.warn("history: reading a session: {why}", why=why.value)
+            if user.connected:
+                self._error(
+                    user,
+                    "history-unavailable",
+                    "resume codes cannot be checked right now; try again soon",
+                )
+
+        found.addCallback(restore).addErrback(failed)
 
     def _restore(self, user: User, session: Session) -> None:
         """
         Make C{user} who they were in C{session}: code, nick, colour,
         rooms, and the messages they missed.
         """
+        cluster = self.cluster
+        old = cluster.owner(user) if cluster is not None else ""
         del self._by_code[user.code]
         user.code = session.code
         self._by_code[user.code] = user
         self._take_mute(user)
-        if session.nick != user.nick:
-            holder = self._users.get(nick_key(session.nick))
-            if self._find_ban(nick=session.nick) is not None:
-                self._error(
-                    user,
-                    "banned",
-                    f"the nick {session.nick} is banned; you stay {user.nick}",
-                )
-            elif holder is None:
-                self._rename(user, session.nick)
-            else:
-                self._error(
-                    user,
-                    "nick-taken",
-                    f"{session.nick} is in use by someone else now; "
-                    f"you stay {user.nick}",
-                )
+        if session.nick == user.nick:
+            self._restored(user, session)
+            return
+        holder = self._users.get(nick_key(session.nick))
+        if self._find_ban(nick=session.nick) is not None:
+            self._error(
+                user,
+                "banned",
+                f"the nick {session.nick} is banned; you stay {user.nick}",
+            )
+        elif holder is None and cluster is not None and cluster.up:
+
+            def claimed(outcome: int) -> None:
+                if not user.connected:
+                    return
+                if outcome and nick_key(session.nick) not in self._users:
+                    cluster.release(nick_key(user.nick), old)
+                    self._rename(user, session.nick)
+                else:
+                    self._error(
+                        user,
+                        "nick-taken",
+                        f"{session.nick} is in use by someone else now; "
+                        f"you stay {user.nick}",
+                    )
+                self._restored(user, session)
+
+            cluster.claim(user, nick_key(session.nick), takeover=True).addCallbacks(
+                claimed, lambda f: claimed(0)
+            )
+            return
+        elif holder is None:
+            self._rename(user, session.nick)
+        else:
+            self._error(
+                user,
+                "nick-taken",
+                f"{session.nick} is in use by someone else now; you stay {user.nick}",
+            )
+        self._restored(user, session)
+
+    def _restored(self, user: User, session: Session) -> None:
+        """The rest of L{_restore}, once the nick is settled."""
         if session.colour in PALETTE:
             user.colour = PALETTE[session.colour]
         user.show_colours = session.show_colours
@@ -1473,11 +1755,7 @@ class ChatFactory:
             self._resume_room(user, room, last_id, epoch)
         for room in list(user.rooms):
             if room_key(room.name) not in wanted:
-                notice = events.Presence(
-                    self._clock.seconds(), "part", user.nick, user.door, room=room.name
-                )
-                self._fan_out(room.members, notice)
-                self._remove_member(user, room)
+                self._part_from(user, room)
         current = self._rooms.get(room_key(session.current or ""))
         if current is not None and current in user.rooms:
             user.current = current
@@ -1681,7 +1959,7 @@ class ChatFactory:
 
     def _operator_notice(
         self,
-        oper: User,
+        oper: "User | _Acting",
         kind: events.NoticeKind,
         text: str,
         audience: Iterable[User] = (),
@@ -1701,10 +1979,21 @@ class ChatFactory:
             text=text,
         )
         told: dict[User, None] = dict.fromkeys(audience)
-        told[oper] = None
+        if isinstance(oper, User):
+            told[oper] = None
         told.update(dict.fromkeys(u for u in self._users.values() if u.operator))
         notice = events.Notice(self._clock.seconds(), kind, oper.nick, text, room)
         self._fan_out(told, notice)
+        if self.cluster is not None:
+            # Elsewhere: the operators, and whoever shares a room with the
+            # people concerned (everyone for an announcement).
+            rooms = {room_key(r.name) for u in told for r in u.rooms if u is not oper}
+            self.cluster.share(
+                notice,
+                sorted(rooms),
+                operators=True,
+                everyone=kind in ("announce", "motd"),
+            )
 
     def _target(self, oper: User, nick: str) -> User | None:
         """
@@ -1727,10 +2016,62 @@ class ChatFactory:
         self._leave(target, "quit", said)
         target.participant.close(why, "policy")
 
+    def _elsewhere(self, oper: User, nick: str, **request: Any) -> bool:
+        """
+        If someone on another node has C{nick}, have their node carry out
+        C{request} for C{oper} (an operator command) and return C{True}.
+        """
+        cluster = self.cluster
+        key = nick_key(normalize_nick(nick))
+        if cluster is None or not cluster.up or key in self._users:
+            return False
+        by = {"by": oper.nick, "account": oper.operator, "door": oper.door}
+        self._remote(
+            oper,
+            nick,
+            lambda: cluster.send("op", to=key, **by, **request).addErrback(
+                lambda f: self._error(oper, "not-stored", "the cluster did not answer")
+            ),
+        )
+        return True
+
+    def bus_op(self, request: dict[str, Any]) -> None:
+        """
+        Another node's operator acts on a user of this node: do as
+        L{_kick}, L{_mute} or L{_unmute} would have, on their behalf.
+        """
+        target = self._users.get(str(request.get("to")))
+        if target is None:
+            return
+        oper = _Acting(
+            str(request["by"]), str(request["account"]), str(request["door"])
+        )
+        match request.get("do"):
+            case "kick":
+                self._kick_user(oper, target, request.get("reason"))
+            case "mute":
+                self._mute_user(oper, target, request.get("duration"))
+            case "unmute":
+                self._unmute_user(oper, target)
+            case "ban":
+                self._make_bans(
+                    oper,
+                    self._user_ban_patterns(target),
+                    request.get("duration"),
+                    request.get("reason"),
+                )
+
     def _kick(self, oper: User, nick: str, reason: str | None) -> None:
+        if self._elsewhere(oper, nick, do="kick", reason=reason):
+            return
         target = self._target(oper, nick)
         if target is None:
             return
+        self._kick_user(oper, target, reason)
+
+    def _kick_user(
+        self, oper: "User | _Acting", target: User, reason: str | None
+    ) -> None:
         text = f"{oper.nick} kicked {target.nick} ({target.door})" + (
             f": {reason}" if reason else ""
         )
@@ -1741,18 +2082,53 @@ class ChatFactory:
         self, oper: User, target: str, duration: int | None, reason: str | None
     ) -> None:
         assert oper.operator is not None
+        if _names_a_user(target) and self._elsewhere(
+            oper, target, do="ban", duration=duration, reason=reason
+        ):
+            return
         wanted = self._ban_patterns(oper, target)
         if wanted is None:
             return
-        now = self._clock.seconds()
-        expires = now + duration if duration is not None else None
-        made = []
-        for kind, pattern in wanted:
+        self._make_bans(oper, wanted, duration, reason)
+
+    def _make_bans(
+        self,
+        oper: "User | _Acting",
+        wanted: list[tuple[BanKind, str]],
+        duration: int | None,
+        reason: str | None,
+    ) -> None:
+        """Number the bans C{wanted} (in the cluster, if any), then apply them."""
+        cluster = self.cluster
+        if cluster is not None and cluster.up:
+            numbering = cluster.ban_numbers(len(wanted))
+            numbering.addCallback(
+                lambda ids: self._apply_bans(oper, wanted, ids, duration, reason)
+            ).addErrback(lambda f: self._log.warn("ban not made: {why}", why=f.value))
+            return
+        ids = []
+        for _ in wanted:
             # Never the number of a ban lifted since start: "/unban 3" must
             # not lift another ban than the one the operator saw as #3.
             self._last_ban = max(self._last_ban, *self._bans, 0) + 1
+            ids.append(self._last_ban)
+        self._apply_bans(oper, wanted, ids, duration, reason)
+
+    def _apply_bans(
+        self,
+        oper: "User | _Acting",
+        wanted: list[tuple[BanKind, str]],
+        ids: Iterable[int],
+        duration: int | None,
+        reason: str | None,
+    ) -> None:
+        assert oper.operator is not None
+        now = self._clock.seconds()
+        expires = now + duration if duration is not None else None
+        made = []
+        for (kind, pattern), number in zip(wanted, ids, strict=True):
             ban = BanRecord(
-                self._last_ban,
+                number,
                 kind,
                 pattern,
                 reason or "",
@@ -1763,6 +2139,46 @@ class ChatFactory:
             self._bans[ban.id] = ban
             self.store.save_ban(ban)
             made.append(ban)
+        if self.cluster is not None:
+            self.cluster.send(
+                "ban",
+                bans=[asdict(b) for b in made],
+                by=oper.nick,
+                reason=reason,
+                duration=duration,
+            ).addErrback(lambda f: None)
+        self._banned(oper, made, duration, reason)
+
+    def bus_ban(self, request: dict[str, Any]) -> None:
+        """Another node's operator made bans: apply them to this node's users."""
+        made = [BanRecord(**data) for data in request["bans"]]
+        for ban in made:
+            self._bans[ban.id] = ban
+        hit = [
+            u for u in self._users.values() if any(self._ban_hits(b, u) for b in made)
+        ]
+        if not hit:
+            return
+        by, reason = str(request["by"]), request.get("reason")
+        what = " and ".join(_describe_ban(b) for b in made)
+        text = f"{by} banned {what} {describe_duration(request.get('duration'))}" + (
+            f": {reason}" if reason else ""
+        )
+        audience: dict[User, None] = {}
+        for user in hit:
+            audience.update(self._audience(user))
+        self._fan_out(audience, events.Notice(self._clock.seconds(), "ban", by, text))
+        for user in hit:
+            if user.operator is None:
+                self._send_off(user, by, "banned", reason)
+
+    def _banned(
+        self,
+        oper: "User | _Acting",
+        made: list[BanRecord],
+        duration: int | None,
+        reason: str | None,
+    ) -> None:
         hit = [
             u
             for u in self._users.values()
@@ -1775,7 +2191,14 @@ class ChatFactory:
         audience: dict[User, None] = {}
         for user in hit:
             audience.update(self._audience(user))
-        self._operator_notice(oper, "ban", text, audience)
+        if self.cluster is not None:
+            # Their node tells the people who share a room with the others.
+            self._operator_notice(oper, "ban", text, ())
+            self._fan_out(
+                audience, events.Notice(self._clock.seconds(), "ban", oper.nick, text)
+            )
+        else:
+            self._operator_notice(oper, "ban", text, audience)
         for user in hit:
             if user.operator is not None:
                 continue  # operators are told, not thrown out
@@ -1818,6 +2241,10 @@ class ChatFactory:
         if user is oper:
             self._error(oper, "bad-arguments", "you cannot ban yourself")
             return None
+        return self._user_ban_patterns(user)
+
+    def _user_ban_patterns(self, user: User) -> list[tuple[BanKind, str]]:
+        """What banning C{user} bans."""
         if user.address is not None:
             return [("address", str(ipaddress.ip_network(user.address)))]
         # Onion users all come from the local tor: their session (resume
@@ -1883,6 +2310,10 @@ class ChatFactory:
         for ban in found:
             del self._bans[ban.id]
             self.store.delete_ban(ban.id)
+        if self.cluster is not None:
+            self.cluster.send("unban", ids=[b.id for b in found]).addErrback(
+                lambda f: None
+            )
         what = " and ".join(f"#{b.id} ({_describe_ban(b)})" for b in found)
         self._operator_notice(oper, "unban", f"{oper.nick} lifted the ban {what}")
 
@@ -1928,9 +2359,16 @@ class ChatFactory:
         return True
 
     def _mute(self, oper: User, nick: str, duration: int | None) -> None:
+        if self._elsewhere(oper, nick, do="mute", duration=duration):
+            return
         target = self._target(oper, nick)
         if target is None:
             return
+        self._mute_user(oper, target, duration)
+
+    def _mute_user(
+        self, oper: "User | _Acting", target: User, duration: int | None
+    ) -> None:
         until = math.inf if duration is None else self._clock.seconds() + duration
         target.muted_until = until
         self._muted[self._identity(target)] = until
@@ -1941,9 +2379,14 @@ class ChatFactory:
         self._operator_notice(oper, "mute", text, self._audience(target))
 
     def _unmute(self, oper: User, nick: str) -> None:
+        if self._elsewhere(oper, nick, do="unmute"):
+            return
         target = self._target(oper, nick)
         if target is None:
             return
+        self._unmute_user(oper, target)
+
+    def _unmute_user(self, oper: "User | _Acting", target: User) -> None:
         target.muted_until = None
         self._muted.pop(self._identity(target), None)
         text = f"{oper.nick} unmuted {target.nick} ({target.door})"
@@ -1957,6 +2400,8 @@ class ChatFactory:
     def _set_motd(self, oper: User, lines: tuple[str, ...]) -> None:
         lines = tuple(clean_text(line).strip() for line in lines)
         self.config = replace(self.config, motd=lines)
+        if self.cluster is not None:
+            self.cluster.send("motd", lines=list(lines)).addErrback(lambda f: None)
         self._operator_notice(
             oper,
             "motd",
@@ -2020,6 +2465,12 @@ class ChatFactory:
             )
             if self.onion_status is not None:
                 data["onion"] = self.onion_status()
+            if self.cluster is not None:
+                data["cluster"] = {
+                    "node": self.cluster.node,
+                    "state": "ok" if self.cluster.up else "unreachable",
+                    "outages": self.cluster.outages,
+                }
         return data
 
     def _show_stats(self, user: User) -> None:
@@ -2052,6 +2503,11 @@ class ChatFactory:
                 lines.append(f"memory: {data['rss_bytes'] / 1048576:.1f} MiB")
             if "onion" in data:
                 lines.append(f"onion: {data['onion'].get('state')}")
+            if "cluster" in data:
+                lines.append(
+                    f"cluster: node {data['cluster']['node']}, "
+                    f"{data['cluster']['state']}"
+                )
         self._tell(
             user,
             events.Listing("stats", f"{self.config.name} stats", tuple(lines), data),
@@ -2070,15 +2526,31 @@ class ChatFactory:
         return audience
 
     def _leave(self, user: User, kind: events.PresenceKind, reason: str | None) -> None:
-        self._save_session(user)
+        if not user.moved:
+            self._save_session(user)
         user.connected = False
         if self._by_code.get(user.code) is user:
             del self._by_code[user.code]
         audience = self._audience(user)
         del audience[user]
+        rooms = [room_key(r.name) for r in user.rooms]
         for room in list(user.rooms):
             self._remove_member(user, room)
         del self._users[nick_key(user.nick)]
+        cluster = self.cluster
+        if cluster is not None:
+            if self._stopping:
+                kind, reason = "quit", "server shutting down"
+            cluster.share(
+                events.Presence(
+                    self._clock.seconds(), kind, user.nick, user.door, reason=reason
+                ),
+                rooms,
+            )
+            cluster.unregister(nick_key(user.nick), rooms, None)
+            if not user.moved:
+                cluster.release(nick_key(user.nick), cluster.owner(user))
+            cluster.forget(user)
         if self._stopping:
             # Everyone is leaving: nobody needs to hear about the others.
             drained = self._drained
@@ -2089,6 +2561,254 @@ class ChatFactory:
             self._clock.seconds(), kind, user.nick, user.door, reason=reason
         )
         self._fan_out(audience, notice)
+
+    # -- the cluster's side: what Cluster asks of this node ---------------
+
+    @property
+    def stopping(self) -> bool:
+        """Whether L{stop} was called."""
+        return self._stopping
+
+    def new_epoch(self) -> int:
+        """A new epoch number: the time in milliseconds."""
+        return max(1, int(self._clock.seconds() * 1000))
+
+    def local_users(self) -> list[User]:
+        """The users connected to this node."""
+        return list(self._users.values())
+
+    def all_rooms(self) -> list[Room]:
+        """The rooms this node knows."""
+        return list(self._rooms.values())
+
+    def user_by_key(self, key: str) -> User | None:
+        """This node's user whose nick has the key C{key}."""
+        return self._users.get(key)
+
+    @staticmethod
+    def key_of(user: User) -> str:
+        """The key of C{user}'s nick."""
+        return nick_key(user.nick)
+
+    @staticmethod
+    def key_of_room(room: Room) -> str:
+        """The key of C{room}'s name."""
+        return room_key(room.name)
+
+    def room_name(self, key: str) -> str:
+        """The name of the room with key C{key}."""
+        room = self._rooms.get(key)
+        return room.name if room is not None else key
+
+    def tell(self, user: User, event: events.Event) -> None:
+        """Deliver C{event} to C{user}."""
+        self._tell(user, event)
+
+    def nick_lost(self, user: User) -> None:
+        """
+        Another node's user has C{user}'s nick (both were given it while
+        the cluster was split): this one takes a guest nick.
+        """
+        old = user.nick
+        self._rename(user, self._guest_nick(), chosen=False)
+        self._error(
+            user,
+            "nick-taken",
+            f"{old} is in use on another server of this chat; you are {user.nick} now",
+        )
+        if self.cluster is not None and self.cluster.up:
+            self._claim_guest(user)
+
+    def share_presence(self, user: User, kind: events.PresenceKind, room: Room) -> None:
+        """Tell the other nodes that C{user} is in C{room} (after a split)."""
+        if self.cluster is not None:
+            notice = events.Presence(
+                self._clock.seconds(),
+                kind,
+                user.nick,
+                user.door,
+                room=room.name,
+                epoch=room.epoch,
+                last_id=room.delivered_id,
+            )
+            self.cluster.share(notice, (room_key(room.name),))
+
+    def adopt_room(
+        self,
+        room: Room,
+        epoch: int,
+        lineage: list[tuple[int, int]],
+        last_id: int,
+        topic: str | None,
+        topic_by: str | None,
+    ) -> None:
+        """Take the cluster's view of C{room}."""
+        if not lineage or lineage[-1][0] != epoch:
+            lineage = [*lineage, (epoch, last_id + 1)]
+        room.epoch, room.lineage = epoch, lineage
+        room.last_id = room.delivered_id = last_id
+        room.cluster_epoch, room.cluster_id = epoch, last_id
+        room.pruned_to = max(room.pruned_to, last_id - self.history.keep)
+        room.topic, room.topic_by = topic, topic_by
+        room.stored = True
+
+    async def load_cluster_rooms(self) -> None:
+        """Learn the rooms and bans the cluster has and this node does not."""
+        from tchat.cluster import RedisStore
+
+        store = self.store
+        assert isinstance(store, RedisStore)
+        loaded = await store.load_all()
+        for record in loaded.rooms:
+            room = self._rooms.get(record.key)
+            if room is None:
+                room = self._new_room(record.name, record.epoch)
+            elif (
+                room.cluster_epoch == record.epoch and room.cluster_id >= record.last_id
+            ):
+                continue
+            if room.members:
+                continue  # Cluster.resync catches it up for its members
+            self.adopt_room(
+                room,
+                record.epoch,
+                record.lineage,
+                record.last_id,
+                record.topic,
+                record.topic_by,
+            )
+            await self._refill(room)
+        for ban in loaded.bans:
+            self._bans.setdefault(ban.id, ban)
+
+    async def _refill(self, room: Room) -> None:
+        """Load C{room}'s latest messages, for replay on join."""
+        want = room.recent.maxlen or 1
+        found = await self.store.read(
+            room_key(room.name), room.pruned_to, room.last_id, room.last_id + 1, want
+        )
+        room.recent.clear()
+        room.recent.extend(found)
+        room.tagged = {m.client_id: m for m in found if m.client_id is not None}
+
+    async def catch_up(self, room: Room, epoch: int, after: int) -> None:
+        """
+        After a split: send C{room}'s members what the cluster said after
+        message C{after} of C{epoch}, as a resume, and refill the room.
+        """
+        if room.cluster_epoch == epoch and room.cluster_id > after and room.members:
+            found = await self.store.read(
+                room_key(room.name), after, room.cluster_id, limit=self.history.keep
+            )
+            complete = bool(found) and found[0].id == after + 1
+            history = events.History(
+                room.name,
+                room.epoch,
+                tuple(found),
+                "resume",
+                complete=complete,
+                last_id=room.cluster_id,
+            )
+            self._fan_out(list(room.members), history)
+        await self._refill(room)
+
+    def bus_message(self, name: str, id: int, epoch: int, data: dict[str, Any]) -> None:
+        """A room message from the bus, numbered by Redis: deliver it."""
+        from tchat.cluster import message_from
+
+        key = room_key(name)
+        room = self._rooms.get(key)
+        if room is None:
+            room = self._new_room(name, epoch)
+            room.stored = True
+        elif epoch == room.cluster_epoch and id <= room.cluster_id:
+            return  # had it already (a catch-up after a split sent it)
+        message = message_from(room.name, id, epoch, data)
+        if room.epoch != epoch:
+            if epoch not in (e for e, _ in room.lineage):
+                room.lineage.append((epoch, id))
+            room.epoch = epoch
+        room.cluster_epoch, room.cluster_id = epoch, id
+        room.last_id = id
+        if message.client_id is not None:
+            room.tagged[message.client_id] = message
+        floor = id - self.history.keep
+        tagged = room.tagged
+        while tagged:
+            oldest = next(iter(tagged.values()))
+            if oldest.id > floor:
+                break
+            del tagged[oldest.client_id]  # type: ignore[arg-type]
+        room.pruned_to = max(room.pruned_to, floor)
+        self._deliver_message(room, message, time.perf_counter())
+
+    def bus_event(
+        self,
+        event: events.Event,
+        rooms: Iterable[str],
+        nicks: Iterable[str],
+        operators: bool,
+        everyone: bool,
+    ) -> None:
+        """Another node's event for users of this one."""
+        if isinstance(event, events.TopicChanged):
+            room = self._rooms.get(room_key(event.room))
+            if room is not None:
+                room.topic, room.topic_by = event.topic or None, event.nick
+        audience: dict[User, None] = {}
+        if everyone:
+            audience.update(dict.fromkeys(self._users.values()))
+        for key in rooms:
+            room = self._rooms.get(key)
+            if room is not None:
+                audience.update(dict.fromkeys(room.members))
+        for key in nicks:
+            user = self._users.get(key)
+            if user is not None:
+                if isinstance(event, events.PrivateMessage):
+                    event = replace(event, recipient=user.nick)
+                audience[user] = None
+        if operators:
+            audience.update(
+                dict.fromkeys(u for u in self._users.values() if u.operator)
+            )
+        if audience:
+            self._fan_out(audience, event)
+
+    def bus_lost(self, users: list[list[Any]]) -> None:
+        """A node died: show its users as lost in their rooms."""
+        now = self._clock.seconds()
+        for nick, door, rooms, _ in users:
+            audience: dict[User, None] = {}
+            for key in rooms:
+                room = self._rooms.get(key)
+                if room is not None:
+                    audience.update(dict.fromkeys(room.members))
+            if audience:
+                self._fan_out(audience, events.Presence(now, "lost", nick, door))
+
+    def bus_request(self, kind: str, request: dict[str, Any]) -> None:
+        """Another node asks this one to do something."""
+        match kind:
+            case "op":
+                self.bus_op(request)
+            case "ban":
+                self.bus_ban(request)
+            case "unban":
+                for number in request.get("ids", ()):
+                    self._bans.pop(int(number), None)
+            case "motd":
+                self.config = replace(self.config, motd=tuple(request["lines"]))
+            case "takeover":
+                if request.get("node") != (self.cluster and self.cluster.node):
+                    return
+                user = self._by_code.get(str(request.get("code")))
+                if user is not None:
+                    # The session went on on another node.
+                    user.moved = True
+                    self._tell(user, events.Goodbye("resumed by a new connection"))
+                    user.participant.close("resumed by a new connection")
+                    self._leave(user, "quit", "reconnected")
 
     # -- delivery ----------------------------------------------------------
 
@@ -2143,6 +2863,32 @@ class ChatFactory:
                     kind=kind.__name__,
                     nick=recipient.nick,
                 )
+
+
+_ONLY_HERE = "the cluster is unreachable: this lists only what is on this server"
+
+
+def _names_a_user(target: str) -> bool:
+    """Whether C{/ban TARGET} names a user (not a nick pattern or address)."""
+    kind, sep, _ = target.partition(":")
+    if sep and kind.lower() in ("nick", "ip"):
+        return False
+    if "*" in target or "?" in target:
+        return False
+    try:
+        ipaddress.ip_network(target, strict=False)
+    except ValueError:
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class _Acting:
+    """An operator on another node, acting on a user of this one."""
+
+    nick: str
+    operator: str
+    door: str
 
 
 def _quoted(text: str) -> str:

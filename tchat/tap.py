@@ -21,7 +21,7 @@ from tchat.admin import make_admin_site
 from tchat.config import Config, ConfigError, load_config, with_overrides
 from tchat.control import Listeners, Reloader, SignalService
 from tchat.endpoints import check_endpoint
-from tchat.history import open_store
+from tchat.history import HistoryStore, open_store
 from tchat.hub import ChatFactory
 from tchat.limits import Batcher, Gate
 from tchat.logs import install_log_observer
@@ -140,6 +140,8 @@ class Options(usage.Options):
             raise ConfigError("no listener is configured in [telnet] or [web]")
         if config.onion.enabled:
             _check_txtorcon(config)
+        if config.cluster.enabled:
+            _check_txredisapi(config)
         _check_history(config)
         return config
 
@@ -151,6 +153,16 @@ def _check_txtorcon(config: Config) -> None:
         raise ConfigError(
             f"{config.source}: [onion] enabled: the onion door needs txtorcon: "
             "pip install 'tchat[onion]'"
+        ) from None
+
+
+def _check_txredisapi(config: Config) -> None:
+    try:
+        import txredisapi  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"{config.source}: [cluster] redis: cluster mode needs txredisapi: "
+            "pip install 'tchat[cluster]'"
         ) from None
 
 
@@ -275,7 +287,9 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
 
         reactor = _global
     config = options.config
-    store = open_store(config.history, reactor)
+    store: HistoryStore | None = None
+    if not config.cluster.enabled:
+        store = open_store(config.history, reactor)
 
     def verify(password: str, encoded: str | None) -> Deferred[bool]:
         threads: Any = reactor
@@ -292,10 +306,23 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         verify=verify,
         limits=config.limits,
     )
+    if config.cluster.enabled:
+        # Only now: the embedded server never imports the cluster's code.
+        from tchat.cluster import Cluster, RedisStore, link_for
+
+        link = link_for(config.cluster, reactor, lambda e: None, lambda up: None)
+        cluster = Cluster(
+            hub,
+            link,
+            reactor,  # type: ignore[arg-type]
+            node_timeout=config.cluster.node_timeout,
+        )
+        hub.cluster = cluster
+        hub.store = RedisStore(cluster, config.history.keep, config.history.resume_ttl)
     hub.batcher = Batcher(reactor)  # type: ignore[arg-type]
     raise_file_limit(config.limits.max_connections)
     root = MultiService()
-    HistoryService(hub, store.description, reactor).setServiceParent(root)
+    HistoryService(hub, hub.store.description, reactor).setServiceParent(root)
     telnet = TelnetFactory(hub, "telnet")
     web = make_site(hub, config.web)
     factories: dict[str, IProtocolFactory] = {
