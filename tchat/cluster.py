@@ -194,6 +194,17 @@ end
 return {lost, was_buried, buried}
 """
 
+#: Who has a nick: {node, nick as they spell it}, or nil.
+#: KEYS: the nick's key.  ARGV: prefix, nick key.
+WHERE = """
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local node = string.sub(v, 1, (string.find(v, ' ', 1, true) or (#v + 1)) - 1)
+local user = redis.call('HGET', ARGV[1] .. ':users:' .. node, ARGV[2])
+if not user then return {node, ''} end
+return {node, cjson.decode(user)[1]}
+"""
+
 #: Every room, with its member count and topic: C{/rooms}.
 ROOMS = """
 local p = ARGV[1]
@@ -685,10 +696,13 @@ class Cluster:
                 _logged("freeing a nick")
             )
 
-    def whereabouts(self, key: str) -> Deferred[str | None]:
-        """The node of the user who has the nick with key C{key}, if any."""
-        d = self.link.command("GET", self.link.key("nick", key))
-        return d.addCallback(lambda v: v.partition(" ")[0] if v else None)
+    def whereabouts(self, key: str) -> Deferred[tuple[str, str] | None]:
+        """
+        The node of the user who has the nick with key C{key}, and the nick
+        as they spell it (empty if not known yet); C{None} if nobody has it.
+        """
+        d = self.link.eval(WHERE, [self.link.key("nick", key)], [self.link.prefix, key])
+        return d.addCallback(lambda found: (found[0], found[1]) if found else None)
 
     def who(self, room: str) -> Deferred[list[tuple[str, str]]]:
         """Every member of the room with key C{room}: (nick, door)."""

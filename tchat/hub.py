@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -370,6 +370,7 @@ class ChatFactory:
         """The onion service's address once published, shown to onion users."""
         self.cluster: Cluster | None = None
         """The other nodes, in cluster mode (set before L{start})."""
+        self._ensuring: dict[str, list[Deferred[None]]] = {}
 
     @property
     def clock(self) -> IReactorTime:
@@ -904,13 +905,15 @@ class ChatFactory:
             case Resume(code):
                 self._resume_code(user, code)
             case ResumeRooms(points):
-                # Rooms are joined as needed, but where the user talks
-                # stays theirs to choose.
-                current = user.current
-                for name, last_id, epoch in points:
-                    self._resume_named(user, name, last_id, epoch)
-                if current is not None and current in user.rooms:
-                    user.current = current
+                self._with_rooms(
+                    user,
+                    [
+                        n
+                        for n in (normalize_room(p[0]) for p in points)
+                        if not room_problem(n)
+                    ],
+                    lambda: self._resume_points(user, points),
+                )
 
     def _error(self, user: User, code: events.ErrorCode, text: str) -> None:
         self._tell(user, events.Error(code, text))
@@ -973,7 +976,7 @@ class ChatFactory:
             if room.epoch == room.cluster_epoch:
                 # Said while cut off from the cluster: these ids are this
                 # node's own, so they get an epoch of their own.
-                room.epoch = self.new_epoch()
+                room.epoch = max(self.new_epoch(), room.epoch + 1)
                 room.lineage.append((room.epoch, room.last_id + 1))
         if not room.stored:
             self.store.save_room(room.record())
@@ -1234,17 +1237,51 @@ class ChatFactory:
             return
         if not self._allowed(user, "joins", self.limits.joins_per_minute, "joins"):
             return
+        self._with_rooms(user, (normal,), lambda: self._join_known(user, normal))
+
+    def _join_known(self, user: User, name: str) -> None:
+        room = self._rooms.get(room_key(name))
         if room is None:
-            room = self._new_room(normal)
-            if self.cluster is not None and self.cluster.up:
-                self.cluster.ensure(room).addErrback(
-                    lambda f: self._log.warn(
-                        "cluster: recording a new room: {why}", why=f.value
-                    )
-                )
-        elif self._room_full(user, room):
+            room = self._new_room(name)
+        elif user in room.members or self._room_full(user, room):
             return
         self._join(user, room)
+
+    def _with_rooms(
+        self, user: User, names: Iterable[str], then: Callable[[], None]
+    ) -> None:
+        """
+        Call C{then} once every room in C{names} this node does not know is
+        known: in cluster mode, as the cluster has it (its epoch, last id
+        and topic), so that nobody is shown a room under an epoch of this
+        node's own.  Not at all if C{user} has left meanwhile.
+        """
+        cluster = self.cluster
+        keys = {room_key(n): n for n in names}
+        missing = [k for k in keys if k not in self._rooms or k in self._ensuring]
+        if cluster is None or not cluster.up or not missing:
+            then()
+            return
+        waits, asks = [], []
+        for key in missing:
+            done: Deferred[None] = Deferred()
+            waits.append(done)
+            if key in self._ensuring:
+                self._ensuring[key].append(done)
+            else:
+                self._ensuring[key] = [done]
+                asks.append(key)
+        for key in asks:
+            cluster.ensure(self._new_room(keys[key])).addErrback(
+                lambda f: self._log.warn(
+                    "cluster: recording a room: {why}", why=f.value
+                )
+            ).addBoth(self._ensured, key)
+        gatherResults(waits).addCallback(lambda _: then() if user.connected else None)
+
+    def _ensured(self, result: object, key: str) -> None:
+        for done in self._ensuring.pop(key, []):
+            done.callback(None)
 
     def _join(
         self, user: User, room: Room, replay: bool = True, save: bool = True
@@ -1385,7 +1422,9 @@ class ChatFactory:
         key = nick_key(normalize_nick(nick))
         if cluster is not None and cluster.up and key not in self._users:
             if text and not self._is_muted(user):
-                self._remote(user, nick, lambda: self._msg_remote(user, nick, text))
+                self._remote(
+                    user, nick, lambda spelt: self._msg_remote(user, spelt, text)
+                )
             return
         target = self._target(user, nick)
         if target is None:
@@ -1400,22 +1439,23 @@ class ChatFactory:
             )
             self._tell(recipient, message)
 
-    def _remote(self, user: User, nick: str, then: Callable[[], object]) -> None:
+    def _remote(self, user: User, nick: str, then: Callable[[str], object]) -> None:
         """
-        Call C{then} if someone on another node has C{nick}, else tell
-        C{user} there is nobody by that name.
+        Call C{then} with the nick as its holder spells it if someone on
+        another node has C{nick}, else tell C{user} there is nobody by that
+        name.
         """
         assert self.cluster is not None
 
-        def found(node: str | None) -> None:
+        def found(holder: tuple[str, str] | None) -> None:
             if not user.connected:
                 return
-            if node is None:
+            if holder is None:
                 self._error(
                     user, "no-such-nick", f"nobody here is called {shortened(nick)}"
                 )
             else:
-                then()
+                then(holder[1] or normalize_nick(nick))
 
         self.cluster.whereabouts(nick_key(normalize_nick(nick))).addCallbacks(
             found,
@@ -1587,6 +1627,17 @@ class ChatFactory:
             after, complete = room.pruned_to, False
         return max(after, 0), complete
 
+    def _resume_points(
+        self, user: User, points: Iterable[tuple[str, int, int | None]]
+    ) -> None:
+        # Rooms are joined as needed, but where the user talks stays theirs
+        # to choose.
+        current = user.current
+        for name, last_id, epoch in points:
+            self._resume_named(user, name, last_id, epoch)
+        if current is not None and current in user.rooms:
+            user.current = current
+
     def _resume_named(
         self, user: User, name: str, last_id: int, epoch: int | None
     ) -> None:
@@ -1735,6 +1786,13 @@ class ChatFactory:
 
     def _restored(self, user: User, session: Session) -> None:
         """The rest of L{_restore}, once the nick is settled."""
+        self._with_rooms(
+            user,
+            [name for name, _, _ in session.rooms],
+            lambda: self._rejoin(user, session),
+        )
+
+    def _rejoin(self, user: User, session: Session) -> None:
         if session.colour in PALETTE:
             user.colour = PALETTE[session.colour]
         user.show_colours = session.show_colours
@@ -2029,7 +2087,7 @@ class ChatFactory:
         self._remote(
             oper,
             nick,
-            lambda: cluster.send("op", to=key, **by, **request).addErrback(
+            lambda _: cluster.send("op", to=key, **by, **request).addErrback(
                 lambda f: self._error(oper, "not-stored", "the cluster did not answer")
             ),
         )

@@ -1,0 +1,1755 @@
+# -*- test-case-name: tests.test_cluster -*-
+"""
+Tests for L{tchat.cluster}: cluster mode with no Redis, no sockets and no
+real time.
+
+Several hubs share one L{FakeRedis}, each through its own L{FakeLink} (the
+interface L{tchat.cluster.Cluster} uses on L{tchat.cluster.RedisLink}), so
+that two hubs behave as two nodes of one cluster.  The fake runs Python
+versions of the cluster's Lua scripts, answers with the values
+C{txredisapi} gives (strings, integers and lists), and delivers what is
+published at once, encoded as JSON and decoded again as the bus carries it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import random
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.logger import Logger
+from twisted.trial.unittest import SynchronousTestCase
+
+from tchat import events
+from tchat.admin import make_admin_site
+from tchat.cluster import (
+    BACK,
+    CLAIM,
+    HEARTBEAT,
+    OUTAGE,
+    RELEASE,
+    ROOM,
+    ROOMS,
+    SAY,
+    WHERE,
+    Cluster,
+    ClusterDownError,
+    RedisLink,
+    RedisStore,
+    decode_event,
+    encode_event,
+)
+from tchat.commands import (
+    Announce,
+    Ban,
+    Join,
+    Kick,
+    Me,
+    Msg,
+    Mute,
+    Nick,
+    Oper,
+    Part,
+    Quit,
+    Resume,
+    Rooms,
+    Say,
+    SetTopic,
+    Unmute,
+    WhoIs,
+)
+from tchat.config import (
+    Config,
+    ConfigError,
+    HistoryConfig,
+    OperatorsConfig,
+    RedisTarget,
+    ServerConfig,
+    config_from_string,
+)
+from tchat.hub import ChatFactory, User
+from tchat.palette import PALETTE
+from tests.test_admin import Scrape, request
+from tests.test_hub import FakeParticipant
+
+REPO = Path(__file__).resolve().parent.parent
+
+PASSWORD = "right"
+
+ONLY_HERE = "the cluster is unreachable: this lists only what is on this server"
+"""What C{/who} and C{/rooms} say first while the cluster is unreachable."""
+
+NODE_TIMEOUT = 3
+"""The nodes' C{[cluster] node_timeout}, in seconds."""
+
+_log = Logger()
+
+_PROBE = subprocess.Popen(
+    [
+        sys.executable,
+        "-c",
+        "import sys, tchat.hub, tchat.tap; "
+        "print('txredisapi' in sys.modules, 'tchat.cluster' in sys.modules)",
+    ],
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+)
+"""
+A fresh interpreter importing what the embedded server imports: started
+with the module, so that its half second overlaps the other tests.
+"""
+atexit.register(_PROBE.wait)  # reaped even when its test is not run
+
+
+def _verify(password: str, encoded: str | None) -> Deferred[bool]:
+    """A password check without the hashing, so the tests stay fast."""
+    return succeed(encoded == "stored" and password == PASSWORD)
+
+
+def _arg(value: Any) -> str:
+    """An argument as Redis receives it: a string."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return str(value)
+
+
+def _stream_id(raw: str, high: bool) -> tuple[float, float]:
+    """A stream entry id (or C{-} / C{+}) as a comparable pair."""
+    if raw == "-":
+        return (0, 0)
+    if raw == "+":
+        return (float("inf"), float("inf"))
+    ms, _, seq = raw.partition("-")
+    if not seq:
+        return (int(ms), float("inf") if high else 0)
+    return (int(ms), int(seq))
+
+
+class FakeRedis:
+    """
+    The state one Redis keeps for a cluster, in memory: strings (with
+    expiry, timed by the cluster's clock), hashes, lists, sorted sets and
+    streams, and the links subscribed to the bus.
+
+    @ivar errors: Tracebacks of requests the fake could not handle (a
+        command or script it does not know): the test fails on them.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.strings: dict[str, tuple[str, float | None]] = {}
+        self.hashes: dict[str, dict[str, str]] = {}
+        self.lists: dict[str, list[str]] = {}
+        self.zsets: dict[str, dict[str, float]] = {}
+        self.streams: dict[str, list[tuple[str, list[str]]]] = {}
+        self.subscribers: list[FakeLink] = []
+        self.errors: list[str] = []
+        self.published: list[dict[str, Any]] = []
+        self._scripts: dict[str, Callable[[list[str], list[str]], Any]] = {
+            SAY: self._say,
+            ROOM: self._room,
+            CLAIM: self._claim,
+            RELEASE: self._release,
+            HEARTBEAT: self._heartbeat,
+            ROOMS: self._rooms,
+            WHERE: self._where,
+        }
+
+    # -- requests ----------------------------------------------------------
+
+    def request(self, run: Callable[[], Any]) -> Any:
+        """Run one request, noting what the fake could not do."""
+        try:
+            return run()
+        except Exception:
+            self.errors.append(traceback.format_exc())
+            raise
+
+    def eval(self, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run one of the cluster's Lua scripts, as Python."""
+        run = self._scripts.get(script)
+        if run is None:
+            raise AssertionError(f"a script the fake does not know: {script[:60]!r}")
+        return run([_arg(k) for k in keys], [_arg(a) for a in args])
+
+    def command(self, *raw: Any) -> Any:
+        """Run one command; values come back shaped as txredisapi's."""
+        name, *args = [_arg(a) for a in raw]
+        match (name.upper(), *args):
+            case ("GET", key):
+                return self._get(key)
+            case ("SET", key, value, *options):
+                ttl: float | None = None
+                if options:
+                    unit, amount = options
+                    ttl = int(amount) / (1000 if unit.upper() == "PX" else 1)
+                    assert unit.upper() in ("PX", "EX"), options
+                self.strings[key] = (
+                    value,
+                    None if ttl is None else self.clock.seconds() + ttl,
+                )
+                return "OK"
+            case ("DEL", *keys):
+                return sum(self._delete(key) for key in keys)
+            case ("HSET", key, *pairs):
+                assert pairs and len(pairs) % 2 == 0, pairs
+                found = self.hashes.setdefault(key, {})
+                new = sum(1 for f in pairs[::2] if f not in found)
+                found.update(zip(pairs[::2], pairs[1::2], strict=True))
+                return new
+            case ("HSETNX", key, field, value):
+                found = self.hashes.setdefault(key, {})
+                if field in found:
+                    return 0
+                found[field] = value
+                return 1
+            case ("HGET", key, field):
+                return self.hashes.get(key, {}).get(field)
+            case ("HDEL", key, *fields):
+                found = self.hashes.get(key, {})
+                gone = sum(1 for f in fields if found.pop(f, None) is not None)
+                if not found:
+                    self.hashes.pop(key, None)
+                return gone
+            case ("HGETALL", key):
+                return [x for pair in self.hashes.get(key, {}).items() for x in pair]
+            case ("HMGET", key, *fields):
+                found = self.hashes.get(key, {})
+                return [found.get(f) for f in fields]
+            case ("HLEN", key):
+                return len(self.hashes.get(key, {}))
+            case ("HINCRBY", key, field, amount):
+                found = self.hashes.setdefault(key, {})
+                total = int(found.get(field, "0")) + int(amount)
+                found[field] = str(total)
+                return total
+            case ("INCRBY", key, amount):
+                total = int(self._get(key) or "0") + int(amount)
+                self.strings[key] = (str(total), None)
+                return total
+            case ("RPUSH", key, *values):
+                self.lists.setdefault(key, []).extend(values)
+                return len(self.lists[key])
+            case ("LPOP", key):
+                items = self.lists.get(key)
+                if not items:
+                    return None
+                value = items.pop(0)
+                if not items:
+                    del self.lists[key]
+                return value
+            case ("LLEN", key):
+                return len(self.lists.get(key, []))
+            case ("ZADD", key, score, member):
+                zset = self.zsets.setdefault(key, {})
+                new = int(member not in zset)
+                zset[member] = float(score)
+                return new
+            case ("ZREM", key, *members):
+                zset = self.zsets.get(key, {})
+                gone = sum(1 for m in members if zset.pop(m, None) is not None)
+                if not zset:
+                    self.zsets.pop(key, None)
+                return gone
+            case ("ZRANGEBYSCORE", key, low, high):
+                zset = self.zsets.get(key, {})
+                return [
+                    m
+                    for m, s in sorted(zset.items(), key=lambda i: (i[1], i[0]))
+                    if float(low) <= s <= float(high)
+                ]
+            case ("XADD", key, "MAXLEN", "~", most, entry, *flat):
+                stream = self.streams.setdefault(key, [])
+                if stream:
+                    assert _stream_id(entry, False) > _stream_id(stream[-1][0], False)
+                stream.append((entry, flat))
+                del stream[: max(len(stream) - int(most), 0)]
+                return entry
+            case ("XRANGE", key, start, end, "COUNT", count):
+                first, last = _stream_id(start, False), _stream_id(end, True)
+                return [
+                    [i, list(flat)]
+                    for i, flat in self.streams.get(key, [])
+                    if first <= _stream_id(i, False) <= last
+                ][: int(count)]
+            case ("XREVRANGE", key, end, start, "COUNT", count):
+                first, last = _stream_id(start, False), _stream_id(end, True)
+                return [
+                    [i, list(flat)]
+                    for i, flat in reversed(self.streams.get(key, []))
+                    if first <= _stream_id(i, False) <= last
+                ][: int(count)]
+            case ("PUBLISH", channel, message):
+                return self._publish(channel, message)
+        raise AssertionError(f"a command the fake does not know: {raw!r}")
+
+    # -- the data ------------------------------------------------------------
+
+    def _get(self, key: str) -> str | None:
+        found = self.strings.get(key)
+        if found is None:
+            return None
+        value, expires = found
+        if expires is not None and self.clock.seconds() >= expires:
+            del self.strings[key]
+            return None
+        return value
+
+    def _delete(self, key: str) -> int:
+        found = self._get(key) is not None
+        self.strings.pop(key, None)
+        for kind in (self.hashes, self.lists, self.zsets, self.streams):
+            if kind.pop(key, None) is not None:
+                found = True
+        return int(found)
+
+    def _publish(self, channel: str, message: str) -> int:
+        event = json.loads(message)
+        self.published.append(event)
+        told = 0
+        for link in list(self.subscribers):
+            if link.channel != channel or not link.up:
+                continue
+            told += 1
+            try:
+                # Each subscriber decodes its own copy, as from the wire.
+                link.on_event(json.loads(message))
+            except Exception:
+                _log.failure("a node handling a bus message")
+        return told
+
+    # -- the scripts, as the Lua in tchat.cluster does them -----------------
+
+    def _say(self, keys: list[str], argv: list[str]) -> list[Any]:
+        room, stream, tags, queue, index = keys
+        channel, keep, tag, name, message, new_epoch, key = argv
+        call = self.command
+        epoch = call("HGET", room, "epoch")
+        if epoch is None:
+            epoch = new_epoch
+            call(
+                "HSET", room, "name", name, "epoch", epoch, "lineage", f"[[{epoch},1]]"
+            )
+            call("HSET", index, key, name)
+        if tag != "":
+            prior = call("HGET", tags, tag)
+            if prior is not None:
+                return [0, int(prior), epoch]
+        id = call("HINCRBY", room, "last_id", 1)
+        call("XADD", stream, "MAXLEN", "~", keep, f"{id}-1", "e", epoch, "m", message)
+        if tag != "":
+            call("HSET", tags, tag, id)
+            call("RPUSH", queue, tag)
+            if call("LLEN", queue) > int(keep):
+                call("HDEL", tags, call("LPOP", queue))
+        encoded = json.dumps(name, ensure_ascii=False)
+        call(
+            "PUBLISH",
+            channel,
+            f'{{"t":"msg","room":{encoded},"id":{id},"e":{epoch},"m":{message}}}',
+        )
+        return [1, id, epoch]
+
+    def _room(self, keys: list[str], argv: list[str]) -> list[Any]:
+        room, index = keys
+        name, key, epoch, lineage, last_id, topic, topic_by, seen = argv
+        call = self.command
+        if call("HSETNX", room, "epoch", epoch) == 1:
+            call("HSET", room, "name", name, "lineage", lineage, "last_id", last_id)
+            if topic != "":
+                call("HSET", room, "topic", topic, "topic_by", topic_by)
+        elif int(call("HGET", room, "last_id") or "0") < int(seen):
+            call("HSET", room, "last_id", seen)
+        call("HSETNX", index, key, name)
+        found: list[Any] = call(
+            "HMGET", room, "name", "epoch", "lineage", "last_id", "topic", "topic_by"
+        )
+        return found
+
+    def _claim(self, keys: list[str], argv: list[str]) -> list[Any]:
+        (key,) = keys
+        owner, expiry, code = argv
+        call = self.command
+        held = call("GET", key)
+        if held is None or held == owner:
+            call("SET", key, owner, "PX", expiry)
+            return [1, ""]
+        _, space, session = held.partition(" ")
+        if code != "" and space and session == code:
+            call("SET", key, owner, "PX", expiry)
+            return [2, held]
+        return [0, held]
+
+    def _release(self, keys: list[str], argv: list[str]) -> int:
+        (key,) = keys
+        (owner,) = argv
+        if self.command("GET", key) == owner:
+            deleted: int = self.command("DEL", key)
+            return deleted
+        return 0
+
+    def _heartbeat(self, keys: list[str], argv: list[str]) -> list[Any]:
+        p, node, timeout, expiry = argv[:4]
+        call = self.command
+        now = int(self.clock.seconds() * 1000)
+        call("ZADD", f"{p}:nodes", now, node)
+        was_buried = call("DEL", f"{p}:buried:{node}")
+        lost = []
+        for nick, owner in zip(argv[4::2], argv[5::2], strict=True):
+            key = f"{p}:nick:{nick}"
+            held = call("GET", key)
+            if held is None or held == owner:
+                call("SET", key, owner, "PX", expiry)
+            else:
+                lost.append(nick)
+        buried = []
+        for name in call("ZRANGEBYSCORE", f"{p}:nodes", "-inf", now - int(timeout)):
+            call("ZREM", f"{p}:nodes", name)
+            users_key = f"{p}:users:{name}"
+            users = call("HGETALL", users_key)
+            for nick, raw in zip(users[::2], users[1::2], strict=True):
+                user = json.loads(raw)
+                for room in user[2]:
+                    call("HDEL", f"{p}:who:{room}", nick)
+                nick_key = f"{p}:nick:{nick}"
+                if call("GET", nick_key) == user[3]:
+                    call("DEL", nick_key)
+                buried.append(raw)
+            call("DEL", users_key)
+            call("SET", f"{p}:buried:{name}", "1", "EX", 86400)
+        return [lost, was_buried, buried]
+
+    def _where(self, keys: list[str], argv: list[str]) -> list[str] | None:
+        (key,) = keys
+        p, nick = argv
+        held = self.command("GET", key)
+        if held is None:
+            return None
+        node = held.partition(" ")[0]
+        user = self.command("HGET", f"{p}:users:{node}", nick)
+        return [node, json.loads(user)[0] if user else ""]
+
+    def _rooms(self, keys: list[str], argv: list[str]) -> list[Any]:
+        (p,) = argv
+        call = self.command
+        rooms = call("HGETALL", f"{p}:rooms")
+        out = []
+        for key, name in zip(rooms[::2], rooms[1::2], strict=True):
+            topic = call("HGET", f"{p}:room:{key}", "topic")
+            out.append([name, call("HLEN", f"{p}:who:{key}"), topic or ""])
+        return out
+
+
+class FakeLink:
+    """
+    One node's connections to a L{FakeRedis}: what L{Cluster} uses of
+    L{tchat.cluster.RedisLink}.
+
+    Requests are answered at once; while the link is down they fail with
+    L{ClusterDownError}, and the node hears nothing of the bus.
+    """
+
+    def __init__(self, redis: FakeRedis, node: str, prefix: str = "tchat") -> None:
+        self.redis = redis
+        self.node = node
+        self.prefix = prefix
+        self.channel = f"{prefix}:bus"
+        self.up = False
+        self.on_event: Callable[[dict[str, Any]], None] = lambda event: None
+        self.on_state: Callable[[bool], None] = lambda up: None
+        self._held: list[tuple[Deferred[Any], Callable[[], Any]]] | None = None
+
+    def start(self) -> None:
+        """Connect: subscribed to the bus at once."""
+        if self not in self.redis.subscribers:
+            self.redis.subscribers.append(self)
+        self.come_up()
+
+    def stop(self) -> Deferred[Any]:
+        """Disconnect for good."""
+        if self in self.redis.subscribers:
+            self.redis.subscribers.remove(self)
+        self._changed(False)
+        return succeed(None)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def command(self, *args: Any) -> Deferred[Any]:
+        return self._send(lambda: self.redis.command(*args))
+
+    def eval(
+        self, script: str, keys: Sequence[str], args: Sequence[Any]
+    ) -> Deferred[Any]:
+        return self._send(lambda: self.redis.eval(script, keys, args))
+
+    def _send(self, run: Callable[[], Any]) -> Deferred[Any]:
+        if not self.up:
+            return fail(ClusterDownError())
+        if self._held is not None:
+            d: Deferred[Any] = Deferred()
+            self._held.append((d, run))
+            return d
+        try:
+            return succeed(self.redis.request(run))
+        except Exception:
+            return fail()
+
+    def hold(self) -> None:
+        """
+        From now on, requests reach Redis, and their answers come back,
+        only on L{release}: a network's delay.
+        """
+        self._held = []
+
+    def release(self) -> None:
+        """Send the held requests, in order, and answer each."""
+        held, self._held = self._held or [], None
+        for d, run in held:
+            try:
+                d.callback(self.redis.request(run))
+            except Exception:
+                d.errback()
+
+    def publish(self, event: dict[str, Any]) -> Deferred[Any]:
+        event["n"] = self.node
+        return self.command(
+            "PUBLISH",
+            self.channel,
+            json.dumps(event, separators=(",", ":"), ensure_ascii=False),
+        )
+
+    def go_down(self) -> None:
+        """Redis became unreachable."""
+        self._changed(False)
+
+    def come_up(self) -> None:
+        """Redis can be reached (again)."""
+        self._changed(True)
+
+    def _changed(self, up: bool) -> None:
+        if up != self.up:
+            self.up = up
+            self.on_state(up)
+
+
+class Node:
+    """
+    One tchat node, wired as L{tchat.tap.makeService} wires cluster mode,
+    with a fake link to the shared fake Redis.
+    """
+
+    def __init__(
+        self,
+        redis: FakeRedis,
+        name: str,
+        seed: int,
+        history: HistoryConfig,
+    ) -> None:
+        self.link = FakeLink(redis, name)
+        self.hub = ChatFactory(
+            ServerConfig(name="tchat", motd=("hello",)),
+            redis.clock,
+            random.Random(seed),
+            history=history,
+            operators=OperatorsConfig((("root", "stored"),)),
+            verify=_verify,
+        )
+        self.cluster = Cluster(
+            self.hub, cast("RedisLink", self.link), redis.clock, NODE_TIMEOUT
+        )
+        self.hub.cluster = self.cluster
+        self.hub.store = RedisStore(self.cluster, history.keep, history.resume_ttl)
+
+    def connect(
+        self, nick: str | None = None, door: str = "telnet"
+    ) -> tuple[FakeParticipant, User]:
+        """A user arrives, and picks C{nick}."""
+        participant = FakeParticipant(door)
+        user = self.hub.connect(participant)
+        if nick is not None:
+            self.hub.execute(user, Nick(nick))
+        return participant, user
+
+    def user(self, nick: str, door: str = "telnet") -> tuple[FakeParticipant, User]:
+        """A user called C{nick}, with their arrival chatter forgotten."""
+        participant, user = self.connect(nick, door)
+        self.assert_named(user, nick)
+        participant.take()
+        return participant, user
+
+    @staticmethod
+    def assert_named(user: User, nick: str) -> None:
+        if user.nick != nick:
+            raise AssertionError(f"{user.nick!r} could not become {nick!r}")
+
+
+def of(kind: type[Any], received: list[object]) -> list[Any]:
+    """The events of type C{kind} among C{received}."""
+    return [e for e in received if isinstance(e, kind)]
+
+
+class ClusterTestCase(SynchronousTestCase):
+    """
+    Two started nodes, C{a} and C{b}, of one cluster.
+    """
+
+    history = HistoryConfig(path=":memory:", keep=50, replay=5, resume_ttl=3600)
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.redis = FakeRedis(self.clock)
+        self.a = self.node("a", 1)
+        self.b = self.node("b", 2)
+
+    def tearDown(self) -> None:
+        self.assertEqual(self.redis.errors, [], "the fake could not answer")
+
+    def node(self, name: str, seed: int) -> Node:
+        """A new node of the cluster, started."""
+        node = Node(self.redis, name, seed, self.history)
+        self.successResultOf(node.hub.start())
+        self.assertTrue(node.cluster.up)
+        return node
+
+    def advance(self, seconds: float, step: float = 0.25) -> None:
+        """Let C{seconds} go by, heartbeats and all."""
+        self.clock.pump([step] * int(seconds / step))
+
+    def everyone(self, *participants: FakeParticipant) -> None:
+        """Forget what these participants were told so far."""
+        for participant in participants:
+            participant.take()
+
+
+class ConfigTests(SynchronousTestCase):
+    """
+    The C{[cluster]} section of C{tap.ini}.
+    """
+
+    def cluster(self, text: str) -> Any:
+        return config_from_string("[cluster]\n" + text, source="test.ini").cluster
+
+    def assertConfigError(self, text: str, *fragments: str) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            self.cluster(text)
+        message = str(caught.exception)
+        self.assertTrue(message.startswith("test.ini: [cluster] "), message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+
+    def test_off_by_default(self) -> None:
+        """
+        Without C{[cluster]} (or without its C{redis}), tchat is the
+        embedded single-process server.
+        """
+        self.assertFalse(Config().cluster.enabled)
+        self.assertFalse(config_from_string("").cluster.enabled)
+        self.assertFalse(self.cluster("node = n1\n").enabled)
+
+    def test_redis_url(self) -> None:
+        """
+        C{redis://HOST:PORT/DB} becomes a TCP endpoint and a database
+        number; the port defaults to 6379; a password in the URL is used.
+        """
+        config = self.cluster("redis = redis://10.0.0.5:6380/2\n")
+        self.assertTrue(config.enabled)
+        self.assertEqual(
+            config.target(), RedisTarget("tcp:host=10.0.0.5:port=6380", None, 2)
+        )
+        self.assertEqual(
+            self.cluster("redis = redis://cache.example\n").target(),
+            RedisTarget("tcp:host=cache.example:port=6379", None, None),
+        )
+        self.assertEqual(
+            self.cluster("redis = redis://:s%40cret@127.0.0.1:6379/0\n").target(),
+            RedisTarget("tcp:host=127.0.0.1:port=6379", "s@cret", 0),
+        )
+
+    def test_rediss_is_tls(self) -> None:
+        """
+        C{rediss://} connects with TLS.
+        """
+        self.assertEqual(
+            self.cluster("redis = rediss://redis.example:6390/1\n").target(),
+            RedisTarget("tls:host=redis.example:port=6390", None, 1),
+        )
+
+    def test_ipv6(self) -> None:
+        """
+        An IPv6 address in brackets works (its colons escaped for the
+        endpoint string).
+        """
+        target = self.cluster("redis = redis://[::1]:6379\n").target()
+        self.assertEqual(target.endpoint, "tcp:host=\\:\\:1:port=6379")
+
+    def test_endpoint_strings(self) -> None:
+        """
+        Any Twisted client endpoint string is taken as it is.
+        """
+        for endpoint in (
+            "tcp:host=127.0.0.1:port=6379",
+            "unix:path=/run/redis/redis.sock",
+            "tls:host=redis.example:port=6380",
+        ):
+            config = self.cluster(f"redis = {endpoint}\n")
+            self.assertEqual(config.target(), RedisTarget(endpoint, None, None))
+
+    def test_password_overrides(self) -> None:
+        """
+        C{password} wins over a password in the URL, and is used with an
+        endpoint string too.
+        """
+        config = self.cluster(
+            "redis = redis://:inurl@127.0.0.1:6379/0\npassword = better\n"
+        )
+        self.assertEqual(config.target().password, "better")
+        config = self.cluster(
+            "redis = tcp:host=127.0.0.1:port=6379\npassword = secret\n"
+        )
+        self.assertEqual(config.target().password, "secret")
+
+    def test_other_settings(self) -> None:
+        """
+        C{node}, C{prefix} and C{node_timeout} are read; the node's name
+        defaults to the host name and process id.
+        """
+        config = self.cluster(
+            "redis = redis://127.0.0.1\nnode = web-1\nprefix = chat2\n"
+            "node_timeout = 30\n"
+        )
+        self.assertEqual(
+            (config.node_name(), config.prefix, config.node_timeout),
+            ("web-1", "chat2", 30),
+        )
+        unnamed = self.cluster("redis = redis://127.0.0.1\n")
+        self.assertRegex(unnamed.node_name(), r"-\d+$")
+        self.assertEqual(unnamed.prefix, "tchat")
+
+    def test_bad_redis(self) -> None:
+        """
+        A C{redis} value that cannot be used is refused with a message
+        saying what is expected.
+        """
+        self.assertConfigError(
+            "redis = localhost:6379\n", "redis:", "redis://HOST:PORT/DB"
+        )
+        self.assertConfigError("redis = http://h:1/0\n", "unknown scheme 'http'")
+        self.assertConfigError("redis = redis://h:port/0\n", "invalid port")
+        self.assertConfigError("redis = redis:///0\n", "names no host")
+        self.assertConfigError("redis = redis://h/first\n", "must be a number")
+        self.assertConfigError("redis = tcp:6379\n", "not a usable endpoint")
+
+    def test_bad_others(self) -> None:
+        """
+        A bad node name, prefix or timeout is refused, naming the option.
+        """
+        self.assertConfigError("node = two words\n", "node:")
+        self.assertConfigError("prefix = a:b\n", "prefix:")
+        self.assertConfigError("node_timeout = 1\n", "node_timeout:")
+        self.assertConfigError("nodes = 3\n", "not a known key")
+
+
+class EncodingTests(SynchronousTestCase):
+    """
+    How events other nodes deliver travel on the bus.
+    """
+
+    def test_round_trip(self) -> None:
+        """
+        Every event that crosses nodes comes out of its JSON as it went in,
+        colours included.
+        """
+        colour = PALETTE["bright-magenta"]
+        for event in (
+            events.Presence(1.5, "join", "alice", "web", "#dev", epoch=7, last_id=3),
+            events.Presence(2.0, "nick", "alice", "telnet", new_nick="alicia"),
+            events.Presence(2.0, "quit", "bob", "onion", reason="bye"),
+            events.TopicChanged(3.25, "#dev", "alice", "shipping friday"),
+            events.Notice(4.0, "kick", "root", "root kicked bob", "#dev"),
+            events.Notice(4.0, "announce", "root", "maintenance at 5"),
+            events.PrivateMessage(5.0, "alice", "web", colour, "bob", "hi", False),
+            events.Status("now talking in #dev", {"room": "#dev"}),
+        ):
+            wire = json.loads(json.dumps(encode_event(event)))
+            decoded = decode_event(wire)
+            self.assertEqual(decoded, event)
+            if isinstance(event, events.PrivateMessage):
+                self.assertIs(decoded.sender_colour, colour)
+            if isinstance(event, events.Status):
+                self.assertEqual(decoded.data, event.data)
+
+    def test_unknown_kind(self) -> None:
+        """
+        Anything but a shared event is refused with L{ValueError}.
+        """
+        message = events.RoomMessage(
+            "#dev", 1, 1.0, "a", "web", next(iter(PALETTE.values())), "x"
+        )
+        for data in ({"k": "RoomMessage"}, {"k": "Welcome"}, {}, {"k": "Nope"}):
+            self.assertRaises(ValueError, decode_event, data)
+        self.assertRaises(ValueError, decode_event, encode_event(message))
+
+
+class MessageTests(ClusterTestCase):
+    """
+    Room messages, numbered in Redis and delivered on every node.
+    """
+
+    def test_both_nodes(self) -> None:
+        """
+        What a user on one node says reaches the room's members on both,
+        as the same message (same id, same epoch), and the sender sees it
+        exactly once.
+        """
+        alice, _ = self.a.user("alice")
+        carol, _ = self.a.user("carol")
+        bob, _ = self.b.user("bob", "web")
+        self.everyone(alice, carol, bob)
+        self.a.hub.execute(self.a.hub.user_by_key("alice"), Say("hello"))  # type: ignore[arg-type]
+        seen = [of(events.RoomMessage, p.take()) for p in (alice, carol, bob)]
+        self.assertEqual(len(seen[0]), 1, seen)
+        (message,) = seen[0]
+        self.assertEqual(seen, [[message]] * 3)
+        self.assertEqual(
+            (message.room, message.id, message.nick, message.text, message.door),
+            ("#lobby", 1, "alice", "hello", "telnet"),
+        )
+        lobby = self.b.hub._rooms["#lobby"]
+        self.assertEqual(message.epoch, lobby.epoch)
+        self.assertEqual(self.a.hub._rooms["#lobby"].epoch, lobby.epoch)
+
+    def test_ids_across_senders(self) -> None:
+        """
+        Messages from both nodes are numbered in one sequence, and every
+        member on every node sees them in the same order with the same ids.
+        """
+        alice, ua = self.a.user("alice")
+        bob, ub = self.b.user("bob")
+        dave, _ = self.b.user("dave")
+        self.everyone(alice, bob, dave)
+        for user, hub, text in (
+            (ua, self.a.hub, "one"),
+            (ub, self.b.hub, "two"),
+            (ua, self.a.hub, "three"),
+            (ub, self.b.hub, "four"),
+        ):
+            hub.execute(user, Say(text))
+        for participant in (alice, bob, dave):
+            said = [(m.id, m.text) for m in of(events.RoomMessage, participant.take())]
+            self.assertEqual(said, [(1, "one"), (2, "two"), (3, "three"), (4, "four")])
+
+    def test_me_and_other_rooms(self) -> None:
+        """
+        C{/me} crosses nodes too, and a room's messages reach only its
+        members.
+        """
+        alice, ua = self.a.user("alice")
+        bob, ub = self.b.user("bob")
+        dave, ud = self.b.user("dave")
+        self.a.hub.execute(ua, Join("#dev"))
+        self.b.hub.execute(ub, Join("#dev"))
+        self.everyone(alice, bob, dave)
+        self.a.hub.execute(ua, Me("waves", room="#dev"))
+        (message,) = of(events.RoomMessage, bob.take())
+        self.assertEqual((message.room, message.action, message.id), ("#dev", True, 1))
+        self.assertEqual(of(events.RoomMessage, dave.take()), [])
+
+    def test_join_room_new_here(self) -> None:
+        """
+        Joining, on B, a room created on A that B has not seen yet: the
+        joiner is told the room's epoch as the cluster has it (the one its
+        messages carry), even though Redis answers a moment later.
+        """
+        alice, ua = self.a.user("alice")
+        bob, ub = self.b.user("bob")
+        self.a.hub.execute(ua, Join("#dev"))
+        epoch = self.a.hub._rooms["#dev"].epoch
+        self.advance(1)
+        bob.take()
+        self.b.link.hold()
+        self.b.hub.execute(ub, Join("#dev"))
+        self.b.link.release()
+        joined = [p for p in of(events.Presence, bob.take()) if p.nick == "bob"]
+        self.assertEqual([(p.room, p.epoch) for p in joined], [("#dev", epoch)])
+        self.a.hub.execute(ua, Say("hi bob", room="#dev"))
+        (message,) = of(events.RoomMessage, bob.take())
+        self.assertEqual(message.epoch, epoch)
+
+    def test_late_node_sees_history(self) -> None:
+        """
+        A node started later knows the rooms and their latest messages: a
+        user joining there is shown them with the same ids.
+        """
+        alice, ua = self.a.user("alice")
+        self.a.hub.execute(ua, Join("#dev"))
+        for text in ("one", "two"):
+            self.a.hub.execute(ua, Say(text))
+        c = self.node("c", 3)
+        eve, ue = c.user("eve")
+        c.hub.execute(ue, Join("#dev"))
+        (history,) = of(events.History, eve.take())
+        self.assertEqual(
+            [(m.id, m.text) for m in history.messages], [(1, "one"), (2, "two")]
+        )
+        self.assertEqual(history.epoch, self.a.hub._rooms["#dev"].epoch)
+
+
+class PresenceTests(ClusterTestCase):
+    """
+    Joins, parts, nick changes and quits are seen on every node.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.ua = self.a.user("alice")
+        self.carol, self.uc = self.a.user("carol")
+        self.bob, self.ub = self.b.user("bob", "web")
+        self.dave, self.ud = self.b.user("dave")
+        self.b.hub.execute(self.ud, Join("#other"))
+        self.b.hub.execute(self.ud, Part("#lobby"))
+        self.a.hub.execute(self.uc, Join("#dev"))
+        self.b.hub.execute(self.ub, Join("#dev"))
+        self.everyone(self.alice, self.carol, self.bob, self.dave)
+
+    def presence(self, participant: FakeParticipant) -> list[events.Presence]:
+        return of(events.Presence, participant.take())
+
+    def test_join_and_part(self) -> None:
+        """
+        A user joining and leaving a room on A is seen, as on A, by the
+        room's members on B; nobody else on B hears of it.
+        """
+        self.a.hub.execute(self.ua, Join("#dev"))
+        (joined,) = self.presence(self.carol)
+        self.assertEqual(
+            (joined.kind, joined.nick, joined.room), ("join", "alice", "#dev")
+        )
+        self.assertEqual(self.presence(self.bob), [joined])
+        self.a.hub.execute(self.ua, Part("#dev"))
+        (parted,) = self.presence(self.carol)
+        self.assertEqual((parted.kind, parted.room), ("part", "#dev"))
+        self.assertEqual(self.presence(self.bob), [parted])
+        self.assertEqual(self.dave.take(), [])
+
+    def test_nick(self) -> None:
+        """
+        A nick change on A is seen once by each member of its rooms on B,
+        however many rooms they share.
+        """
+        self.a.hub.execute(self.ua, Join("#dev"))
+        self.everyone(self.carol, self.bob)
+        self.a.hub.execute(self.ua, Nick("alicia"))
+        (changed,) = self.presence(self.carol)
+        self.assertEqual(
+            (changed.kind, changed.nick, changed.new_nick), ("nick", "alice", "alicia")
+        )
+        self.assertEqual(self.presence(self.bob), [changed])
+        self.assertEqual(self.dave.take(), [])
+
+    def test_quit(self) -> None:
+        """
+        A user quitting on A is seen on B, with their words, by those who
+        shared a room with them.
+        """
+        self.a.hub.execute(self.ua, Quit("off to lunch"))
+        (gone,) = self.presence(self.carol)
+        self.assertEqual(
+            (gone.kind, gone.nick, gone.reason), ("quit", "alice", "off to lunch")
+        )
+        self.assertEqual(self.presence(self.bob), [gone])
+        self.assertEqual(self.dave.take(), [])
+
+    def test_lost(self) -> None:
+        """
+        A dropped connection on A shows as lost on B.
+        """
+        self.a.hub.disconnect(self.ua, "reset by peer")
+        (gone,) = self.presence(self.bob)
+        self.assertEqual((gone.kind, gone.nick), ("lost", "alice"))
+
+    def test_arrival(self) -> None:
+        """
+        A new user on A, arriving in the lobby, is seen by B's lobby members.
+        """
+        _, eve = self.a.connect()
+        (joined,) = self.presence(self.bob)
+        self.assertEqual(
+            (joined.kind, joined.nick, joined.room), ("join", eve.nick, "#lobby")
+        )
+        self.assertEqual(self.dave.take(), [])
+
+
+class NickTests(ClusterTestCase):
+    """
+    Nicks are unique in the whole cluster.
+    """
+
+    def test_taken_elsewhere(self) -> None:
+        """
+        A nick held on A is refused on B, whatever its case, with the usual
+        error; once its holder quits, B can take it.
+        """
+        _, ua = self.a.user("alice")
+        bob, ub = self.b.user("bob")
+        for name in ("alice", "ALICE"):
+            self.b.hub.execute(ub, Nick(name))
+            self.assertEqual(
+                bob.take(),
+                [events.Error("nick-taken", f"{name} is taken; pick another")],
+            )
+            self.assertEqual(ub.nick, "bob")
+        self.a.hub.execute(ua, Quit(None))
+        self.b.hub.execute(ub, Nick("alice"))
+        self.assertEqual(ub.nick, "alice")
+        _, other = self.a.connect("alice")
+        self.assertNotEqual(other.nick, "alice")
+
+    def test_old_nick_freed(self) -> None:
+        """
+        A nick left behind by a change on one node can be taken on another.
+        """
+        _, ua = self.a.user("alice")
+        _, ub = self.b.user("bob")
+        self.a.hub.execute(ua, Nick("alicia"))
+        self.b.hub.execute(ub, Nick("alice"))
+        self.assertEqual(ub.nick, "alice")
+        self.b.hub.execute(ub, Nick("alicia"))
+        self.assertEqual(ub.nick, "alice")
+
+    def test_guest_collision(self) -> None:
+        """
+        Two nodes drawing the same guest nick: the later user draws another,
+        and the two are told apart everywhere.
+        """
+        c = self.node("c", 1)  # the same random draws as node a
+        first, ua = self.a.connect()
+        second, uc = c.connect()
+        self.assertNotEqual(ua.nick, uc.nick)
+        self.assertRegex(uc.nick, r"^guest-[0-9a-f]{4}$")
+        (welcome,) = of(events.Welcome, second.received)
+        self.assertEqual(welcome.nick, ua.nick)
+        (renamed,) = of(events.Presence, second.received)[:1]
+        self.assertEqual((renamed.kind, renamed.new_nick), ("nick", uc.nick))
+        # Both are listed, each under their own nick.
+        self.a.hub.execute(ua, WhoIs(None))
+        (who,) = of(events.Who, first.take())
+        self.assertIn((uc.nick, "telnet"), who.members)
+        self.assertIn((ua.nick, "telnet"), who.members)
+
+    def test_nick_while_cut_off(self) -> None:
+        """
+        While the cluster is unreachable a nick cannot be checked, so a
+        change is refused with a clear error.
+        """
+        alice, ua = self.a.user("alice")
+        self.a.link.go_down()
+        alice.take()
+        self.a.hub.execute(ua, Nick("alicia"))
+        (error,) = of(events.Error, alice.take())
+        self.assertEqual(error.code, "nick-taken")
+        self.assertIn("unreachable", error.text)
+        self.assertEqual(ua.nick, "alice")
+
+
+class ListingTests(ClusterTestCase):
+    """
+    C{/who} and C{/rooms} show the whole cluster.
+    """
+
+    def test_who(self) -> None:
+        """
+        C{/who} on either node lists the room's members on both, with their
+        doors.
+        """
+        alice, ua = self.a.user("alice")
+        bob, ub = self.b.user("bob", "web")
+        _, _ = self.a.user("carol", "onion")
+        self.everyone(alice, bob)
+        want = events.Who(
+            "#lobby", (("alice", "telnet"), ("bob", "web"), ("carol", "onion"))
+        )
+        self.a.hub.execute(ua, WhoIs(None))
+        self.assertEqual(alice.take(), [want])
+        self.b.hub.execute(ub, WhoIs("#lobby"))
+        self.assertEqual(bob.take(), [want])
+
+    def test_who_after_changes(self) -> None:
+        """
+        C{/who} follows nick changes, parts and quits on the other node.
+        """
+        _, ua = self.a.user("alice")
+        _, uc = self.a.user("carol")
+        bob, ub = self.b.user("bob")
+        self.a.hub.execute(ua, Nick("alicia"))
+        self.a.hub.execute(uc, Quit(None))
+        self.b.hub.execute(ub, WhoIs(None))
+        self.assertEqual(
+            of(events.Who, bob.take()),
+            [events.Who("#lobby", (("alicia", "telnet"), ("bob", "telnet")))],
+        )
+
+    def test_rooms(self) -> None:
+        """
+        C{/rooms} lists the rooms of both nodes, with cluster-wide member
+        counts and topics.
+        """
+        _, ua = self.a.user("alice")
+        bob, ub = self.b.user("bob")
+        _, ud = self.b.user("dave")
+        self.a.hub.execute(ua, Join("#dev"))
+        self.a.hub.execute(ua, SetTopic("shipping"))
+        self.b.hub.execute(ud, Join("#dev"))
+        self.b.hub.execute(ud, Join("#ops"))
+        bob.take()
+        self.b.hub.execute(ub, Rooms())
+        self.assertEqual(
+            bob.take(),
+            [
+                events.RoomList(
+                    (
+                        events.RoomInfo("#dev", 2, "shipping"),
+                        events.RoomInfo("#lobby", 3, None),
+                        events.RoomInfo("#ops", 1, None),
+                    )
+                )
+            ],
+        )
+
+
+class PrivateMessageTests(ClusterTestCase):
+    """
+    C{/msg} to a user on another node.
+    """
+
+    def test_across(self) -> None:
+        """
+        A private message from A reaches its recipient on B, and the sender
+        gets their copy.
+        """
+        alice, ua = self.a.user("alice", "web")
+        bob, _ = self.b.user("bob")
+        carol, _ = self.b.user("carol")
+        self.everyone(alice, bob, carol)
+        self.a.hub.execute(ua, Msg("bob", "psst"))
+        now = self.clock.seconds()
+        self.assertEqual(
+            bob.take(),
+            [
+                events.PrivateMessage(
+                    now, "alice", "web", ua.colour, "bob", "psst", False
+                )
+            ],
+        )
+        self.assertEqual(
+            alice.take(),
+            [
+                events.PrivateMessage(
+                    now, "alice", "web", ua.colour, "bob", "psst", True
+                )
+            ],
+        )
+        self.assertEqual(carol.take(), [])
+
+    def test_recipient_as_known(self) -> None:
+        """
+        As on one server, the sender's copy names the recipient by their
+        nick, not as the sender typed it.
+        """
+        alice, ua = self.a.user("alice")
+        bob, _ = self.b.user("bob")
+        self.a.hub.execute(ua, Msg("BOB", "psst"))
+        (mine,) = of(events.PrivateMessage, alice.take())
+        (theirs,) = of(events.PrivateMessage, bob.take())
+        self.assertEqual((mine.recipient, theirs.recipient), ("bob", "bob"))
+
+    def test_nobody(self) -> None:
+        """
+        A private message to a nick nobody has, on any node, is answered
+        with the usual error.
+        """
+        alice, ua = self.a.user("alice")
+        self.a.hub.execute(ua, Msg("nobody", "hello?"))
+        self.assertEqual(
+            alice.take(), [events.Error("no-such-nick", "nobody here is called nobody")]
+        )
+
+
+class TopicTests(ClusterTestCase):
+    """
+    Topics are the room's, on every node.
+    """
+
+    def test_topic(self) -> None:
+        """
+        A topic set on A is announced to B's members and shown by C{/topic}
+        on B.
+        """
+        alice, ua = self.a.user("alice")
+        bob, ub = self.b.user("bob")
+        self.a.hub.execute(ua, SetTopic("release on friday"))
+        (changed,) = of(events.TopicChanged, alice.take())
+        self.assertEqual(bob.take(), [changed])
+        self.assertEqual(
+            (changed.room, changed.nick, changed.topic),
+            ("#lobby", "alice", "release on friday"),
+        )
+        self.b.hub.execute(ub, SetTopic(None))
+        self.assertEqual(
+            bob.take(), [events.Topic("#lobby", "release on friday", "alice")]
+        )
+
+    def test_topic_for_late_node(self) -> None:
+        """
+        A node started after the topic was set knows it too.
+        """
+        _, ua = self.a.user("alice")
+        self.a.hub.execute(ua, SetTopic("release on friday"))
+        c = self.node("c", 3)
+        eve, ue = c.user("eve")
+        c.hub.execute(ue, SetTopic(None))
+        self.assertEqual(
+            eve.take(), [events.Topic("#lobby", "release on friday", "alice")]
+        )
+
+
+class OutageTests(ClusterTestCase):
+    """
+    Redis unreachable: a node serves its own users alone, says so once, and
+    catches up when it is back.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.ua = self.a.user("alice")
+        self.carol, self.uc = self.a.user("carol")
+        self.bob, self.ub = self.b.user("bob")
+        self.a.hub.execute(self.ua, Say("before"))
+        self.everyone(self.alice, self.carol, self.bob)
+
+    def statuses(self, participant: FakeParticipant) -> list[str]:
+        return [s.text for s in of(events.Status, participant.received)]
+
+    def test_told_once(self) -> None:
+        """
+        Each user of the cut-off node is told once that the cluster is
+        unreachable (a user arriving meanwhile too), and once that it is
+        back; a later outage is told again.
+        """
+        self.a.link.go_down()
+        self.a.link.go_down()
+        self.a.hub.execute(self.ua, Say("anyone?"))
+        newcomer, _ = self.a.connect()
+        for participant in (self.alice, self.carol, newcomer):
+            self.assertEqual(self.statuses(participant), [OUTAGE])
+        self.assertEqual(self.statuses(self.bob), [])
+        self.a.link.come_up()
+        for participant in (self.alice, self.carol, newcomer):
+            self.assertEqual(self.statuses(participant), [OUTAGE, BACK])
+            participant.take()
+        self.assertEqual(self.bob.take(), [])
+        self.a.link.go_down()
+        for participant in (self.alice, self.carol, newcomer):
+            self.assertEqual(self.statuses(participant), [OUTAGE])
+
+    def test_local_only(self) -> None:
+        """
+        What is said on the cut-off node reaches its own users, in a new
+        epoch (its ids are its own), and not the other node's.
+        """
+        before = self.a.hub._rooms["#lobby"].epoch
+        self.advance(1)
+        self.a.link.go_down()
+        self.everyone(self.alice, self.carol)
+        self.a.hub.execute(self.ua, Say("anyone?"))
+        (message,) = of(events.RoomMessage, self.carol.take())
+        self.assertEqual(self.alice.take(), [message])
+        self.assertEqual(message.text, "anyone?")
+        self.assertNotEqual(message.epoch, before)
+        self.assertEqual(self.bob.take(), [])
+
+    def test_other_side(self) -> None:
+        """
+        What B's users say during A's outage does not reach A's users then.
+        """
+        self.a.link.go_down()
+        self.everyone(self.alice, self.carol)
+        self.b.hub.execute(self.ub, Say("hello a?"))
+        self.assertEqual(len(of(events.RoomMessage, self.bob.take())), 1)
+        self.assertEqual(of(events.RoomMessage, self.alice.take()), [])
+
+    def test_who_cut_off(self) -> None:
+        """
+        C{/who} and C{/rooms} during an outage say that they list only this
+        server, then list it.
+        """
+        self.a.link.go_down()
+        self.alice.take()
+        self.a.hub.execute(self.ua, WhoIs(None))
+        self.assertEqual(
+            self.alice.take(),
+            [
+                events.Status(ONLY_HERE),
+                events.Who("#lobby", (("alice", "telnet"), ("carol", "telnet"))),
+            ],
+        )
+        self.a.hub.execute(self.ua, Rooms())
+        self.assertEqual(
+            self.alice.take(),
+            [
+                events.Status(ONLY_HERE),
+                events.RoomList((events.RoomInfo("#lobby", 2, None),)),
+            ],
+        )
+
+    def test_catch_up(self) -> None:
+        """
+        Back in touch, the node's users are sent, as a resume, what the
+        other node's users said meanwhile; then talk goes on with the ids
+        every node agrees on.
+        """
+        lobby = self.a.hub._rooms["#lobby"]
+        epoch = lobby.epoch
+        self.a.link.go_down()
+        self.b.hub.execute(self.ub, Say("while you were away"))
+        self.b.hub.execute(self.ub, Say("still away?"))
+        self.everyone(self.alice, self.carol, self.bob)
+        self.a.link.come_up()
+        for participant in (self.alice, self.carol):
+            (history,) = of(events.History, participant.take())
+            self.assertEqual(history.reason, "resume")
+            self.assertEqual(history.epoch, epoch)
+            self.assertTrue(history.complete)
+            self.assertEqual(
+                [(m.id, m.text) for m in history.messages],
+                [(2, "while you were away"), (3, "still away?")],
+            )
+        self.assertEqual(self.bob.take(), [])
+        self.a.hub.execute(self.ua, Say("back"))
+        (mine,) = of(events.RoomMessage, self.alice.take())
+        (theirs,) = of(events.RoomMessage, self.bob.take())
+        self.assertEqual(mine, theirs)
+        self.assertEqual((mine.id, mine.epoch), (4, epoch))
+
+    def test_users_back_in_cluster(self) -> None:
+        """
+        Once back, the node's users are listed and their nicks held in the
+        cluster again.
+        """
+        self.a.link.go_down()
+        self.a.link.come_up()
+        self.b.hub.execute(self.ub, WhoIs(None))
+        self.assertEqual(
+            of(events.Who, self.bob.take()),
+            [
+                events.Who(
+                    "#lobby",
+                    (("alice", "telnet"), ("bob", "telnet"), ("carol", "telnet")),
+                )
+            ],
+        )
+        self.b.hub.execute(self.ub, Nick("alice"))
+        self.assertEqual(self.ub.nick, "bob")
+
+
+class NodeDeathTests(ClusterTestCase):
+    """
+    A node that stops (killed, frozen, cut off for long) is buried by the
+    others within the node timeout.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.ua = self.a.user("alice")
+        self.carol, self.uc = self.a.user("carol", "web")
+        self.a.hub.execute(self.uc, Join("#dev"))
+        self.bob, self.ub = self.b.user("bob")
+        self.dave, self.ud = self.b.user("dave")
+        self.b.hub.execute(self.ud, Join("#dev"))
+        self.b.hub.execute(self.ud, Part("#lobby"))
+        self.erin, self.ue = self.b.user("erin")
+        self.b.hub.execute(self.ue, Join("#other"))
+        self.b.hub.execute(self.ue, Part("#lobby"))
+        self.advance(1)
+        self.everyone(self.alice, self.carol, self.bob, self.dave, self.erin)
+
+    def kill_a(self) -> None:
+        """Node a stops dead: no heartbeat, no goodbye."""
+        self.a.link.up = False
+
+    def test_lost(self) -> None:
+        """
+        Within node_timeout (and a heartbeat) of a node's death, each of its
+        users is shown as lost to the other node's users who shared a room
+        with them, and to nobody else.
+        """
+        self.kill_a()
+        self.advance(NODE_TIMEOUT - 0.5)
+        self.assertEqual(self.bob.take(), [])
+        self.advance(1.5)
+        lost = self.clock.seconds()
+        self.assertEqual(
+            sorted(
+                (p.kind, p.nick, p.door) for p in of(events.Presence, self.bob.take())
+            ),
+            [("lost", "alice", "telnet"), ("lost", "carol", "web")],
+        )
+        presence = of(events.Presence, self.dave.take())
+        self.assertEqual(
+            [(p.kind, p.nick, p.door) for p in presence], [("lost", "carol", "web")]
+        )
+        self.assertLessEqual(presence[0].ts, lost)
+        self.assertEqual(self.erin.take(), [])
+        self.advance(5)
+        self.assertEqual(of(events.Presence, self.bob.take()), [])  # once
+
+    def test_nicks_freed(self) -> None:
+        """
+        A dead node's nicks can be taken again, and its users are no
+        longer listed.
+        """
+        self.kill_a()
+        self.advance(NODE_TIMEOUT + 1)
+        self.bob.take()
+        self.b.hub.execute(self.ub, WhoIs(None))
+        self.assertEqual(self.bob.take(), [events.Who("#lobby", (("bob", "telnet"),))])
+        self.b.hub.execute(self.ub, Nick("alice"))
+        self.assertEqual(self.ub.nick, "alice")
+
+    def test_alive_not_buried(self) -> None:
+        """
+        Nodes that keep beating are never buried, however long they run.
+        """
+        self.advance(4 * NODE_TIMEOUT)
+        for participant in (self.alice, self.carol, self.bob, self.dave):
+            self.assertEqual(of(events.Presence, participant.take()), [])
+        self.b.hub.execute(self.ub, Nick("alice"))
+        self.assertEqual(self.ub.nick, "bob")
+
+    def test_comes_back(self) -> None:
+        """
+        A node taken for dead that comes back shows its users joining
+        their rooms again; a user whose nick was taken meanwhile gets a
+        guest nick and is told why.
+        """
+        self.a.link.go_down()
+        self.advance(NODE_TIMEOUT + 1)
+        self.b.hub.execute(self.ub, Nick("alice"))
+        self.assertEqual(self.ub.nick, "alice")
+        self.everyone(self.alice, self.carol, self.bob, self.dave)
+        self.a.link.come_up()
+        errors = of(events.Error, self.alice.take())
+        self.assertEqual([e.code for e in errors], ["nick-taken"])
+        self.assertNotEqual(self.ua.nick, "alice")
+        joined = of(events.Presence, self.dave.take())
+        self.assertIn(
+            ("join", "carol", "#dev"), [(p.kind, p.nick, p.room) for p in joined]
+        )
+
+
+class OperatorTests(ClusterTestCase):
+    """
+    Operators act on users of every node.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.root, self.ur = self.a.user("root1")
+        self.a.hub.execute(self.ur, Oper("root", PASSWORD))
+        self.assertIsNotNone(self.ur.operator)
+        self.carol, self.uc = self.a.user("carol")
+        self.bob, self.ub = self.b.user("bob", "web")
+        self.dave, self.ud = self.b.user("dave")
+        self.b.hub.execute(self.ud, Join("#other"))
+        self.b.hub.execute(self.ud, Part("#lobby"))
+        self.everyone(self.root, self.carol, self.bob, self.dave)
+
+    def test_kick(self) -> None:
+        """
+        An operator on A kicks a user on B: the user is told why and
+        disconnected, the room on both nodes sees the notice and the quit,
+        and the nick is free again.
+        """
+        self.a.hub.execute(self.ur, Kick("bob", "spam"))
+        received = self.bob.take()
+        self.assertIn(events.Goodbye("kicked by root1: spam"), received)
+        self.assertEqual(self.bob.closed, "kicked")
+        self.assertFalse(self.ub.connected)
+        for participant in (self.root, self.carol):
+            seen = participant.take()
+            (notice,) = of(events.Notice, seen)
+            self.assertEqual(
+                (notice.kind, notice.by, notice.text),
+                ("kick", "root1", "root1 kicked bob (web): spam"),
+            )
+            (gone,) = of(events.Presence, seen)
+            self.assertEqual((gone.kind, gone.nick), ("quit", "bob"))
+        self.assertEqual(of(events.Notice, self.dave.take()), [])
+        _, other = self.a.connect("bob")
+        self.assertEqual(other.nick, "bob")
+
+    def test_kick_nobody(self) -> None:
+        """
+        Kicking a nick nobody has on any node is answered with the usual
+        error.
+        """
+        self.a.hub.execute(self.ur, Kick("nobody", None))
+        self.assertEqual(
+            self.root.take(),
+            [events.Error("no-such-nick", "nobody here is called nobody")],
+        )
+
+    def test_mute(self) -> None:
+        """
+        A user on B muted by an operator on A cannot talk (and is told
+        so) until unmuted; the room is told on both nodes.
+        """
+        self.a.hub.execute(self.ur, Mute("bob", None))
+        (notice,) = of(events.Notice, self.carol.take())
+        self.assertEqual(
+            (notice.kind, notice.text), ("mute", "root1 muted bob (web) until lifted")
+        )
+        self.assertEqual(of(events.Notice, self.bob.take()), [notice])
+        self.b.hub.execute(self.ub, Say("can you hear me"))
+        (error,) = of(events.Error, self.bob.take())
+        self.assertEqual(error.code, "muted")
+        self.assertEqual(of(events.RoomMessage, self.carol.take()), [])
+        self.a.hub.execute(self.ur, Unmute("bob"))
+        self.everyone(self.root, self.carol, self.bob)
+        self.b.hub.execute(self.ub, Say("thanks"))
+        self.assertEqual(len(of(events.RoomMessage, self.carol.take())), 1)
+
+    def test_ban(self) -> None:
+        """
+        An operator on A bans a user on B by nick: the user is sent off,
+        and their address is refused on both nodes afterwards.
+        """
+        self.bob.take()
+        self.b.hub.disconnect(self.ub, "gone")
+        bob = FakeParticipant("telnet", "192.0.2.7")
+        ub = self.b.hub.connect(bob)
+        self.b.hub.execute(ub, Nick("bob"))
+        bob.take()
+        self.a.hub.execute(self.ur, Ban("bob", None, "spam"))
+        self.assertEqual(bob.closed, "banned")
+        self.assertFalse(ub.connected)
+        self.assertIn(events.Goodbye("banned by root1: spam"), bob.take())
+        for node in (self.a, self.b):
+            again = FakeParticipant("web", "192.0.2.7")
+            node.hub.connect(again)
+            self.assertEqual(again.closed, "banned")
+
+    def test_announce(self) -> None:
+        """
+        An announcement on A reaches every user on every node, in every room.
+        """
+        self.a.hub.execute(self.ur, Announce("restart at noon"))
+        want = [
+            events.Notice(self.clock.seconds(), "announce", "root1", "restart at noon")
+        ]
+        for participant in (self.root, self.carol, self.bob, self.dave):
+            self.assertEqual(participant.take(), want)
+
+
+class ResumeTests(ClusterTestCase):
+    """
+    A resume code from one node works on another.
+    """
+
+    def test_resume_on_other_node(self) -> None:
+        """
+        A user leaving A comes back on B with their code: their nick and
+        rooms are restored and they are sent what was said meanwhile.
+        """
+        alice, ua = self.a.user("alice")
+        carol, uc = self.a.user("carol")
+        self.a.hub.execute(ua, Join("#dev"))
+        self.a.hub.execute(uc, Join("#dev"))
+        self.a.hub.execute(uc, Say("before", room="#dev"))
+        code = ua.code
+        self.a.hub.disconnect(ua, "reset by peer")
+        self.a.hub.execute(uc, Say("missed one", room="#dev"))
+        self.a.hub.execute(uc, Say("missed two", room="#dev"))
+        back, ub = self.b.connect()
+        back.take()
+        self.b.hub.execute(ub, Resume(code))
+        self.assertEqual(ub.nick, "alice")
+        self.assertEqual(sorted(r.name for r in ub.rooms), ["#dev", "#lobby"])
+        received = back.take()
+        self.assertIn(
+            events.Status("welcome back, alice: restoring #lobby, #dev"), received
+        )
+        dev = [h for h in of(events.History, received) if h.room == "#dev"]
+        self.assertEqual(len(dev), 1, received)
+        self.assertEqual(dev[0].reason, "resume")
+        self.assertTrue(dev[0].complete)
+        self.assertEqual(
+            [(m.id, m.text) for m in dev[0].messages],
+            [(2, "missed one"), (3, "missed two")],
+        )
+        # Everyone sees alice back under her nick, and the cluster holds it.
+        self.assertIn(
+            ("join", "alice", "#dev"),
+            [(p.kind, p.nick, p.room) for p in of(events.Presence, carol.take())],
+        )
+        _, other = self.a.connect("alice")
+        self.assertNotEqual(other.nick, "alice")
+
+    def test_resume_room_unknown_there(self) -> None:
+        """
+        A session's room that the other node never had a member or a
+        message of is restored there as the cluster has it: same epoch, and
+        the resume says nothing is missing.
+        """
+        alice, ua = self.a.user("alice")
+        self.a.hub.execute(ua, Join("#quiet"))
+        epoch = self.a.hub._rooms["#quiet"].epoch
+        code = ua.code
+        self.advance(1)
+        self.a.hub.disconnect(ua, "reset by peer")
+        back, ub = self.b.connect()
+        self.b.hub.execute(ub, Resume(code))
+        (quiet,) = [h for h in of(events.History, back.take()) if h.room == "#quiet"]
+        self.assertEqual((quiet.epoch, quiet.complete), (epoch, True))
+        self.assertEqual(self.b.hub._rooms["#quiet"].epoch, epoch)
+
+    def test_takeover_of_live_connection(self) -> None:
+        """
+        A resume on B of a session still connected on A takes it over: the
+        old connection is closed, and the nick moves to B.
+        """
+        old, ua = self.a.user("alice")
+        code = ua.code
+        back, ub = self.b.connect()
+        self.b.hub.execute(ub, Resume(code))
+        self.assertEqual(ub.nick, "alice")
+        self.assertIn(events.Goodbye("resumed by a new connection"), old.take())
+        self.assertFalse(ua.connected)
+        self.advance(2 * NODE_TIMEOUT)
+        self.assertEqual(ub.nick, "alice")
+        _, other = self.a.connect("alice")
+        self.assertNotEqual(other.nick, "alice")
+
+
+class RetryTests(ClusterTestCase):
+    """
+    A client's retry of a tagged message, reaching another node.
+    """
+
+    def test_retry_elsewhere(self) -> None:
+        """
+        A message resent (same client tag) through another node after a
+        reconnection is not said twice: the sender gets the first one
+        back as its acknowledgement, and nobody else sees it again.
+        """
+        old, ua = self.a.user("alice", "web")
+        bob, _ = self.b.user("bob")
+        self.a.hub.execute(ua, Say("only once", client_id="c-1"))
+        (first,) = of(events.RoomMessage, old.take())
+        self.assertEqual(of(events.RoomMessage, bob.take()), [first])
+        back, ub = self.b.connect(door="web")
+        self.b.hub.execute(ub, Resume(ua.code))
+        back.take()
+        bob.take()
+        self.b.hub.execute(ub, Say("only once", client_id="c-1"))
+        self.assertEqual(of(events.RoomMessage, back.take()), [first])
+        self.assertEqual(of(events.RoomMessage, bob.take()), [])
+
+
+class StopTests(ClusterTestCase):
+    """
+    A node shut down cleanly.
+    """
+
+    def test_stop(self) -> None:
+        """
+        The other node's users see a stopped node's users quit because the
+        server is shutting down (not lost later), and their nicks are free.
+        """
+        _, ua = self.a.user("alice")
+        bob, ub = self.b.user("bob")
+        self.successResultOf(self.a.hub.stop(grace=0))
+        (gone,) = of(events.Presence, bob.take())
+        self.assertEqual(
+            (gone.kind, gone.nick, gone.reason),
+            ("quit", "alice", "server shutting down"),
+        )
+        self.assertFalse(self.a.link.up)
+        self.advance(3 * NODE_TIMEOUT)
+        self.assertEqual(bob.take(), [])
+        self.b.hub.execute(ub, Nick("alice"))
+        self.assertEqual(ub.nick, "alice")
+
+
+class WithoutClusterTests(SynchronousTestCase):
+    """
+    Without C{[cluster]}, tchat is the embedded server, unchanged.
+    """
+
+    def test_embedded_imports_no_cluster(self) -> None:
+        """
+        The embedded server never imports the cluster's code nor
+        C{txredisapi}.
+        """
+        out, err = _PROBE.communicate(timeout=60)
+        self.assertEqual((_PROBE.returncode, err), (0, ""))
+        self.assertEqual(out.split(), ["False", "False"])
+
+
+class AdminTests(ClusterTestCase):
+    """
+    The admin door reports the cluster's state.
+    """
+
+    def test_health(self) -> None:
+        """
+        C{/healthz} answers 200 with the cluster ok while Redis answers, and
+        503 "degraded" with the cluster unreachable while it does not.
+        """
+        site = make_admin_site(self.a.hub, self.clock)
+        code, _, body = request(site, b"/healthz")
+        self.assertEqual(
+            (code, json.loads(body)),
+            (200, {"status": "ok", "checks": {"hub": "ok", "cluster": "ok"}}),
+        )
+        self.a.link.go_down()
+        code, _, body = request(site, b"/healthz")
+        self.assertEqual(
+            (code, json.loads(body)),
+            (
+                503,
+                {
+                    "status": "degraded",
+                    "checks": {"hub": "ok", "cluster": "unreachable"},
+                },
+            ),
+        )
+
+    def test_metrics(self) -> None:
+        """
+        C{tchat_cluster_up} is 1 while Redis answers and 0 while it does not;
+        outages are counted.
+        """
+        site = make_admin_site(self.a.hub, self.clock)
+
+        def scrape() -> Scrape:
+            code, _, body = request(site, b"/metrics")
+            self.assertEqual(code, 200)
+            return Scrape(body.decode("utf-8"))
+
+        self.assertEqual(scrape().value("tchat_cluster_up"), 1)
+        self.a.link.go_down()
+        found = scrape()
+        self.assertEqual(found.value("tchat_cluster_up"), 0)
+        self.assertEqual(found.value("tchat_cluster_outages_total"), 1)
