@@ -324,10 +324,13 @@ class Error:
 
     @ivar code: Machine-readable, stable across versions.
     @ivar text: A sentence for the user saying what is expected.
+    @ivar client_id: The tag of the request it answers, when the answer
+        comes later than the request (a check in the cluster).
     """
 
     code: ErrorCode
     text: str
+    client_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -915,8 +915,23 @@ class ChatFactory:
                     lambda: self._resume_points(user, points),
                 )
 
-    def _error(self, user: User, code: events.ErrorCode, text: str) -> None:
-        self._tell(user, events.Error(code, text))
+    def _error(
+        self,
+        user: User,
+        code: events.ErrorCode,
+        text: str,
+        client_id: str | None = None,
+    ) -> None:
+        self._tell(user, events.Error(code, text, client_id))
+
+    @staticmethod
+    def _tag(user: User) -> str | None:
+        """
+        The tag of the request C{user}'s door is handing the hub now, for
+        an answer that comes later (after asking the cluster).
+        """
+        tag = getattr(user.participant, "client_id", None)
+        return tag if isinstance(tag, str) else None
 
     def _say(
         self,
@@ -1056,6 +1071,7 @@ class ChatFactory:
                     "not-stored",
                     "your message could not be sent to the cluster, so nobody "
                     "was shown it; try again",
+                    client_id,
                 )
 
         self.cluster.say(room, message, self.history.keep).addCallbacks(said, failed)
@@ -1123,11 +1139,13 @@ class ChatFactory:
             )
             return
 
+        tag = self._tag(user)
+
         def claimed(outcome: int) -> None:
             if not user.connected:
                 cluster.release(key, cluster.owner(user))
             elif not outcome or self._users.get(key, user) is not user:
-                self._error(user, "nick-taken", f"{nick} is taken; pick another")
+                self._error(user, "nick-taken", f"{nick} is taken; pick another", tag)
             else:
                 self._rename(user, nick)
 
@@ -1137,6 +1155,7 @@ class ChatFactory:
                     user,
                     "nick-taken",
                     f"{nick} could not be checked with the cluster; try again",
+                    tag,
                 )
 
         cluster.claim(user, key).addCallbacks(claimed, failed)
@@ -1446,13 +1465,17 @@ class ChatFactory:
         name.
         """
         assert self.cluster is not None
+        tag = self._tag(user)
 
         def found(holder: tuple[str, str] | None) -> None:
             if not user.connected:
                 return
             if holder is None:
                 self._error(
-                    user, "no-such-nick", f"nobody here is called {shortened(nick)}"
+                    user,
+                    "no-such-nick",
+                    f"nobody here is called {shortened(nick)}",
+                    tag,
                 )
             else:
                 then(holder[1] or normalize_nick(nick))
@@ -1461,7 +1484,10 @@ class ChatFactory:
             found,
             lambda f: (
                 self._error(
-                    user, "no-such-nick", f"{shortened(nick)} cannot be looked up now"
+                    user,
+                    "no-such-nick",
+                    f"{shortened(nick)} cannot be looked up now",
+                    tag,
                 )
                 if user.connected
                 else None

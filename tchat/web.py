@@ -194,6 +194,11 @@ class WebChatProtocol(WebSocketServerProtocol):
         finally:
             self._client_id = None
 
+    @property
+    def client_id(self) -> str | None:
+        """The tag of the request being carried out, if it has one."""
+        return self._client_id
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.user is not None:
             # Only a close the client started counts as leaving; one the
@@ -250,9 +255,11 @@ class WebChatProtocol(WebSocketServerProtocol):
             # The hot path, every chat line to every member.
             message = cast(events.RoomMessage, event)
             sender_copy = message.client_id is not None and message.nick == user.nick
-        elif kind is events.Error and self._client_id is not None:
+        elif kind is events.Error and (
+            self._client_id is not None or cast(events.Error, event).client_id
+        ):
             error = cast(events.Error, event)
-            self._error(error.code, error.text, self._client_id)
+            self._error(error.code, error.text, error.client_id or self._client_id)
             return
         elif kind is events.History:
             for payload in history_frames(cast(events.History, event)):
