@@ -521,6 +521,59 @@ class BrowserTests(TestCase):
         shots = make_directory(self)
         await deferToThread(self._in_browser, self._chat, server, carol, web, shots)
 
+    @async_test
+    async def test_cluster_telnet_and_page_on_two_nodes(self) -> None:
+        """
+        Two nodes of one cluster (a real redis-server): a telnet user on
+        node A and a page on node B share #lobby as if on one server.  Each
+        sees the other arrive, their nick changes and messages both ways;
+        the page's member list shows the telnet user with its door badge;
+        HTML the telnet user types shows as text on the page; and the
+        telnet user sees the page leave.
+        """
+        from tests.integration.cluster import RedisServer, start_node
+
+        require_browser()
+        redis = RedisServer(self)
+        await redis.start()
+        node_a = await start_node(self, redis, "a", web=False)
+        node_b = await start_node(self, redis, "b")
+        carol = await connect(self, node_a.port, "carol")
+        await carol.set_nick("carol")
+        shots = make_directory(self)
+        await deferToThread(self._in_browser, self._across_nodes, node_b, carol, shots)
+
+    def _across_nodes(
+        self, browser: Browser, node_b: TchatServer, carol: ChatClient, shots: str
+    ) -> None:
+        url = f"http://{LOOPBACK}:{node_b.web_port}/"
+        alice = ChatPage(browser, url, "alice")
+        guest = alice.wait_welcomed()
+        alice.set_nick("alice")
+        on_reactor(
+            carol.expect_lines,
+            f"[HH:MM] *** {guest} (web) joined #lobby",
+            f"[HH:MM] *** {guest} (web) is now known as alice",
+        )
+        alice.expect_members("carol", "alice")
+        alice.expect_member("carol", "telnet")
+
+        alice.say("hello from node b")
+        on_reactor(carol.expect_lines, "[HH:MM] <alice> hello from node b")
+        on_reactor(carol.say, "hello from node a <b>bold</b><script>alert(1)</script>")
+        alice.expect_message(
+            "carol", "telnet", "hello from node a <b>bold</b><script>alert(1)</script>"
+        )
+        assert alice.page.locator("#messages b").count() == 0
+        assert not alice.dialogs, alice.dialogs
+        alice.page.screenshot(path=os.path.join(shots, "cluster-node-b.png"))
+
+        alice.page.context.close()
+        on_reactor(
+            carol.expect_lines, "[HH:MM] *** alice (web) quit (connection closed)"
+        )
+        assert not alice.errors, alice.errors
+
     def _in_browser(self, scenario: Callable[..., None], *args: Any) -> None:
         """
         On the worker thread: launch Chromium and run the browser side of a
