@@ -136,7 +136,14 @@ class RedisServer:
     @ivar url: The C{[cluster] redis} value that reaches it.
     """
 
-    def __init__(self, testcase: TestCase, port: int | None = None) -> None:
+    def __init__(
+        self,
+        testcase: TestCase,
+        port: int | None = None,
+        *,
+        tls: bool = False,
+        password: str | None = None,
+    ) -> None:
         self._testcase = testcase
         self._binary = redis_server_path()
         self._directory = os.path.abspath(str(testcase.mktemp()))
@@ -144,9 +151,37 @@ class RedisServer:
         self.port = free_port() if port is None else port
         self.process: ProcessOutput | None = None
         self.starts = 0
+        self.tls = tls
+        self.password = password
+        if tls:
+            self._write_certificates()
+
+    def _write_certificates(self) -> None:
+        """
+        A CA of the test's own, and a certificate it signed for 127.0.0.1:
+        nodes trust the CA (C{trustRoots}, a directory of C{.pem} files).
+        """
+        from tests.test_tls import certificate_pem, key_pem, make_certificate, make_key
+
+        ca_key, key = make_key(), make_key()
+        ca = make_certificate(ca_key, "tchat test CA", authority=True)
+        server = make_certificate(key, "127.0.0.1", issuer=(ca, ca_key))
+        roots = os.path.join(self._directory, "roots")
+        os.makedirs(roots)
+        for path, data in (
+            (os.path.join(roots, "ca.pem"), certificate_pem(ca)),
+            (os.path.join(self._directory, "ca.pem"), certificate_pem(ca)),
+            (os.path.join(self._directory, "redis.pem"), certificate_pem(server)),
+            (os.path.join(self._directory, "redis.key"), key_pem(key)),
+        ):
+            with open(path, "wb") as f:
+                f.write(data)
+        self.roots = roots
 
     @property
     def url(self) -> str:
+        if self.tls:
+            return f"tls:host={LOOPBACK}:port={self.port}:trustRoots={self.roots}"
         return f"redis://{LOOPBACK}:{self.port}/0"
 
     @property
@@ -175,6 +210,23 @@ class RedisServer:
             "--dir",
             self._directory,
         ]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        if self.tls:
+            d = self._directory
+            args[args.index("--port") + 1] = "0"
+            args += [
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                os.path.join(d, "redis.pem"),
+                "--tls-key-file",
+                os.path.join(d, "redis.key"),
+                "--tls-ca-cert-file",
+                os.path.join(d, "ca.pem"),
+                "--tls-auth-clients",
+                "no",
+            ]
         global_reactor().spawnProcess(
             process, self._binary, args, env=dict(os.environ), path=self._directory
         )
@@ -185,6 +237,9 @@ class RedisServer:
             if process.has_ended:
                 raise FailTest(f"redis-server ended at start:\n{self.log()}")
             if await self.ping():
+                return
+            if (self.tls or self.password) and "Ready to accept" in self.log():
+                # PING needs TLS or AUTH: the log says when it listens.
                 return
             if time.monotonic() > deadline:
                 raise FailTest(
@@ -249,7 +304,8 @@ def node_ini(redis: RedisServer, node: str, extra: str = "") -> str:
         f"redis = {redis.url}\n"
         f"node = {node}\n"
         f"node_timeout = {NODE_TIMEOUT}\n"
-        f"{extra}"
+        + (f"password = {redis.password}\n" if redis.password else "")
+        + extra
     )
 
 

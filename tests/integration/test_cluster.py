@@ -29,6 +29,7 @@ from tests.integration.cluster import (
     NODE_TIMEOUT,
     RedisServer,
     cluster_up_metric,
+    node_ini,
     sleep,
     start_node,
     until,
@@ -44,6 +45,7 @@ from tests.integration.server import (
     connect,
     connect_web,
     global_reactor,
+    start_server,
 )
 from tests.integration.test_history_server import expect_resume
 
@@ -1054,3 +1056,54 @@ class NodeDeathTests(TestCase):
             self.assertEqual(count_frames(amy, event="quit", name=nick), 0)
         await bob.expect_closed()
         await bea.expect_closed()
+
+
+class SecuredRedisTests(TestCase):
+    """
+    A Redis reached over TLS (a CA of the test's own) with a password, as
+    across hosts.
+    """
+
+    timeout = 120
+
+    @async_test
+    async def test_tls_and_password(self) -> None:
+        """
+        Two nodes given C{tls:...:trustRoots=DIR} and the password chat
+        through a TLS-only Redis that requires it; a third node with a
+        wrong password stays out: its C{/healthz} answers 503 degraded and
+        its log says Redis refused it, and its own users, told so, can still
+        chat among themselves.
+        """
+        redis = RedisServer(self, tls=True, password="s3cret pass")
+        await redis.start()
+        a = await start_node(self, redis, "a", web=False)
+        b = await start_node(self, redis, "b", web=False)
+        alice = await connect(self, a.port, "alice")
+        await take_nick(alice, "alice")
+        bob = await connect(self, b.port, "bob")
+        await take_nick(bob, "bob")
+        alice.say("over tls")
+        await bob.wait_for(re.compile(rb"<alice> over tls\r\n"), CROSS)
+
+        wrong = RedisServer(self, tls=True, password="right")
+        wrong.port, wrong.roots = redis.port, redis.roots
+        wrong.password = "wrong"
+        c = await start_server(self, node_ini(wrong, "c"), web=None, timeout=30.0)
+        await wait_health(self, c, 503, DEGRADED, 30.0)
+        await until(
+            lambda: f"node c never said why Redis refused it:\n{c.log()}",
+            lambda: "could not auth" in c.log(),
+            15.0,
+        )
+        outage = (
+            "*** the cluster is unreachable: until it is back you chat only "
+            "with people on this server\r\n"
+        )
+        carol = await connect(self, c.port, "carol", welcome=False)
+        dan = await connect(self, c.port, "dan", welcome=False)
+        for client in (carol, dan):
+            await client.wait_for(outage)
+            await client.wait_for("*** you joined #lobby\r\n")
+        carol.say("only here")
+        await dan.wait_for(re.compile(rb"> only here\r\n"))
