@@ -301,12 +301,34 @@ def _dumps(value: Any) -> str:
 # -- the connections -----------------------------------------------------------
 
 
+def _no_delay(transport: Any) -> None:
+    """
+    Turn Nagle's algorithm off: every message is a small write that must go
+    at once, not wait for the previous one's acknowledgement.
+    """
+    set_no_delay = getattr(transport, "setTcpNoDelay", None)
+    if set_no_delay is not None:
+        try:
+            set_no_delay(True)
+        except OSError:
+            pass  # not TCP (a unix socket)
+
+
+class _Commands(txredisapi.RedisProtocol):  # type: ignore[misc]
+    """The command connection."""
+
+    def connectionMade(self) -> Any:
+        _no_delay(self.transport)
+        return super().connectionMade()
+
+
 class _BusSubscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
     """The subscribed connection: hands what the bus carries to the link."""
 
     link: RedisLink
 
     def connectionMade(self) -> Any:
+        _no_delay(self.transport)
         d = super().connectionMade()
         if isinstance(d, Deferred):
             d.addCallback(lambda _: self._subscribe())
@@ -379,6 +401,7 @@ class RedisLink:
             replyTimeout=10,
             convertNumbers=False,
         )
+        commands.protocol = _Commands
         commands.startConnecting(self.endpoint)
         self._commands = commands.handler
 

@@ -1079,10 +1079,8 @@ class SecuredRedisTests(TestCase):
         await redis.start()
         a = await start_node(self, redis, "a", web=False)
         b = await start_node(self, redis, "b", web=False)
-        alice = await connect(self, a.port, "alice")
-        await take_nick(alice, "alice")
-        bob = await connect(self, b.port, "bob")
-        await take_nick(bob, "bob")
+        alice = await telnet_user(self, a, "alice", [])
+        bob = await telnet_user(self, b, "bob", [alice])
         alice.say("over tls")
         await bob.wait_for(re.compile(rb"<alice> over tls\r\n"), CROSS)
 
