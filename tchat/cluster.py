@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any
 
@@ -308,10 +309,8 @@ def _no_delay(transport: Any) -> None:
     """
     set_no_delay = getattr(transport, "setTcpNoDelay", None)
     if set_no_delay is not None:
-        try:
+        with suppress(OSError):  # not TCP (a unix socket)
             set_no_delay(True)
-        except OSError:
-            pass  # not TCP (a unix socket)
 
 
 class _Commands(txredisapi.RedisProtocol):  # type: ignore[misc]
