@@ -998,16 +998,7 @@ class ChatFactory:
             room.stored = True
         room.last_id += 1
         message = self._message(user, room, room.last_id, text, action, client_id)
-        if client_id is not None:
-            room.tagged[client_id] = message
-        floor = room.last_id - self.history.keep
-        tagged = room.tagged
-        while tagged:
-            oldest = next(iter(tagged.values()))
-            if oldest.id > floor:
-                break
-            del tagged[oldest.client_id]  # type: ignore[arg-type]
-        room.pruned_to = max(room.pruned_to, floor)
+        self._kept(room, message)
         full = self.history.sync == "full"
         committed = self.store.append(message, durable=full)
         if committed is None:
@@ -1017,6 +1008,22 @@ class ChatFactory:
                 lambda _: self._deliver_message(room, message, received),
                 lambda f: self._not_stored(user, room, message, f),
             )
+
+    def _kept(self, room: Room, message: events.RoomMessage) -> None:
+        """
+        C{message} is C{room}'s latest: remember its client tag (for a
+        retry) and forget what falls out of the kept history.
+        """
+        if message.client_id is not None:
+            room.tagged[message.client_id] = message
+        floor = message.id - self.history.keep
+        tagged = room.tagged
+        while tagged:
+            oldest = next(iter(tagged.values()))
+            if oldest.id > floor:
+                break
+            del tagged[oldest.client_id]  # type: ignore[arg-type]
+        room.pruned_to = max(room.pruned_to, floor)
 
     def _message(
         self,
@@ -2814,16 +2821,7 @@ class ChatFactory:
             room.epoch = epoch
         room.cluster_epoch, room.cluster_id = epoch, id
         room.last_id = id
-        if message.client_id is not None:
-            room.tagged[message.client_id] = message
-        floor = id - self.history.keep
-        tagged = room.tagged
-        while tagged:
-            oldest = next(iter(tagged.values()))
-            if oldest.id > floor:
-                break
-            del tagged[oldest.client_id]  # type: ignore[arg-type]
-        room.pruned_to = max(room.pruned_to, floor)
+        self._kept(room, message)
         self._deliver_message(room, message, time.perf_counter())
 
     def bus_event(
