@@ -512,7 +512,6 @@ class Cluster:
         self.outages = 0
         self.buried = 0
         self._told: set[User] = set()
-        self._first_up: Deferred[None] | None = None
         self._heartbeat = LoopingCall(self.beat)
         self._heartbeat.clock = clock
         self._resyncing: dict[str, list[dict[str, Any]]] | None = None
@@ -895,9 +894,7 @@ class Cluster:
             if held is not None and room_key(event["room"]) in held:
                 held[room_key(event["room"])].append(event)
                 return
-            self.hub.bus_message(
-                event["room"], int(event["id"]), int(event["e"]), event["m"]
-            )
+            self._deliver(event)
             return
         if kind == "lost":
             self.hub.bus_lost(event["users"])
@@ -914,6 +911,12 @@ class Cluster:
             )
         else:
             self.hub.bus_request(str(kind), event)
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        """Have the hub deliver a room message from the bus."""
+        self.hub.bus_message(
+            event["room"], int(event["id"]), int(event["e"]), event["m"]
+        )
 
     # -- coming back ---------------------------------------------------------
 
@@ -936,11 +939,8 @@ class Cluster:
                     before = (room.cluster_epoch, room.cluster_id)
                     await self.ensure(room, fresh_epoch=hub.new_epoch())
                     await hub.catch_up(room, *before)
-                    held = holding.pop(room_key(room.name), [])
-                    for event in held:
-                        hub.bus_message(
-                            event["room"], int(event["id"]), int(event["e"]), event["m"]
-                        )
+                    for event in holding.pop(room_key(room.name), []):
+                        self._deliver(event)
                 for user in list(hub.local_users()):
                     outcome = await self.claim(user, hub.key_of(user))
                     if not outcome:
@@ -952,9 +952,7 @@ class Cluster:
                 held_rooms, self._resyncing = self._resyncing or {}, None
                 for held in held_rooms.values():
                     for event in held:
-                        hub.bus_message(
-                            event["room"], int(event["id"]), int(event["e"]), event["m"]
-                        )
+                        self._deliver(event)
             told, self._told = self._told, set()
             for user in told:
                 if user.connected:
