@@ -1,0 +1,50 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+The C{[operators]} section: operator names and their password hashes.
+
+Unlike the other sections its keys are names the operator chooses, so it
+has no table of known keys: L{_operators} reads the whole section.
+"""
+
+from dataclasses import dataclass
+
+from tchat.config._base import ConfigError
+from tchat.text import is_simple_name
+
+
+@dataclass(frozen=True)
+class OperatorsConfig:
+    """
+    The C{[operators]} section: operator names and their password hashes
+    (see L{tchat.operators.hash_password}).
+
+    @ivar accounts: (name, hash) pairs, in file order.
+    """
+
+    accounts: tuple[tuple[str, str], ...] = ()
+
+    def hash_for(self, name: str) -> str | None:
+        """
+        @return: The hash of operator C{name}, or C{None} if there is none.
+        """
+        return dict(self.accounts).get(name)
+
+
+def _operators(items: list[tuple[str, str]]) -> OperatorsConfig:
+    """
+    The C{[operators]} section: any names, each with a password hash.
+    """
+    from tchat.operators import check_hash
+
+    accounts: list[tuple[str, str]] = []
+    for name, raw in items:
+        if not is_simple_name(name):
+            raise ConfigError(
+                f"[operators] {name}: not an operator name: letters, digits, "
+                "- and _, at most 32, starting with a letter"
+            )
+        try:
+            accounts.append((name, check_hash(raw.strip())))
+        except ValueError as e:
+            raise ConfigError(f"[operators] {name}: {e}") from None
+    return OperatorsConfig(tuple(accounts))

@@ -1,0 +1,168 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+The C{[server]}, C{[telnet]}, C{[web]}, C{[admin]} and C{[log]} sections:
+what users are told, the doors they come through, the operators' door and
+the log's format.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tchat.config._base import (
+    Parsers,
+    _bounded_int,
+    _endpoints,
+    _endpoints_or_none,
+    _seconds,
+)
+from tchat.text import clean_text, normalize_room, room_problem
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """
+    The C{[server]} section: what users are told about the server.
+
+    @ivar name: The server's name, shown on connect and reserved as a nick.
+    @ivar motd: The message of the day, one string per line.
+    @ivar default_room: The room every user starts in.
+    @ivar shutdown_grace: Seconds a stop (SIGTERM, SIGINT) gives users'
+        connections to close after they are told, before they are cut.
+    """
+
+    name: str = "tchat"
+    motd: tuple[str, ...] = (
+        "Welcome to tchat: telnet, browser and Tor users share these rooms.",
+        "Be kind. Type /help to see what you can do.",
+    )
+    default_room: str = "#lobby"
+    shutdown_grace: float = 5.0
+
+
+def _name(raw: str) -> str:
+    value = clean_text(raw).strip()
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > 64:
+        raise ValueError("must be at most 64 characters")
+    if value != raw.strip():
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _lines(raw: str) -> tuple[str, ...]:
+    lines = [clean_text(line).rstrip() for line in raw.strip("\n").splitlines()]
+    if sum(len(line) for line in lines) > 4096:
+        raise ValueError("must be at most 4096 characters")
+    return tuple(lines)
+
+
+def _room(raw: str) -> str:
+    name = normalize_room(raw)
+    problem = room_problem(name)
+    if problem is not None:
+        raise ValueError(f"{raw.strip()!r}: {problem}")
+    return name
+
+
+SERVER_PARSERS: Parsers = {
+    "name": _name,
+    "motd": _lines,
+    "default_room": _room,
+    "shutdown_grace": _seconds(0, 300),
+}
+
+
+@dataclass(frozen=True)
+class TelnetConfig:
+    """
+    The C{[telnet]} section: the line-based door.
+
+    @ivar listen: Twisted server endpoint strings, one listener each.
+    """
+
+    listen: tuple[str, ...] = ("tcp:4444:interface=127.0.0.1",)
+
+
+TELNET_PARSERS: Parsers = {"listen": _endpoints}
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """
+    The C{[web]} section: the chat page and its WebSocket on one HTTP port.
+
+    @ivar listen: Twisted server endpoint strings, one listener each.
+    @ivar allowed_origins: Browser origins (C{scheme://host[:port]}) whose
+        pages may open the WebSocket, besides the page's own origin; C{*}
+        allows any.
+    @ivar ping_interval: Seconds between WebSocket pings (0: none).
+    @ivar ping_timeout: Seconds to wait for a pong before dropping the peer.
+    """
+
+    listen: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",)
+    allowed_origins: tuple[str, ...] = ()
+    ping_interval: int = 30
+    ping_timeout: int = 10
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    values = tuple(raw.split())
+    for value in values:
+        if value == "*":
+            continue
+        scheme, sep, rest = value.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise ValueError(
+                f"{value!r} is not an origin; expected scheme://host[:port] "
+                "such as https://chat.example.org, or *"
+            )
+    return tuple(v.lower() for v in values)
+
+
+WEB_PARSERS: Parsers = {
+    "listen": _endpoints,
+    "allowed_origins": _origins,
+    "ping_interval": _bounded_int(0, 3600),
+    "ping_timeout": _bounded_int(1, 3600),
+}
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """
+    The C{[admin]} section: health and metrics for operators, on a door of
+    their own that is never the public web door nor an onion port.
+
+    @ivar listen: Endpoint strings; empty for no admin door.
+    """
+
+    listen: tuple[str, ...] = ("tcp:9100:interface=127.0.0.1",)
+
+
+ADMIN_PARSERS: Parsers = {"listen": _endpoints_or_none}
+
+
+LogFormat = Literal["text", "json"]
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """
+    The C{[log]} section.
+
+    @ivar format: C{text}: twistd's lines; C{json}: one JSON object per
+        event, for log shippers.
+    """
+
+    format: LogFormat = "text"
+
+
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"{raw.strip()!r} is not text or json")
+    return value
+
+
+LOG_PARSERS: Parsers = {"format": _log_format}
