@@ -1,28 +1,15 @@
 # -*- test-case-name: tests.test_history -*-
 """
-Room history: what tchat remembers of its rooms, and where.
-
-Two stores share one interface, L{HistoryStore}:
-
-  - L{SQLiteStore}, the embedded default: one SQLite file in WAL mode, used
-    only from one dedicated thread so the reactor never waits for the disk.
-    Writes are queued on the reactor thread and committed in batches, one
-    transaction per batch.
-  - L{MemoryStore}, for C{path = :memory:} or C{enabled = false}: the same
-    behaviour for the life of the process, nothing on disk.
-
-The hub assigns message ids and keeps each room's latest messages itself;
-the store is asked for older ones (paging, resuming) and for resume codes of
-users who left.  See C{docs/delivery.md} for the guarantees this gives.
+L{SQLiteStore}: history in one SQLite file in WAL mode, used only from one
+thread so the reactor never waits for the disk, and written in batches.
 """
 
 import json
 import sqlite3
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol, TypeVar
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol, TypeVar, cast
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
@@ -33,6 +20,7 @@ from twisted.python.threadpool import ThreadPool
 
 from tchat.config import HistoryConfig
 from tchat.events import RoomMessage
+from tchat.history.records import Ban, Loaded, RoomRecord, Session
 from tchat.palette import PALETTE
 from tchat.text import room_key
 
@@ -44,267 +32,18 @@ SCHEMA_VERSION = 1
 MAX_BATCH = 2000
 
 
-@dataclass
-class RoomRecord:
+class ThreadRunner(Protocol):
     """
-    What is kept of a room besides its messages.
+    Runs the store's work off the reactor thread.
 
-    @ivar key: The room's case-folded name (see L{tchat.text.room_key}).
-    @ivar epoch: Changes only when the room's history may have lost messages
-        that clients saw; ids are comparable only within an epoch lineage.
-    @ivar lineage: (epoch, first id) of every epoch the room had, oldest
-        first, ending with the current one.
-    @ivar last_id: The latest id given to a message of the room.
-    @ivar pruned_to: Every message with an id up to this one is gone.
+    C{run(f, *args)} calls C{f(*args)} and returns a L{Deferred} that fires
+    on the reactor thread with its result or its exception.  Calls must run
+    one at a time, in the order they were made: a read relies on every
+    write queued before it having run.
     """
 
-    key: str
-    name: str
-    epoch: int
-    lineage: list[tuple[int, int]] = field(default_factory=list)
-    last_id: int = 0
-    pruned_to: int = 0
-    topic: str | None = None
-    topic_by: str | None = None
+    def __call__(self, f: Callable[..., T], /, *args: Any) -> Deferred[T]: ...
 
-
-@dataclass(frozen=True)
-class Session:
-    """
-    What a resume code brings back: a user as they were when they left.
-
-    @ivar rooms: (room name, epoch, last message id delivered) per room, in
-        joining order.
-    @ivar saved: When the record was written, in seconds since the epoch.
-    """
-
-    code: str
-    nick: str
-    colour: str
-    show_colours: bool
-    rooms: tuple[tuple[str, int, int], ...]
-    current: str | None
-    saved: float
-
-
-BanKind = Literal["address", "nick", "session"]
-
-
-@dataclass(frozen=True)
-class Ban:
-    """
-    An operator's ban.
-
-    @ivar id: Its number, for C{/unban}.
-    @ivar kind: C{address}: an IP address or network (clear-net users);
-        C{nick}: a nick or a pattern with C{*} and C{?}; C{session}: an
-        onion user's resume code.
-    @ivar pattern: What is banned, in the kind's canonical form.
-    @ivar by: The operator account that set it.
-    @ivar expires: When it lapses (seconds since the epoch); C{None} for
-        never.
-    """
-
-    id: int
-    kind: BanKind
-    pattern: str
-    reason: str
-    by: str
-    created: float
-    expires: float | None = None
-
-
-@dataclass
-class Loaded:
-    """
-    Everything the hub needs from the store to start.
-
-    @ivar recent: The latest messages of each room (by room key), oldest
-        first, as many as the hub replays on join.
-    @ivar tagged: Retained messages that carry a client id, oldest first,
-        so retries after a restart are still recognised.
-    @ivar lossy: The previous run stopped without flushing; rooms were
-        given new epochs.
-    @ivar bans: The bans in force.
-    """
-
-    rooms: list[RoomRecord] = field(default_factory=list)
-    recent: dict[str, list[RoomMessage]] = field(default_factory=dict)
-    tagged: dict[str, list[RoomMessage]] = field(default_factory=dict)
-    lossy: bool = False
-    bans: list[Ban] = field(default_factory=list)
-
-
-class HistoryStore(Protocol):
-    """
-    Where the hub keeps rooms, messages and resume codes.
-
-    Writes are fire-and-forget and applied in the order they were made;
-    reads see every write made before them.
-    """
-
-    description: str
-    observe_write: Callable[[float], None] | None
-    """Told how many seconds each batch's transaction took, if set."""
-
-    @property
-    def queued(self) -> int:
-        """Writes waiting to be committed."""
-
-    def reconfigure(self, config: HistoryConfig) -> None:
-        """
-        Apply a reloaded C{[history]}: C{keep} and C{resume_ttl} take
-        effect at once; where the history lives needs a restart.
-        """
-
-    def load(self, now: float) -> Deferred[Loaded]:
-        """
-        Open the store; called once before anything else.
-
-        @param now: The current time, for new epochs.
-        """
-
-    def save_room(self, room: RoomRecord) -> None:
-        """
-        Create a room or record its new name, epoch or topic.
-        """
-
-    def append(self, message: RoomMessage, durable: bool) -> Deferred[None] | None:
-        """
-        Queue a room message for writing.
-
-        @param durable: Return a L{Deferred} that fires once the message is
-            committed (C{sync = full}).
-        """
-
-    def save_session(self, session: Session) -> None:
-        """
-        Remember where a user was, under their resume code.
-        """
-
-    def read(
-        self,
-        room_key: str,
-        after: int = 0,
-        upto: int | None = None,
-        before: int | None = None,
-        limit: int = 100,
-    ) -> Deferred[list[RoomMessage]]:
-        """
-        Retained messages of a room with C{after < id <= upto} and
-        C{id < before}, oldest first.
-
-        @param limit: At most this many: the first ones when C{before} is
-            C{None}, else the last ones.
-        """
-
-    def session(self, code: str, oldest: float) -> Deferred[Session | None]:
-        """
-        The session saved under C{code}, unless saved before C{oldest}.
-        """
-
-    def save_ban(self, ban: Ban) -> None:
-        """
-        Keep a ban, so it outlives a restart.
-        """
-
-    def delete_ban(self, ban_id: int) -> None:
-        """
-        Forget a ban.
-        """
-
-    def close(self) -> Deferred[None]:
-        """
-        Write everything queued and record a clean stop.
-        """
-
-
-def _select(
-    messages: Iterable[RoomMessage],
-    after: int,
-    upto: int | None,
-    before: int | None,
-    limit: int,
-) -> list[RoomMessage]:
-    chosen = [
-        m
-        for m in messages
-        if m.id > after
-        and (upto is None or m.id <= upto)
-        and (before is None or m.id < before)
-    ]
-    return chosen[-limit:] if before is not None else chosen[:limit]
-
-
-class MemoryStore:
-    """
-    History that lives as long as the process: the same behaviour as
-    L{SQLiteStore}, with nothing on disk.
-    """
-
-    observe_write: Callable[[float], None] | None = None
-    queued = 0
-
-    def __init__(self, config: HistoryConfig, max_sessions: int = 10_000) -> None:
-        self._keep = config.keep
-        self._max_sessions = max_sessions
-        self._messages: dict[str, deque[RoomMessage]] = {}
-        self._sessions: dict[str, Session] = {}
-        self._bans: dict[int, Ban] = {}
-        why = "path = :memory:" if config.enabled else "enabled = false"
-        self.description = f"in memory only ({why}); it is lost when tchat stops"
-
-    def reconfigure(self, config: HistoryConfig) -> None:
-        self._keep = config.keep
-
-    def load(self, now: float) -> Deferred[Loaded]:
-        return succeed(Loaded(bans=list(self._bans.values())))
-
-    def save_ban(self, ban: Ban) -> None:
-        self._bans[ban.id] = ban
-
-    def delete_ban(self, ban_id: int) -> None:
-        self._bans.pop(ban_id, None)
-
-    def save_room(self, room: RoomRecord) -> None:
-        pass
-
-    def append(self, message: RoomMessage, durable: bool) -> Deferred[None] | None:
-        kept = self._messages.setdefault(room_key(message.room), deque())
-        kept.append(message)
-        floor = message.id - self._keep
-        while kept[0].id <= floor:
-            kept.popleft()
-        return succeed(None) if durable else None
-
-    def save_session(self, session: Session) -> None:
-        self._sessions.pop(session.code, None)
-        self._sessions[session.code] = session
-        while len(self._sessions) > self._max_sessions:
-            del self._sessions[next(iter(self._sessions))]
-
-    def read(
-        self,
-        room_key: str,
-        after: int = 0,
-        upto: int | None = None,
-        before: int | None = None,
-        limit: int = 100,
-    ) -> Deferred[list[RoomMessage]]:
-        kept = self._messages.get(room_key, ())
-        return succeed(_select(kept, after, upto, before, limit))
-
-    def session(self, code: str, oldest: float) -> Deferred[Session | None]:
-        found = self._sessions.get(code)
-        if found is not None and found.saved < oldest:
-            found = None
-        return succeed(found)
-
-    def close(self) -> Deferred[None]:
-        return succeed(None)
-
-
-# -- SQLite ----------------------------------------------------------------
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -430,19 +169,36 @@ class SQLiteStore:
     def __init__(
         self,
         config: HistoryConfig,
-        reactor: Any,
+        clock: IReactorTime,
         recent: int,
+        run_in_thread: ThreadRunner | None = None,
     ) -> None:
         """
-        @param reactor: Provides L{IReactorTime} and L{IReactorThreads}.
+        @param clock: For the batch window, the delays before retrying a
+            failed batch and the wait for a batch in flight when closing.
+            Without C{run_in_thread} it must be the reactor, providing
+            L{IReactorThreads} too.
         @param recent: How many of each room's latest messages L{load}
             returns.
+        @param run_in_thread: Runs every call that touches the database,
+            one at a time and in order (see L{ThreadRunner}).  C{None}
+            for a thread pool of one thread on C{clock}, started by
+            L{load} and stopped by L{close}.
         """
         self._config = config
-        self._reactor = reactor
-        self._clock: IReactorTime = reactor
+        self._clock = clock
         self._recent = recent
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="tchat-history")
+        self._pool: ThreadPool | None = None
+        if run_in_thread is None:
+            pool = ThreadPool(minthreads=1, maxthreads=1, name="tchat-history")
+            threads = cast(IReactorThreads, clock)
+
+            def in_pool(f: Callable[..., T], /, *args: Any) -> Deferred[T]:
+                return deferToThreadPool(threads, pool, f, *args)
+
+            self._pool, run_in_thread = pool, in_pool
+        self._in_thread: ThreadRunner = run_in_thread
+        self._running = False
         self._db: sqlite3.Connection | None = None
         self._pending: list[_Op] = []
         self._waiters: list[Deferred[None]] = []
@@ -459,10 +215,6 @@ class SQLiteStore:
             f"replay {config.replay}, sync {config.sync}, "
             f"batch window {config.batch_window * 1000:g} ms)"
         )
-
-    def _in_thread(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
-        threads: IReactorThreads = self._reactor
-        return deferToThreadPool(threads, self._pool, f, *args)
 
     # -- thread side: everything that touches self._db ----------------------
 
@@ -669,7 +421,9 @@ class SQLiteStore:
     # -- reactor side ------------------------------------------------------
 
     def load(self, now: float) -> Deferred[Loaded]:
-        self._pool.start()
+        self._running = True
+        if self._pool is not None:
+            self._pool.start()
         return self._in_thread(self._open, now)
 
     def _queue(self, op: _Op) -> None:
@@ -882,20 +636,11 @@ class SQLiteStore:
                 d = wait
             await d
         await self._in_thread(self._finish, self._clock.seconds())
-        self._pool.stop()
+        self._running = False
+        if self._pool is not None:
+            self._pool.stop()
 
     def close(self) -> Deferred[None]:
-        if not self._pool.started:
+        if not self._running:
             return succeed(None)
         return Deferred.fromCoroutine(self._close())
-
-
-def open_store(config: HistoryConfig, reactor: Any) -> HistoryStore:
-    """
-    The store the configuration asks for.
-
-    @param reactor: For the writer thread and the batch timer.
-    """
-    if config.in_memory:
-        return MemoryStore(config)
-    return SQLiteStore(config, reactor, recent=config.replay)

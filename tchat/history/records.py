@@ -1,0 +1,189 @@
+# -*- test-case-name: tests.test_history -*-
+"""
+The history records and the interface of every store: L{RoomRecord},
+L{Session}, L{Ban}, L{Loaded} and L{HistoryStore}.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from twisted.internet.defer import Deferred
+
+from tchat.config import HistoryConfig
+from tchat.events import RoomMessage
+
+
+@dataclass
+class RoomRecord:
+    """
+    What is kept of a room besides its messages.
+
+    @ivar key: The room's case-folded name (see L{tchat.text.room_key}).
+    @ivar epoch: Changes only when the room's history may have lost messages
+        that clients saw; ids are comparable only within an epoch lineage.
+    @ivar lineage: (epoch, first id) of every epoch the room had, oldest
+        first, ending with the current one.
+    @ivar last_id: The latest id given to a message of the room.
+    @ivar pruned_to: Every message with an id up to this one is gone.
+    """
+
+    key: str
+    name: str
+    epoch: int
+    lineage: list[tuple[int, int]] = field(default_factory=list)
+    last_id: int = 0
+    pruned_to: int = 0
+    topic: str | None = None
+    topic_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Session:
+    """
+    What a resume code brings back: a user as they were when they left.
+
+    @ivar rooms: (room name, epoch, last message id delivered) per room, in
+        joining order.
+    @ivar saved: When the record was written, in seconds since the epoch.
+    """
+
+    code: str
+    nick: str
+    colour: str
+    show_colours: bool
+    rooms: tuple[tuple[str, int, int], ...]
+    current: str | None
+    saved: float
+
+
+BanKind = Literal["address", "nick", "session"]
+
+
+@dataclass(frozen=True)
+class Ban:
+    """
+    An operator's ban.
+
+    @ivar id: Its number, for C{/unban}.
+    @ivar kind: C{address}: an IP address or network (clear-net users);
+        C{nick}: a nick or a pattern with C{*} and C{?}; C{session}: an
+        onion user's resume code.
+    @ivar pattern: What is banned, in the kind's canonical form.
+    @ivar by: The operator account that set it.
+    @ivar expires: When it lapses (seconds since the epoch); C{None} for
+        never.
+    """
+
+    id: int
+    kind: BanKind
+    pattern: str
+    reason: str
+    by: str
+    created: float
+    expires: float | None = None
+
+
+@dataclass
+class Loaded:
+    """
+    Everything the hub needs from the store to start.
+
+    @ivar recent: The latest messages of each room (by room key), oldest
+        first, as many as the hub replays on join.
+    @ivar tagged: Retained messages that carry a client id, oldest first,
+        so retries after a restart are still recognised.
+    @ivar lossy: The previous run stopped without flushing; rooms were
+        given new epochs.
+    @ivar bans: The bans in force.
+    """
+
+    rooms: list[RoomRecord] = field(default_factory=list)
+    recent: dict[str, list[RoomMessage]] = field(default_factory=dict)
+    tagged: dict[str, list[RoomMessage]] = field(default_factory=dict)
+    lossy: bool = False
+    bans: list[Ban] = field(default_factory=list)
+
+
+class HistoryStore(Protocol):
+    """
+    Where the hub keeps rooms, messages and resume codes.
+
+    Writes are fire-and-forget and applied in the order they were made;
+    reads see every write made before them.
+    """
+
+    description: str
+    observe_write: Callable[[float], None] | None
+    """Told how many seconds each batch's transaction took, if set."""
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting to be committed."""
+
+    def reconfigure(self, config: HistoryConfig) -> None:
+        """
+        Apply a reloaded C{[history]}: C{keep} and C{resume_ttl} take
+        effect at once; where the history lives needs a restart.
+        """
+
+    def load(self, now: float) -> Deferred[Loaded]:
+        """
+        Open the store; called once before anything else.
+
+        @param now: The current time, for new epochs.
+        """
+
+    def save_room(self, room: RoomRecord) -> None:
+        """
+        Create a room or record its new name, epoch or topic.
+        """
+
+    def append(self, message: RoomMessage, durable: bool) -> Deferred[None] | None:
+        """
+        Queue a room message for writing.
+
+        @param durable: Return a L{Deferred} that fires once the message is
+            committed (C{sync = full}).
+        """
+
+    def save_session(self, session: Session) -> None:
+        """
+        Remember where a user was, under their resume code.
+        """
+
+    def read(
+        self,
+        room_key: str,
+        after: int = 0,
+        upto: int | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> Deferred[list[RoomMessage]]:
+        """
+        Retained messages of a room with C{after < id <= upto} and
+        C{id < before}, oldest first.
+
+        @param limit: At most this many: the first ones when C{before} is
+            C{None}, else the last ones.
+        """
+
+    def session(self, code: str, oldest: float) -> Deferred[Session | None]:
+        """
+        The session saved under C{code}, unless saved before C{oldest}.
+        """
+
+    def save_ban(self, ban: Ban) -> None:
+        """
+        Keep a ban, so it outlives a restart.
+        """
+
+    def delete_ban(self, ban_id: int) -> None:
+        """
+        Forget a ban.
+        """
+
+    def close(self) -> Deferred[None]:
+        """
+        Write everything queued and record a clean stop.
+        """
