@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, Literal, cast
+from typing import IO, Any, Literal, cast
 
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import (
@@ -43,13 +43,10 @@ from twisted.logger import (
     formatEvent,
     textFileLogObserver,
 )
-from twisted.python import threadable
+from twisted.python import threadable, usage
 from twisted.python.failure import Failure
 from twisted.python.logfile import LogFile
 from twisted.python.reflect import safe_repr
-
-if TYPE_CHECKING:
-    from tchat.tap import Options
 
 _log = Logger()
 
@@ -424,23 +421,24 @@ class ObserverFactory:
         return log_file
 
 
-def install_log_observer(options: Options) -> None:
+def install_log_observer(parent: usage.Options | None, log_format: str) -> None:
     """
     Make twistd log through an L{ObserverFactory}, unless the user chose a
     C{--logger} or C{--syslog} of their own.
 
     twistd's L{ServerOptions<twisted.scripts._twistd_unix.ServerOptions>}
-    (C{options.parent}) resolves its C{logger} option with C{namedAny} in
-    its C{postOptions}, which runs after this plugin's, and fails on
-    anything but a dotted name.  So the factory is set after that, by
-    wrapping the parent's C{postOptions}, for this one parse only.  The
-    runner made next reads it and calls it when logging starts.
+    (C{parent}) resolves its C{logger} option with C{namedAny} in its
+    C{postOptions}, which runs after this plugin's, and fails on anything
+    but a dotted name.  So the factory is set after that, by wrapping the
+    parent's C{postOptions}, for this one parse only.  The runner made next
+    reads it and calls it when logging starts.
 
-    @param options: tchat's parsed options, whose C{parent} is twistd's;
-        nothing happens without a parent (tests build options directly) or
-        when it is not twistd's Unix one.
+    @param parent: twistd's options, the C{parent} of tchat's; nothing
+        happens when it is C{None} (tests build tchat's options directly)
+        or when it is not twistd's Unix one (it lacks C{logger},
+        C{logfile} or C{nodaemon}).
+    @param log_format: C{[log] format}: C{text} or C{json}.
     """
-    parent = getattr(options, "parent", None)
     if parent is None or not all(
         key in parent for key in ("logger", "logfile", "nodaemon")
     ):
@@ -448,7 +446,7 @@ def install_log_observer(options: Options) -> None:
     if parent["logger"] is not None or parent.get("syslog"):
         return
     factory = ObserverFactory(
-        options.config.log.format,
+        log_format,
         parent["logfile"],
         bool(parent["nodaemon"]),
         umask=parent.get("umask"),
@@ -462,4 +460,5 @@ def install_log_observer(options: Options) -> None:
         if parent["logger"] is None:
             parent["logger"] = factory
 
-    parent.postOptions = then_install
+    # This one instance's hook, for this one parse.
+    parent.postOptions = then_install  # type: ignore[method-assign]
