@@ -182,6 +182,72 @@ class _TorProcess(ProcessProtocol):
     def processEnded(self, reason: Failure) -> None:
         self.ended.callback(None)
 
+    def start(self, reactor: Any, binary: str, torrc: Path) -> None:
+        """
+        Run tor with this as its process protocol.
+
+        @param binary: The tor program.
+        @param torrc: Its configuration, from L{_write_torrc}.
+        @raise RuntimeError: When it cannot be run, saying why.
+        """
+        try:
+            reactor.spawnProcess(self, binary, [binary, "-f", str(torrc)], env=None)
+        except OSError as e:
+            raise RuntimeError(f"cannot run {binary!r}: {e.strerror or e}") from None
+
+    async def control_endpoint(
+        self,
+        reactor: Any,
+        blocking: Callable[..., Deferred[Any]],
+        binary: str,
+        port_file: Path,
+    ) -> Any:
+        """
+        Wait until tor has written where its control port is.
+
+        @param blocking: Runs file access off the reactor thread.
+        @param binary: The tor program, to say which one exited.
+        @param port_file: Its C{ControlPortWriteToFile}.
+        @return: A client endpoint for that control port.
+        @raise RuntimeError: When tor exits first, with its last words.
+        """
+        while True:
+            written = await blocking(_read_key, port_file)
+            if written is not None and written.startswith("PORT="):
+                host, _, port = written[len("PORT=") :].rpartition(":")
+                return clientFromString(reactor, f"tcp:{host}:{port}")
+            if self.ended.called:
+                raise RuntimeError(f"{binary} exited: " + " / ".join(self.output[-3:]))
+            await deferLater(reactor, 0.2, lambda: None)
+
+
+def _write_torrc(config: OnionConfig) -> tuple[Path, Path]:
+    """
+    Prepare the data folder (0700, C{tor-data/} next to the key) of a tor
+    tchat starts, and write its torrc there.  Blocking.
+
+    @return: The torrc, and the file tor will write its control port to.
+    """
+    data = Path(config.key_file).parent / "tor-data"
+    port_file = data / "control-port"
+    torrc = "\n".join(
+        [
+            f"DataDirectory {data}",
+            "ControlPort 127.0.0.1:auto",
+            f"ControlPortWriteToFile {port_file}",
+            "CookieAuthentication 1",
+            "SocksPort 127.0.0.1:auto",
+            f"__OwningControllerProcess {os.getpid()}",
+            "Log notice stdout",
+            f"%include {config.torrc}" if config.torrc else "",
+        ]
+    )
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data, 0o700)
+    port_file.unlink(missing_ok=True)
+    (data / "torrc").write_text(torrc + "\n", encoding="utf-8")
+    return data / "torrc", port_file
+
 
 class _Probe(Protocol):
     """
@@ -229,6 +295,161 @@ async def probe_through_tor(
         raise ConnectionError(f"the web door answered {first[:20]!r}")
 
 
+class SelfTest:
+    """
+    The onion service's self-test: every C{[onion] self_test_interval}
+    seconds it asks the service's own web door for its page through tor,
+    records whether it answered and how long it took, and has the service
+    published again after C{[onion] republish_after} failures in a row.
+
+    @ivar reachable: Whether the last test was answered; C{None} before
+        the first.
+    @ivar rtt: Seconds the last answered test took.
+    @ivar checked_at: When the last test ended, in reactor seconds.
+    @ivar checks: Tests that ended, answered or not.
+    @ivar failures: Tests that were not answered.
+    @ivar failures_in_a_row: Failures since the last answer or the last
+        time the service was published again.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        service: "OnionService",
+        config: OnionConfig,
+        reactor: Any,
+        probe: Callable[..., Coroutine[Any, Any, None]],
+    ) -> None:
+        """
+        @param service: The service under test: it says whether it is up
+            and where, and publishes itself again when asked.
+        @param probe: Connects to the service through tor:
+            L{probe_through_tor}'s signature.
+        """
+        self._service = service
+        self._config = config
+        self._reactor = reactor
+        self._probe = probe
+        self._socks: tuple[str, int] | None = None
+        self._loop: LoopingCall | None = None
+        self.reachable: bool | None = None
+        self.rtt: float | None = None
+        self.checked_at: float | None = None
+        self.checks = 0
+        self.failures = 0
+        self.failures_in_a_row = 0
+
+    def status(self) -> dict[str, Any]:
+        """
+        @return: The C{self_test} part of L{OnionService.status}.
+        """
+        return {
+            "reachable": self.reachable,
+            "rtt_seconds": self.rtt,
+            "checked_at": self.checked_at,
+            "checks": self.checks,
+            "failures": self.failures,
+            "consecutive_failures": self.failures_in_a_row,
+        }
+
+    def start(self, socks: tuple[str, int] | None) -> None:
+        """
+        Test every C{self_test_interval} seconds from now on, unless that
+        is 0, no web door is published, or tor has no SOCKS port (the last
+        two are logged, once per connection to tor).
+
+        @param socks: Tor's SOCKS port, which the tests go through.
+        """
+        self._socks = socks
+        interval = self._config.self_test_interval
+        web = [port for port, door in self._config.ports if door == "web"]
+        if not interval or self._loop is not None:
+            return
+        if not web:
+            self._log.info(
+                "onion: no self-test: it asks the web door for its page, and "
+                "[onion] ports publishes none"
+            )
+            return
+        if socks is None:
+            self._log.info(
+                "onion: no self-test: tor at {tor} has no SOCKS port",
+                tor=self._config.tor,
+            )
+            return
+        self._loop = LoopingCall(self.check, web[0])
+        self._loop.clock = self._reactor
+        self._loop.start(interval, now=False).addErrback(
+            lambda f: self._log.failure("onion: the self-test broke", f)
+        )
+
+    def stop(self) -> None:
+        """
+        Test no more until L{start} is called again.
+        """
+        loop, self._loop = self._loop, None
+        if loop is not None and loop.running:
+            loop.stop()
+
+    def check(self, port: int) -> Deferred[None]:
+        """
+        Connect to the service's own address through tor and record
+        whether it answered and how long it took; publish it again after
+        C{[onion] republish_after} failures in a row.
+
+        @param port: The onion port of a web door.
+        """
+        return Deferred.fromCoroutine(self._check(port))
+
+    async def _check(self, port: int) -> None:
+        service = self._service
+        if service.state != "up" or service.address is None or self._socks is None:
+            return
+        began = self._reactor.seconds()
+        attempt: Deferred[None] = Deferred.fromCoroutine(
+            self._probe(self._reactor, self._socks, service.address, port)
+        )
+        attempt.addTimeout(PROBE_TIMEOUT, self._reactor)
+        try:
+            await attempt
+        except Exception as e:
+            if not service.running:
+                return
+            error = (
+                f"no answer within {PROBE_TIMEOUT:g} s"
+                if isinstance(e, DeferredTimeout)
+                else _describe(e)
+            )
+            self.checks += 1
+            self.failures += 1
+            self.failures_in_a_row += 1
+            self.reachable = False
+            self.checked_at = self._reactor.seconds()
+            self._log.warn(
+                "onion: self-test failed ({n} in a row): {error}",
+                n=self.failures_in_a_row,
+                error=error,
+            )
+            if self.failures_in_a_row >= self._config.republish_after:
+                # Counting starts again for the service published anew.
+                self.failures_in_a_row = 0
+                await service.republish()
+            return
+        self.checks += 1
+        was, self.reachable = self.reachable, True
+        self.failures_in_a_row = 0
+        self.checked_at = self._reactor.seconds()
+        self.rtt = self.checked_at - began
+        if was is not True:
+            self._log.info(
+                "onion: self-test: {address} is reachable through tor "
+                "({rtt:.1f} s round trip)",
+                address=service.address,
+                rtt=self.rtt,
+            )
+
+
 class OnionService(Service):
     """
     Publishes the configured doors as one onion service, checks that it
@@ -273,7 +494,6 @@ class OnionService(Service):
         self._factories = factories
         self._connect = connect
         self._published = published
-        self._probe = probe
         self._listening: list[IListeningPort] = []
         self._tor: Any = None
         self._process: _TorProcess | None = None
@@ -283,7 +503,7 @@ class OnionService(Service):
         self._service_id: str | None = None
         self._uploaded: Deferred[None] | None = None
         self._socks: tuple[str, int] | None = None
-        self._self_test: LoopingCall | None = None
+        self._self_test = SelfTest(self, config, reactor, probe)
         self.state = "starting"
         self.address: str | None = None
         self.progress = 0
@@ -291,12 +511,6 @@ class OnionService(Service):
         self.error: str | None = None
         self.local_ports: dict[int, int] = {}
         self.republished = 0
-        self.reachable: bool | None = None
-        self.rtt: float | None = None
-        self.checked_at: float | None = None
-        self.checks = 0
-        self.failures = 0
-        self.failures_in_a_row = 0
 
     def status(self) -> dict[str, Any]:
         """
@@ -309,14 +523,7 @@ class OnionService(Service):
             "descriptor_uploads": self.uploads,
             "error": self.error,
             "republished": self.republished,
-            "self_test": {
-                "reachable": self.reachable,
-                "rtt_seconds": self.rtt,
-                "checked_at": self.checked_at,
-                "checks": self.checks,
-                "failures": self.failures,
-                "consecutive_failures": self.failures_in_a_row,
-            },
+            "self_test": self._self_test.status(),
         }
 
     # -- starting ------------------------------------------------------------
@@ -373,9 +580,9 @@ class OnionService(Service):
                 await deferLater(self._reactor, RETRY_DOWN, lambda: None)
                 continue
             failed = 0
-            self._start_self_test()
+            self._self_test.start(self._socks)
             await self._tor.protocol.when_disconnected()
-            self._stop_self_test()
+            self._self_test.stop()
             self._tor = None
             if not self.running:
                 return
@@ -588,141 +795,26 @@ class OnionService(Service):
         socket race can hang it; txtorcon issue 349) and return its
         control endpoint once it has written it.
         """
-        config = self._config
-        data = Path(config.key_file).parent / "tor-data"
-        port_file = data / "control-port"
-        torrc = "\n".join(
-            [
-                f"DataDirectory {data}",
-                "ControlPort 127.0.0.1:auto",
-                f"ControlPortWriteToFile {port_file}",
-                "CookieAuthentication 1",
-                "SocksPort 127.0.0.1:auto",
-                f"__OwningControllerProcess {os.getpid()}",
-                "Log notice stdout",
-                f"%include {config.torrc}" if config.torrc else "",
-            ]
-        )
-
-        def prepare() -> None:
-            data.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(data, 0o700)
-            port_file.unlink(missing_ok=True)
-            (data / "torrc").write_text(torrc + "\n", encoding="utf-8")
-
-        await self._blocking(prepare)
+        torrc, port_file = await self._blocking(_write_torrc, self._config)
         self.progress = 0
         process = _TorProcess(self._bootstrap_progress)
-        try:
-            self._reactor.spawnProcess(
-                process,
-                config.tor_binary,
-                [config.tor_binary, "-f", str(data / "torrc")],
-                env=None,
-            )
-        except OSError as e:
-            raise RuntimeError(
-                f"cannot run {config.tor_binary!r}: {e.strerror or e}"
-            ) from None
+        process.start(self._reactor, self._config.tor_binary, torrc)
+        # Kept before tor has said where it listens, so that giving up on
+        # it (bootstrap_timeout, stopping) still ends the process.
         self._process = process
-        while True:
-            written = await self._blocking(_read_key, port_file)
-            if written is not None and written.startswith("PORT="):
-                host, _, port = written[len("PORT=") :].rpartition(":")
-                return clientFromString(self._reactor, f"tcp:{host}:{port}")
-            if process.ended.called:
-                raise RuntimeError(
-                    f"{config.tor_binary} exited: " + " / ".join(process.output[-3:])
-                )
-            await deferLater(self._reactor, 0.2, lambda: None)
-
-    # -- the self-test -------------------------------------------------------
-
-    def _start_self_test(self) -> None:
-        interval = self._config.self_test_interval
-        web = [port for port, door in self._config.ports if door == "web"]
-        if not interval or self._self_test is not None:
-            return
-        if not web:
-            self._log.info(
-                "onion: no self-test: it asks the web door for its page, and "
-                "[onion] ports publishes none"
-            )
-            return
-        if self._socks is None:
-            self._log.info(
-                "onion: no self-test: tor at {tor} has no SOCKS port",
-                tor=self._config.tor,
-            )
-            return
-        self._self_test = LoopingCall(self.self_test, web[0])
-        self._self_test.clock = self._reactor
-        self._self_test.start(interval, now=False).addErrback(
-            lambda f: self._log.failure("onion: the self-test broke", f)
+        return await process.control_endpoint(
+            self._reactor, self._blocking, self._config.tor_binary, port_file
         )
 
-    def _stop_self_test(self) -> None:
-        loop, self._self_test = self._self_test, None
-        if loop is not None and loop.running:
-            loop.stop()
+    # -- publishing again ----------------------------------------------------
 
-    def self_test(self, port: int) -> Deferred[None]:
+    async def republish(self) -> None:
         """
-        Connect to the service's own address through tor and record
-        whether it answered and how long it took; publish it again after
-        C{[onion] republish_after} failures in a row.
-
-        @param port: The onion port of a web door.
+        Remove the service from tor and publish it again with the same
+        key, for a self-test that failed C{[onion] republish_after} times
+        in a row; if that fails, reconnect to tor and start from scratch.
         """
-        return Deferred.fromCoroutine(self._check(port))
-
-    async def _check(self, port: int) -> None:
-        if self.state != "up" or self.address is None or self._socks is None:
-            return
-        began = self._reactor.seconds()
-        attempt: Deferred[None] = Deferred.fromCoroutine(
-            self._probe(self._reactor, self._socks, self.address, port)
-        )
-        attempt.addTimeout(PROBE_TIMEOUT, self._reactor)
-        try:
-            await attempt
-        except Exception as e:
-            if not self.running:
-                return
-            error = (
-                f"no answer within {PROBE_TIMEOUT:g} s"
-                if isinstance(e, DeferredTimeout)
-                else _describe(e)
-            )
-            self.checks += 1
-            self.failures += 1
-            self.failures_in_a_row += 1
-            self.reachable = False
-            self.checked_at = self._reactor.seconds()
-            self._log.warn(
-                "onion: self-test failed ({n} in a row): {error}",
-                n=self.failures_in_a_row,
-                error=error,
-            )
-            if self.failures_in_a_row >= self._config.republish_after:
-                await self._republish()
-            return
-        self.checks += 1
-        was, self.reachable = self.reachable, True
-        self.failures_in_a_row = 0
-        self.checked_at = self._reactor.seconds()
-        self.rtt = self.checked_at - began
-        if was is not True:
-            self._log.info(
-                "onion: self-test: {address} is reachable through tor "
-                "({rtt:.1f} s round trip)",
-                address=self.address,
-                rtt=self.rtt,
-            )
-
-    async def _republish(self) -> None:
         self.republished += 1
-        self.failures_in_a_row = 0
         self._log.warn(
             "onion: {address} failed {n} self-tests in a row; publishing it again",
             address=self.address,
@@ -751,7 +843,7 @@ class OnionService(Service):
     # -- stopping ----------------------------------------------------------
 
     async def _close_tor(self) -> None:
-        self._stop_self_test()
+        self._self_test.stop()
         tor, self._tor = self._tor, None
         if tor is not None:
             try:
