@@ -71,7 +71,8 @@ def check_endpoint(section: str, description: str) -> None:
         except ImportError:
             raise ConfigError(
                 f"[{section}] listen: {description!r} is an onion endpoint, "
-                "which needs txtorcon: pip install txtorcon"
+                "which needs txtorcon, part of tchat's install but cannot be "
+                "imported: reinstall tchat (pip install .)"
             ) from None
         return
     try:

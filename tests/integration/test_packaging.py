@@ -105,8 +105,14 @@ class WheelTests(TestCase):
             names = set(wheel.namelist())
 
         self.assertIn("twisted/plugins/tchat_plugin.py", names)
-        modules = sorted(p.name for p in (REPO / "tchat").glob("*.py"))
+        # Every module, those of tchat's own packages (tchat.config, ...)
+        # included: setuptools takes only the packages it is told of.
+        modules = sorted(
+            p.relative_to(REPO / "tchat").as_posix()
+            for p in (REPO / "tchat").rglob("*.py")
+        )
         self.assertIn("__init__.py", modules)
+        self.assertIn("config/__init__.py", modules)
         for module in [*modules, "py.typed"]:
             self.assertIn(f"tchat/{module}", names)
         for unwanted in ("twisted/__init__.py", "twisted/plugins/__init__.py"):
