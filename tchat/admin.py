@@ -60,7 +60,7 @@ class _Vitals:
         """
         @return: Seconds since the hub was made.
         """
-        return self.clock.seconds() - self.hub.started
+        return self.clock.seconds() - self.hub.concerns.stats.started
 
     def onion_status(self) -> dict[str, Any] | None:
         """
@@ -87,7 +87,7 @@ class _Collector(Collector):
         """
         v = self._vitals
         hub = v.hub
-        open_by_door = hub.users_by_door()
+        open_by_door = hub.concerns.stats.users_by_door()
         yield _labelled(
             GaugeMetricFamily(
                 "tchat_users", "Users connected, by door.", labels=["door"]
@@ -106,32 +106,8 @@ class _Collector(Collector):
         yield from self._history()
         yield from self._control()
         yield from self._onion()
-        yield from self._cluster()
-
-    def _cluster(self) -> Iterator[Metric]:
-        """
-        @return: In cluster mode, whether this node is in touch with Redis,
-            and how often it was not.
-        """
-        cluster = self._vitals.hub.cluster
-        if cluster is None:
-            return
-        yield GaugeMetricFamily(
-            "tchat_cluster_up",
-            "1 while this node is in touch with the cluster's Redis; 0 while it "
-            "serves its own users alone.",
-            int(cluster.up),
-        )
-        yield CounterMetricFamily(
-            "tchat_cluster_outages",
-            "Times this node lost the cluster's Redis.",
-            cluster.outages,
-        )
-        yield CounterMetricFamily(
-            "tchat_cluster_nodes_buried",
-            "Times this node found other nodes dead and showed their users as lost.",
-            cluster.buried,
-        )
+        # The other nodes of the chat, if any: their backplane says how.
+        yield from hub.backplane.metrics()
 
     def _traffic(self, open_by_door: dict[str, int]) -> Iterator[Metric]:
         """
@@ -433,15 +409,14 @@ class _Health(_JSONPage):
         onion = self._vitals.onion_status()
         if onion is not None:
             checks["onion"] = onion["state"]
-        cluster = self._vitals.hub.cluster
-        if cluster is not None:
-            checks["cluster"] = "ok" if cluster.up else "unreachable"
+        health = self._vitals.hub.backplane.health()
+        checks.update(health.checks)
         # A down onion is the worse news, so it wins over a starting hub.
         if checks.get("onion") == "down":
             status = "down"
         elif not self._vitals.hub.ready:
             status = "starting"
-        elif checks.get("cluster") == "unreachable":
+        elif health.degraded:
             status = "degraded"
         else:
             status = "ok"
@@ -459,7 +434,7 @@ class _Stats(_JSONPage):
 
     def page(self, request: Request) -> bytes:
         vitals = self._vitals
-        stats = vitals.hub.stats(full=True)
+        stats = vitals.hub.concerns.stats.figures(full=True)
         # Name and version first, for whoever reads it by eye.
         return _json(
             {

@@ -11,7 +11,7 @@ every door gets exactly the same behaviour from the hub.
 import re
 from dataclasses import dataclass
 
-from tchat.events import ErrorCode
+from tchat.events import ErrorCode, Help
 from tchat.text import clean_text
 
 
@@ -557,3 +557,13 @@ def parse_line(line: str) -> Command | None:
             "(start a message with // to send a line beginning with /)",
         )
     return _parse_command(name, args.strip())
+
+
+def help_for(operator: bool) -> Help:
+    """C{/help}: the commands, and the operator commands for operators."""
+    return Help(
+        tuple((spec.usage, spec.description) for spec in COMMANDS),
+        tuple((spec.usage, spec.description) for spec in OPERATOR_SPECS)
+        if operator
+        else (),
+    )

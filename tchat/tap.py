@@ -21,12 +21,14 @@ from tchat.admin import make_admin_site
 from tchat.config import Config, ConfigError, load_config, with_overrides
 from tchat.control import Listeners, Reloader, SignalService
 from tchat.endpoints import check_endpoint
+from tchat.gate import Gate
 from tchat.history import HistoryStore, open_store
 from tchat.hub import ChatFactory
-from tchat.limits import Batcher, Gate
 from tchat.logs import install_log_observer
 from tchat.onion import OnionService
 from tchat.operators import verify_password
+from tchat.output import Batcher
+from tchat.seam import IBackplane
 from tchat.telnet import TelnetFactory
 from tchat.web import ChatSite, make_site
 
@@ -105,7 +107,7 @@ class Options(usage.Options):
             for door, description in self.config.listeners():
                 print(f"{door}: {description}")
             raise SystemExit(0)
-        install_log_observer(self)
+        install_log_observer(getattr(self, "parent", None), self.config.log.format)
 
     def reread(self) -> Config:
         """
@@ -151,8 +153,9 @@ def _check_txtorcon(config: Config) -> None:
         import txtorcon  # noqa: F401
     except ImportError:
         raise ConfigError(
-            f"{config.source}: [onion] enabled: the onion door needs txtorcon: "
-            "pip install 'tchat[onion]'"
+            f"{config.source}: [onion] enabled: the onion door needs txtorcon, "
+            "which is part of tchat's install but cannot be imported: "
+            "reinstall tchat (pip install .)"
         ) from None
 
 
@@ -287,8 +290,15 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
 
         reactor = _global
     config = options.config
-    store: HistoryStore | None = None
-    if not config.cluster.enabled:
+    store: HistoryStore
+    backplane: IBackplane | None = None
+    if config.cluster.enabled:
+        # Chosen once, here; only now: the embedded server never imports
+        # the cluster's code.
+        from tchat.cluster import redis_backplane
+
+        backplane, store = redis_backplane(config.cluster, config.history, reactor)
+    else:
         store = open_store(config.history, reactor)
 
     def verify(password: str, encoded: str | None) -> Deferred[bool]:
@@ -305,20 +315,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         operators=config.operators,
         verify=verify,
         limits=config.limits,
+        backplane=backplane,
     )
-    if config.cluster.enabled:
-        # Only now: the embedded server never imports the cluster's code.
-        from tchat.cluster import Cluster, RedisStore, link_for
-
-        link = link_for(config.cluster, reactor, lambda e: None, lambda up: None)
-        cluster = Cluster(
-            hub,
-            link,
-            reactor,  # type: ignore[arg-type]
-            node_timeout=config.cluster.node_timeout,
-        )
-        hub.cluster = cluster
-        hub.store = RedisStore(cluster, config.history.keep, config.history.resume_ttl)
     hub.batcher = Batcher(reactor)  # type: ignore[arg-type]
     raise_file_limit(config.limits.max_connections)
     root = MultiService()

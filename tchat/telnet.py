@@ -38,9 +38,11 @@ from zope.interface import implementer
 from tchat import events
 from tchat.commands import CommandError, parse_line
 from tchat.endpoints import client_address
-from tchat.hub import ChatFactory, User
+from tchat.gate import line_refusal, unwrapped
+from tchat.hub import ChatFactory
 from tchat.interfaces import IParticipant
-from tchat.limits import GOODBYE_DRAIN, OutputQueue, line_refusal, unwrapped
+from tchat.model import User
+from tchat.output import GOODBYE_DRAIN, OutputQueue
 from tchat.palette import Colour
 
 _log = Logger()
@@ -675,7 +677,7 @@ class TelnetFactory(ServerFactory):
         self._clock = clock if clock is not None else hub.clock
 
     refusal = staticmethod(line_refusal)
-    """How a connection over the limits is told why (L{tchat.limits.Gate})."""
+    """How a connection over the limits is told why (L{tchat.gate.Gate})."""
 
     def buildProtocol(self, addr: IAddress | None) -> TelnetTransport:
         transport = _TelnetTransport(self.hub, self.door, self._clock)

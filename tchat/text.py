@@ -7,6 +7,7 @@ it, whatever door it came in by, so that no user can repaint or clear another
 user's terminal or reorder text on their screen.
 """
 
+import math
 import re
 import unicodedata
 
@@ -170,3 +171,36 @@ def is_simple_name(name: str) -> bool:
     letters, digits, C{-} and C{_}, at most 32, not starting with a digit.
     """
     return len(name) <= 32 and name.isascii() and name.replace("-", "_").isidentifier()
+
+
+def quoted(text: str) -> str:
+    """What a user typed, L{shortened} and quoted, for an error."""
+    return repr(shortened(text))
+
+
+def describe_span(seconds: float) -> str:
+    """
+    C{2h}, C{1d 6h}, C{45s}: the two largest units.
+    """
+    left, parts = round(seconds), list[str]()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
+
+
+def describe_duration(seconds: float | None) -> str:
+    """
+    C{for 2h}, C{for 1d 6h}, or C{until lifted}.
+    """
+    if seconds is None or math.isinf(seconds):
+        return "until lifted"
+    return "for " + describe_span(seconds)
+
+
+def per_second(rate: float, word: str) -> str:
+    """C{1 line a second}, C{2.5 lines a second}."""
+    return f"{rate:g} {word}{'' if rate == 1 else 's'} a second"

@@ -32,9 +32,11 @@ from zope.interface import implementer
 from tchat import events
 from tchat.config import WebConfig
 from tchat.endpoints import client_address
-from tchat.hub import ChatFactory, User
+from tchat.gate import http_refusal, unwrapped
+from tchat.hub import ChatFactory
 from tchat.interfaces import IParticipant
-from tchat.limits import GOODBYE_DRAIN, OutputQueue, http_refusal, unwrapped
+from tchat.model import User
+from tchat.output import GOODBYE_DRAIN, OutputQueue
 from tchat.webproto import (
     FrameError,
     encode,
@@ -113,7 +115,6 @@ class WebChatProtocol(WebSocketServerProtocol):
     def __init__(self) -> None:
         super().__init__()
         self.user: User | None = None
-        self._client_id: str | None = None
         self._queue: OutputQueue | None = None
         # Where framed messages go once the socket is open: the queue.
         self._out: Callable[[bytes], None] | None = None
@@ -187,17 +188,8 @@ class WebChatProtocol(WebSocketServerProtocol):
             self._error(e.code, e.message, e.client_id)
             return
         # Errors the hub reports while running this request carry its tag.
-        self._client_id = request.client_id
-        try:
-            for command in request.commands:
-                self.factory.hub.execute(user, command)
-        finally:
-            self._client_id = None
-
-    @property
-    def client_id(self) -> str | None:
-        """The tag of the request being carried out, if it has one."""
-        return self._client_id
+        for command in request.commands:
+            self.factory.hub.execute(user, command, request.client_id)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.user is not None:
@@ -255,11 +247,10 @@ class WebChatProtocol(WebSocketServerProtocol):
             # The hot path, every chat line to every member.
             message = cast(events.RoomMessage, event)
             sender_copy = message.client_id is not None and message.nick == user.nick
-        elif kind is events.Error and (
-            self._client_id is not None or cast(events.Error, event).client_id
-        ):
+        elif kind is events.Error and cast(events.Error, event).client_id:
+            # The answer to one request: for this client alone.
             error = cast(events.Error, event)
-            self._error(error.code, error.text, error.client_id or self._client_id)
+            self._error(error.code, error.text, error.client_id)
             return
         elif kind is events.History:
             for payload in history_frames(cast(events.History, event)):
@@ -433,7 +424,7 @@ class ChatSite(Site):
     """
 
     refusal = staticmethod(http_refusal)
-    """How a connection over the limits is told why (L{tchat.limits.Gate})."""
+    """How a connection over the limits is told why (L{tchat.gate.Gate})."""
 
     def __init__(self, root: Resource, chat: WebChatFactory) -> None:
         # An HTTP connection that sends no request is closed after the

@@ -11,14 +11,9 @@ import os
 import random
 from typing import Any
 
-from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 from zope.interface import provider
@@ -28,9 +23,10 @@ from tchat.admin import make_admin_site
 from tchat.commands import Ban, Msg, Mute, Oper, Say
 from tchat.config import HistoryConfig, OperatorsConfig, ServerConfig
 from tchat.history import MemoryStore
-from tchat.hub import OPER_FAILURES, ChatFactory
+from tchat.hub import ChatFactory
 from tchat.metrics import FANOUT_BUCKETS
-from tests.support import QuietParticipant
+from tchat.oper import OPER_FAILURES
+from tests.support import QuietParticipant, Scrape, request
 
 PASSWORD = "right"
 
@@ -48,42 +44,6 @@ class _BusyStore(MemoryStore):
     """
 
     queued = 7
-
-
-class Scrape:
-    """
-    One C{/metrics} answer as Prometheus parses it.
-
-    @ivar families: The metric families, by name (a counter's without its
-        C{_total}).
-    """
-
-    def __init__(self, text: str) -> None:
-        self.families: dict[str, Metric] = {
-            family.name: family for family in text_string_to_metric_families(text)
-        }
-        self._values = {
-            (sample.name, frozenset(sample.labels.items())): sample.value
-            for family in self.families.values()
-            for sample in family.samples
-        }
-
-    def value(self, name: str, **labels: str) -> float:
-        """
-        @return: The value of the sample C{name} with exactly C{labels}.
-        @raise KeyError: If there is no such sample.
-        """
-        return self._values[(name, frozenset(labels.items()))]
-
-    def by_label(self, name: str, label: str) -> dict[str, float]:
-        """
-        @return: The values of the samples C{name}, by their C{label}.
-        """
-        return {
-            dict(labels)[label]: value
-            for (sample, labels), value in self._values.items()
-            if sample == name
-        }
 
 
 class _Onion:
@@ -111,38 +71,6 @@ class _Onion:
 
     def status(self) -> dict[str, Any]:
         return self.state
-
-
-def request(
-    site: Site, path: bytes, method: bytes = b"GET", extra: bytes = b""
-) -> tuple[int, dict[bytes, bytes], bytes]:
-    """
-    Send one HTTP/1.1 request to C{site}.
-
-    @param extra: More header lines, each ended with CR LF.
-
-    @return: The response's status code, headers (lower-cased names) and body.
-    """
-    protocol = site.buildProtocol(None)
-    assert protocol is not None
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    protocol.dataReceived(
-        method
-        + b" "
-        + path
-        + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-        + extra
-        + b"\r\n"
-    )
-    head, _, body = transport.value().partition(b"\r\n\r\n")
-    status, *lines = head.split(b"\r\n")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(b": ")
-        headers[name.lower()] = value
-    protocol.connectionLost(Failure(ConnectionDone()))
-    return int(status.split()[1]), headers, body
 
 
 class AdminTestCase(SynchronousTestCase):

@@ -4,7 +4,7 @@ Tests for L{tchat.cluster}: cluster mode with no Redis, no sockets and no
 real time.
 
 Several hubs share one L{FakeRedis}, each through its own L{FakeLink} (the
-interface L{tchat.cluster.Cluster} uses on L{tchat.cluster.RedisLink}), so
+interface L{tchat.cluster.RedisBackplane} uses on L{RedisLink}), so
 that two hubs behave as two nodes of one cluster.  The fake runs Python
 versions of the cluster's Lua scripts, answers with the values
 C{txredisapi} gives (strings, integers and lists), and delivers what is
@@ -30,23 +30,18 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import events
 from tchat.admin import make_admin_site
-from tchat.cluster import (
-    BACK,
+from tchat.cluster import RedisBackplane, RedisStore
+from tchat.cluster.redis import ClusterDownError, RedisLink
+from tchat.cluster.scripts import (
     CLAIM,
     HEARTBEAT,
-    OUTAGE,
     RELEASE,
     ROOM,
     ROOMS,
     SAY,
     WHERE,
-    Cluster,
-    ClusterDownError,
-    RedisLink,
-    RedisStore,
-    decode_event,
-    encode_event,
 )
+from tchat.cluster.wire import decode_event, encode_event
 from tchat.commands import (
     Announce,
     Ban,
@@ -75,10 +70,11 @@ from tchat.config import (
     ServerConfig,
     config_from_string,
 )
-from tchat.hub import ChatFactory, User
+from tchat.hub import ChatFactory
+from tchat.model import User
 from tchat.palette import PALETTE
-from tests.test_admin import Scrape, request
-from tests.test_hub import FakeParticipant
+from tchat.presence import BACK, OUTAGE
+from tests.support import FakeParticipant, Scrape, request
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -452,8 +448,8 @@ class FakeRedis:
 
 class FakeLink:
     """
-    One node's connections to a L{FakeRedis}: what L{Cluster} uses of
-    L{tchat.cluster.RedisLink}.
+    One node's connections to a L{FakeRedis}: what L{RedisBackplane} uses of
+    L{tchat.cluster.redis.RedisLink}.
 
     Requests are answered at once; while the link is down they fail with
     L{ClusterDownError}, and the node hears nothing of the bus.
@@ -557,19 +553,19 @@ class Node:
         history: HistoryConfig,
     ) -> None:
         self.link = FakeLink(redis, name)
+        link = cast("RedisLink", self.link)
+        self.store = RedisStore(link, history.keep, history.resume_ttl)
+        self.cluster = RedisBackplane(link, self.store, redis.clock, NODE_TIMEOUT)
         self.hub = ChatFactory(
             ServerConfig(name="tchat", motd=("hello",)),
             redis.clock,
             random.Random(seed),
             history=history,
+            store=self.store,
             operators=OperatorsConfig((("root", "stored"),)),
             verify=_verify,
+            backplane=self.cluster,
         )
-        self.cluster = Cluster(
-            self.hub, cast("RedisLink", self.link), redis.clock, NODE_TIMEOUT
-        )
-        self.hub.cluster = self.cluster
-        self.hub.store = RedisStore(self.cluster, history.keep, history.resume_ttl)
 
     def connect(
         self, nick: str | None = None, door: str = "telnet"
@@ -813,11 +809,11 @@ class MessageTests(ClusterTestCase):
         as the same message (same id, same epoch), and the sender sees it
         exactly once.
         """
-        alice, _ = self.a.user("alice")
+        alice, user = self.a.user("alice")
         carol, _ = self.a.user("carol")
         bob, _ = self.b.user("bob", "web")
         self.everyone(alice, carol, bob)
-        self.a.hub.execute(self.a.hub.user_by_key("alice"), Say("hello"))  # type: ignore[arg-type]
+        self.a.hub.execute(user, Say("hello"))
         seen = [of(events.RoomMessage, p.take()) for p in (alice, carol, bob)]
         self.assertEqual(len(seen[0]), 1, seen)
         (message,) = seen[0]
@@ -826,9 +822,9 @@ class MessageTests(ClusterTestCase):
             (message.room, message.id, message.nick, message.text, message.door),
             ("#lobby", 1, "alice", "hello", "telnet"),
         )
-        lobby = self.b.hub._rooms["#lobby"]
+        lobby = self.b.hub.directory.rooms["#lobby"]
         self.assertEqual(message.epoch, lobby.epoch)
-        self.assertEqual(self.a.hub._rooms["#lobby"].epoch, lobby.epoch)
+        self.assertEqual(self.a.hub.directory.rooms["#lobby"].epoch, lobby.epoch)
 
     def test_ids_across_senders(self) -> None:
         """
@@ -875,7 +871,7 @@ class MessageTests(ClusterTestCase):
         alice, ua = self.a.user("alice")
         bob, ub = self.b.user("bob")
         self.a.hub.execute(ua, Join("#dev"))
-        epoch = self.a.hub._rooms["#dev"].epoch
+        epoch = self.a.hub.directory.rooms["#dev"].epoch
         self.advance(1)
         bob.take()
         self.b.link.hold()
@@ -903,7 +899,7 @@ class MessageTests(ClusterTestCase):
         self.assertEqual(
             [(m.id, m.text) for m in history.messages], [(1, "one"), (2, "two")]
         )
-        self.assertEqual(history.epoch, self.a.hub._rooms["#dev"].epoch)
+        self.assertEqual(history.epoch, self.a.hub.directory.rooms["#dev"].epoch)
 
 
 class PresenceTests(ClusterTestCase):
@@ -1268,7 +1264,7 @@ class OutageTests(ClusterTestCase):
         What is said on the cut-off node reaches its own users, in a new
         epoch (its ids are its own), and not the other node's.
         """
-        before = self.a.hub._rooms["#lobby"].epoch
+        before = self.a.hub.directory.rooms["#lobby"].epoch
         self.advance(1)
         self.a.link.go_down()
         self.everyone(self.alice, self.carol)
@@ -1319,7 +1315,7 @@ class OutageTests(ClusterTestCase):
         other node's users said meanwhile; then talk goes on with the ids
         every node agrees on.
         """
-        lobby = self.a.hub._rooms["#lobby"]
+        lobby = self.a.hub.directory.rooms["#lobby"]
         epoch = lobby.epoch
         self.a.link.go_down()
         self.b.hub.execute(self.ub, Say("while you were away"))
@@ -1614,7 +1610,7 @@ class ResumeTests(ClusterTestCase):
         """
         alice, ua = self.a.user("alice")
         self.a.hub.execute(ua, Join("#quiet"))
-        epoch = self.a.hub._rooms["#quiet"].epoch
+        epoch = self.a.hub.directory.rooms["#quiet"].epoch
         code = ua.code
         self.advance(1)
         self.a.hub.disconnect(ua, "reset by peer")
@@ -1622,7 +1618,7 @@ class ResumeTests(ClusterTestCase):
         self.b.hub.execute(ub, Resume(code))
         (quiet,) = [h for h in of(events.History, back.take()) if h.room == "#quiet"]
         self.assertEqual((quiet.epoch, quiet.complete), (epoch, True))
-        self.assertEqual(self.b.hub._rooms["#quiet"].epoch, epoch)
+        self.assertEqual(self.b.hub.directory.rooms["#quiet"].epoch, epoch)
 
     def test_takeover_of_live_connection(self) -> None:
         """
@@ -1640,6 +1636,41 @@ class ResumeTests(ClusterTestCase):
         self.assertEqual(ub.nick, "alice")
         _, other = self.a.connect("alice")
         self.assertNotEqual(other.nick, "alice")
+
+
+class OrderTests(ClusterTestCase):
+    """
+    A user's commands take effect in the order sent, even when one waits
+    on Redis.
+    """
+
+    def test_rename_then_message(self) -> None:
+        """
+        A classic client's first frame (a name and a message) is shown on
+        the other node as the rename, then the message under the new name,
+        though the nick claim is still on its way to Redis when the message
+        arrives.
+        """
+        reader, _ = self.b.user("reader")
+        wes_p, wes = self.a.connect(door="web")
+        guest = wes.nick
+        self.everyone(reader, wes_p)
+        self.a.link.hold()
+        self.a.hub.execute(wes, Nick("wes"), "c1")
+        self.a.hub.execute(wes, Say("hello"), "c1")
+        self.assertEqual(reader.take(), [])
+        self.a.link.release()
+        self.a.link.release()
+        seen = [
+            e
+            for e in reader.take()
+            if isinstance(e, events.RoomMessage)
+            or (isinstance(e, events.Presence) and e.kind == "nick")
+        ]
+        self.assertEqual(
+            [(type(e).__name__, e.nick) for e in seen],
+            [("Presence", guest), ("RoomMessage", "wes")],
+        )
 
 
 class RetryTests(ClusterTestCase):

@@ -15,7 +15,7 @@ from tchat.control import Listeners, Reloader, ReloadResult, SignalService
 from tchat.hub import ChatFactory
 from tchat.telnet import TelnetFactory
 from tchat.web import make_site
-from tests.test_hub import FakeParticipant
+from tests.support import FakeParticipant
 
 START = """\
 [telnet]

@@ -9,7 +9,10 @@ nothing one user sends can reach another user's screen as a control code.
 
 Hypothesis runs under the C{ci} profile by default: derandomized (the same
 examples every run, so the unit suite stays fast and never flaky) and with no
-example database.  C{HYPOTHESIS_PROFILE=dev} runs many more, random, examples.
+example database.  C{HYPOTHESIS_PROFILE=deep} runs eight times as many, still
+derandomized: the integration suite runs this module so
+(C{tests.integration.test_fuzz_deep}).  C{HYPOTHESIS_PROFILE=dev} runs many
+more, random, examples.
 """
 
 import itertools
@@ -24,7 +27,6 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -48,13 +50,15 @@ from tchat.config import (
     known_keys,
     load_config,
 )
-from tchat.hub import ChatFactory, User
+from tchat.hub import ChatFactory
 from tchat.interfaces import IParticipant
+from tchat.model import User
 from tchat.palette import PALETTE
 from tchat.telnet import TelnetFactory
 from tchat.web import WebChatFactory
 from tchat.webproto import FrameError, Request, error_frame, parse_frame
-from tests.test_telnet import Client
+from tests.support import TelnetClient as Client
+from tests.support import autobahn_on
 
 # -- Hypothesis profiles ----------------------------------------------------
 
@@ -74,8 +78,16 @@ settings.register_profile(
     # Example times vary with the machine; the suite's own run time is
     # what is kept small, through max_examples.
     deadline=None,
-    max_examples=100,
+    max_examples=25,
     # No example database: nothing is kept from one run to the next.
+    database=None,
+    print_blob=False,
+)
+settings.register_profile(
+    "deep",
+    derandomize=True,
+    deadline=None,
+    max_examples=200,
     database=None,
     print_blob=False,
 )
@@ -960,11 +972,7 @@ class WebSocketFrameTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
-        # Autobahn's timers run on txaio's loop.
-        config: Any = txaio.config  # type: ignore[attr-defined]
-        previous = config.loop
-        config.loop = self.clock
-        self.addCleanup(setattr, config, "loop", previous)
+        autobahn_on(self, self.clock)
 
     def connect(
         self, factory: WebChatFactory, pumps: list[iosim.IOPump]

@@ -4,30 +4,35 @@ suppression in the hub (L{tchat.hub}), and the stores (L{tchat.history}).
 
 Hub tests run on a L{Clock} with the in-memory store or a store whose reads
 the test completes by hand; store tests use a real SQLite file in the
-test's temporary directory and the store's real thread.
+test's temporary directory, with a L{Clock} for the store's timers and a
+stand-in for its thread that runs its work when the test says so.
 """
 
 import os
 import random
 import sqlite3
-import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock, deferLater
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet.defer import Deferred, execute
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import events
 from tchat.commands import Join, Nick, Part, Resume, ResumeRooms, Say, ShowHistory
 from tchat.config import HistoryConfig, ServerConfig
-from tchat.history import MemoryStore, RoomRecord, Session, SQLiteStore
-from tchat.hub import ChatFactory, User, normalize_code
+from tchat.history import Loaded, MemoryStore, RoomRecord, Session, SQLiteStore
+from tchat.hub import ChatFactory
+from tchat.model import User
 from tchat.palette import PALETTE
-from tests.test_hub import FakeParticipant
+from tchat.resume import resume_point
+from tchat.sessions import normalize_code
+from tests.support import FakeParticipant
 
 RED = PALETTE["red"]
+
+T = TypeVar("T")
 
 
 class SlowReads(MemoryStore):
@@ -119,7 +124,10 @@ class IdTests(HistoryTestCase):
             [(m.room, m.id) for m in messages],
             [("#lobby", 1), ("#lobby", 2), ("#dev", 1), ("#lobby", 3)],
         )
-        lobby, dev = self.hub._rooms["#lobby"], self.hub._rooms["#dev"]
+        lobby, dev = (
+            self.hub.directory.rooms["#lobby"],
+            self.hub.directory.rooms["#dev"],
+        )
         self.assertEqual(
             {m.epoch for m in messages if m.room == "#lobby"}, {lobby.epoch}
         )
@@ -348,29 +356,41 @@ class ResumeTests(HistoryTestCase):
         """
         _, alice = self.connect("alice")
         self.say(alice, *[f"m{i}" for i in range(1, 6)])
-        lobby = self.hub._rooms["#lobby"]
+        lobby = self.hub.directory.rooms["#lobby"]
         old = lobby.epoch
         # As the store reports after an unclean stop: 5 messages survived.
         lobby.lineage.append((old + 1, 6))
         lobby.epoch = old + 1
         self.say(alice, "n6", "n7")
-        self.assertEqual(self.hub._resume_point(lobby, 4, old), (4, True))
-        self.assertEqual(self.hub._resume_point(lobby, 5, old), (5, True))
-        self.assertEqual(self.hub._resume_point(lobby, 6, old), (5, False))
-        self.assertEqual(self.hub._resume_point(lobby, 6, old + 1), (6, True))
-        self.assertEqual(self.hub._resume_point(lobby, 2, 12345), (4, False))
-        self.assertEqual(self.hub._resume_point(lobby, 99, None), (7, True))
+        self.assertEqual(resume_point(lobby, 4, old, self.history.replay), (4, True))
+        self.assertEqual(resume_point(lobby, 5, old, self.history.replay), (5, True))
+        self.assertEqual(resume_point(lobby, 6, old, self.history.replay), (5, False))
+        self.assertEqual(
+            resume_point(lobby, 6, old + 1, self.history.replay), (6, True)
+        )
+        self.assertEqual(resume_point(lobby, 2, 12345, self.history.replay), (4, False))
+        self.assertEqual(resume_point(lobby, 99, None, self.history.replay), (7, True))
+
+
+class HeldTests(HistoryTestCase):
+    """
+    Live messages wait for a history read in flight.
+    """
+
+    def make_store(self) -> MemoryStore:
+        return SlowReads(self.history)
 
     def test_held_until_read(self) -> None:
         """
         While missed messages are read from the store, live ones for that
         room wait, so the user gets them in id order.
         """
-        self.hub.store = store = SlowReads(self.history)
+        store = self.store
+        assert isinstance(store, SlowReads)
         _, alice = self.connect("alice")
         self.hub.execute(alice, Join("#dev"))
         self.say(alice, "d1", "d2", "d3", "d4", "d5", room="#dev")
-        self.hub._rooms["#dev"].recent.clear()
+        self.hub.directory.rooms["#dev"].recent.clear()
         bob_p, bob = self.connect("bob")
         self.hub.execute(bob, ResumeRooms((("#dev", 1, None),)))
         self.say(alice, "d6", room="#dev")
@@ -409,7 +429,7 @@ class DuplicateTests(HistoryTestCase):
         (ack,) = again_p.take()
         assert isinstance(ack, events.RoomMessage)
         self.assertEqual(ack.id, 1)
-        self.assertEqual(self.hub._rooms["#lobby"].last_id, 1)
+        self.assertEqual(self.hub.directory.rooms["#lobby"].last_id, 1)
 
     def test_not_a_retry(self) -> None:
         """
@@ -421,7 +441,7 @@ class DuplicateTests(HistoryTestCase):
         self.hub.execute(alice, Say("one", client_id="c-1"))
         self.hub.execute(alice, Say("two", client_id="c-1"))
         self.hub.execute(bob, Say("two", client_id="c-1"))
-        self.assertEqual(self.hub._rooms["#lobby"].last_id, 3)
+        self.assertEqual(self.hub.directory.rooms["#lobby"].last_id, 3)
 
     def test_forgotten_after_retention(self) -> None:
         """
@@ -430,8 +450,8 @@ class DuplicateTests(HistoryTestCase):
         _, alice = self.connect("alice")
         self.hub.execute(alice, Say("first", client_id="c-1"))
         self.say(alice, *[f"m{i}" for i in range(60)])
-        self.assertNotIn("c-1", self.hub._rooms["#lobby"].tagged)
-        self.assertLessEqual(len(self.hub._rooms["#lobby"].tagged), 50)
+        self.assertNotIn("c-1", self.hub.directory.rooms["#lobby"].tagged)
+        self.assertLessEqual(len(self.hub.directory.rooms["#lobby"].tagged), 50)
 
 
 class ResumeCodeTests(HistoryTestCase):
@@ -553,6 +573,29 @@ class FullSyncTests(HistoryTestCase):
         self.assertEqual(self.said(bob_p.take()), [("#lobby", 1, "safe")])
         self.assertEqual(self.said(alice_p.take()), [("#lobby", 1, "safe")])
 
+    def test_numbers_while_writing(self) -> None:
+        """
+        Messages said while earlier ones are still being written get the
+        next numbers, whatever order the writes finish in: no id is ever
+        given twice (a kept message would be overwritten by another).
+        """
+        alice_p, alice = self.connect("alice", "web")
+        bob_p, _ = self.connect("bob")
+        self.say(alice, "one", "two")
+        first, second = self.commits
+        first.callback(None)
+        self.say(alice, "three")
+        second.callback(None)
+        self.commits[-1].callback(None)
+        self.assertEqual(
+            self.said(bob_p.take()),
+            [("#lobby", 1, "one"), ("#lobby", 2, "two"), ("#lobby", 3, "three")],
+        )
+        stored = self.successResultOf(self.store.read("#lobby"))
+        self.assertEqual(
+            [(m.id, m.text) for m in stored], [(1, "one"), (2, "two"), (3, "three")]
+        )
+
     def test_failed_commit(self) -> None:
         """
         A message the store could not keep is shown to nobody, and its
@@ -581,29 +624,85 @@ def message(
     )
 
 
-class SQLiteStoreTests(TestCase):
+class FakeThread:
     """
-    The embedded store, on a real file and its real thread.
+    Stands in for L{SQLiteStore}'s thread.  Each call runs at once, or,
+    while C{held}, waits until the test calls L{run}: a test can then look
+    at the store with a batch in flight.
     """
+
+    def __init__(self) -> None:
+        self.held = False
+        self.calls: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]]
+        self.calls = []
+
+    def __call__(self, f: Callable[..., T], /, *args: Any) -> Deferred[T]:
+        if not self.held:
+            return execute(f, *args)
+        done: Deferred[T] = Deferred()
+        self.calls.append((f, args, done))
+        return done
+
+    def run(self) -> int:
+        """
+        Run the held calls, and those they lead to, in order.
+
+        @return: How many ran.
+        """
+        ran = 0
+        while self.calls:
+            f, args, done = self.calls.pop(0)
+            execute(f, *args).chainDeferred(done)
+            ran += 1
+        return ran
+
+
+class StoreTestCase(SynchronousTestCase):
+    """
+    A real SQLite file in the test's temporary directory; the store's
+    thread is a L{FakeThread} and its timers run on a L{Clock}.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.thread = FakeThread()
 
     def config(self, **changes: Any) -> HistoryConfig:
         path = os.path.abspath(self.mktemp()) + ".sqlite3"
         return replace(HistoryConfig(path=path, keep=5, batch_window=0.01), **changes)
 
-    async def open(self, config: HistoryConfig) -> tuple[SQLiteStore, Any]:
-        store = SQLiteStore(config, reactor, recent=3)
-        loaded = await store.load(2000.0)
+    def store(self, config: HistoryConfig, recent: int = 3) -> SQLiteStore:
+        return SQLiteStore(config, self.clock, recent, run_in_thread=self.thread)
+
+    def close(self, store: SQLiteStore) -> None:
+        """
+        Close the store, running whatever its thread still holds.
+        """
+        self.thread.held = False
+        self.thread.run()
+        self.successResultOf(store.close())
+
+
+class SQLiteStoreTests(StoreTestCase):
+    """
+    The embedded store, on a real file.
+    """
+
+    def open(self, config: HistoryConfig) -> tuple[SQLiteStore, Loaded]:
+        store = self.store(config)
+        loaded = self.successResultOf(store.load(2000.0))
         return store, loaded
 
-    async def test_round_trip(self) -> None:
+    def test_round_trip(self) -> None:
         """
         Rooms, messages, topics and sessions survive a clean close; on
         reopening the latest messages and the tagged ones are loaded; the
         stop is clean, so no new epoch.
         """
         config = self.config()
-        now = time.time()
-        store, loaded = await self.open(config)
+        now = self.clock.seconds()
+        store, loaded = self.open(config)
         self.assertEqual(loaded.rooms, [])
         store.save_room(
             RoomRecord("#dev", "#Dev", 7, [(7, 1)], topic="t", topic_by="al")
@@ -613,10 +712,10 @@ class SQLiteStoreTests(TestCase):
         store.save_session(
             Session("AAAA-BBBB", "al", "red", True, (("#Dev", 7, 8),), "#Dev", now)
         )
-        await store.close()
+        self.successResultOf(store.close())
 
-        store, loaded = await self.open(config)
-        self.addCleanup(store.close)
+        store, loaded = self.open(config)
+        self.addCleanup(self.close, store)
         (room,) = loaded.rooms
         self.assertEqual(
             (
@@ -632,43 +731,60 @@ class SQLiteStoreTests(TestCase):
         self.assertEqual([m.text for m in loaded.recent["#dev"]], ["m6", "m7", "m8"])
         self.assertEqual([m.client_id for m in loaded.tagged["#dev"]], ["c5", "c7"])
         self.assertEqual(loaded.recent["#dev"][0], message("#Dev", 6, "m6"))
-        page = await store.read("#dev", before=6, limit=10)
+        page = self.successResultOf(store.read("#dev", before=6, limit=10))
         self.assertEqual([m.id for m in page], [4, 5])
-        after = await store.read("#dev", after=5, upto=7)
+        after = self.successResultOf(store.read("#dev", after=5, upto=7))
         self.assertEqual([m.id for m in after], [6, 7])
-        session = await store.session("AAAA-BBBB", now - 60)
+        session = self.successResultOf(store.session("AAAA-BBBB", now - 60))
         assert session is not None
         self.assertEqual(session.rooms, (("#Dev", 7, 8),))
-        self.assertIsNone(await store.session("AAAA-BBBB", now + 60))
+        self.assertIsNone(self.successResultOf(store.session("AAAA-BBBB", now + 60)))
 
-    async def test_batches(self) -> None:
+    def test_batches(self) -> None:
         """
         Messages queued within the batch window are written in one
         transaction, and a read sees queued messages at once.
         """
         config = self.config(keep=1000, batch_window=5.0)
-        store, _ = await self.open(config)
-        self.addCleanup(store.close)
+        store, _ = self.open(config)
+        self.addCleanup(self.close, store)
         store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
         for i in range(1, 201):
             store.append(message("#a", i, f"m{i}"), False)
         self.assertEqual(store.queued, 201)
-        found = await store.read("#a", after=0, limit=1000)
+        found = self.successResultOf(store.read("#a", after=0, limit=1000))
         self.assertEqual(len(found), 200)
         self.assertEqual((store.queued, store.batches), (0, 1))
 
-    async def test_wal_and_durable_append(self) -> None:
+    def test_batch_window(self) -> None:
+        """
+        Without a read, what is queued is written when the batch window
+        ends, in one transaction.
+        """
+        store, _ = self.open(self.config(batch_window=1.0))
+        self.addCleanup(self.close, store)
+        store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
+        self.clock.advance(0.5)
+        store.append(message("#a", 1, "m1"), False)
+        self.clock.advance(0.25)
+        self.assertEqual((store.queued, store.batches), (2, 0))
+        self.clock.advance(0.25)
+        self.assertEqual((store.queued, store.batches), (0, 1))
+
+    def test_wal_and_durable_append(self) -> None:
         """
         The file is in WAL mode; with C{sync = full} an append's Deferred
         fires once another connection can read the message.
         """
         config = self.config(sync="full")
-        store, _ = await self.open(config)
-        self.addCleanup(store.close)
+        store, _ = self.open(config)
+        self.addCleanup(self.close, store)
         store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
         committed = store.append(message("#a", 1, "safe"), True)
         assert committed is not None
-        await committed
+        self.assertNoResult(committed)
+        self.clock.advance(0)
+        self.successResultOf(committed)
         other = sqlite3.connect(config.path)
         self.addCleanup(other.close)
         self.assertEqual(other.execute("PRAGMA journal_mode").fetchone()[0], "wal")
@@ -676,42 +792,115 @@ class SQLiteStoreTests(TestCase):
             other.execute("SELECT text FROM messages").fetchall(), [("safe",)]
         )
 
-    async def test_unclean_stop_starts_new_epoch(self) -> None:
+    def test_group_commit(self) -> None:
+        """
+        With C{sync = full} a batch is written as soon as the disk is free:
+        what arrives while one is being committed waits for it, then goes
+        in the next batch, whatever the batch window.
+        """
+        store, _ = self.open(self.config(sync="full", batch_window=5.0))
+        self.addCleanup(self.close, store)
+        self.thread.held = True
+        store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
+        first = store.append(message("#a", 1, "m1"), True)
+        self.clock.advance(0)
+        self.assertEqual((len(self.thread.calls), store.queued), (1, 2))
+        second = store.append(message("#a", 2, "m2"), True)
+        third = store.append(message("#a", 3, "m3"), True)
+        assert first is not None and second is not None and third is not None
+        self.clock.advance(10)
+        self.assertEqual((len(self.thread.calls), store.queued), (1, 4))
+        self.thread.run()
+        self.successResultOf(first)
+        self.assertNoResult(second)
+        self.clock.advance(0)
+        self.thread.run()
+        self.successResultOf(second)
+        self.successResultOf(third)
+        self.assertEqual((store.queued, store.batches), (0, 2))
+
+    def test_closing_waits_for_batch_in_flight(self) -> None:
+        """
+        Closing while a batch is being committed waits for it, then
+        records a clean stop.
+        """
+        config = self.config(batch_window=5.0)
+        store, _ = self.open(config)
+        self.thread.held = True
+        store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
+        store.append(message("#a", 1, "m1"), False)
+        store._flush()
+        closing = store.close()
+        self.assertEqual(self.thread.run(), 1)
+        self.assertNoResult(closing)
+        self.clock.advance(0.01)
+        self.assertEqual(self.thread.run(), 1)
+        self.successResultOf(closing)
+        self.assertEqual((store.queued, store.batches), (0, 1))
+        other = sqlite3.connect(config.path)
+        self.addCleanup(other.close)
+        self.assertEqual(other.execute("SELECT id FROM messages").fetchall(), [(1,)])
+        self.assertEqual(
+            other.execute("SELECT value FROM meta WHERE key = 'clean'").fetchall(),
+            [("1",)],
+        )
+
+    def test_unclean_stop_starts_new_epoch(self) -> None:
         """
         After a run that did not close (a crash), each room starts a new
         epoch from the id after the last one on disk.
         """
         config = self.config()
-        store, _ = await self.open(config)
+        store, _ = self.open(config)
         store.save_room(RoomRecord("#a", "#a", 7, [(7, 1)]))
         store.append(message("#a", 1, "kept"), False)
-        await store.read("#a")  # written
+        self.successResultOf(store.read("#a"))  # written
         store.append(message("#a", 2, "lost in the crash"), False)
-        await self.crash(store)
+        self.crash(store)
 
-        store, loaded = await self.open(config)
-        self.addCleanup(store.close)
+        store, loaded = self.open(config)
+        self.addCleanup(self.close, store)
         (room,) = loaded.rooms
         self.assertTrue(loaded.lossy)
         self.assertEqual(room.last_id, 1)
         self.assertEqual(room.lineage, [(7, 1), (2_000_000, 2)])
         self.assertEqual(room.epoch, 2_000_000)
 
-    async def test_unclean_stop_with_full_sync(self) -> None:
+    def test_unclean_stop_with_full_sync(self) -> None:
         """
         With C{sync = full} nothing shown was lost in a crash: same epoch.
         """
         config = self.config(sync="full")
-        store, _ = await self.open(config)
+        store, _ = self.open(config)
         store.save_room(RoomRecord("#a", "#a", 7, [(7, 1)]))
-        await store.append(message("#a", 1, "kept"), True)  # type: ignore[misc]
-        await self.crash(store)
-        store, loaded = await self.open(config)
-        self.addCleanup(store.close)
+        committed = store.append(message("#a", 1, "kept"), True)
+        assert committed is not None
+        self.clock.advance(0)
+        self.successResultOf(committed)
+        self.crash(store)
+        store, loaded = self.open(config)
+        self.addCleanup(self.close, store)
         self.assertFalse(loaded.lossy)
         self.assertEqual(loaded.rooms[0].epoch, 7)
 
-    async def crash(self, store: SQLiteStore) -> None:
+    def test_pruned_on_write(self) -> None:
+        """
+        Each batch deletes what is beyond C{keep} and records how far the
+        room was pruned.
+        """
+        config = self.config(keep=3)
+        store, _ = self.open(config)
+        store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
+        for i in range(1, 8):
+            store.append(message("#a", i, f"m{i}"), False)
+        found = self.successResultOf(store.read("#a", limit=100))
+        self.assertEqual([m.id for m in found], [5, 6, 7])
+        self.successResultOf(store.close())
+        store, loaded = self.open(config)
+        self.addCleanup(self.close, store)
+        self.assertEqual(loaded.rooms[0].pruned_to, 4)
+
+    def crash(self, store: SQLiteStore) -> None:
         """
         Stop the store's thread without flushing or marking a clean stop.
         """
@@ -723,10 +912,10 @@ class SQLiteStoreTests(TestCase):
             assert store._db is not None
             store._db.close()
 
-        await store._in_thread(drop)
-        store._pool.stop()
+        self.successResultOf(store._in_thread(drop))
+        store._running = False  # its thread is gone
 
-    async def test_hub_on_sqlite(self) -> None:
+    def test_hub_on_sqlite(self) -> None:
         """
         The hub on the real store: messages said before a restart are
         replayed to a joiner after it, and a resume reads them from disk.
@@ -734,27 +923,29 @@ class SQLiteStoreTests(TestCase):
         config = self.config(keep=100, replay=2)
         clock = Clock()
 
-        async def start() -> ChatFactory:
-            store = SQLiteStore(config, reactor, recent=config.replay)
+        def start() -> ChatFactory:
+            store = SQLiteStore(
+                config, clock, recent=config.replay, run_in_thread=self.thread
+            )
             hub = ChatFactory(ServerConfig(), clock, history=config, store=store)
-            await hub.start()
+            self.successResultOf(hub.start())
             return hub
 
-        hub = await start()
+        hub = start()
         participant = FakeParticipant()
         user = hub.connect(participant)
         for i in range(1, 11):
             hub.execute(user, Say(f"m{i}"))
         stopping = hub.stop()
         clock.advance(hub.config.shutdown_grace + 1)  # the user's connection is cut
-        await stopping
+        self.successResultOf(stopping)
 
-        hub = await start()
-        self.addCleanup(hub.stop, 0)
+        hub = start()
+        self.addCleanup(lambda: self.successResultOf(hub.stop(0)))
         late = FakeParticipant("web")
         user = hub.connect(late)
         hub.execute(user, ResumeRooms((("#lobby", 4, None),)))
-        await hub.store.read("#lobby")  # the resume's read is done
+        self.successResultOf(hub.store.read("#lobby"))  # the resume's read is done
         texts = [
             [m.text for m in e.messages]
             for e in late.take()
@@ -763,50 +954,77 @@ class SQLiteStoreTests(TestCase):
         self.assertEqual(texts, [["m9", "m10"], ["m5", "m6", "m7", "m8"]])
 
 
-class WriteFailureTests(TestCase):
+class WriteFailureTests(StoreTestCase):
     """
     A batch the disk refuses is retried (C{sync = normal}) or reported to
     its senders (C{sync = full}); nothing else is lost.
     """
 
-    async def store_failing_once(self, **changes: Any) -> SQLiteStore:
+    def store_failing(self, times: int = 1, **changes: Any) -> SQLiteStore:
+        """
+        An open store whose first C{times} batches fail.
+        """
         path = os.path.abspath(self.mktemp()) + ".sqlite3"
         config = replace(HistoryConfig(path=path, batch_window=0.01), **changes)
-        store = SQLiteStore(config, reactor, recent=3)
-        await store.load(time.time())
-        self.addCleanup(store.close)
+        store = self.store(config)
+        self.successResultOf(store.load(self.clock.seconds()))
+        self.addCleanup(self.close, store)
         write = store._write
         calls: list[int] = []
 
         def flaky(ops: Any) -> float:
             calls.append(len(ops))
-            if len(calls) == 1:
+            if len(calls) <= times:
                 raise sqlite3.OperationalError("database or disk is full")
             return write(ops)
 
         store._write = flaky  # type: ignore[method-assign]
         return store
 
-    async def test_retried(self) -> None:
-        store = await self.store_failing_once()
+    def test_retried(self) -> None:
+        store = self.store_failing()
         store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
         store.append(message("#a", 1, "kept"), False)
         store._flush()
-        await deferLater(reactor, 0.7, lambda: None)  # the first retry: 0.5 s
-        found = await store.read("#a")
+        self.clock.advance(0.7)  # the first retry: 0.5 s
+        found = self.successResultOf(store.read("#a"))
         self.assertEqual([m.text for m in found], ["kept"])
         self.assertEqual((store.failed_batches, store.batches), (1, 1))
         self.flushLoggedErrors(sqlite3.OperationalError)
 
-    async def test_full_sync_reports(self) -> None:
-        store = await self.store_failing_once(sync="full")
+    def test_backoff(self) -> None:
+        """
+        The first retry comes 0.5 s after a failure; each further failure
+        doubles the wait.  Nothing queued is lost meanwhile.
+        """
+        store = self.store_failing(times=2)
+        store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
+        store.append(message("#a", 1, "kept"), False)
+        store._flush()
+        self.assertEqual((store.failed_batches, store.queued), (1, 2))
+        store.append(message("#a", 2, "later"), False)
+        self.clock.advance(0.49)
+        self.assertEqual(store.failed_batches, 1)
+        self.clock.advance(0.01)
+        self.assertEqual((store.failed_batches, store.queued), (2, 3))
+        self.clock.advance(0.99)
+        self.assertEqual((store.failed_batches, store.batches), (2, 0))
+        self.clock.advance(0.01)
+        self.assertEqual((store.failed_batches, store.batches), (2, 1))
+        self.assertEqual(store.queued, 0)
+        found = self.successResultOf(store.read("#a"))
+        self.assertEqual([m.text for m in found], ["kept", "later"])
+        self.flushLoggedErrors(sqlite3.OperationalError)
+
+    def test_full_sync_reports(self) -> None:
+        store = self.store_failing(sync="full")
         store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
         committed = store.append(message("#a", 1, "refused"), True)
         assert committed is not None
-        with self.assertRaises(sqlite3.OperationalError):
-            await committed
-        await deferLater(reactor, 0.7, lambda: None)
-        self.assertEqual(await store.read("#a"), [])
+        self.clock.advance(0)
+        self.failureResultOf(committed, sqlite3.OperationalError)
+        self.clock.advance(0.7)
+        self.assertEqual(self.successResultOf(store.read("#a")), [])
         self.assertEqual(store.batches, 1)  # the room itself, on retry
         self.flushLoggedErrors(sqlite3.OperationalError)
 
@@ -827,4 +1045,4 @@ class StoppingTests(HistoryTestCase):
         self.assertEqual(shutdown, events.Shutdown("the server is shutting down"))
         assert isinstance(error, events.Error)
         self.assertEqual(error.code, "not-stored")
-        self.assertEqual(self.hub._rooms["#lobby"].last_id, 0)
+        self.assertEqual(self.hub.directory.rooms["#lobby"].last_id, 0)

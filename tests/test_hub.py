@@ -6,7 +6,6 @@ import random
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from tchat import events
@@ -26,48 +25,10 @@ from tchat.commands import (
     WhoIs,
 )
 from tchat.config import ServerConfig
-from tchat.hub import ChatFactory, User
+from tchat.hub import ChatFactory
 from tchat.interfaces import IParticipant
 from tchat.palette import PALETTE
-
-
-@implementer(IParticipant)
-class FakeParticipant:
-    """
-    Records what the hub tells one user.
-    """
-
-    def __init__(self, door: str = "telnet", address: str | None = None) -> None:
-        self.door = door
-        self.address = address
-        self.user: User | None = None
-        self.received: list[object] = []
-        self.renderings: list[events.Renderings] = []
-        self.closed: str | None = None
-        self.close_why: str | None = None
-        self.aborted = False
-
-    def attached(self, user: object) -> None:
-        assert isinstance(user, User)
-        self.user = user
-
-    def deliver(self, event: object, renderings: object) -> None:
-        assert isinstance(renderings, events.Renderings)
-        self.received.append(event)
-        self.renderings.append(renderings)
-
-    def close(self, reason: str, why: str = "normal") -> None:
-        self.closed, self.close_why = reason, why
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def take(self) -> list[object]:
-        """
-        Return and forget what was received so far.
-        """
-        received, self.received = self.received, []
-        return received
+from tests.support import FakeParticipant
 
 
 class HubTestCase(SynchronousTestCase):
@@ -129,7 +90,7 @@ class ConnectTests(HubTestCase):
                 user.nick,
                 "telnet",
                 "#lobby",
-                epoch=self.hub._rooms["#lobby"].epoch,
+                epoch=self.hub.directory.rooms["#lobby"].epoch,
                 last_id=0,
             ),
         )
@@ -166,7 +127,7 @@ class ConnectTests(HubTestCase):
                 bob.nick,
                 "web",
                 "#lobby",
-                epoch=self.hub._rooms["#lobby"].epoch,
+                epoch=self.hub.directory.rooms["#lobby"].epoch,
                 last_id=0,
             ),
         )
@@ -253,7 +214,7 @@ class MessageTests(HubTestCase):
         self.hub.execute(a, Say("hi"))
         self.clock.advance(60)
         self.hub.execute(b, Me("waves"))
-        epoch = self.hub._rooms["#lobby"].epoch
+        epoch = self.hub.directory.rooms["#lobby"].epoch
         expected = [
             events.RoomMessage(
                 "#lobby",
@@ -488,7 +449,7 @@ class RoomTests(HubTestCase):
         self.hub.execute(a, Join("dev"))
         self.hub.execute(b, Join("#DEV"))
         now = self.clock.seconds()
-        epoch = self.hub._rooms["#dev"].epoch
+        epoch = self.hub.directory.rooms["#dev"].epoch
         self.assertEqual(
             alice.take(),
             [

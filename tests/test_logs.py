@@ -647,8 +647,9 @@ class InstallLogObserverTests(InDirectory):
         """
         options = tap.Options()
         options.parseOptions([])
-        self.assertIsNone(getattr(options, "parent", None))
-        logs.install_log_observer(options)
+        parent = getattr(options, "parent", None)
+        self.assertIsNone(parent)
+        logs.install_log_observer(parent, options.config.log.format)
 
     def test_parent_without_twistd_keys(self) -> None:
         """
@@ -657,6 +658,5 @@ class InstallLogObserverTests(InDirectory):
         parent: dict[str, Any] = {"logger": None}
         options = tap.Options()
         options.parseOptions([])
-        options.parent = parent  # type: ignore[assignment]
-        logs.install_log_observer(options)
+        logs.install_log_observer(parent, options.config.log.format)  # type: ignore[arg-type]
         self.assertEqual(parent, {"logger": None})

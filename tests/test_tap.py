@@ -24,7 +24,7 @@ from zope.interface import provider
 from tchat import tap
 from tchat.control import SignalService
 from tchat.endpoints import ListenerService, StartupError, describe_address
-from tchat.limits import Gate
+from tchat.gate import Gate
 
 
 def _door(factory: object) -> str:

@@ -6,74 +6,19 @@ import random
 import time
 
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from tchat import events
 from tchat.config import LimitsConfig, ServerConfig
 from tchat.events import Renderings
-from tchat.hub import ChatFactory, User
+from tchat.hub import ChatFactory
 from tchat.telnet import TelnetFactory, encode
+from tests.support import TelnetClient as Client
 
 IAC, DO, DONT, WILL, WONT = b"\xff", b"\xfd", b"\xfe", b"\xfb", b"\xfc"
 ECHO, TTYPE = b"\x01", b"\x18"
-
-
-@implementer(ITCPTransport)
-class TCPStringTransport(StringTransport):
-    """
-    A string transport that records TCP socket options.
-    """
-
-    nodelay = False
-    keepalive = False
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        self.nodelay = enabled
-
-    def getTcpNoDelay(self) -> bool:
-        return self.nodelay
-
-    def setTcpKeepAlive(self, enabled: bool) -> None:
-        self.keepalive = enabled
-
-    def getTcpKeepAlive(self) -> bool:
-        return self.keepalive
-
-    def loseWriteConnection(self) -> None:
-        self.loseConnection()
-
-
-class Client:
-    """
-    One telnet user on an in-memory transport.
-    """
-
-    def __init__(self, factory: TelnetFactory) -> None:
-        self.protocol = factory.buildProtocol(None)
-        self.transport = TCPStringTransport()
-        self.protocol.makeConnection(self.transport)
-
-    @property
-    def user(self) -> User:
-        user = self.protocol.protocol.user  # type: ignore[union-attr]
-        assert isinstance(user, User)
-        return user
-
-    def send(self, data: bytes) -> None:
-        self.protocol.dataReceived(data)
-
-    def take(self) -> bytes:
-        value: bytes = self.transport.value()
-        self.transport.clear()
-        return value
-
-    def lines(self) -> list[str]:
-        return self.take().decode("utf-8").split("\r\n")[:-1]
 
 
 class TelnetTestCase(SynchronousTestCase):

@@ -3,116 +3,14 @@ Tests for L{tchat.web}: the WebSocket door against a real Autobahn client,
 connected in memory (L{twisted.test.iosim}) with the hub on a L{Clock}.
 """
 
-import json
-import random
 from typing import Any
 
-import txaio
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet.address import IPv4Address
-from twisted.internet.task import Clock
-from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import events
-from tchat.config import LimitsConfig, ServerConfig, WebConfig
-from tchat.hub import ChatFactory
-from tchat.limits import GOODBYE_DRAIN
+from tchat.output import GOODBYE_DRAIN
 from tchat.web import WebChatFactory, origin_allowed
-from tests.support import QuietParticipant
-
-
-class Client(WebSocketClientProtocol):
-    """
-    A real Autobahn WebSocket client that records what it gets.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.frames: list[dict[str, Any]] = []
-        self.opened = False
-        self.closed: tuple[bool, int | None, str | None] | None = None
-
-    def onOpen(self) -> None:
-        self.opened = True
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.frames.append(json.loads(payload))
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.closed = (wasClean, code, reason)
-
-    def send(self, **fields: Any) -> None:
-        self.sendMessage(json.dumps(fields).encode())
-
-    def take(self) -> list[dict[str, Any]]:
-        frames, self.frames = self.frames, []
-        return frames
-
-
-class WebTestCase(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(1_700_000_000)
-        # Autobahn's timers (handshake timeouts, pings) run on txaio's loop.
-        config: Any = txaio.config  # type: ignore[attr-defined]
-        previous = config.loop
-        config.loop = self.clock
-        self.addCleanup(setattr, config, "loop", previous)
-        self.hub = ChatFactory(
-            ServerConfig(),
-            self.clock,
-            random.Random(3),
-            limits=LimitsConfig(max_frame=1024),
-        )
-        self.config = WebConfig(ping_interval=30, ping_timeout=10)
-        self.pumps: list[iosim.IOPump] = []
-
-    def factory(self, config: WebConfig | None = None) -> WebChatFactory:
-        return WebChatFactory(self.hub, config or self.config)
-
-    def connect(
-        self,
-        factory: WebChatFactory | None = None,
-        origin: str | None = None,
-        nick: str | None = None,
-    ) -> tuple[Client, Any, iosim.IOPump]:
-        """
-        Connect one client through the full WebSocket handshake.
-        """
-        factory = factory or self.factory()
-        address = IPv4Address("TCP", "127.0.0.1", 8080)
-        server = factory.buildProtocol(address)
-        client_factory = WebSocketClientFactory("ws://127.0.0.1:8080/ws", origin=origin)
-        client_factory.protocol = Client
-        client = client_factory.buildProtocol(address)
-        assert isinstance(client, Client)
-        pump = iosim.connect(
-            server,
-            iosim.FakeTransport(server, isServer=True),
-            client,
-            iosim.FakeTransport(client, isServer=False),
-            greet=False,
-        )
-        self.pumps.append(pump)
-        pump.flush()
-        if nick is not None:
-            client.send(type="nick", name=nick)
-            self.flush()
-            client.take()
-        return client, server, pump
-
-    def flush(self) -> None:
-        for _ in range(3):
-            for pump in self.pumps:
-                pump.flush()
-
-    def people(self, *nicks: str) -> list[Client]:
-        clients = [self.connect(nick=nick)[0] for nick in nicks]
-        self.flush()
-        for client in clients:
-            client.take()
-        return clients
+from tests.support import QuietParticipant, WebTestCase
 
 
 class ConnectTests(WebTestCase):
@@ -142,7 +40,7 @@ class ConnectTests(WebTestCase):
                 "name": nick,
                 "door": "web",
                 "room": "#lobby",
-                "epoch": self.hub._rooms["#lobby"].epoch,
+                "epoch": self.hub.directory.rooms["#lobby"].epoch,
                 "last_id": 0,
                 "ts": 1_700_000_000,
             },
@@ -209,10 +107,10 @@ class MessageTests(WebTestCase):
             "type": "usermsg",
             "name": "alice",
             "message": "hello",
-            "color": self.hub._users["alice"].colour.css,
+            "color": self.hub.directory.users["alice"].colour.css,
             "room": "#lobby",
             "id": 1,
-            "epoch": self.hub._rooms["#lobby"].epoch,
+            "epoch": self.hub.directory.rooms["#lobby"].epoch,
             "ts": 1_700_000_000,
             "door": "web",
             "action": False,

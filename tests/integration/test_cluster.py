@@ -852,6 +852,25 @@ class OrderTests(TestCase):
                 },
             )
 
+    @async_test
+    async def test_rename_and_message_in_order(self) -> None:
+        """
+        A classic client's first frame, a name and a message together
+        (C{{"name": "wes", "message": "hello"}}), is shown on the other node
+        as the rename, then the message under the new name: the message
+        waits for the nick's claim in Redis, and is never shown under the
+        guest nick.
+        """
+        _, (a, b) = await redis_and_nodes(self, "a", "b")
+        reader = await telnet_user(self, b, "reader", [])
+        wes = await connect_web(self, web_port(a), "wes")
+        guest = wes.nick
+        await reader.wait_for(f"*** {guest} (web) joined #lobby\r\n", CROSS)
+        wes.send({"name": "wes", "message": "hello"})
+        await reader.wait_for(f"*** {guest} (web) is now known as wes\r\n", CROSS)
+        await reader.wait_for("<wes> hello\r\n", CROSS)
+        self.assertEqual(count_lines(reader, f"<{guest}> hello"), 0)
+
 
 class RedisRestartTests(TestCase):
     """

@@ -1,0 +1,452 @@
+# -*- test-case-name: tests.test_cluster -*-
+"""
+L{RedisBackplane}: one node among several that behave as one chat,
+through one Redis.
+
+  - Room messages are numbered, kept (a capped stream per room) and
+    published by one Lua script, so every node delivers every room's
+    messages with the same ids and in the same order: the order in which
+    Redis ran the scripts.  The sender's node, too, delivers them from the
+    bus.
+  - Everything else that crosses nodes (presence, topics, notices, private
+    messages, operator requests) is published on the bus by the node where
+    it happened, after that node has told its own users.
+  - Nicks and membership: see L{Roster}.  A node whose heartbeat stops is
+    buried by the first node that notices: its users are shown as lost and
+    its nicks freed.
+
+While Redis cannot be reached, the node serves its own users alone, as a
+L{LocalBackplane} does (see C{docs/cluster.md}); when it comes back, the
+node registers its users and rooms again and sends its users what the
+other nodes said meanwhile (L{RedisBackplane.resync}).
+"""
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from tchat import events
+from tchat.backplane import LocalBackplane
+from tchat.cluster import scripts
+from tchat.cluster.ledger import Ledger
+from tchat.cluster.redis import RedisLink, dumps, logged
+from tchat.cluster.roster import Roster
+from tchat.cluster.store import RedisStore
+from tchat.cluster.wire import (
+    BusValue,
+    Lost,
+    LostUser,
+    Said,
+    Shared,
+    TakeOver,
+    decode,
+    encode,
+    message_fields,
+)
+from tchat.model import Directory, Room, User, arrival
+from tchat.seam import (
+    Audience,
+    BansKnown,
+    Health,
+    IBackplane,
+    IHubInbox,
+    Listing,
+    Request,
+    TakenOver,
+)
+from tchat.text import nick_key
+
+_log = Logger()
+
+
+@implementer(IBackplane)
+class RedisBackplane:
+    """
+    The other nodes of the chat, through Redis.
+
+    @ivar link: The connections to Redis.
+    @ivar node: This node's name.
+    @ivar outages: How often this node lost Redis.
+    @ivar buried: How often this node found other nodes dead.
+    """
+
+    def __init__(
+        self,
+        link: RedisLink,
+        store: RedisStore,
+        clock: IReactorTime,
+        node_timeout: float = 10.0,
+    ) -> None:
+        self.link = link
+        self.node = link.node
+        self._store = store
+        self._clock = clock
+        self.node_timeout = node_timeout
+        self.outages = 0
+        self.buried = 0
+        self.roster = Roster(link, node_timeout)
+        # Serves this node's users while Redis cannot be reached.
+        self._alone = LocalBackplane(store)
+        self._inbox: IHubInbox | None = None
+        self._directory: Directory | None = None
+        self._started = False
+        self._stopping = False
+        self.ledger = Ledger(link, store)
+        self._heartbeat = LoopingCall(self.beat)
+        self._heartbeat.clock = clock
+        link.on_event = self._received
+        link.on_state = self._changed
+
+    @property
+    def up(self) -> bool:
+        """Whether this node is in touch with the others."""
+        return bool(self.link.up)
+
+    def _hub(self) -> tuple[IHubInbox, Directory]:
+        assert self._inbox is not None and self._directory is not None
+        return self._inbox, self._directory
+
+    def attach(self, inbox: IHubInbox, directory: Directory) -> None:
+        self._inbox, self._directory = inbox, directory
+        self._alone.attach(inbox, directory)
+        self.ledger.attach(inbox, directory)
+        self._store.names = lambda key: (
+            room.name if (room := directory.rooms.get(key)) is not None else key
+        )
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        async def starting() -> None:
+            self.link.start()
+            if not await self._when_up(10.0):
+                _log.warn(
+                    "cluster: Redis did not answer within 10 s: starting alone, "
+                    "joining the cluster when it does"
+                )
+                self._started = True
+                self._hub()[0].reachable(False)
+                return
+            self._started = True
+            await self.resync()
+
+        return Deferred.fromCoroutine(starting())
+
+    def _when_up(self, timeout: float) -> Deferred[bool]:
+        """
+        Fires with C{True} once Redis answers, or C{False} after C{timeout}
+        seconds without it.
+        """
+        if self.up:
+            return succeed(True)
+        d: Deferred[bool] = Deferred()
+        deadline = self._clock.seconds() + timeout
+
+        def check() -> None:
+            if d.called:
+                return
+            if self.up or self._clock.seconds() >= deadline:
+                d.callback(self.up)
+            else:
+                self._clock.callLater(0.05, check)
+
+        check()
+        return d
+
+    def stop(self) -> Deferred[None]:
+        """
+        Leave the cluster cleanly: this node's users are gone already (the
+        hub told the others), so drop the node's heartbeat, then close.
+        """
+        self._stopping = True
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+
+        async def stopping() -> None:
+            if self.up:
+                try:
+                    await self.link.command("ZREM", self.link.key("nodes"), self.node)
+                    await self.link.command("DEL", self.link.key("users", self.node))
+                except Exception as e:
+                    _log.warn("cluster: leaving: {error}", error=e)
+            await self.link.stop()
+
+        return Deferred.fromCoroutine(stopping())
+
+    def _changed(self, up: bool) -> None:
+        """The bus subscription came up or went down."""
+        if up:
+            _log.info("cluster: connected to Redis as node {node}", node=self.node)
+            if not self._heartbeat.running:
+                self._heartbeat.start(max(self.node_timeout / 4, 0.5), now=False)
+            if self._started:
+                self.resync()
+            return
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+        if self._stopping:
+            return
+        self.outages += 1
+        _log.warn(
+            "cluster: lost Redis; serving this node's users alone until it is "
+            "back (reconnecting with backoff)"
+        )
+        if self._started:
+            self._hub()[0].reachable(False)
+
+    # -- room messages -------------------------------------------------------
+
+    def say(self, sender: User, room: Room, draft: events.RoomMessage) -> None:
+        inbox, directory = self._hub()
+        if not self.up:
+            if room.epoch == self.ledger.position(room)[0]:
+                # Said while cut off from the cluster: these ids are this
+                # node's own, so they get an epoch of their own.
+                room.split(directory.new_epoch())
+            self._alone.say(sender, room, draft)
+            return
+        link, key, tag = self.link, room.key, draft.client_id
+        base = link.key("room", key)
+        d = link.eval(
+            scripts.SAY,
+            [base, f"{base}:log", f"{base}:tags", f"{base}:tagq", link.key("rooms")],
+            [
+                link.channel,
+                directory.settings.history.keep,
+                tag or "",
+                room.name,
+                dumps(message_fields(draft)),
+                room.epoch,
+                key,
+            ],
+        )
+
+        def said(result: list[Any]) -> None:
+            if not int(result[0]) and tag is not None:
+                inbox.repeated(sender, room, tag, int(result[1]))
+
+        def failed(why: Failure) -> None:
+            _log.warn(
+                "cluster: a message of {nick} in {room} was not sent: {why}",
+                nick=draft.nick,
+                room=room.name,
+                why=why.value,
+            )
+            inbox.unsaid(sender, draft, why)
+
+        d.addCallbacks(said, failed)
+
+    def ensure(self, rooms: Sequence[Room]) -> Deferred[None]:
+        if not self.up:
+            return succeed(None)
+        return self.ledger.ensure(list(rooms))
+
+    # -- events and requests -------------------------------------------------
+
+    def share(self, event: events.Event, audience: Audience) -> None:
+        if self.up:
+            self.link.publish(encode(Shared(event, audience))).addErrback(
+                logged("sharing an event")
+            )
+
+    def ask(self, request: Request) -> Deferred[None]:
+        return self.link.publish(encode(request)).addCallback(lambda _: None)
+
+    def _received(self, data: dict[str, Any]) -> None:
+        """One message from the bus."""
+        try:
+            sender, value = decode(data)
+        except (ValueError, KeyError, TypeError) as e:
+            _log.warn("cluster: ignored a bus message: {error}", error=e)
+            return
+        inbox, _ = self._hub()
+        self._dispatch(inbox, sender, value)
+
+    def _dispatch(self, inbox: IHubInbox, sender: str | None, value: BusValue) -> None:
+        match value:
+            case Said():
+                self.ledger.arrived(value)
+            case Lost(users):
+                # Every node shows them lost, the one that buried them too.
+                now = self._clock.seconds()
+                for user in users:
+                    lost = events.Presence(now, "lost", user.nick, user.door)
+                    inbox.event(lost, Audience(rooms=user.rooms))
+            case _ if sender == self.node:
+                return  # this node did it already
+            case Shared(event, audience):
+                inbox.event(event, audience)
+            case TakeOver(node, code):
+                if node == self.node:
+                    inbox.request(TakenOver(code))
+            case _:
+                inbox.request(value)
+
+    # -- presence ------------------------------------------------------------
+
+    def joined(self, user: User, room: Room) -> None:
+        self.roster.register(user)
+
+    def parted(self, user: User, room: Room) -> None:
+        self.roster.unregister(user.key, (room.key,), user)
+
+    def renamed(self, user: User, old: str) -> None:
+        key = nick_key(old)
+        self.roster.unregister(key, [r.key for r in user.rooms], user)
+        if key != user.key:
+            self.roster.release(key)
+
+    def left(self, user: User) -> None:
+        self.roster.unregister(user.key, [r.key for r in user.rooms], None)
+        if not user.moved:
+            self.roster.release(user.key)
+
+    def claim(self, user: User, nick: str, takeover: bool = False) -> Deferred[bool]:
+        return self.roster.claim(user, nick, takeover)
+
+    def release(self, user: User, nick: str) -> None:
+        self.roster.release(nick_key(nick))
+
+    def locate(self, nick: str) -> Deferred[str | None]:
+        return self.roster.locate(nick)
+
+    def beat(self) -> Deferred[None]:
+        """
+        Say this node is alive, renew its users' nicks, and bury the nodes
+        that are not.
+        """
+        _, directory = self._hub()
+        timeout = self.roster.timeout_ms
+        args: list[Any] = [self.link.prefix, self.node, timeout, timeout]
+        args += self.roster.heartbeat(directory.users.values())
+        d = self.link.eval(scripts.HEARTBEAT, [], args)
+        return d.addCallback(self._beaten).addErrback(logged("heartbeat"))
+
+    def _beaten(self, result: list[Any]) -> None:
+        lost, was_buried, buried = result
+        inbox, directory = self._hub()
+        for key in lost:
+            self.roster.lost(key)
+            user = directory.users.get(key)
+            if user is not None:
+                inbox.nick_lost(user)
+        if buried:
+            self.buried += 1
+            dead = []
+            for raw in buried:
+                nick, door, rooms, owner = json.loads(raw)
+                dead.append(LostUser(nick, door, tuple(rooms), owner))
+            self.link.publish(encode(Lost(tuple(dead)))).addErrback(
+                logged("announcing a dead node's users")
+            )
+        if int(was_buried):
+            # The others took this node for dead (it was cut off too long)
+            # and showed its users as lost: they come back into their rooms.
+            _log.warn("cluster: the other nodes had taken this node for dead")
+            now = self._clock.seconds()
+            for user in list(directory.users.values()):
+                self.roster.register(user)
+                for room in user.rooms:
+                    self.share(arrival(user, room, now), Audience(rooms=(room.key,)))
+
+    # -- listings ------------------------------------------------------------
+
+    def rooms(self) -> Deferred[Listing[events.RoomInfo]]:
+        if not self.up:
+            return self._alone.rooms().addCallback(_partial)
+        listed = self.roster.rooms().addCallback(lambda rooms: Listing(tuple(rooms)))
+        return listed.addErrback(lambda f: self._alone.rooms())
+
+    def members(self, room: Room) -> Deferred[Listing[tuple[str, str]]]:
+        if not self.up:
+            return self._alone.members(room).addCallback(_partial)
+        listed = self.roster.who(room.key).addCallback(lambda m: Listing(tuple(m)))
+        return listed.addErrback(lambda f: self._alone.members(room))
+
+    def ban_ids(self, count: int, above: int) -> Deferred[list[int]]:
+        if not self.up:
+            return self._alone.ban_ids(count, above)
+        d = self.link.command("INCRBY", self.link.key("ban_id"), count)
+        return d.addCallback(
+            lambda last: list(range(int(last) - count + 1, int(last) + 1))
+        )
+
+    # -- coming back ---------------------------------------------------------
+
+    def resync(self) -> Deferred[None]:
+        """
+        Redis is back (or this node just started): register this node's
+        rooms and users again, take the cluster's view of every room, and
+        send local members what was said while this node was cut off.
+        """
+        inbox, directory = self._hub()
+        rooms = list(directory.rooms.values())
+        ledger = self.ledger
+        ledger.hold(rooms)
+
+        async def resyncing() -> None:
+            try:
+                await self.beat()
+                bans = await ledger.learn()
+                if bans:
+                    inbox.request(BansKnown(tuple(bans)))
+                for room in rooms:
+                    before = ledger.position(room)
+                    await ledger.record(room, fresh_epoch=directory.new_epoch())
+                    await ledger.catch_up(room, before)
+                    ledger.caught_up(room)
+                for user in list(directory.users.values()):
+                    if not await self.roster.claim(user, user.nick):
+                        inbox.nick_lost(user)
+                    self.roster.register(user)
+            except Exception as e:
+                _log.warn("cluster: resynchronising after reconnecting: {e}", e=e)
+            finally:
+                ledger.release()
+            inbox.reachable(True)
+
+        return Deferred.fromCoroutine(resyncing())
+
+    # -- health ----------------------------------------------------------------
+
+    def health(self) -> Health:
+        state = "ok" if self.up else "unreachable"
+        return Health(
+            checks={"cluster": state},
+            degraded=not self.up,
+            stats={
+                "cluster": {"node": self.node, "state": state, "outages": self.outages}
+            },
+            lines=(f"cluster: node {self.node}, {state}",),
+        )
+
+    def metrics(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "tchat_cluster_up",
+            "1 while this node is in touch with the cluster's Redis; 0 while it "
+            "serves its own users alone.",
+            int(self.up),
+        )
+        yield CounterMetricFamily(
+            "tchat_cluster_outages",
+            "Times this node lost the cluster's Redis.",
+            self.outages,
+        )
+        yield CounterMetricFamily(
+            "tchat_cluster_nodes_buried",
+            "Times this node found other nodes dead and showed their users as lost.",
+            self.buried,
+        )
+
+
+def _partial(listing: Listing[Any]) -> Listing[Any]:
+    return Listing(listing.items, partial=True)

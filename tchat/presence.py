@@ -1,0 +1,473 @@
+# -*- test-case-name: tests.test_presence -*-
+"""
+Presence: who is here and under what name.
+
+Arrival (the welcome, a guest nick, the default room), the one way out
+(L{Presence.leave}, whatever the reason), nick changes and colours, and
+the end of everyone's stay when the server stops.
+"""
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from tchat import events
+from tchat.bans import BanList, Mutes, banned_text
+from tchat.delivery import Delivery
+from tchat.interfaces import IParticipant
+from tchat.metrics import Metrics
+from tchat.model import Directory, User
+from tchat.pacing import Pacing
+from tchat.palette import PALETTE, colour_for
+from tchat.rooms import Rooms
+from tchat.seam import Audience, IBackplane, UnreachableError
+from tchat.sessions import Sessions
+from tchat.text import clean_text, nick_key, nick_problem, normalize_nick, quoted
+
+RESERVED_NICKS = frozenset({"server", "admin", "operator", "system", "root"})
+
+OUTAGE = (
+    "the cluster is unreachable: until it is back you chat only with people "
+    "on this server"
+)
+"""What each user is told, once, when this node loses the other nodes."""
+BACK = "the cluster is back: you chat with everyone again"
+"""...and when it has them again."""
+
+
+class Presence:
+    """
+    Users coming, going and renaming themselves.
+
+    @ivar closing: Whether the server is stopping: nobody new comes in.
+    @ivar onion_address: The onion service's address once published,
+        shown to onion users.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        directory: Directory,
+        delivery: Delivery,
+        backplane: IBackplane,
+        pacing: Pacing,
+        sessions: Sessions,
+        rooms: Rooms,
+        bans: BanList,
+        mutes: Mutes,
+        metrics: Metrics,
+        clock: IReactorTime,
+        rng: random.Random,
+    ) -> None:
+        self._directory = directory
+        self._delivery = delivery
+        self._backplane = backplane
+        self._pacing = pacing
+        self._sessions = sessions
+        self._rooms = rooms
+        self._bans = bans
+        self._mutes = mutes
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng
+        self.closing = False
+        self.onion_address: str | None = None
+        self._cut_off = False
+        self._told: set[User] = set()
+        self._drained: Deferred[None] | None = None
+
+    # -- arriving ----------------------------------------------------------
+
+    def arrive(self, participant: IParticipant) -> User:
+        """
+        A user arrived through a door: give them a guest nick, welcome them
+        and put them in the default room.
+        """
+        nick = self.guest_nick()
+        door = participant.door
+        user = User(participant, nick, door, colour_for(nick))
+        user.address = getattr(participant, "address", None)
+        user.pings = getattr(participant, "pings", False)
+        now = user.connected_at = self._clock.seconds()
+        participant.attached(user)
+        self._metrics.connected(door)
+        server = self._directory.settings.server
+        if self.closing:
+            user.connected = False
+            self._delivery.tell(user, events.Shutdown("the server is shutting down"))
+            participant.close("server shutting down", "going-away")
+            return user
+        ban = self._bans.find(now, address=user.address)
+        if ban is not None:
+            user.connected = False
+            self._log.info(
+                "refused {address} ({door}): {ban}",
+                address=user.address,
+                door=door,
+                ban=f"{ban.kind} {ban.pattern}",
+            )
+            self._metrics.drop("banned")
+            self._delivery.error(user, "banned", banned_text(ban, server.name, now))
+            participant.close("banned", "policy")
+            return user
+        user.code = self._sessions.unused_code()
+        self._directory.add(user)
+        self._mutes.apply(user, now)
+        lobby = self._directory.lobby
+        resume_ttl = self._directory.settings.history.resume_ttl
+        self._delivery.tell(
+            user,
+            events.Welcome(
+                server.name,
+                server.motd,
+                nick,
+                lobby.name,
+                user.colour,
+                user.code if resume_ttl else "",
+                self.onion_address or "" if door == "onion" else "",
+            ),
+        )
+        if self._cut_off:
+            self._tell_cut_off(user)
+        self.claim_guest(user)
+        refusal = self._pacing.room_full(user, lobby)
+        if refusal is not None:
+            self._delivery.refuse(user, refusal.notice)
+            user.current = None
+        else:
+            self._rooms.join(user, lobby, save=False)
+        self._log.info("{nick} connected by {door}", nick=nick, door=door)
+        return user
+
+    def guest_nick(self) -> str:
+        """A guest nick nobody on this node has."""
+        while True:
+            nick = f"guest-{self._rng.getrandbits(16):04x}"
+            if nick_key(nick) not in self._directory.users:
+                return nick
+
+    def claim_guest(self, user: User) -> None:
+        """
+        Claim C{user}'s guest nick in the whole chat; another node's user
+        may have drawn the same one, and then this one draws again.
+        """
+        key = user.key
+
+        def claimed(ok: bool) -> None:
+            if ok or not user.connected or user.key != key:
+                return
+            self.rename(user, self.guest_nick(), chosen=False)
+            self.claim_guest(user)
+
+        self._backplane.claim(user, user.nick).addCallbacks(claimed, lambda f: None)
+
+    # -- leaving -------------------------------------------------------------
+
+    def disconnect(self, user: User, reason: str, clean: bool = False) -> None:
+        """
+        C{user}'s connection ended without C{/quit}.  Idempotent.
+
+        @param clean: C{True} when the client closed the connection itself
+            (others see "quit (connection closed)"); C{False} when it broke
+            or was dropped (others see "lost connection").
+        """
+        if not user.connected:
+            return
+        if clean:
+            self.leave(user, "quit", "connection closed")
+        else:
+            self.leave(user, "lost", None)
+        self._log.info("{nick} disconnected: {reason}", nick=user.nick, reason=reason)
+
+    def quit(self, user: User, reason: str | None) -> None:
+        """C{/quit [REASON]}."""
+        reason = clean_text(reason).strip() if reason else None
+        self._delivery.tell(user, events.Goodbye(reason or "bye"))
+        self.leave(user, "quit", reason)
+        user.participant.close("quit")
+
+    def close_for(self, user: User, reason: str, said: str) -> None:
+        """
+        Disconnect C{user} for breaking a limit, telling them and the
+        people in their rooms why.
+        """
+        self._log.info(
+            "closing {nick} ({door}): {said}", nick=user.nick, door=user.door, said=said
+        )
+        self._metrics.drop(reason)
+        self._delivery.tell(user, events.Goodbye(said))
+        self.leave(user, "quit", reason)
+        user.participant.close(said, "policy")
+
+    def too_slow(self, user: User, waiting: int) -> None:
+        """
+        A door is closing C{user}'s connection because they stopped
+        reading: count it and tell the others why they left.
+
+        @param waiting: Bytes they had not taken.
+        """
+        self._metrics.slow_consumer_disconnects += 1
+        self._log.info(
+            "closing {nick} ({door}): not reading, {kib} KiB waiting",
+            nick=user.nick,
+            door=user.door,
+            kib=waiting // 1024,
+        )
+        if user.connected:
+            self.leave(user, "quit", "could not keep up")
+
+    def send_off(self, user: User, by: str, why: str, reason: str | None) -> None:
+        """
+        Disconnect C{user} on an operator's order (or a ban), telling them
+        why.
+        """
+        said = f"{why} by {by}" + (f": {reason}" if reason else "")
+        self._delivery.tell(user, events.Goodbye(said))
+        self.leave(user, "quit", said)
+        user.participant.close(why, "policy")
+
+    def taken_over(self, user: User) -> None:
+        """
+        C{user}'s session went on in a new connection: this one goes.
+        """
+        self._delivery.tell(user, events.Goodbye("resumed by a new connection"))
+        user.participant.close("resumed by a new connection")
+        self.leave(user, "quit", "reconnected")
+
+    def leave(self, user: User, kind: events.PresenceKind, reason: str | None) -> None:
+        """
+        C{user} is gone: keep their session, take them out of their rooms
+        and tell the people there (everywhere).
+        """
+        if not user.moved:
+            self._sessions.save(user)
+        user.connected = False
+        self._told.discard(user)
+        rooms = tuple(r.key for r in user.rooms)
+        self._backplane.left(user)
+        for room in list(user.rooms):
+            self._directory.leave(user, room)
+        self._directory.remove(user)
+        now = self._clock.seconds()
+        if self.closing:
+            # Everyone is leaving: nobody here needs to hear about the
+            # others; elsewhere they see why.
+            self._backplane.share(
+                events.Presence(
+                    now, "quit", user.nick, user.door, reason="server shutting down"
+                ),
+                Audience(rooms=rooms),
+            )
+            drained = self._drained
+            if not self._directory.users and drained is not None and not drained.called:
+                drained.callback(None)
+            return
+        notice = events.Presence(now, kind, user.nick, user.door, reason=reason)
+        self._delivery.deliver(notice, Audience(rooms=rooms))
+
+    # -- names and colours ---------------------------------------------------
+
+    def nick(self, user: User, name: str) -> Deferred[Any] | None:
+        """C{/nick NAME}."""
+        nick = normalize_nick(name)
+        error = self._delivery.error
+        problem = nick_problem(nick)
+        if problem is not None:
+            error(user, "nick-invalid", f"{quoted(nick)} cannot be a nick: {problem}")
+            return None
+        key = nick_key(nick)
+        if key in RESERVED_NICKS or key == nick_key(
+            self._directory.settings.server.name
+        ):
+            error(user, "nick-reserved", f"{nick} is reserved; pick another")
+            return None
+        holder = self._directory.users.get(key)
+        if holder is not None and holder is not user:
+            error(user, "nick-taken", f"{nick} is taken; pick another")
+            return None
+        if nick == user.nick:
+            user.named = True
+            return None
+        ban = self._bans.find(self._clock.seconds(), nick=nick)
+        if ban is not None and user.operator is None:
+            error(user, "banned", f"the nick {nick} is banned; pick another")
+            return None
+        refusal = self._pacing.nick_change(user)
+        if refusal is not None:
+            self._delivery.refuse(user, refusal.notice)
+            return None
+        if key == user.key:
+            self.rename(user, nick)
+            return None
+        tag = user.tag
+
+        def claimed(ok: bool) -> None:
+            if not user.connected:
+                self._backplane.release(user, nick)
+            elif not ok or self._directory.users.get(key, user) is not user:
+                error(user, "nick-taken", f"{nick} is taken; pick another", tag)
+            else:
+                self.rename(user, nick)
+
+        def failed(why: Failure) -> None:
+            if not user.connected:
+                return
+            if why.check(UnreachableError):
+                text = (
+                    "the cluster is unreachable, so nicks cannot be checked; "
+                    "try again when it is back"
+                )
+            else:
+                text = f"{nick} could not be checked with the cluster; try again"
+            error(user, "nick-taken", text, tag)
+
+        return self._backplane.claim(user, nick).addCallbacks(claimed, failed)
+
+    def rename(self, user: User, nick: str, chosen: bool = True) -> None:
+        """
+        C{user} is called C{nick} from now on; everyone who shares a room
+        with them is told.
+
+        @param chosen: Whether the user chose it (not a guest nick).
+        """
+        old = user.nick
+        user.named = user.named or chosen
+        self._directory.rename(user, nick)
+        notice = events.Presence(
+            self._clock.seconds(), "nick", old, user.door, new_nick=nick
+        )
+        audience = Audience(rooms=tuple(r.key for r in user.rooms), users=(user,))
+        self._delivery.deliver(notice, audience)
+        self._backplane.renamed(user, old)
+        self._sessions.save(user)
+
+    def nick_lost(self, user: User) -> None:
+        """
+        Another node's user has C{user}'s nick (both were given it while
+        the nodes could not reach each other): this one takes a guest nick.
+        """
+        old = user.nick
+        self.rename(user, self.guest_nick(), chosen=False)
+        self._delivery.error(
+            user,
+            "nick-taken",
+            f"{old} is in use on another server of this chat; you are {user.nick} now",
+        )
+        self.claim_guest(user)
+
+    def colour(self, user: User, choice: str | None) -> None:
+        """C{/color [NAME|on|off]}."""
+        if choice is None:
+            names = ", ".join(PALETTE)
+            state = "on" if user.show_colours else "off"
+            self._delivery.tell(
+                user,
+                events.Status(
+                    f"your colour is {user.colour.name}; colours are {state}; "
+                    f"choose from: {names}"
+                ),
+            )
+        elif choice in ("on", "off"):
+            user.show_colours = choice == "on"
+            self._delivery.tell(user, events.Status(f"colours are {choice}"))
+        elif choice in PALETTE:
+            user.colour = PALETTE[choice]
+            self._delivery.tell(user, events.Status(f"your colour is now {choice}"))
+        else:
+            self._delivery.error(
+                user,
+                "bad-arguments",
+                f"no colour called {quoted(choice)}; choose from: "
+                f"{', '.join(PALETTE)}, or on/off",
+            )
+
+    # -- the other nodes -----------------------------------------------------
+
+    def reachable(self, up: bool) -> None:
+        """
+        The other nodes were lost (everyone here is told, once) or are back
+        (those told hear so).
+        """
+        if not up:
+            self._cut_off = True
+            for user in list(self._directory.users.values()):
+                self._tell_cut_off(user)
+            return
+        self._cut_off = False
+        told, self._told = self._told, set()
+        for user in told:
+            if user.connected:
+                self._delivery.tell(user, events.Status(BACK))
+
+    def _tell_cut_off(self, user: User) -> None:
+        if user not in self._told:
+            self._told.add(user)
+            self._delivery.tell(user, events.Status(OUTAGE))
+
+    # -- stopping ------------------------------------------------------------
+
+    async def send_away(self, grace: float) -> None:
+        """
+        Tell every user the server is going down and close their
+        connections, cutting those still open after C{grace} seconds.
+        """
+        self.closing = True
+        users = list(self._directory.users.values())
+        if not users:
+            return
+        self._log.info(
+            "telling {count} users the server is going down; waiting up to "
+            "{grace:g} s for their connections to close",
+            count=len(users),
+            grace=grace,
+        )
+        self._delivery.fan_out(users, events.Shutdown("the server is shutting down"))
+        for user in users:
+            try:
+                user.participant.close("server shutting down", "going-away")
+            except Exception:
+                # One door's failure must not keep history from being
+                # written: that user is cut when the grace period ends.
+                self._log.failure("closing {nick}'s connection", nick=user.nick)
+        drained: Deferred[None] = Deferred()
+        self._drained = drained
+        if not self._directory.users:
+            return
+
+        def cut() -> None:
+            if self._directory.users:
+                self._log.info(
+                    "cutting {count} connections still open after {grace:g} s",
+                    count=len(self._directory.users),
+                    grace=grace,
+                )
+            self.cut_short()
+
+        timer = self._clock.callLater(grace, cut) if grace > 0 else None
+        if timer is None:
+            cut()
+        try:
+            await drained
+        finally:
+            if timer is not None and timer.active():
+                timer.cancel()
+
+    def cut_short(self) -> None:
+        """
+        A second stop signal: cut every connection still open now.
+        """
+        if not self.closing:
+            return
+        for user in list(self._directory.users.values()):
+            user.participant.abort()
+            # Its connectionLost comes in a later reactor turn: do not wait.
+            self.disconnect(user, "cut off while stopping")
+
+
+Then = Callable[[], None]

@@ -1,0 +1,388 @@
+# -*- test-case-name: tests.test_resume -*-
+"""
+History pages and resuming: C{/history}, C{/resume CODE}, and a client's
+own record of what it has seen.
+
+A history read from the store holds the user's live messages for that room
+until it is done, so that they always come after it, in order (see
+C{docs/delivery.md}).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from tchat import events
+from tchat.bans import BanList, Mutes, banned_text
+from tchat.delivery import Delivery
+from tchat.history import HistoryStore, Session
+from tchat.model import Directory, Room, User
+from tchat.palette import PALETTE
+from tchat.presence import Presence
+from tchat.rooms import Rooms
+from tchat.seam import IBackplane, UnreachableError
+from tchat.sessions import Sessions, normalize_code
+from tchat.text import normalize_room, room_key, room_problem
+
+
+def resume_point(
+    room: Room, last_id: int, epoch: int | None, replay: int
+) -> tuple[int, bool]:
+    """
+    Where to resume C{room} for a client that has its messages up to
+    C{last_id} in C{epoch}.
+
+    @param epoch: C{None} for the room's current epoch.
+    @param replay: How many messages are shown when what the client saw
+        is gone altogether.
+    @return: The id after which to send messages, and whether that leaves
+        nothing out.
+    """
+    after, complete = last_id, True
+    if epoch is not None and epoch != room.epoch:
+        epochs = [e for e, _ in room.lineage]
+        if epoch not in epochs:
+            # History the client saw is gone altogether: show the latest,
+            # and say there is a gap.
+            after = max(room.delivered_id - replay, 0)
+            complete = False
+        else:
+            # Ids before the next epoch's first are shared by both.
+            following = room.lineage[epochs.index(epoch) + 1][1]
+            if last_id >= following:
+                after, complete = following - 1, False
+    after = min(after, room.delivered_id)
+    if after < room.pruned_to:
+        after, complete = room.pruned_to, False
+    return max(after, 0), complete
+
+
+class Resume:
+    """
+    Earlier messages on request, and what a returning user missed.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        directory: Directory,
+        delivery: Delivery,
+        backplane: IBackplane,
+        store: HistoryStore,
+        sessions: Sessions,
+        rooms: Rooms,
+        presence: Presence,
+        bans: BanList,
+        mutes: Mutes,
+        clock: IReactorTime,
+    ) -> None:
+        self._directory = directory
+        self._delivery = delivery
+        self._backplane = backplane
+        self._store = store
+        self._sessions = sessions
+        self._rooms = rooms
+        self._presence = presence
+        self._bans = bans
+        self._mutes = mutes
+        self._clock = clock
+
+    # -- history pages -------------------------------------------------------
+
+    def page(
+        self, user: User, limit: int, name: str | None, before: int | None
+    ) -> Deferred[Any] | None:
+        """C{/history [N]}: the latest messages, or those before C{before}."""
+        room = self._rooms.joined(user, name)
+        if room is None:
+            return None
+        upto = (
+            room.delivered_id if before is None else min(before - 1, room.delivered_id)
+        )
+
+        def show(found: list[events.RoomMessage] | None) -> None:
+            found = found or []
+            shown = tuple(found[-limit:])
+            history = events.History(
+                room.name, room.epoch, shown, "page", more=len(found) > limit
+            )
+            self._delivery.tell(user, history)
+
+        return self._read(
+            user, room, room.pruned_to, upto, limit + 1, show, newest=True
+        )
+
+    def _read(
+        self,
+        user: User,
+        room: Room,
+        after: int,
+        upto: int,
+        limit: int,
+        then: Callable[[list[events.RoomMessage] | None], None],
+        newest: bool = False,
+        on_error: bool = False,
+    ) -> Deferred[Any] | None:
+        """
+        Fetch C{room}'s messages with C{after < id <= upto} (the oldest
+        C{limit} of them, or the newest with C{newest}), from memory when
+        the latest ones cover it, else from the store; meanwhile, hold
+        C{user}'s live messages for the room so they follow, in order.
+
+        @param on_error: Call C{then} with C{None} when the store fails
+            (the user is told either way).
+        @return: What the read waits for, if it could not be done at once.
+        """
+        if upto <= after:
+            then([])
+            return None
+        recent = room.recent
+        if recent and recent[0].id <= after + 1 and recent[-1].id >= upto:
+            chosen = [m for m in recent if after < m.id <= upto]
+            then(chosen[-limit:] if newest else chosen[:limit])
+            return None
+        count, held = user.holding.get(room, (0, []))
+        user.holding[room] = (count + 1, held)
+        if newest:
+            reading = self._store.read(room.key, after, before=upto + 1, limit=limit)
+        else:
+            reading = self._store.read(room.key, after, upto, limit=limit)
+
+        def release(result: list[events.RoomMessage] | Failure) -> None:
+            if not user.connected:
+                return
+            if isinstance(result, Failure):
+                if result.check(ConnectionError):
+                    # The other nodes' store is unreachable: said once already.
+                    self._log.warn(
+                        "history: reading {room}: {why}",
+                        room=room.name,
+                        why=result.value,
+                    )
+                else:
+                    self._log.failure("history: reading {room}", result, room=room.name)
+                self._delivery.error(
+                    user,
+                    "history-unavailable",
+                    f"the history of {room.name} cannot be read right now",
+                )
+                if on_error:
+                    then(None)
+            else:
+                then(result)
+            count, held = user.holding.get(room, (1, []))
+            if count > 1:
+                user.holding[room] = (count - 1, held)
+                return
+            user.holding.pop(room, None)
+            if user in room.members:
+                for event in held:
+                    self._delivery.tell(user, event)
+
+        return reading.addBoth(release)
+
+    # -- resuming ------------------------------------------------------------
+
+    def resume_rooms(
+        self, user: User, points: tuple[tuple[str, int, int | None], ...]
+    ) -> Deferred[Any] | None:
+        """
+        A reconnecting client's own record of what it has seen: for each
+        room, the last message id it has (and that id's epoch).  Rooms are
+        joined as needed, but where the user talks stays theirs to choose.
+        """
+        names = [
+            n for n in (normalize_room(p[0]) for p in points) if not room_problem(n)
+        ]
+
+        def resume() -> None:
+            current = user.current
+            for name, last_id, epoch in points:
+                normal = self._rooms.name(user, name)
+                if normal is not None:
+                    room = self._directory.room(normal)
+                    if room is None:
+                        room = self._directory.new_room(normal)
+                    self._resume_room(user, room, last_id, epoch)
+            if current is not None and current in user.rooms:
+                user.current = current
+
+        return self._rooms.with_rooms(user, names, resume)
+
+    def _resume_room(
+        self, user: User, room: Room, last_id: int, epoch: int | None
+    ) -> None:
+        """
+        Send C{user} the messages of C{room} they missed, joining it first
+        if needed, then a C{resume} history that says if anything is gone.
+        """
+        replay = self._directory.settings.history.replay
+        after, complete = resume_point(room, last_id, epoch, replay)
+        if user in room.members:
+            # This connection already has what follows its replay.
+            upto = room.members[user] - 1
+            room.members[user] = min(room.members[user], after + 1)
+        else:
+            self._rooms.join(user, room, replay=False)
+            upto = room.delivered_id
+        snapshot = room.delivered_id
+
+        def send(found: list[events.RoomMessage] | None) -> None:
+            # None: the store could not be read; the user was told, and
+            # the resume ends as incomplete.
+            self._delivery.tell(
+                user,
+                events.History(
+                    room.name,
+                    room.epoch,
+                    tuple(found or ()),
+                    "resume",
+                    complete=complete and found is not None,
+                    last_id=snapshot,
+                ),
+            )
+
+        keep = self._directory.settings.history.keep
+        self._read(user, room, after, upto, keep, send, on_error=True)
+
+    def resume_code(self, user: User, typed: str) -> Deferred[Any] | None:
+        """C{/resume CODE}: become who the code's session was."""
+        code = normalize_code(typed)
+        now = self._clock.seconds()
+        ban = self._bans.find(now, session=code)
+        if ban is not None:
+            server = self._directory.settings.server.name
+            self._delivery.error(user, "banned", banned_text(ban, server, now))
+            self._presence.leave(user, "quit", "banned")
+            user.participant.close("banned", "policy")
+            return None
+        if code == user.code:
+            self._delivery.error(
+                user, "bad-arguments", "that is this connection's own code"
+            )
+            return None
+        live = self._directory.codes.get(code)
+        if live is not None:
+            # The old connection is still here (its loss not yet noticed):
+            # take over from it.
+            session = self._sessions.snapshot(live)
+            self._presence.taken_over(live)
+            return self._restore(user, session)
+        tag = user.tag
+        ttl = self._directory.settings.history.resume_ttl
+
+        def restore(session: Session | None) -> Deferred[Any] | None:
+            if not user.connected:
+                return None
+            if session is None or session.code in self._directory.codes:
+                self._delivery.error(
+                    user,
+                    "no-such-session",
+                    f"no session has the code {typed.strip()[:16]!r} (codes "
+                    f"expire {ttl // 3600} hours after you leave)",
+                    tag,
+                )
+                return None
+            return self._restore(user, session)
+
+        def failed(why: Failure) -> None:
+            self._log.warn("history: reading a session: {why}", why=why.value)
+            if user.connected:
+                self._delivery.error(
+                    user,
+                    "history-unavailable",
+                    "resume codes cannot be checked right now; try again soon",
+                    tag,
+                )
+
+        found = self._sessions.find(code)
+        return found.addCallback(restore).addErrback(failed)
+
+    def _restore(self, user: User, session: Session) -> Deferred[Any] | None:
+        """
+        Make C{user} who they were in C{session}: code, nick, colour,
+        rooms, and the messages they missed.
+        """
+        self._directory.recode(user, session.code)
+        now = self._clock.seconds()
+        self._mutes.apply(user, now)
+        if session.nick == user.nick:
+            return self._restored(user, session)
+        error = self._delivery.error
+        if self._bans.find(now, nick=session.nick) is not None:
+            error(
+                user,
+                "banned",
+                f"the nick {session.nick} is banned; you stay {user.nick}",
+            )
+        elif self._directory.user(session.nick) is None:
+            tag = user.tag
+
+            def claimed(ok: bool) -> Deferred[Any] | None:
+                if not user.connected:
+                    return None
+                if ok and self._directory.user(session.nick) is None:
+                    self._presence.rename(user, session.nick)
+                else:
+                    error(
+                        user,
+                        "nick-taken",
+                        f"{session.nick} is in use by someone else now; "
+                        f"you stay {user.nick}",
+                        tag,
+                    )
+                return self._restored(user, session)
+
+            def failed(why: Failure) -> Deferred[Any] | None:
+                # Cut off from the other nodes, this node decides alone.
+                return claimed(why.check(UnreachableError) is not None)
+
+            claim = self._backplane.claim(user, session.nick, takeover=True)
+            return claim.addCallbacks(claimed, failed)
+        else:
+            error(
+                user,
+                "nick-taken",
+                f"{session.nick} is in use by someone else now; you stay {user.nick}",
+            )
+        return self._restored(user, session)
+
+    def _restored(self, user: User, session: Session) -> Deferred[Any] | None:
+        """The rest of L{_restore}, once the nick is settled."""
+        return self._rooms.with_rooms(
+            user,
+            [name for name, _, _ in session.rooms],
+            lambda: self._rejoin(user, session),
+        )
+
+    def _rejoin(self, user: User, session: Session) -> None:
+        if session.colour in PALETTE:
+            user.colour = PALETTE[session.colour]
+        user.show_colours = session.show_colours
+        self._delivery.tell(
+            user,
+            events.Status(
+                f"welcome back, {user.nick}: "
+                + (
+                    "restoring " + ", ".join(n for n, _, _ in session.rooms)
+                    if session.rooms
+                    else "you were in no room"
+                ),
+            ),
+        )
+        for name, epoch, last_id in session.rooms:
+            room = self._directory.room(name) or self._directory.new_room(name)
+            self._resume_room(user, room, last_id, epoch)
+        wanted = {room_key(name) for name, _, _ in session.rooms}
+        for room in list(user.rooms):
+            if room.key not in wanted:
+                self._rooms.part_from(user, room)
+        current = self._directory.room(session.current or "")
+        if current is not None and current in user.rooms:
+            user.current = current
+        self._sessions.save(user)
