@@ -91,7 +91,7 @@ def target_patterns(target: str) -> list[Pattern] | None:
         return [("nick", pattern)]
     address = rest if sep and kind.lower() == "ip" else target
     try:
-        network = ipaddress.ip_network(address, strict=False)
+        network = parse_network(address)
     except ValueError:
         if sep and kind.lower() == "ip":
             raise ValueError(f"{quoted(rest)} is not an IP address") from None
@@ -105,7 +105,7 @@ def target_patterns(target: str) -> list[Pattern] | None:
 def user_patterns(user: User) -> list[Pattern]:
     """What banning C{user} bans."""
     if user.address is not None:
-        return [("address", str(ipaddress.ip_network(user.address)))]
+        return [("address", str(parse_network(user.address)))]
     # Onion users all come from the local tor: their session (resume
     # code) and their nick are what can be banned.
     return [("session", user.code), ("nick", user.key)]
@@ -119,7 +119,7 @@ def canonical(target: str) -> str:
     kind, sep, rest = target.partition(":")
     text = rest if sep and kind.lower() in ("ip", "nick") else target
     try:
-        return str(ipaddress.ip_network(text, strict=False))
+        return str(parse_network(text))
     except ValueError:
         return nick_key(text)
 

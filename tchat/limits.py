@@ -99,9 +99,18 @@ def exempt(host: str, networks: tuple[str, ...]) -> bool:
 def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """
     A network from C{[limits] exempt} or a ban, parsed once, not once per
-    connection checked against it.
+    connection checked against it.  IPv4-mapped IPv6 networks
+    (C{::ffff:192.0.2.7/128}) are given as the IPv4 ones they stand for,
+    since L{parse_ip} gives a client's mapped address as IPv4 too.
+
+    @raise ValueError: If C{text} is not a network.
     """
-    return ipaddress.ip_network(text, strict=False)
+    network = ipaddress.ip_network(text, strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def plural(count: int, word: str) -> str:

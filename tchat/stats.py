@@ -95,7 +95,7 @@ class Stats:
                 messages_delivered=dict(m.delivered),
                 operators_online=sum(1 for u in users.values() if u.operator),
                 bans=len(self._bans),
-                muted=sum(1 for u in users.values() if u.muted_until),
+                muted=sum(1 for u in users.values() if (u.muted_until or 0) > now),
                 history_queue=self._store.queued,
                 dropped=dict(m.dropped),
                 rate_limited=dict(m.rate_limited),
