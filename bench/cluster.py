@@ -303,10 +303,14 @@ def node_ini(redis_port: int | None, name: str) -> str:
     return text
 
 
-def node_argv(cpu: int | None) -> list[str]:
-    """A node's command line: every door on a free port of 127.0.0.1."""
+def node_argv(cpu: int | None, twistd: Path = TWISTD) -> list[str]:
+    """
+    A node's command line: every door on a free port of 127.0.0.1.
+
+    @param twistd: The installation of tchat to run.
+    """
     argv = [
-        str(TWISTD),
+        str(twistd),
         "-n",
         "--pidfile=",
         "tchat",
@@ -475,6 +479,7 @@ class Setup:
     loadgen: Path
     pin: bool
     load: Load
+    twistd: Path = TWISTD
 
     def node_cpu(self, index: int) -> int | None:
         """Node A on CPU 0, node B on CPU 1 (when pinning)."""
@@ -688,7 +693,7 @@ async def one_run(setup: Setup, mode: str, index: int) -> dict[str, Any]:
                     node_ini(redis.port if redis is not None else None, name)
                 )
                 node = await Server.spawn(
-                    node_argv(setup.node_cpu(i)),
+                    node_argv(setup.node_cpu(i), setup.twistd),
                     workdir,
                     LISTENING,
                     frozenset({"telnet", "web", "admin"}),
@@ -888,6 +893,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--embedded", action="store_true", help="only the node without [cluster]"
     )
     parser.add_argument("--runs", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument(
+        "--twistd",
+        type=Path,
+        default=TWISTD,
+        help="the twistd of the tchat to run (default: this Python's); "
+        "another installation's, to compare two versions",
+    )
     parser.add_argument("--clients", type=int, default=200, help="default 200")
     parser.add_argument("--senders", type=int, default=10, help="default 10")
     loop = parser.add_mutually_exclusive_group()
@@ -955,7 +967,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         layout=args.layout,
         tail=args.tail,
     )
-    setup = Setup(loadgen, pin=can_pin() and not args.no_pin, load=load)
+    setup = Setup(
+        loadgen, pin=can_pin() and not args.no_pin, load=load, twistd=args.twistd
+    )
     info = machine(setup.pin, NODE_DIR)
     progress("machine: " + json.dumps(info))
     out: list[dict[str, Any]] = []

@@ -123,12 +123,16 @@ class ServerDef:
     @ivar history: For tchat: C{None} runs C{bench/tap.ini} as it is (SQLite
         history on), C{True}/C{False} labels the run history on/off (off
         appends C{[history] enabled = false}).
+    @ivar baseline: For tchat: the C{twistd} of another installation to run
+        instead of this one's (C{--baseline}), to compare two versions of
+        tchat side by side in one session.
     """
 
     name: str
     transport: str
     peer: str | None = None
     history: bool | None = None
+    baseline: Path | None = None
 
     @property
     def is_tchat(self) -> bool:
@@ -150,15 +154,16 @@ class ServerDef:
     @property
     def label(self) -> str:
         """The name in the tables (with the history variant, if any)."""
+        name = self.name if self.baseline is None else f"{self.name} [baseline]"
         if self.history is None:
-            return self.name
-        return f"{self.name} (history {'on' if self.history else 'off'})"
+            return name
+        return f"{name} (history {'on' if self.history else 'off'})"
 
     def argv(self) -> list[str]:
         """The command line that starts this server, listening on port 0."""
         if self.is_tchat:
             return [
-                str(TWISTD),
+                str(self.baseline or TWISTD),
                 "-n",
                 "--pidfile=",
                 "tchat",
@@ -182,7 +187,8 @@ class ServerDef:
     def skipped(self) -> str | None:
         """Why this server cannot run here, or C{None} if it can."""
         if self.is_tchat:
-            return None if TWISTD.exists() else f"{TWISTD} not found"
+            twistd = self.baseline or TWISTD
+            return None if twistd.exists() else f"{twistd} not found"
         assert self.peer is not None
         if not (PEERS / self.peer).exists():
             return f"bench/peers/{self.peer} not found"
@@ -248,9 +254,20 @@ class Scenario:
     rooms: int | None = None
     history: bool = False
 
-    def server_defs(self, only: Sequence[str]) -> list[ServerDef]:
-        """The scenario's servers (those in C{only}, if given), in order."""
+    def server_defs(
+        self, only: Sequence[str], baseline: Path | None = None
+    ) -> list[ServerDef]:
+        """
+        The scenario's servers (those in C{only}, if given), in order; with
+        a C{baseline}, each tchat server followed by its baseline twin.
+        """
         defs = [SERVERS[n] for n in self.servers if not only or n in only]
+        if baseline is not None:
+            defs = [
+                twin
+                for d in defs
+                for twin in ([d, replace(d, baseline=baseline)] if d.is_tchat else [d])
+            ]
         if self.history:
             return [replace(d, history=h) for d in defs for h in (True, False)]
         return defs
@@ -499,7 +516,10 @@ async def one_run(
         try:
             if server.is_tchat:
                 tap_ini(workdir, server.history)
-                record["tchat_source"] = source_digest()
+                if server.baseline is None:
+                    record["tchat_source"] = source_digest()
+                else:
+                    record["baseline"] = str(server.baseline)
             live = await Server.spawn(
                 setup.server_argv(server),
                 workdir,
@@ -908,6 +928,41 @@ def targets_table(verdicts: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def baseline_table(rows: Summary) -> list[str]:
+    """
+    Each tchat run beside its baseline twin (C{--baseline}): the ratio of
+    deliveries/s and of server CPU per delivery, and both p99s.
+    """
+    lines = [
+        "| scenario | server | deliveries/s | ratio | server µs/delivery | ratio "
+        "| p99 ms (this / baseline) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    found = False
+    for (scenario, label), row in rows.items():
+        if "[baseline]" in label or row.idle:
+            continue
+        name, sep, rest = label.partition(" (")
+        twin = rows.get((scenario, f"{name} [baseline]" + (sep + rest if sep else "")))
+        if twin is None:
+            continue
+        found = True
+
+        def share(a: float | None, b: float | None) -> str:
+            return "-" if a is None or not b else f"{a / b:.3f}"
+
+        lines.append(
+            f"| {scenario} | {label} "
+            f"| {num(row.deliveries_per_s, 0)} / {num(twin.deliveries_per_s, 0)} "
+            f"| {share(row.deliveries_per_s, twin.deliveries_per_s)} "
+            f"| {num(row.server_us_per_delivery, 2)} / "
+            f"{num(twin.server_us_per_delivery, 2)} "
+            f"| {share(row.server_us_per_delivery, twin.server_us_per_delivery)} "
+            f"| {num(row.p99_ms, 2)} / {num(twin.p99_ms, 2)} |"
+        )
+    return lines if found else []
+
+
 def markdown(
     info: dict[str, Any],
     rows: Summary,
@@ -935,6 +990,10 @@ def markdown(
     if skipped:
         lines += ["", "## Skipped", ""]
         lines += [f"- {s['scenario']} {s['server']}: {s['reason']}" for s in skipped]
+    compared = baseline_table(rows)
+    if compared:
+        lines += ["", "## Against the baseline (this / baseline, medians)", ""]
+        lines += compared
     lines += ["", "## Targets", ""]
     lines += targets_table(verdicts)
     missed = sum(1 for v in verdicts if v["met"] is False)
@@ -1002,11 +1061,12 @@ async def run_matrix(
     runs: int,
     out: list[dict[str, Any]],
     skipped: list[dict[str, Any]],
+    baseline: Path | None = None,
 ) -> None:
     """Every scenario in turn; every run's record goes to C{out} as it ends."""
     for scenario in scenarios:
         servers = []
-        for server in scenario.server_defs(only):
+        for server in scenario.server_defs(only, baseline):
             reason = server.skipped()
             if reason is None:
                 servers.append(server)
@@ -1087,6 +1147,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin server and generator"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run the tchat of this twistd (another installation, e.g. "
+        "the main branch's) in every round, side by side",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     if args.runs is None:
@@ -1151,7 +1217,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted = False
     try:
         asyncio.run(
-            guarded(run_matrix(setup, scenarios, args.server, args.runs, runs, skipped))
+            guarded(
+                run_matrix(
+                    setup,
+                    scenarios,
+                    args.server,
+                    args.runs,
+                    runs,
+                    skipped,
+                    args.baseline,
+                )
+            )
         )
     except (KeyboardInterrupt, asyncio.CancelledError):
         interrupted = True
