@@ -465,7 +465,11 @@ class Presence:
         if not self.closing:
             return
         for user in list(self._directory.users.values()):
-            user.participant.abort()
+            try:
+                user.participant.abort()
+            except Exception:
+                # As in send_away: the others are cut all the same.
+                self._log.failure("cutting {nick}'s connection", nick=user.nick)
             # Its connectionLost comes in a later reactor turn: do not wait.
             self.disconnect(user, "cut off while stopping")
 

@@ -181,6 +181,7 @@ class Talk:
                 sender,
                 "not-stored",
                 "your message could not be saved, so nobody was shown it; try again",
+                draft.client_id,
             )
         else:
             self._delivery.error(

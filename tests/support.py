@@ -451,7 +451,8 @@ class FakeNode:
         pass
 
     def renamed(self, user: User, old: str) -> None:
-        self.chat.claims.pop(nick_key(old), None)
+        if nick_key(old) != user.key:
+            self.release(user, old)
 
     def left(self, user: User) -> None:
         if not user.moved:
