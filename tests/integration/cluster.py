@@ -28,6 +28,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
+from tests.certificates import certificate_pem, key_pem, make_certificate, make_key
 from tests.integration.server import (
     LOOPBACK,
     TAP_INI,
@@ -161,8 +162,6 @@ class RedisServer:
         A CA of the test's own, and a certificate it signed for 127.0.0.1:
         nodes trust the CA (C{trustRoots}, a directory of C{.pem} files).
         """
-        from tests.test_tls import certificate_pem, key_pem, make_certificate, make_key
-
         ca_key, key = make_key(), make_key()
         ca = make_certificate(ca_key, "tchat test CA", authority=True)
         server = make_certificate(key, "127.0.0.1", issuer=(ca, ca_key))

@@ -579,6 +579,47 @@ async def connect(
     return client
 
 
+def _opens_block(line: str, room: str) -> bool:
+    """
+    Whether a line starts what a C{/resume} shows of C{room}.
+    """
+    return line in (
+        f"*** Nothing new in {room} since you left",
+        f"*** Some earlier messages of {room} are no longer kept",
+    ) or (line.startswith("*** ") and line.endswith(f" in {room} since you left:"))
+
+
+async def expect_resume(
+    client: ChatClient, *expected: str, joined: tuple[str, ...] = ()
+) -> None:
+    """
+    Assert the lines a C{/resume} shows: C{expected}, in order, plus a
+    "you joined ROOM" line for each of C{joined} (rooms the connection was
+    not in), which may come anywhere after "welcome back" and before that
+    room's own block, since a room whose missed messages are read from the
+    store shows them later than one served from memory.
+    """
+    got = [
+        line.decode() for line in await client.read_lines(len(expected) + len(joined))
+    ]
+    rest = list(got)
+    for room in joined:
+        notice = f"[HH:MM] *** you joined {room}"
+        block = next(
+            (i for i, line in enumerate(rest) if _opens_block(line, room)),
+            len(rest),
+        )
+        welcome = next(
+            (i for i, line in enumerate(rest) if line.startswith("*** welcome back")),
+            len(rest),
+        )
+        if notice not in rest[welcome:block]:
+            raise FailTest(f"no {notice!r} before the block of {room} in {got!r}")
+        rest.remove(notice)
+    if rest != list(expected):
+        raise FailTest(f"expected\n  {list(expected)!r}\nbut got\n  {got!r}")
+
+
 # -- processes -------------------------------------------------------------
 
 
@@ -890,6 +931,26 @@ async def chat(
     for client in clients:
         await client.sync()
     return server, clients
+
+
+def rewrite(server: TchatServer, text: str) -> None:
+    """
+    Replace a running server's C{tap.ini}.
+    """
+    path = os.path.join(server.directory, "tap.ini")
+    with open(path + ".new", "w", encoding="utf-8") as f:
+        f.write(text)
+    # Atomic, so the server never reads half a file.
+    os.replace(path + ".new", path)
+
+
+async def log_line(
+    server: TchatServer, pattern: str | bytes | re.Pattern[bytes], timeout: float = 5.0
+) -> re.Match[bytes]:
+    """
+    Wait for the server to log C{pattern} (after what earlier waits read).
+    """
+    return await server.process.output.wait_for(pattern, timeout)
 
 
 # -- WebSocket clients -------------------------------------------------------

@@ -44,10 +44,10 @@ from tests.integration.server import (
     async_test,
     connect,
     connect_web,
+    expect_resume,
     global_reactor,
     start_server,
 )
-from tests.integration.test_history_server import expect_resume
 
 CROSS = 10.0
 """Seconds anything sent through Redis may take to reach another node."""

@@ -29,6 +29,7 @@ from tests.integration.server import (
     async_test,
     connect,
     connect_web,
+    expect_resume,
     global_reactor,
     start_server,
 )
@@ -195,47 +196,6 @@ def history_message(
         "action": action,
         "history": True,
     }
-
-
-def _opens_block(line: str, room: str) -> bool:
-    """
-    Whether a line starts what a C{/resume} shows of C{room}.
-    """
-    return line in (
-        f"*** Nothing new in {room} since you left",
-        f"*** Some earlier messages of {room} are no longer kept",
-    ) or (line.startswith("*** ") and line.endswith(f" in {room} since you left:"))
-
-
-async def expect_resume(
-    client: ChatClient, *expected: str, joined: tuple[str, ...] = ()
-) -> None:
-    """
-    Assert the lines a C{/resume} shows: C{expected}, in order, plus a
-    "you joined ROOM" line for each of C{joined} (rooms the connection was
-    not in), which may come anywhere after "welcome back" and before that
-    room's own block, since a room whose missed messages are read from the
-    store shows them later than one served from memory.
-    """
-    got = [
-        line.decode() for line in await client.read_lines(len(expected) + len(joined))
-    ]
-    rest = list(got)
-    for room in joined:
-        notice = f"[HH:MM] *** you joined {room}"
-        block = next(
-            (i for i, line in enumerate(rest) if _opens_block(line, room)),
-            len(rest),
-        )
-        welcome = next(
-            (i for i, line in enumerate(rest) if line.startswith("*** welcome back")),
-            len(rest),
-        )
-        if notice not in rest[welcome:block]:
-            raise FailTest(f"no {notice!r} before the block of {room} in {got!r}")
-        rest.remove(notice)
-    if rest != list(expected):
-        raise FailTest(f"expected\n  {list(expected)!r}\nbut got\n  {got!r}")
 
 
 # -- streams of messages, for the crash and shutdown tests -----------------

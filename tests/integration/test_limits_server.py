@@ -23,9 +23,10 @@ from tests.integration.server import (
     async_test,
     connect,
     global_reactor,
+    log_line,
+    rewrite,
     start_server,
 )
-from tests.integration.test_operations import log_line, rewrite
 from tests.support import require
 
 

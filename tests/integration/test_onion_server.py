@@ -20,6 +20,12 @@ from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import FailTest, TestCase
 
+from tests.integration.browser import (
+    ChatPage,
+    launch_chromium,
+    on_reactor,
+    require_browser,
+)
 from tests.integration.server import (
     TAP_INI,
     WELCOME,
@@ -29,12 +35,6 @@ from tests.integration.server import (
     global_reactor,
     make_directory,
     start_server,
-)
-from tests.integration.test_browser import (
-    ChatPage,
-    launch_chromium,
-    on_reactor,
-    require_browser,
 )
 from tests.integration.tornet import (
     OneProtocolFactory,

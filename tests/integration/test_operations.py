@@ -37,6 +37,8 @@ from tests.integration.server import (
     connect,
     connect_web,
     global_reactor,
+    log_line,
+    rewrite,
     start_server,
 )
 from tests.support import require
@@ -123,17 +125,6 @@ def tap_ini(
     if operators:
         text += f"\n[operators]\n{OPERATOR} = {OPERATOR_HASH}\n"
     return text
-
-
-def rewrite(server: TchatServer, text: str) -> None:
-    """
-    Replace a running server's C{tap.ini}.
-    """
-    path = os.path.join(server.directory, "tap.ini")
-    with open(path + ".new", "w", encoding="utf-8") as f:
-        f.write(text)
-    # Atomic, so the server never reads half a file.
-    os.replace(path + ".new", path)
 
 
 def web_port(server: TchatServer) -> int:
@@ -226,15 +217,6 @@ def notice(kind: str, by: str, text: str, **extra: Any) -> dict[str, Any]:
         "ts": RECENT,
         **extra,
     }
-
-
-async def log_line(
-    server: TchatServer, pattern: str | bytes | re.Pattern[bytes], timeout: float = 5.0
-) -> re.Match[bytes]:
-    """
-    Wait for the server to log C{pattern} (after what earlier waits read).
-    """
-    return await server.process.output.wait_for(pattern, timeout)
 
 
 async def wait_for_exit(

@@ -35,6 +35,15 @@ from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import FailTest, TestCase
 
+from tests.certificates import (
+    certificate_pem,
+    fingerprint,
+    make_certificate,
+    make_key,
+    replace_file,
+    ssl_string,
+    write_files,
+)
 from tests.integration.server import (
     ANSI,
     LOOPBACK,
@@ -53,15 +62,6 @@ from tests.integration.server import (
     unstamp,
 )
 from tests.support import require
-from tests.test_tls import (
-    certificate_pem,
-    fingerprint,
-    make_certificate,
-    make_key,
-    replace_file,
-    ssl_string,
-    write_files,
-)
 
 PLAIN = "tcp:0:interface=127.0.0.1"
 """The plain telnet door of every test server here."""
