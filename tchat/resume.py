@@ -148,6 +148,7 @@ class Resume:
             return None
         count, held = user.holding.get(room, (0, []))
         user.holding[room] = (count + 1, held)
+        tag = user.tag
         if newest:
             reading = self._store.read(room.key, after, before=upto + 1, limit=limit)
         else:
@@ -170,6 +171,7 @@ class Resume:
                     user,
                     "history-unavailable",
                     f"the history of {room.name} cannot be read right now",
+                    tag,
                 )
                 if on_error:
                     then(None)
@@ -314,13 +316,17 @@ class Resume:
         if session.nick == user.nick:
             return self._restored(user, session)
         error = self._delivery.error
+        holder = self._directory.user(session.nick)
         if self._bans.find(now, nick=session.nick) is not None:
             error(
                 user,
                 "banned",
                 f"the nick {session.nick} is banned; you stay {user.nick}",
             )
-        elif self._directory.user(session.nick) is None:
+        elif holder is user:
+            # The same nick but for case: theirs already.
+            self._presence.rename(user, session.nick)
+        elif holder is None:
             tag = user.tag
 
             def claimed(ok: bool) -> Deferred[Any] | None:
