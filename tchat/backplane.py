@@ -22,6 +22,7 @@ from tchat.history import HistoryStore
 from tchat.model import Directory, Room, User
 from tchat.seam import (
     Audience,
+    Draft,
     Health,
     IBackplane,
     IHubInbox,
@@ -60,32 +61,21 @@ class LocalBackplane:
 
     # -- room messages -------------------------------------------------------
 
-    def say(self, sender: User, room: Room, draft: events.RoomMessage) -> None:
+    def say(self, sender: User, room: Room, draft: Draft) -> None:
         received = time.perf_counter()
-        inbox, directory = self._inbox, self._directory
-        assert inbox is not None and directory is not None
-        tag = draft.client_id
-        if tag is not None and (room.key, tag) in self._unkept:
-            inbox.repeated(sender, room, tag, self._unkept[room.key, tag])
-            return
+        inbox, tag = self._inbox, draft.client_id
+        assert inbox is not None
+        if tag is not None and self._unkept:
+            number = self._unkept.get((room.key, tag))
+            if number is not None:
+                inbox.repeated(sender, room, tag, number)
+                return
         if not room.stored:
             self._store.save_room(room.record())
             room.stored = True
         room.last_id += 1
-        message = events.RoomMessage(
-            draft.room,
-            room.last_id,
-            draft.ts,
-            draft.nick,
-            draft.door,
-            draft.colour,
-            draft.text,
-            draft.action,
-            tag,
-            room.epoch,
-        )
-        durable = directory.settings.history.sync == "full"
-        committed = self._store.append(message, durable)
+        message = draft.message(sender, room, room.last_id)
+        committed = self._store.append(message, self._durable)
         if committed is None:
             inbox.message(room, message, received)
             return
@@ -106,9 +96,15 @@ class LocalBackplane:
                 id=message.id,
                 room=room.name,
             )
-            inbox.unsaid(sender, message, Failure(NotKeptError(why.getErrorMessage())))
+            inbox.unsaid(sender, draft, Failure(NotKeptError(why.getErrorMessage())))
 
         committed.addCallbacks(kept, lost)
+
+    @property
+    def _durable(self) -> bool:
+        """Whether a message waits for the disk (C{sync = full})."""
+        assert self._directory is not None
+        return self._directory.settings.history.sync == "full"
 
     def ensure(self, rooms: Sequence[Room]) -> Deferred[None]:
         return succeed(None)

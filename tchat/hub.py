@@ -48,6 +48,7 @@ from tchat.seam import (
     BansKnown,
     BansLifted,
     BansMade,
+    Draft,
     IBackplane,
     IHubInbox,
     MotdChanged,
@@ -61,6 +62,8 @@ from tchat.talk import Talk
 
 Handler = Callable[[User, Any], Deferred[Any] | None]
 """Carries out one kind of command; returns what its effect waits on."""
+
+_FOR_OPERATORS = frozenset(c.OPERATOR_COMMANDS)
 
 
 @dataclass(frozen=True)
@@ -473,7 +476,7 @@ class ChatFactory:
             self._in_order.execute(user, command, tag)
 
     def _dispatch(self, user: User, command: c.Command) -> Deferred[Any] | None:
-        if isinstance(command, c.OPERATOR_COMMANDS) and user.operator is None:
+        if type(command) in _FOR_OPERATORS and user.operator is None:
             self._log.info(
                 "refused /{command} to {nick}, who is not an operator",
                 command=type(command).__name__.lower(),
@@ -509,7 +512,7 @@ class ChatFactory:
     def repeated(self, sender: User, room: Room, client_id: str, id: int) -> None:
         self.concerns.talk.repeated(sender, room, client_id, id)
 
-    def unsaid(self, sender: User, draft: events.RoomMessage, why: Failure) -> None:
+    def unsaid(self, sender: User, draft: Draft, why: Failure) -> None:
         self.concerns.talk.unsaid(sender, draft, why)
 
     def event(self, event: events.Event, audience: Audience) -> None:

@@ -52,11 +52,10 @@ class InOrder:
             carry.
         """
         waiting = user.waiting
-        if waiting is None:
-            self._run(user, command, tag)
-        elif len(waiting) < MAX_WAITING:
-            waiting.append((command, tag))
-        else:
+        if waiting is not None:
+            if len(waiting) < MAX_WAITING:
+                waiting.append((command, tag))
+                return
             self._metrics.limit("waiting")
             self._delivery.error(
                 user,
@@ -65,8 +64,7 @@ class InOrder:
                 "this one was dropped",
                 tag,
             )
-
-    def _run(self, user: User, command: Command, tag: str | None) -> None:
+            return
         user.tag = tag
         try:
             pending = self._run_one(user, command)
@@ -90,7 +88,7 @@ class InOrder:
         while waiting and user.connected and user.waiting is None:
             command, tag = waiting.popleft()
             try:
-                self._run(user, command, tag)
+                self.execute(user, command, tag)
             except Exception:
                 self._log.failure("carrying out a command of {nick}", nick=user.nick)
         if waiting and user.waiting is not None:

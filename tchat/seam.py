@@ -16,7 +16,7 @@ start, and the hub never asks which it has.
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from prometheus_client.metrics_core import Metric
 from twisted.internet.defer import Deferred
@@ -80,6 +80,38 @@ class Audience:
         if self.operators:
             told.update(dict.fromkeys(directory.operators()))
         return told
+
+
+class Draft(NamedTuple):
+    """
+    A room message as its sender said it, before it is numbered: the rest
+    (nick, door, colour; room and epoch) comes from the sender and the
+    room.  A tuple, not an event: one is made for every line said.
+
+    @ivar ts: When it was said, by the hub's clock.
+    @ivar client_id: The client's tag, to acknowledge it and recognise a
+        retry.
+    """
+
+    text: str
+    action: bool
+    client_id: str | None
+    ts: float
+
+    def message(self, sender: User, room: Room, id: int) -> events.RoomMessage:
+        """The message numbered C{id} in C{room}, in the room's epoch."""
+        return events.RoomMessage(
+            room.name,
+            id,
+            self.ts,
+            sender.nick,
+            sender.door,
+            sender.colour,
+            self.text,
+            self.action,
+            self.client_id,
+            room.epoch,
+        )
 
 
 @dataclass(frozen=True)
@@ -206,7 +238,7 @@ class IHubInbox(Interface):
         C{id}): a retry, not said again.
         """
 
-    def unsaid(sender: User, draft: events.RoomMessage, why: Failure) -> None:
+    def unsaid(sender: User, draft: Draft, why: Failure) -> None:
         """
         C{sender}'s message C{draft} could not be numbered or kept, so
         nobody was shown it.
@@ -264,13 +296,12 @@ class IBackplane(Interface):
         Leave the chat: this node's users are gone already.
         """
 
-    def say(sender: User, room: Room, draft: events.RoomMessage) -> None:
+    def say(sender: User, room: Room, draft: Draft) -> None:
         """
-        Number, keep and publish C{sender}'s message C{draft} (its id is
-        not set yet).  It reaches L{IHubInbox.message} on every node; a
-        retry of a message already numbered reaches
-        L{IHubInbox.repeated}, and one that could not be numbered or kept,
-        L{IHubInbox.unsaid}.
+        Number, keep and publish C{sender}'s message C{draft} in C{room}.
+        It reaches L{IHubInbox.message} on every node; a retry of a message
+        already numbered reaches L{IHubInbox.repeated}, and one that could
+        not be numbered or kept, L{IHubInbox.unsaid}.
         """
 
     def ensure(rooms: Sequence[Room]) -> Deferred[None]:

@@ -24,7 +24,7 @@ from tchat.model import Directory, Room, User
 from tchat.pacing import Pacing
 from tchat.presence import Presence
 from tchat.rooms import Rooms
-from tchat.seam import Audience, IBackplane, NotKeptError
+from tchat.seam import Audience, Draft, IBackplane, NotKeptError
 from tchat.text import (
     clean_text,
     describe_duration,
@@ -63,6 +63,8 @@ class Talk:
         """
         Whether C{user} may not talk now; tells them so.
         """
+        if user.muted_until is None:
+            return False
         left = Mutes.left(user, self._clock.seconds())
         if left is None:
             return False
@@ -133,19 +135,7 @@ class Talk:
         now = self._clock.seconds()
         self._metrics.received_from(user.door)
         self._metrics.messages.record(now)
-        draft = events.RoomMessage(
-            room.name,
-            0,
-            now,
-            user.nick,
-            user.door,
-            user.colour,
-            text,
-            action,
-            client_id,
-            room.epoch,
-        )
-        self._backplane.say(user, room, draft)
+        self._backplane.say(user, room, Draft(text, action, client_id, now))
 
     def arrived(self, room: Room, message: events.RoomMessage, received: float) -> None:
         """
@@ -172,7 +162,7 @@ class Talk:
         ):
             self._delivery.tell(sender, prior)
 
-    def unsaid(self, sender: User, draft: events.RoomMessage, why: Failure) -> None:
+    def unsaid(self, sender: User, draft: Draft, why: Failure) -> None:
         """C{sender}'s message could not be kept or sent: nobody saw it."""
         if not sender.connected:
             return

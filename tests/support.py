@@ -33,7 +33,15 @@ from tchat.config import LimitsConfig, ServerConfig, WebConfig
 from tchat.hub import ChatFactory
 from tchat.interfaces import IParticipant
 from tchat.model import Directory, Room, User
-from tchat.seam import Audience, Health, IBackplane, IHubInbox, Listing, Request
+from tchat.seam import (
+    Audience,
+    Draft,
+    Health,
+    IBackplane,
+    IHubInbox,
+    Listing,
+    Request,
+)
 from tchat.telnet import TelnetFactory
 from tchat.text import nick_key
 from tchat.web import WebChatFactory
@@ -415,7 +423,7 @@ class FakeNode:
     def stop(self) -> Deferred[None]:
         return succeed(None)
 
-    def say(self, sender: User, room: Room, draft: events.RoomMessage) -> None:
+    def say(self, sender: User, room: Room, draft: Draft) -> None:
         def number() -> None:
             key = room.key
             last = self.chat.last_ids[key] = self.chat.last_ids.get(key, 0) + 1
@@ -424,7 +432,7 @@ class FakeNode:
                 here = node.directory.room(room.name)
                 if here is None:
                     here = node.directory.new_room(room.name, room.epoch)
-                message = dataclasses.replace(draft, id=last, epoch=here.epoch)
+                message = draft.message(sender, here, last)
                 node.inbox.message(here, message, time.perf_counter())
 
         self.chat.later(number)

@@ -24,6 +24,7 @@ from tchat.model import Directory, Room, Settings, User
 from tchat.palette import PALETTE
 from tchat.seam import (
     Audience,
+    Draft,
     Health,
     IBackplane,
     IHubInbox,
@@ -58,7 +59,7 @@ class RecordingInbox:
     def repeated(self, sender: User, room: Room, client_id: str, id: int) -> None:
         self.calls.append(("repeated", (sender, room, client_id, id)))
 
-    def unsaid(self, sender: User, draft: events.RoomMessage, why: Failure) -> None:
+    def unsaid(self, sender: User, draft: Draft, why: Failure) -> None:
         self.calls.append(("unsaid", (sender, draft, why)))
 
     def event(self, event: events.Event, audience: Audience) -> None:
@@ -104,11 +105,10 @@ class RecordingStore(MemoryStore):
 
 def draft(
     room: str, text: str, client_id: str | None = None, action: bool = False
-) -> events.RoomMessage:
-    """A message as the hub hands it to C{say}: not numbered yet."""
-    return events.RoomMessage(
-        room, 0, 1_700_000_000.5, "alice", "web", RED, text, action, client_id
-    )
+) -> Draft:
+    """A message as the hub hands it to C{say}: not numbered yet (the room
+    is the one C{say} is given)."""
+    return Draft(text, action, client_id, 1_700_000_000.5)
 
 
 class BackplaneTestCase(SynchronousTestCase):
@@ -290,16 +290,16 @@ class FullSyncTests(BackplaneTestCase):
     def test_failed_write(self) -> None:
         """
         A message the store could not keep is handed back as unsaid, with
-        its id and a L{NotKeptError} saying why; the store's failure is
-        logged, and a retry of it is numbered afresh.
+        a L{NotKeptError} saying why; the store's failure is logged, and a
+        retry of it is numbered afresh.
         """
-        self.backplane.say(self.alice, self.lobby, draft("#lobby", "lost", "c-1"))
+        said = draft("#lobby", "lost", "c-1")
+        self.backplane.say(self.alice, self.lobby, said)
         self.store.commits.pop().errback(sqlite3.OperationalError("disk full"))
-        ((name, (sender, message, why)),) = self.inbox.take()
+        ((name, (sender, unsaid, why)),) = self.inbox.take()
         self.assertEqual(name, "unsaid")
         self.assertIs(sender, self.alice)
-        assert isinstance(message, events.RoomMessage)
-        self.assertEqual((message.id, message.text), (1, "lost"))
+        self.assertEqual(unsaid, said)
         assert isinstance(why, Failure)
         self.assertTrue(why.check(NotKeptError))
         self.assertEqual(why.getErrorMessage(), "disk full")

@@ -24,7 +24,7 @@ from tchat.config import HistoryConfig, LimitsConfig, ServerConfig
 from tchat.history import MemoryStore
 from tchat.hub import ChatFactory
 from tchat.model import Room, User
-from tchat.seam import Audience, IBackplane, NotKeptError, UnreachableError
+from tchat.seam import Audience, Draft, IBackplane, NotKeptError, UnreachableError
 from tchat.talk import Talk
 from tests.support import FakeChat, FakeParticipant
 
@@ -470,7 +470,7 @@ class UnsaidTests(TalkTestCase):
         super().setUp()
         self.alice_p, self.alice = self.connect("alice")
         self.bob_p, _ = self.connect("bob")
-        self.draft = self.message(self.alice, 0, "lost", "c1")
+        self.draft = Draft("lost", False, "c1", NOW)
 
     def test_not_kept(self) -> None:
         """

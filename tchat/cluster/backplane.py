@@ -49,13 +49,14 @@ from tchat.cluster.wire import (
     Shared,
     TakeOver,
     decode,
+    draft_fields,
     encode,
-    message_fields,
 )
 from tchat.model import Directory, Room, User, arrival
 from tchat.seam import (
     Audience,
     BansKnown,
+    Draft,
     Health,
     IBackplane,
     IHubInbox,
@@ -205,7 +206,7 @@ class RedisBackplane:
 
     # -- room messages -------------------------------------------------------
 
-    def say(self, sender: User, room: Room, draft: events.RoomMessage) -> None:
+    def say(self, sender: User, room: Room, draft: Draft) -> None:
         inbox, directory = self._hub()
         if not self.up:
             if room.epoch == self.ledger.position(room)[0]:
@@ -224,7 +225,7 @@ class RedisBackplane:
                 directory.settings.history.keep,
                 tag or "",
                 room.name,
-                dumps(message_fields(draft)),
+                dumps(draft_fields(sender, draft)),
                 room.epoch,
                 key,
             ],
@@ -237,7 +238,7 @@ class RedisBackplane:
         def failed(why: Failure) -> None:
             _log.warn(
                 "cluster: a message of {nick} in {room} was not sent: {why}",
-                nick=draft.nick,
+                nick=sender.nick,
                 room=room.name,
                 why=why.value,
             )

@@ -14,11 +14,13 @@ from typing import Any
 
 from tchat import events
 from tchat.history import Ban
+from tchat.model import User
 from tchat.palette import PALETTE, Colour
 from tchat.seam import (
     Audience,
     BansLifted,
     BansMade,
+    Draft,
     MotdChanged,
     OperatorRequest,
     Request,
@@ -77,6 +79,19 @@ def message_fields(message: events.RoomMessage) -> dict[str, Any]:
         "text": message.text,
         "action": message.action,
         "client_id": message.client_id,
+    }
+
+
+def draft_fields(sender: User, draft: Draft) -> dict[str, Any]:
+    """What L{message_fields} gives for C{sender}'s C{draft}, once numbered."""
+    return {
+        "ts": draft.ts,
+        "nick": sender.nick,
+        "door": sender.door,
+        "colour": sender.colour.name,
+        "text": draft.text,
+        "action": draft.action,
+        "client_id": draft.client_id,
     }
 
 
