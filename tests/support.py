@@ -278,6 +278,36 @@ class WebClient(WebSocketClientProtocol):
         return frames
 
 
+def started_hub(
+    testcase: SynchronousTestCase,
+    clock: Clock,
+    *,
+    server: ServerConfig | None = None,
+    rng: random.Random | None = None,
+    backplane: IBackplane | None = None,
+    **options: Any,
+) -> ChatFactory:
+    """
+    A started hub on C{clock}, for tests that drive users through
+    C{hub.execute} or the hub's concerns, never through a door: those users
+    would look silent, so there is no silent-connection sweep
+    (C{[limits] silent_timeout = 0}) unless C{limits} says otherwise.
+
+    @param options: Further arguments of L{ChatFactory} (C{history},
+        C{store}, C{operators}, C{verify}, C{limits}).
+    """
+    options.setdefault("limits", LimitsConfig(silent_timeout=0))
+    hub = ChatFactory(
+        server if server is not None else ServerConfig(),
+        clock,
+        rng if rng is not None else random.Random(1),
+        backplane=backplane,
+        **options,
+    )
+    testcase.successResultOf(hub.start())
+    return hub
+
+
 def autobahn_on(testcase: SynchronousTestCase, clock: Clock) -> None:
     """
     Run Autobahn's timers (handshake timeouts, pings) on C{clock} for the

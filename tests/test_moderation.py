@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import events
 from tchat.commands import Join, Nick, Part
-from tchat.config import HistoryConfig, LimitsConfig, OperatorsConfig, ServerConfig
+from tchat.config import HistoryConfig, OperatorsConfig, ServerConfig
 from tchat.history import Ban, BanKind, HistoryStore, MemoryStore
 from tchat.hub import ChatFactory
 from tchat.model import User
@@ -34,7 +34,7 @@ from tchat.seam import (
     Request,
     UnreachableError,
 )
-from tests.support import FakeChat, FakeNode, FakeParticipant
+from tests.support import FakeChat, FakeNode, FakeParticipant, started_hub
 
 NOBODY = events.Error("no-such-nick", "nobody here is called ghost")
 HINT = events.Error(
@@ -76,22 +76,19 @@ class ModerationTestCase(SynchronousTestCase):
         backplane: IBackplane | None = None,
         seed: int = 1,
     ) -> ChatFactory:
-        hub = ChatFactory(
-            ServerConfig(name="tchat", motd=("hello",)),
+        return started_hub(
+            self,
             self.clock,
-            random.Random(seed),
+            server=ServerConfig(name="tchat", motd=("hello",)),
+            rng=random.Random(seed),
             history=HistoryConfig(enabled=False),
             store=store,
             operators=OperatorsConfig((("root", "stored"),)),
             verify=lambda password, encoded: succeed(
                 password == "right" and encoded == "stored"
             ),
-            # These users never talk through a door: they would look silent.
-            limits=LimitsConfig(silent_timeout=0),
             backplane=backplane,
         )
-        self.successResultOf(hub.start())
-        return hub
 
     def moderation(self, hub: ChatFactory | None = None) -> Moderation:
         return (hub or self.hub).concerns.moderation

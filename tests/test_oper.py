@@ -11,8 +11,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import events
-from tchat.config import HistoryConfig, LimitsConfig, OperatorsConfig, ServerConfig
-from tchat.hub import ChatFactory
+from tchat.config import HistoryConfig, OperatorsConfig
 from tchat.model import User
 from tchat.oper import (
     MAX_VERIFYING,
@@ -21,7 +20,7 @@ from tchat.oper import (
     OPER_WINDOW,
     OperatorLogin,
 )
-from tests.support import FakeParticipant
+from tests.support import FakeParticipant, started_hub
 
 WRONG = events.Error("oper-failed", "wrong operator name or password")
 BUSY = events.Error(
@@ -44,18 +43,14 @@ class OperTestCase(SynchronousTestCase):
         self.checked: list[tuple[str, str | None]] = []
         self.pending: list[Deferred[bool]] | None = None
         self.broken = False
-        self.hub = ChatFactory(
-            ServerConfig(),
+        self.hub = started_hub(
+            self,
             self.clock,
-            random.Random(5),
+            rng=random.Random(5),
             history=HistoryConfig(enabled=False),
             operators=OperatorsConfig((("root", "stored"), ("ops", "stored"))),
             verify=self.verify,
-            # These users talk only to the concern, never through a door:
-            # they would look silent to the silent timeout.
-            limits=LimitsConfig(silent_timeout=0),
         )
-        self.successResultOf(self.hub.start())
         self.login: OperatorLogin = self.hub.concerns.login
 
     def verify(self, password: str, encoded: str | None) -> Deferred[bool]:

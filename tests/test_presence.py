@@ -27,7 +27,7 @@ from tchat.model import User
 from tchat.palette import PALETTE
 from tchat.presence import BACK, OUTAGE, Presence
 from tchat.seam import IBackplane, UnreachableError
-from tests.support import FakeChat, FakeParticipant
+from tests.support import FakeChat, FakeParticipant, started_hub
 
 NOW = 1_700_000_000
 
@@ -104,19 +104,17 @@ class PresenceTestCase(SynchronousTestCase):
         history: HistoryConfig | None = None,
         **limits: Any,
     ) -> ChatFactory:
-        # No sweeps: these users never send a line through a door.
         limits.setdefault("silent_timeout", 0)
-        hub = ChatFactory(
-            server if server is not None else ServerConfig(),
+        return started_hub(
+            self,
             self.clock,
-            rng if rng is not None else random.Random(1),
+            server=server,
+            rng=rng,
             history=history if history is not None else self.history,
             store=self.store,
             limits=LimitsConfig(**limits),
             backplane=backplane,
         )
-        self.successResultOf(hub.start())
-        return hub
 
     @property
     def presence(self) -> Presence:

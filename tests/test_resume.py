@@ -19,14 +19,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from tchat import commands, events
 from tchat.backplane import LocalBackplane
 from tchat.commands import Color, Join, Nick, Part, Say
-from tchat.config import HistoryConfig, LimitsConfig, ServerConfig
+from tchat.config import HistoryConfig, ServerConfig
 from tchat.history import Ban, MemoryStore, Session
 from tchat.hub import ChatFactory
 from tchat.model import Room, User
 from tchat.palette import PALETTE
 from tchat.resume import Resume, resume_point
 from tchat.seam import IBackplane, OperatorRequest, UnreachableError
-from tests.support import FakeChat, FakeNode, FakeParticipant
+from tests.support import FakeChat, FakeNode, FakeParticipant, started_hub
 
 
 class ControlledStore(MemoryStore):
@@ -135,18 +135,15 @@ class ResumeTestCase(SynchronousTestCase):
         backplane: IBackplane | None = None,
         seed: int = 1,
     ) -> ChatFactory:
-        hub = ChatFactory(
-            ServerConfig(name="tchat"),
+        return started_hub(
+            self,
             self.clock,
-            random.Random(seed),
+            server=ServerConfig(name="tchat"),
+            rng=random.Random(seed),
             history=self.history,
             store=store,
-            # These users never talk through a door: they would look silent.
-            limits=LimitsConfig(silent_timeout=0),
             backplane=backplane,
         )
-        self.successResultOf(hub.start())
-        return hub
 
     @property
     def resume(self) -> Resume:

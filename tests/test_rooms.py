@@ -8,7 +8,6 @@ C{tests/test_hub.py}; these check each method of the concern on its own,
 including the waits on the rest of the chat (a L{FakeChat}).
 """
 
-import random
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -17,13 +16,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import events
 from tchat.backplane import LocalBackplane
-from tchat.config import HistoryConfig, LimitsConfig, ServerConfig
+from tchat.config import HistoryConfig, LimitsConfig
 from tchat.history import MemoryStore, RoomRecord
 from tchat.hub import ChatFactory
 from tchat.model import Room, User
 from tchat.rooms import ONLY_HERE, Rooms
 from tchat.seam import IBackplane, Listing
-from tests.support import FakeChat, FakeParticipant
+from tests.support import FakeChat, FakeParticipant, started_hub
 
 NOW = 1_700_000_000
 
@@ -73,19 +72,15 @@ class RoomsTestCase(SynchronousTestCase):
     def make_hub(
         self, backplane: IBackplane | None = None, **limits: Any
     ) -> ChatFactory:
-        # No sweeps: these users never send a line through a door.
         limits.setdefault("silent_timeout", 0)
-        hub = ChatFactory(
-            ServerConfig(),
+        return started_hub(
+            self,
             self.clock,
-            random.Random(1),
             history=self.history,
             store=self.store,
             limits=LimitsConfig(**limits),
             backplane=backplane,
         )
-        self.successResultOf(hub.start())
-        return hub
 
     @property
     def rooms(self) -> Rooms:

@@ -8,7 +8,6 @@ and C{tests/test_history.py}.
 """
 
 import math
-import random
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -20,13 +19,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import events
 from tchat.backplane import LocalBackplane
-from tchat.config import HistoryConfig, LimitsConfig, ServerConfig
+from tchat.config import HistoryConfig, LimitsConfig
 from tchat.history import MemoryStore
 from tchat.hub import ChatFactory
 from tchat.model import Room, User
 from tchat.seam import Audience, Draft, IBackplane, NotKeptError, UnreachableError
 from tchat.talk import Talk
-from tests.support import FakeChat, FakeParticipant
+from tests.support import FakeChat, FakeParticipant, started_hub
 
 NOW = 1_700_000_000
 
@@ -91,19 +90,15 @@ class TalkTestCase(SynchronousTestCase):
     def make_hub(
         self, backplane: IBackplane | None = None, **limits: Any
     ) -> ChatFactory:
-        # No sweeps: these users never send a line through a door.
         limits.setdefault("silent_timeout", 0)
-        hub = ChatFactory(
-            ServerConfig(),
+        return started_hub(
+            self,
             self.clock,
-            random.Random(1),
             history=self.history,
             store=self.store,
             limits=LimitsConfig(**limits),
             backplane=backplane,
         )
-        self.successResultOf(hub.start())
-        return hub
 
     @property
     def talk(self) -> Talk:
