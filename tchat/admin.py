@@ -401,22 +401,29 @@ class _JSONPage(_Page):
 class _Health(_JSONPage):
     """
     C{/healthz}: 200 while the chat serves, 503 while the hub is starting
-    or the onion service is down.  A bootstrapping onion is not a failure.
+    or the onion service is down, and 503 "degraded" while the chat serves
+    but not all of it works: the cluster cannot be reached, or the history
+    cannot be written (the C{history} check, present only then, names
+    why).  A bootstrapping onion is not a failure.
     """
 
     def page(self, request: Request) -> bytes:
-        checks = {"hub": "ok" if self._vitals.hub.ready else "starting"}
+        hub = self._vitals.hub
+        checks = {"hub": "ok" if hub.ready else "starting"}
         onion = self._vitals.onion_status()
         if onion is not None:
             checks["onion"] = onion["state"]
-        health = self._vitals.hub.backplane.health()
+        health = hub.backplane.health()
         checks.update(health.checks)
+        history = hub.store.health()
+        if history is not None:
+            checks["history"] = history
         # A down onion is the worse news, so it wins over a starting hub.
         if checks.get("onion") == "down":
             status = "down"
-        elif not self._vitals.hub.ready:
+        elif not hub.ready:
             status = "starting"
-        elif health.degraded:
+        elif health.degraded or history is not None:
             status = "degraded"
         else:
             status = "ok"

@@ -17,12 +17,26 @@ from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, execute
 from twisted.internet.task import Clock
+from twisted.logger import ILogObserver, LogEvent, Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import provider
 
 from tchat import events
 from tchat.commands import Join, Nick, Part, Resume, ResumeRooms, Say, ShowHistory
 from tchat.config import HistoryConfig, ServerConfig
-from tchat.history import Loaded, MemoryStore, RoomRecord, Session, SQLiteStore
+from tchat.history import (
+    CLOSE_TIMEOUT,
+    MAX_BATCH,
+    Fault,
+    Loaded,
+    MemoryStore,
+    RoomRecord,
+    Session,
+    SQLiteStore,
+    StorageError,
+)
+from tchat.history.database import MessageWrite, describe_changes
+from tchat.history.sqlite import FILE_CHECK_INTERVAL, REMINDER_INTERVAL
 from tchat.hub import ChatFactory
 from tchat.model import User
 from tchat.palette import PALETTE
@@ -677,11 +691,15 @@ class StoreTestCase(SynchronousTestCase):
 
     def close(self, store: SQLiteStore) -> None:
         """
-        Close the store, running whatever its thread still holds.
+        Close the store, running whatever its thread still holds, and
+        giving it the time a stop may take (a disk that refuses writes is
+        retried for L{CLOSE_TIMEOUT} seconds).
         """
         self.thread.held = False
         self.thread.run()
-        self.successResultOf(store.close())
+        closing = store.close()
+        self.clock.pump([0.05] * int(CLOSE_TIMEOUT / 0.05 + 40))
+        self.successResultOf(closing)
 
 
 class SQLiteStoreTests(StoreTestCase):
@@ -774,22 +792,52 @@ class SQLiteStoreTests(StoreTestCase):
     def test_wal_and_durable_append(self) -> None:
         """
         The file is in WAL mode; with C{sync = full} an append's Deferred
-        fires once another connection can read the message.
+        fires once the message is committed: a crash right then keeps it.
         """
         config = self.config(sync="full")
         store, _ = self.open(config)
-        self.addCleanup(self.close, store)
         store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
         committed = store.append(message("#a", 1, "safe"), True)
         assert committed is not None
         self.assertNoResult(committed)
         self.clock.advance(0)
         self.successResultOf(committed)
+        self.crash(store)
         other = sqlite3.connect(config.path)
         self.addCleanup(other.close)
         self.assertEqual(other.execute("PRAGMA journal_mode").fetchone()[0], "wal")
         self.assertEqual(
             other.execute("SELECT text FROM messages").fetchall(), [("safe",)]
+        )
+
+    def test_locked_for_tchat_alone(self) -> None:
+        """
+        While the store is open its file is locked against every other
+        connection, and SQLite keeps the WAL index in memory: there is no
+        C{-shm} file to map (one left by an older tchat is removed).  Once
+        closed, the file can be read again.
+        """
+        config = self.config()
+        with open(config.path + "-shm", "wb") as f:
+            f.write(b"\0" * 32768)
+        store, _ = self.open(config)
+        store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
+        store.append(message("#a", 1, "mine"), False)
+        self.successResultOf(store.read("#a"))
+        self.assertFalse(os.path.exists(config.path + "-shm"))
+        self.assertTrue(os.path.exists(config.path + "-wal"))
+        other = sqlite3.connect(config.path, timeout=0)
+        self.addCleanup(other.close)
+        with self.assertRaises(sqlite3.OperationalError) as raised:
+            other.execute("SELECT text FROM messages").fetchall()
+        self.assertEqual(str(raised.exception), "database is locked")
+        self.close(store)
+        self.assertEqual(
+            sorted(os.listdir(os.path.dirname(config.path))),
+            [os.path.basename(config.path)],
+        )
+        self.assertEqual(
+            other.execute("SELECT text FROM messages").fetchall(), [("mine",)]
         )
 
     def test_group_commit(self) -> None:
@@ -905,12 +953,13 @@ class SQLiteStoreTests(StoreTestCase):
         Stop the store's thread without flushing or marking a clean stop.
         """
         store._pending.clear()
-        if store._timer is not None and store._timer.active():
-            store._timer.cancel()
+        for timer in (store._timer, store._watch):
+            if timer is not None and timer.active():
+                timer.cancel()
 
         def drop() -> None:
-            assert store._db is not None
-            store._db.close()
+            assert store._database.db is not None
+            store._database.db.close()
 
         self.successResultOf(store._in_thread(drop))
         store._running = False  # its thread is gone
@@ -969,7 +1018,7 @@ class WriteFailureTests(StoreTestCase):
         store = self.store(config)
         self.successResultOf(store.load(self.clock.seconds()))
         self.addCleanup(self.close, store)
-        write = store._write
+        write = store._database.write
         calls: list[int] = []
 
         def flaky(ops: Any) -> float:
@@ -978,7 +1027,7 @@ class WriteFailureTests(StoreTestCase):
                 raise sqlite3.OperationalError("database or disk is full")
             return write(ops)
 
-        store._write = flaky  # type: ignore[method-assign]
+        store._database.write = flaky  # type: ignore[method-assign]
         return store
 
     def test_retried(self) -> None:
@@ -990,7 +1039,6 @@ class WriteFailureTests(StoreTestCase):
         found = self.successResultOf(store.read("#a"))
         self.assertEqual([m.text for m in found], ["kept"])
         self.assertEqual((store.failed_batches, store.batches), (1, 1))
-        self.flushLoggedErrors(sqlite3.OperationalError)
 
     def test_backoff(self) -> None:
         """
@@ -1014,7 +1062,44 @@ class WriteFailureTests(StoreTestCase):
         self.assertEqual(store.queued, 0)
         found = self.successResultOf(store.read("#a"))
         self.assertEqual([m.text for m in found], ["kept", "later"])
-        self.flushLoggedErrors(sqlite3.OperationalError)
+
+    def test_order_kept_when_batches_in_flight_fail(self) -> None:
+        """
+        Two batches in flight that both fail are written again in the
+        order they were first queued, ahead of what came since.
+        """
+        store = self.store_failing(times=2, keep=100)
+        self.thread.held = True
+        store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
+        store.append(message("#a", 1, "first"), False)
+        store._flush()
+        store.append(message("#a", 2, "second"), False)
+        store._flush()
+        self.assertEqual(self.thread.run(), 2)
+        store.append(message("#a", 3, "third"), False)
+        self.assertEqual(
+            [op.row[1] for op in store._pending if isinstance(op, MessageWrite)],
+            [1, 2, 3],
+        )
+        self.thread.held = False
+        self.clock.advance(1)
+        found = self.successResultOf(store.read("#a"))
+        self.assertEqual([m.text for m in found], ["first", "second", "third"])
+
+    def test_no_early_flush_while_failing(self) -> None:
+        """
+        While the disk refuses writes, a full batch waits for the retry
+        timer rather than trying again at every new message.
+        """
+        store = self.store_failing(times=1000)
+        store.append(message("#a", 1, "m"), False)
+        self.clock.advance(0.01)
+        self.assertEqual(store.failed_batches, 1)
+        for i in range(2, MAX_BATCH + 10):
+            store.append(message("#a", i, "m"), False)
+        self.assertEqual(store.failed_batches, 1)
+        self.clock.advance(0.5)
+        self.assertEqual(store.failed_batches, 2)
 
     def test_full_sync_reports(self) -> None:
         store = self.store_failing(sync="full")
@@ -1026,7 +1111,400 @@ class WriteFailureTests(StoreTestCase):
         self.clock.advance(0.7)
         self.assertEqual(self.successResultOf(store.read("#a")), [])
         self.assertEqual(store.batches, 1)  # the room itself, on retry
-        self.flushLoggedErrors(sqlite3.OperationalError)
+
+
+class StorageFaultTests(StoreTestCase):
+    """
+    What the store does when the disk refuses its writes: it says why in
+    words, once and then every few minutes, reports it as its health,
+    tells the senders of messages it could not keep, and still stops in
+    bounded time, saying what it lost.  The faults are real SQLite ones
+    where SQLite can make them: C{max_page_count} (a full disk, exactly as
+    SQLite reports one) and C{query_only} (a read-only database).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.events: list[LogEvent] = []
+        events = self.events
+
+        @provider(ILogObserver)
+        def observe(event: LogEvent) -> None:
+            events.append(event)
+
+        self.observe = observe
+
+    def open(self, **changes: Any) -> SQLiteStore:
+        """
+        An open store whose log lines go to L{lines}; closed in cleanup.
+        """
+        store = SQLiteStore(
+            self.config(keep=1000, **changes),
+            self.clock,
+            3,
+            run_in_thread=self.thread,
+        )
+        store._log = Logger(observer=self.observe)
+        self.successResultOf(store.load(self.clock.seconds()))
+        self.addCleanup(self.close, store)
+        store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
+        self.successResultOf(store.read("#a"))
+        return store
+
+    def lines(self) -> list[str]:
+        """
+        What the store logged since the last call.
+        """
+        events, self.events[:] = list(self.events), []
+        return [f"{e['log_level'].name}: {formatEvent(e)}" for e in events]
+
+    def pragma(self, store: SQLiteStore, pragma: str) -> None:
+        """
+        Set a pragma on the store's own connection, in its thread.
+        """
+
+        def run() -> None:
+            assert store._database.db is not None
+            store._database.db.execute(f"PRAGMA {pragma}")
+
+        self.successResultOf(store._in_thread(run))
+
+    def fill_disk(self, store: SQLiteStore) -> None:
+        """
+        Let the database grow no more: SQLite then answers SQLITE_FULL.
+        """
+
+        def pages() -> int:
+            assert store._database.db is not None
+            return int(store._database.db.execute("PRAGMA page_count").fetchone()[0])
+
+        count = self.successResultOf(store._in_thread(pages))
+        self.pragma(store, f"max_page_count={count}")
+
+    def test_disk_full(self) -> None:
+        """
+        A full disk is named as such (not "cannot rollback"), with what is
+        waiting and how it is retried, without a traceback; the store's
+        health says C{disk-full}; once there is room again the waiting
+        writes go through, the log says so and the health clears.
+        """
+        store = self.open()
+        self.fill_disk(store)
+        for i in range(1, 4):
+            store.append(message("#a", i, "x" * 5000), False)
+        self.clock.advance(0.01)
+        self.assertEqual(
+            self.lines(),
+            [
+                "error: history: the disk is full (database or disk is full): "
+                "3 changes waiting, retrying up to every 30 s. Free some space "
+                "on it."
+            ],
+        )
+        self.assertEqual((store.health(), store.queued), ("disk-full", 3))
+        assert store.fault is not None
+        self.assertEqual(store.fault.what, "the disk is full")
+        self.pragma(store, "max_page_count=1000000")
+        self.clock.advance(0.5)
+        self.assertEqual(
+            self.lines(),
+            [
+                "info: history: writes work again after 0 s of failing (the disk "
+                "is full); 3 waiting changes written"
+            ],
+        )
+        self.assertEqual((store.health(), store.queued), (None, 0))
+        found = self.successResultOf(store.read("#a"))
+        self.assertEqual([m.id for m in found], [1, 2, 3])
+
+    def test_reminders(self) -> None:
+        """
+        While the same fault lasts, the log reminds of it every
+        L{REMINDER_INTERVAL} seconds, not at every retry.
+        """
+        store = self.open()
+        self.fill_disk(store)
+        store.append(message("#a", 1, "x" * 5000), False)
+        self.clock.advance(0.01)
+        self.assertEqual(len(self.lines()), 1)
+        retries = store.failed_batches
+        self.clock.pump([1.0] * int(REMINDER_INTERVAL - 2))
+        self.assertGreater(store.failed_batches, retries + 5)
+        self.assertEqual(self.lines(), [])
+        self.clock.pump([1.0] * 40)
+        (reminder,) = self.lines()
+        self.assertIn("the disk is full", reminder)
+
+    def test_full_sync_refusal_named(self) -> None:
+        """
+        With C{sync = full} a message the full disk refused fails with an
+        error that names the fault, and the log counts it as not kept.
+        """
+        store = self.open(sync="full")
+        self.fill_disk(store)
+        committed = store.append(message("#a", 1, "x" * 5000), True)
+        assert committed is not None
+        self.clock.advance(0)
+        failure = self.failureResultOf(committed, StorageError)
+        self.assertEqual(
+            failure.getErrorMessage(), "the disk is full (database or disk is full)"
+        )
+        self.assertEqual(
+            self.lines(),
+            [
+                "error: history: the disk is full (database or disk is full): "
+                "0 changes waiting; 1 room message not kept, their senders told, "
+                "retrying up to every 30 s. Free some space on it."
+            ],
+        )
+        self.assertEqual(store.health(), "disk-full")
+
+    def test_read_only(self) -> None:
+        """
+        A database SQLite may not write is named as read-only.
+        """
+        store = self.open()
+        self.pragma(store, "query_only=1")
+        store.append(message("#a", 1, "m1"), False)
+        self.clock.advance(0.01)
+        (line,) = self.lines()
+        self.assertTrue(
+            line.startswith(
+                "error: history: the database is read-only (attempt to write a "
+                "readonly database): 1 change waiting"
+            ),
+            line,
+        )
+        self.assertEqual(store.health(), "read-only")
+
+    def test_left_in_a_transaction(self) -> None:
+        """
+        A connection left inside a transaction (a rollback that failed) is
+        rolled back before the next batch, which then goes through.
+        """
+        store = self.open()
+
+        def begin() -> None:
+            assert store._database.db is not None
+            store._database.db.execute("BEGIN IMMEDIATE")
+            store._database.db.execute("DELETE FROM rooms")
+
+        self.successResultOf(store._in_thread(begin))
+        store.append(message("#a", 1, "m1"), False)
+        found = self.successResultOf(store.read("#a"))
+        self.assertEqual([m.text for m in found], ["m1"])
+        self.assertEqual((store.health(), self.lines()), (None, []))
+
+    def test_deleted_on_write(self) -> None:
+        """
+        A database deleted under the store is noticed at the next batch,
+        which is not written into the deleted file; the log says so once,
+        and the health says C{deleted}; with C{sync = full} the sender is
+        told.
+        """
+        store = self.open(sync="full")
+        path = store._database.path
+        os.unlink(path)
+        committed = store.append(message("#a", 1, "m1"), True)
+        assert committed is not None
+        self.clock.advance(0)
+        failure = self.failureResultOf(committed, StorageError)
+        self.assertIn("the database file was deleted", failure.getErrorMessage())
+        self.assertEqual(
+            self.lines(),
+            [
+                "error: history: the database file was deleted while tchat runs "
+                f"({path}): 0 changes waiting; 1 room message not kept, "
+                "their senders told. Nothing more can be kept; what the file "
+                "held is lost when tchat stops. Restart tchat to start a new file."
+            ],
+        )
+        self.assertEqual(store.health(), "deleted")
+        self.assertEqual(self.successResultOf(store.read("#a")), [])
+        again = store.append(message("#a", 2, "m2"), True)
+        assert again is not None
+        self.clock.advance(1)
+        self.failureResultOf(again, StorageError)
+        self.assertEqual(self.lines(), [])
+
+    def test_deleted_while_idle(self) -> None:
+        """
+        While nothing is written, the store checks its file every
+        L{FILE_CHECK_INTERVAL} seconds, off the reactor thread.
+        """
+        store = self.open()
+        self.thread.held = True
+        os.unlink(store._database.path)
+        self.clock.advance(FILE_CHECK_INTERVAL - 1)
+        self.assertEqual(self.thread.calls, [])
+        self.clock.advance(1)
+        self.assertIsNone(store.health())
+        self.assertEqual(self.thread.run(), 1)
+        self.assertEqual(store.health(), "deleted")
+        (line,) = self.lines()
+        self.assertIn("the database file was deleted while tchat runs", line)
+        self.clock.advance(FILE_CHECK_INTERVAL * 3)
+        self.assertEqual((self.thread.calls, self.lines()), ([], []))
+
+    def test_replaced(self) -> None:
+        """
+        Another file put in the database's place is not written to either.
+        """
+        store = self.open()
+        os.rename(store._database.path, store._database.path + ".old")
+        sqlite3.connect(store._database.path).close()
+        store.append(message("#a", 1, "m1"), False)
+        self.clock.advance(0.01)
+        self.assertEqual(store.health(), "replaced")
+        (line,) = self.lines()
+        self.assertIn(
+            "the database file was replaced by another while tchat runs", line
+        )
+
+    def test_stop_gives_up(self) -> None:
+        """
+        A stop retries what the disk refuses for L{CLOSE_TIMEOUT} seconds,
+        then gives up, says what is lost, and closes the database without
+        marking a clean stop, so that the next start gives every room a new
+        epoch.
+        """
+        store = self.open()
+        self.fill_disk(store)
+        store.append(message("#a", 1, "x" * 5000), False)
+        store.append(message("#a", 2, "x" * 5000), False)
+        store.save_session(Session("AAAA-BBBB", "al", "red", True, (), None, 0.0))
+        self.clock.advance(0.01)
+        self.lines()
+        closing = store.close()
+        self.clock.pump([0.05] * int(CLOSE_TIMEOUT / 0.05 - 10))
+        self.assertNoResult(closing)
+        self.clock.pump([0.05] * 20)
+        self.successResultOf(closing)
+        last = self.lines()[-1]
+        self.assertRegex(last, r"^critical: history: stopping: gave up after 4\.\d s: ")
+        self.assertEqual(
+            last.partition(" s: ")[2],
+            "the disk is full (database or disk is full). Lost 3 changes that "
+            "could not be written: 2 room messages (#a: ids 1 to 2), 1 resume "
+            "code. Every room starts a new epoch at the next start, so clients "
+            "are told of the gap.",
+        )
+        self.assertIsNone(store._database.db)
+        again = self.store(store._config)
+        loaded = self.successResultOf(again.load(self.clock.seconds()))
+        self.addCleanup(self.close, again)
+        self.assertTrue(loaded.lossy)
+
+    def test_stop_deleted(self) -> None:
+        """
+        With the file deleted a stop gives up at once: retrying cannot
+        help.
+        """
+        store = self.open()
+        path = store._database.path
+        os.unlink(path)
+        store.append(message("#a", 1, "m1"), False)
+        self.clock.advance(0.01)
+        self.lines()
+        self.successResultOf(store.close())
+        (line,) = self.lines()
+        self.assertEqual(
+            line,
+            "critical: history: stopping: gave up after 0.0 s: the database file "
+            f"was deleted while tchat runs ({path}). Lost 1 change that "
+            "could not be written: 1 room message (#a: id 1); so is everything "
+            "the deleted or replaced file held. Every room starts a new epoch at "
+            "the next start, so clients are told of the gap.",
+        )
+
+    def test_stop_with_a_stuck_disk(self) -> None:
+        """
+        A batch the disk never finishes does not hold the stop: after
+        L{CLOSE_TIMEOUT} seconds it finishes without it, and says so.
+        """
+        store = self.open()
+        self.thread.held = True
+        store.append(message("#a", 1, "m1"), False)
+        store._flush()
+        closing = store.close()
+        self.clock.pump([0.01] * int(CLOSE_TIMEOUT / 0.01 + 10))
+        self.successResultOf(closing)
+        (line,) = self.lines()
+        self.assertEqual(
+            line,
+            "critical: history: stopping: the disk has not finished writing a "
+            "batch of 1 change in 5 s; tchat stops without it, so it may be "
+            "lost",
+        )
+        self.thread.held = False
+        self.thread.run()
+
+    def test_stop_when_marking_clean_fails(self) -> None:
+        """
+        When even recording a clean stop fails, the connection is closed
+        all the same and the stop finishes, saying so.
+        """
+        store = self.open()
+        self.pragma(store, "query_only=1")
+        self.successResultOf(store.close())
+        self.assertIsNone(store._database.db)
+        self.assertEqual(
+            self.lines(),
+            [
+                "error: history: stopping: could not record a clean stop: "
+                "attempt to write a readonly database"
+            ],
+        )
+
+
+class FaultTests(SynchronousTestCase):
+    """
+    L{Fault.of} and L{describe_changes}: the words the log uses.
+    """
+
+    def test_of_sqlite_errors(self) -> None:
+        """
+        SQLite's errors are named by their code (or, raised without one, by
+        their text).
+        """
+        for text, check in [
+            ("database or disk is full", "disk-full"),
+            ("attempt to write a readonly database", "read-only"),
+            ("disk I/O error", "io-error"),
+            ("database disk image is malformed", "damaged"),
+            ("database is locked", "locked"),
+            ("something else", "failing"),
+        ]:
+            fault = Fault.of(sqlite3.OperationalError(text))
+            self.assertEqual((fault.check, fault.detail), (check, text))
+        self.assertEqual(Fault.of(ValueError("bug")).check, "failing")
+        full = Fault("disk-full", "the disk is full", "no room")
+        self.assertIs(Fault.of(StorageError(full)), full)
+
+    def test_describe_changes(self) -> None:
+        """
+        Lost changes are counted by kind, room messages by room with their
+        ids.
+        """
+        store = SQLiteStore(
+            HistoryConfig(path="unused.sqlite3"), Clock(), 3, run_in_thread=execute
+        )
+        store.save_room(RoomRecord("#a", "#a", 1, [(1, 1)]))
+        for room, id in [("#a", 4), ("#b", 9), ("#a", 5), ("#a", 6)]:
+            store.append(message(room, id, "m"), False)
+        store.save_ban(events_ban := _ban())
+        store.delete_ban(events_ban.id)
+        self.assertEqual(
+            describe_changes(store._pending),
+            "4 room messages (#a: ids 4 to 6; #b: id 9), 1 room, 1 ban, 1 lifted ban",
+        )
+        self.assertEqual(describe_changes([]), "nothing")
+
+
+def _ban() -> Any:
+    from tchat.history import Ban
+
+    return Ban(1, "nick", "troll*", "spam", "root", 0.0)
 
 
 class StoppingTests(HistoryTestCase):

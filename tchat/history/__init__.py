@@ -4,10 +4,11 @@ Room history: what tchat remembers of its rooms, and where.
 
 Two stores share one interface, L{HistoryStore}:
 
-  - L{SQLiteStore}, the embedded default: one SQLite file in WAL mode, used
-    only from one dedicated thread so the reactor never waits for the disk.
-    Writes are queued on the reactor thread and committed in batches, one
-    transaction per batch.
+  - L{SQLiteStore}, the embedded default: one SQLite file in WAL mode,
+    locked for tchat alone, used only from one dedicated thread so the
+    reactor never waits for the disk.  Writes are queued on the reactor
+    thread and committed in batches, one transaction per batch; when the
+    disk refuses them it says why (L{Fault}) and retries.
   - L{MemoryStore}, for C{path = :memory:} or C{enabled = false}: the same
     behaviour for the life of the process, nothing on disk.
 
@@ -19,6 +20,8 @@ users who left.  See C{docs/delivery.md} for the guarantees this gives.
 from typing import Any
 
 from tchat.config import HistoryConfig
+from tchat.history.database import SCHEMA_VERSION
+from tchat.history.faults import Fault, StorageError
 from tchat.history.memory import MemoryStore
 from tchat.history.records import (
     Ban,
@@ -28,19 +31,22 @@ from tchat.history.records import (
     RoomRecord,
     Session,
 )
-from tchat.history.sqlite import MAX_BATCH, SCHEMA_VERSION, SQLiteStore, ThreadRunner
+from tchat.history.sqlite import CLOSE_TIMEOUT, MAX_BATCH, SQLiteStore, ThreadRunner
 
 __all__ = [
+    "CLOSE_TIMEOUT",
     "MAX_BATCH",
     "SCHEMA_VERSION",
     "Ban",
     "BanKind",
+    "Fault",
     "HistoryStore",
     "Loaded",
     "MemoryStore",
     "RoomRecord",
     "SQLiteStore",
     "Session",
+    "StorageError",
     "ThreadRunner",
     "open_store",
 ]

@@ -50,6 +50,12 @@ class MemoryStore:
         why = "path = :memory:" if config.enabled else "enabled = false"
         self.description = f"in memory only ({why}); it is lost when tchat stops"
 
+    def health(self) -> str | None:
+        """
+        @return: C{None}: memory never refuses a write.
+        """
+        return None
+
     def reconfigure(self, config: HistoryConfig) -> None:
         self._keep = config.keep
 
@@ -64,6 +70,12 @@ class MemoryStore:
 
     def save_room(self, room: RoomRecord) -> None:
         pass
+
+    def delete_room(self, key: str) -> None:
+        self._messages.pop(key, None)
+
+    def delete_session(self, code: str) -> None:
+        self._sessions.pop(code, None)
 
     def append(self, message: RoomMessage, durable: bool) -> Deferred[None] | None:
         kept = self._messages.setdefault(room_key(message.room), deque())

@@ -121,6 +121,13 @@ class HistoryStore(Protocol):
     def queued(self) -> int:
         """Writes waiting to be committed."""
 
+    def health(self) -> str | None:
+        """
+        @return: C{None} while the store keeps what it is given; else one
+            word naming what is wrong (C{disk-full}, C{deleted}, ...), the
+            C{history} check of the admin door's C{/healthz}.
+        """
+
     def reconfigure(self, config: HistoryConfig) -> None:
         """
         Apply a reloaded C{[history]}: C{keep} and C{resume_ttl} take
@@ -183,7 +190,21 @@ class HistoryStore(Protocol):
         Forget a ban.
         """
 
+    def delete_room(self, key: str) -> None:
+        """
+        Forget the room with key C{key} and its messages: nobody was in it
+        for C{room_ttl}, or nothing was said there.
+        """
+
+    def delete_session(self, code: str) -> None:
+        """
+        Forget the resume code C{code} before it expires (its address keeps
+        too many).
+        """
+
     def close(self) -> Deferred[None]:
         """
-        Write everything queued and record a clean stop.
+        Write everything queued and record a clean stop.  It always
+        finishes, and never fails: what cannot be written in a bounded
+        time is given up on, and logged as lost.
         """

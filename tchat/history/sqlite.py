@@ -2,17 +2,24 @@
 """
 L{SQLiteStore}: history in one SQLite file in WAL mode, used only from one
 thread so the reactor never waits for the disk, and written in batches.
+
+The file is tchat's alone while it runs (see L{tchat.history.database}).
+When the disk refuses writes (full, read-only, the file deleted), the store
+says what is wrong in words (L{Fault}), once and then every few minutes,
+keeps the writes queued and retries them; L{SQLiteStore.health} reports it
+to the admin door.  A stop retries for a bounded time, then gives up and
+logs what is lost: it always finishes.
 """
 
-import json
 import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import replace
+from threading import Thread
 from typing import Any, Protocol, TypeVar, cast
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorThreads, IReactorTime
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -20,16 +27,43 @@ from twisted.python.threadpool import ThreadPool
 
 from tchat.config import HistoryConfig
 from tchat.events import RoomMessage
+from tchat.history.database import (
+    Database,
+    MessageWrite,
+    Op,
+    ban_change,
+    describe_changes,
+    message_row,
+    plural,
+    room_change,
+    room_gone_change,
+    session_change,
+    session_gone_change,
+    unban_change,
+)
+from tchat.history.faults import STOPPED, Fault, StorageError
 from tchat.history.records import Ban, Loaded, RoomRecord, Session
-from tchat.palette import PALETTE
-from tchat.text import room_key
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-
 # A batch is committed at once when it grows this large, whatever the window.
 MAX_BATCH = 2000
+
+MAX_RETRY_DELAY = 30.0
+"""The longest wait, in seconds, between two tries of a refused batch."""
+
+CLOSE_TIMEOUT = 5.0
+"""Seconds a stop keeps trying to write what the disk refuses (and waits
+for a disk that does not answer) before it gives up on it.  With
+C{[server] shutdown_grace} it must stay well within what supervisors allow
+a stop (systemd's C{TimeoutStopSec}: 30 s in C{contrib/tchat.service})."""
+
+FILE_CHECK_INTERVAL = 30.0
+"""Seconds between two checks, when nothing is written, that the database
+file is still the one tchat has open (every batch checks it too)."""
+
+REMINDER_INTERVAL = 300.0
+"""Seconds between two log lines about the same fault while it lasts."""
 
 
 class ThreadRunner(Protocol):
@@ -45,115 +79,14 @@ class ThreadRunner(Protocol):
     def __call__(self, f: Callable[..., T], /, *args: Any) -> Deferred[T]: ...
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rooms (
-    key TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    epoch INTEGER NOT NULL,
-    last_id INTEGER NOT NULL DEFAULT 0,
-    pruned_to INTEGER NOT NULL DEFAULT 0,
-    topic TEXT,
-    topic_by TEXT
-);
-CREATE TABLE IF NOT EXISTS epochs (
-    room TEXT NOT NULL,
-    epoch INTEGER NOT NULL,
-    first_id INTEGER NOT NULL,
-    PRIMARY KEY (room, epoch)
-);
-CREATE TABLE IF NOT EXISTS messages (
-    room TEXT NOT NULL,
-    id INTEGER NOT NULL,
-    epoch INTEGER NOT NULL,
-    ts REAL NOT NULL,
-    nick TEXT NOT NULL,
-    door TEXT NOT NULL,
-    colour TEXT NOT NULL,
-    text TEXT NOT NULL,
-    action INTEGER NOT NULL,
-    client_id TEXT,
-    PRIMARY KEY (room, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS sessions (
-    code TEXT PRIMARY KEY,
-    nick TEXT NOT NULL,
-    colour TEXT NOT NULL,
-    show_colours INTEGER NOT NULL,
-    rooms TEXT NOT NULL,
-    current TEXT,
-    saved REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_saved ON sessions (saved);
-CREATE TABLE IF NOT EXISTS bans (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    pattern TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    by TEXT NOT NULL,
-    created REAL NOT NULL,
-    expires REAL
-);
-"""
-
-_COLUMNS = "room, id, epoch, ts, nick, door, colour, text, action, client_id"
-
-
-def _message_row(m: RoomMessage) -> tuple[Any, ...]:
-    return (
-        room_key(m.room),
-        m.id,
-        m.epoch,
-        m.ts,
-        m.nick,
-        m.door,
-        m.colour.name,
-        m.text,
-        int(m.action),
-        m.client_id,
-    )
-
-
-_FALLBACK_COLOUR = next(iter(PALETTE.values()))
-
-
-def _message(name: str, row: tuple[Any, ...]) -> RoomMessage:
-    _, id, epoch, ts, nick, door, colour, text, action, client_id = row
-    return RoomMessage(
-        name,
-        id,
-        ts,
-        nick,
-        door,
-        PALETTE.get(colour, _FALLBACK_COLOUR),
-        text,
-        bool(action),
-        client_id,
-        epoch,
-    )
-
-
-_Op = Callable[[sqlite3.Connection], None]
-
-
-class _MessageWrite:
+class _DaemonThread(Thread):
     """
-    The write of one room message.  A batch's messages are inserted with
-    one statement, and each room's counters updated once per batch.  With
-    C{sync = full} a message that failed to be written is dropped (its
-    sender is told) rather than retried.
+    The writer thread: a daemon, so that a disk that never answers cannot
+    keep the process alive once a stop has given up on it.
     """
 
-    __slots__ = ("row",)
-
-    def __init__(self, row: tuple[Any, ...]) -> None:
-        self.row = row
-
-    def __call__(self, db: sqlite3.Connection) -> None:
-        raise AssertionError("written by SQLiteStore._write")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, daemon=True, **kwargs)
 
 
 class SQLiteStore:
@@ -162,6 +95,7 @@ class SQLiteStore:
 
     @ivar description: For the start-up log line.
     @ivar batches: Transactions committed; C{failed_batches}: not.
+    @ivar fault: Why writes fail now, or C{None} while they work.
     """
 
     _log = Logger()
@@ -172,10 +106,12 @@ class SQLiteStore:
         clock: IReactorTime,
         recent: int,
         run_in_thread: ThreadRunner | None = None,
+        close_timeout: float = CLOSE_TIMEOUT,
+        check_interval: float = FILE_CHECK_INTERVAL,
     ) -> None:
         """
         @param clock: For the batch window, the delays before retrying a
-            failed batch and the wait for a batch in flight when closing.
+            failed batch, the checks of the file and the bounds of a stop.
             Without C{run_in_thread} it must be the reactor, providing
             L{IReactorThreads} too.
         @param recent: How many of each room's latest messages L{load}
@@ -184,13 +120,22 @@ class SQLiteStore:
             one at a time and in order (see L{ThreadRunner}).  C{None}
             for a thread pool of one thread on C{clock}, started by
             L{load} and stopped by L{close}.
+        @param close_timeout: Seconds L{close} tries to write what is
+            queued, and waits for the disk, before giving up on it.
+        @param check_interval: Seconds between checks that the file is
+            still there when nothing is written.
         """
         self._config = config
         self._clock = clock
-        self._recent = recent
+        self._database = Database(config, recent)
+        self._close_timeout = close_timeout
+        self._check_interval = check_interval
         self._pool: ThreadPool | None = None
         if run_in_thread is None:
             pool = ThreadPool(minthreads=1, maxthreads=1, name="tchat-history")
+            # A daemon thread: if the disk stops answering altogether, a
+            # stop gives up on it (see close) and the process still exits.
+            pool.threadFactory = _DaemonThread
             threads = cast(IReactorThreads, clock)
 
             def in_pool(f: Callable[..., T], /, *args: Any) -> Deferred[T]:
@@ -199,224 +144,28 @@ class SQLiteStore:
             self._pool, run_in_thread = pool, in_pool
         self._in_thread: ThreadRunner = run_in_thread
         self._running = False
-        self._db: sqlite3.Connection | None = None
-        self._pending: list[_Op] = []
+        self._pending: list[Op] = []
         self._waiters: list[Deferred[None]] = []
         self._inflight = 0
         self._inflight_ops = 0
-        self._timer: Any = None
+        # How many writes at the head of _pending are those of failed
+        # batches, put back in the order they were first queued.
+        self._requeued = 0
+        self._timer: IDelayedCall | None = None
+        self._watch: IDelayedCall | None = None
         self._retry_delay = 0.0
         self._closing = False
+        self.fault: Fault | None = None
+        self._fault_since = 0.0
+        self._fault_told = 0.0
         self.failed_batches = 0
         self.batches = 0
         self.observe_write: Callable[[float], None] | None = None
         self.description = (
-            f"SQLite at {config.path} (WAL; keep {config.keep} per room, "
-            f"replay {config.replay}, sync {config.sync}, "
-            f"batch window {config.batch_window * 1000:g} ms)"
+            f"SQLite at {config.path} (WAL, locked for tchat alone; "
+            f"keep {config.keep} per room, replay {config.replay}, "
+            f"sync {config.sync}, batch window {config.batch_window * 1000:g} ms)"
         )
-
-    # -- thread side: everything that touches self._db ----------------------
-
-    def _open(self, now: float) -> Loaded:
-        db = sqlite3.connect(self._config.path, isolation_level=None)
-        try:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise sqlite3.OperationalError(f"cannot use WAL mode (got {mode})")
-            sync = "FULL" if self._config.sync == "full" else "NORMAL"
-            db.execute(f"PRAGMA synchronous={sync}")
-            db.execute("PRAGMA busy_timeout=5000")
-            # executescript commits as it goes: schema first, then one
-            # transaction for the start-up changes.
-            db.executescript(_SCHEMA)
-            db.execute("BEGIN IMMEDIATE")
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-            version = int(meta.get("schema", SCHEMA_VERSION))
-            if version > SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(
-                    f"written by a newer tchat (schema {version}); "
-                    f"this one knows schema {SCHEMA_VERSION}"
-                )
-            lossy = meta.get("clean") == "0" and meta.get("sync") != "full"
-            loaded = Loaded(lossy=lossy)
-            if lossy:
-                self._new_epochs(db, now)
-            self._prune_all(db)
-            self._expire_sessions(db, now)
-            db.executemany(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                [
-                    ("schema", str(SCHEMA_VERSION)),
-                    ("clean", "0"),
-                    ("sync", self._config.sync),
-                ],
-            )
-            self._read_rooms(db, loaded)
-            db.execute("DELETE FROM bans WHERE expires <= ?", (now,))
-            loaded.bans = [
-                Ban(*row)
-                for row in db.execute(
-                    "SELECT id, kind, pattern, reason, by, created, expires "
-                    "FROM bans ORDER BY id"
-                )
-            ]
-            db.execute("COMMIT")
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
-        return loaded
-
-    def _new_epochs(self, db: sqlite3.Connection, now: float) -> None:
-        # The last batch of the previous run may be gone, and with it ids
-        # that clients saw: start each room on a new epoch from the next id.
-        stamp = int(now * 1000)
-        rooms = db.execute("SELECT key, epoch, last_id FROM rooms").fetchall()
-        for key, epoch, last_id in rooms:
-            new = max(stamp, epoch + 1)
-            db.execute("UPDATE rooms SET epoch = ? WHERE key = ?", (new, key))
-            db.execute(
-                "INSERT OR REPLACE INTO epochs (room, epoch, first_id) "
-                "VALUES (?, ?, ?)",
-                (key, new, last_id + 1),
-            )
-
-    def _prune_all(self, db: sqlite3.Connection) -> None:
-        keep = self._config.keep
-        for key, last_id in db.execute("SELECT key, last_id FROM rooms").fetchall():
-            self._prune(db, key, last_id - keep)
-
-    def _prune(self, db: sqlite3.Connection, key: str, floor: int) -> None:
-        if floor <= 0:
-            return
-        db.execute("DELETE FROM messages WHERE room = ? AND id <= ?", (key, floor))
-        db.execute(
-            "UPDATE rooms SET pruned_to = MAX(pruned_to, ?) WHERE key = ?",
-            (floor, key),
-        )
-
-    def _expire_sessions(self, db: sqlite3.Connection, now: float) -> None:
-        db.execute(
-            "DELETE FROM sessions WHERE saved < ?", (now - self._config.resume_ttl,)
-        )
-
-    def _read_rooms(self, db: sqlite3.Connection, loaded: Loaded) -> None:
-        lineages: dict[str, list[tuple[int, int]]] = {}
-        for key, epoch, first_id in db.execute(
-            "SELECT room, epoch, first_id FROM epochs ORDER BY room, first_id, epoch"
-        ):
-            lineages.setdefault(key, []).append((epoch, first_id))
-        for row in db.execute(
-            "SELECT key, name, epoch, last_id, pruned_to, topic, topic_by FROM rooms"
-        ).fetchall():
-            key, name, epoch, last_id, pruned_to, topic, topic_by = row
-            lineage = lineages.get(key) or [(epoch, 1)]
-            room = RoomRecord(
-                key, name, epoch, lineage, last_id, pruned_to, topic, topic_by
-            )
-            loaded.rooms.append(room)
-            recent = db.execute(
-                f"SELECT {_COLUMNS} FROM messages WHERE room = ? "
-                "ORDER BY id DESC LIMIT ?",
-                (key, self._recent),
-            ).fetchall()
-            loaded.recent[key] = [_message(name, r) for r in reversed(recent)]
-            tagged = db.execute(
-                f"SELECT {_COLUMNS} FROM messages "
-                "WHERE room = ? AND client_id IS NOT NULL ORDER BY id",
-                (key,),
-            ).fetchall()
-            loaded.tagged[key] = [_message(name, r) for r in tagged]
-
-    def _write(self, ops: list[_Op]) -> float:
-        """
-        @return: How many seconds the transaction took.
-        """
-        started = time.perf_counter()
-        db = self._db
-        assert db is not None
-        rows = [op.row for op in ops if isinstance(op, _MessageWrite)]
-        latest: dict[str, int] = {}
-        for row in rows:
-            latest[row[0]] = max(latest.get(row[0], 0), row[1])
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            # Rooms (and sessions) first: the messages' rooms then exist.
-            for op in ops:
-                if not isinstance(op, _MessageWrite):
-                    op(db)
-            db.executemany(
-                f"INSERT OR REPLACE INTO messages ({_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            for key, last_id in latest.items():
-                db.execute(
-                    "UPDATE rooms SET last_id = MAX(last_id, ?) WHERE key = ?",
-                    (last_id, key),
-                )
-                self._prune(db, key, last_id - self._config.keep)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return time.perf_counter() - started
-
-    def _read(
-        self, key: str, after: int, upto: int | None, before: int | None, limit: int
-    ) -> list[RoomMessage]:
-        db = self._db
-        assert db is not None
-        conditions = ["room = ?", "id > ?"]
-        args: list[Any] = [key, after]
-        if upto is not None:
-            conditions.append("id <= ?")
-            args.append(upto)
-        if before is not None:
-            conditions.append("id < ?")
-            args.append(before)
-        order = "DESC" if before is not None else "ASC"
-        rows = db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE {' AND '.join(conditions)} "
-            f"ORDER BY id {order} LIMIT ?",
-            (*args, limit),
-        ).fetchall()
-        if before is not None:
-            rows.reverse()
-        name = db.execute("SELECT name FROM rooms WHERE key = ?", (key,)).fetchone()
-        return [_message(name[0] if name else key, r) for r in rows]
-
-    def _read_session(self, code: str, oldest: float) -> Session | None:
-        db = self._db
-        assert db is not None
-        row = db.execute(
-            "SELECT code, nick, colour, show_colours, rooms, current, saved "
-            "FROM sessions WHERE code = ? AND saved >= ?",
-            (code, oldest),
-        ).fetchone()
-        if row is None:
-            return None
-        code, nick, colour, show, rooms, current, saved = row
-        return Session(
-            code,
-            nick,
-            colour,
-            bool(show),
-            tuple((str(n), int(e), int(i)) for n, e, i in json.loads(rooms)),
-            current,
-            saved,
-        )
-
-    def _finish(self, now: float) -> None:
-        db = self._db
-        if db is None:
-            return
-        self._expire_sessions(db, now)
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clean', '1')")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        db.close()
-        self._db = None
 
     # -- reactor side ------------------------------------------------------
 
@@ -424,11 +173,26 @@ class SQLiteStore:
         self._running = True
         if self._pool is not None:
             self._pool.start()
-        return self._in_thread(self._open, now)
+        opened = self._in_thread(self._database.open, now)
+        opened.addCallback(self._opened)
+        return opened
 
-    def _queue(self, op: _Op) -> None:
+    def _opened(self, loaded: Loaded) -> Loaded:
+        self._watch = self._clock.callLater(self._check_interval, self._check)
+        return loaded
+
+    def health(self) -> str | None:
+        """
+        @return: C{None} while writes work; else one word naming what is
+            wrong (L{Fault.check}), for C{/healthz}.
+        """
+        return None if self.fault is None else self.fault.check
+
+    def _queue(self, op: Op) -> None:
         self._pending.append(op)
-        if len(self._pending) >= MAX_BATCH:
+        if len(self._pending) >= MAX_BATCH and not self._retry_delay:
+            # (Not while the disk refuses writes: the retry timer is set,
+            # and a write per message would fail just as fast.)
             self._flush()
         elif self._timer is None and not self._closing:
             delay: float | None = self._config.batch_window
@@ -442,37 +206,10 @@ class SQLiteStore:
                 )
 
     def save_room(self, room: RoomRecord) -> None:
-        values = (
-            room.key,
-            room.name,
-            room.epoch,
-            room.last_id,
-            room.pruned_to,
-            room.topic,
-            room.topic_by,
-        )
-        lineage = [(room.key, e, f) for e, f in room.lineage]
-
-        def op(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO rooms "
-                "(key, name, epoch, last_id, pruned_to, topic, topic_by) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-                "name = excluded.name, epoch = excluded.epoch, "
-                "topic = excluded.topic, topic_by = excluded.topic_by, "
-                "last_id = MAX(last_id, excluded.last_id), "
-                "pruned_to = MAX(pruned_to, excluded.pruned_to)",
-                values,
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO epochs (room, epoch, first_id) VALUES (?, ?, ?)",
-                lineage,
-            )
-
-        self._queue(op)
+        self._queue(room_change(room))
 
     def append(self, message: RoomMessage, durable: bool) -> Deferred[None] | None:
-        self._queue(_MessageWrite(_message_row(message)))
+        self._queue(MessageWrite(message_row(message)))
         if not durable:
             return None
         waiter: Deferred[None] = Deferred()
@@ -480,52 +217,19 @@ class SQLiteStore:
         return waiter
 
     def save_session(self, session: Session) -> None:
-        values = (
-            session.code,
-            session.nick,
-            session.colour,
-            int(session.show_colours),
-            json.dumps(session.rooms),
-            session.current,
-            session.saved,
-        )
-
-        def op(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT OR REPLACE INTO sessions "
-                "(code, nick, colour, show_colours, rooms, current, saved) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-
-        self._queue(op)
+        self._queue(session_change(session))
 
     def save_ban(self, ban: Ban) -> None:
-        values = (
-            ban.id,
-            ban.kind,
-            ban.pattern,
-            ban.reason,
-            ban.by,
-            ban.created,
-            ban.expires,
-        )
-
-        def op(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT OR REPLACE INTO bans "
-                "(id, kind, pattern, reason, by, created, expires) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-
-        self._queue(op)
+        self._queue(ban_change(ban))
 
     def delete_ban(self, ban_id: int) -> None:
-        def op(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM bans WHERE id = ?", (ban_id,))
+        self._queue(unban_change(ban_id))
 
-        self._queue(op)
+    def delete_room(self, key: str) -> None:
+        self._queue(room_gone_change(key))
+
+    def delete_session(self, code: str) -> None:
+        self._queue(session_gone_change(code))
 
     def reconfigure(self, config: HistoryConfig) -> None:
         # Where and how history is written is fixed at start; how much is
@@ -533,6 +237,7 @@ class SQLiteStore:
         self._config = replace(
             self._config, keep=config.keep, resume_ttl=config.resume_ttl
         )
+        self._database.config = self._config
 
     @property
     def queued(self) -> int:
@@ -553,51 +258,53 @@ class SQLiteStore:
         if not self._pending:
             return None
         ops, self._pending = self._pending, []
+        self._requeued = 0
         waiters, self._waiters = self._waiters, []
         self._inflight += 1
         self._inflight_ops += len(ops)
-        return self._in_thread(self._write, ops).addBoth(self._written, ops, waiters)
+        return self._in_thread(self._database.write, ops).addBoth(
+            self._written, ops, waiters
+        )
 
     def _written(
         self,
         result: Failure | float,
-        ops: list[_Op],
+        ops: list[Op],
         waiters: list[Deferred[None]],
     ) -> None:
         self._inflight -= 1
         self._inflight_ops -= len(ops)
-        if not isinstance(result, Failure) and self.observe_write is not None:
-            self.observe_write(result)
         if isinstance(result, Failure):
             self.failed_batches += 1
-            self._retry_delay = min(max(self._retry_delay * 2, 0.5), 30.0)
-            self._log.failure(
-                "history: could not write {count} queued changes; "
-                "retrying in {delay:g} s",
-                result,
-                count=len(ops),
-                delay=self._retry_delay,
-            )
-            if self._closing:
-                self._log.error(
-                    "history: stopping; {count} changes could not be written "
-                    "and are lost",
-                    count=len(ops),
-                )
-                for waiter in waiters:
-                    waiter.errback(result)
-                return
+            self._retry_delay = min(max(self._retry_delay * 2, 0.5), MAX_RETRY_DELAY)
+            refused = 0
             if waiters:
                 # sync = full: nobody saw these messages; their senders are
                 # told, and only the other writes are retried.
-                ops = [op for op in ops if not isinstance(op, _MessageWrite)]
+                refused = sum(isinstance(op, MessageWrite) for op in ops)
+                ops = [op for op in ops if not isinstance(op, MessageWrite)]
                 for waiter in waiters:
                     waiter.errback(result)
-            # Keep them, in order, ahead of anything queued since.
-            self._pending[:0] = ops
+            # Keep them, in order, ahead of anything queued since (and
+            # behind those of an earlier batch that failed too).
+            at = self._requeued
+            self._pending[at:at] = ops
+            self._requeued += len(ops)
+            self._failed(result, refused)
         else:
+            if self.observe_write is not None:
+                self.observe_write(result)
             self.batches += 1
             self._retry_delay = 0.0
+            if self.fault is not None and not self.fault.lasting:
+                self._log.info(
+                    "history: writes work again after {seconds:.0f} s of "
+                    "failing ({what}); {written} written",
+                    seconds=self._clock.seconds() - self._fault_since,
+                    what=self.fault.what,
+                    written=plural(len(ops), "waiting change"),
+                )
+                self.fault = None
             for waiter in waiters:
                 waiter.callback(None)
         if self._pending and self._timer is None and not self._closing:
@@ -607,6 +314,59 @@ class SQLiteStore:
                 else max(self._retry_delay, self._config.batch_window),
                 self._flush,
             )
+
+    def _failed(self, why: Failure, refused: int = 0) -> None:
+        """
+        A write failed, or the periodic check found the file gone: say
+        what is wrong, when it starts and then every few minutes while it
+        lasts, in words rather than with a traceback.
+
+        @param refused: Room messages of the batch that are not retried
+            (C{sync = full}), their senders told.
+        """
+        error = why.value
+        assert error is not None
+        fault = Fault.of(error)
+        now = self._clock.seconds()
+        if not isinstance(error, StorageError | sqlite3.Error):
+            # Not the disk: a bug, whose traceback is wanted.
+            self._log.failure("history: a batch of changes failed", why)
+        new = self.fault is None or (self.fault.check, self.fault.detail) != (
+            fault.check,
+            fault.detail,
+        )
+        if self.fault is None:
+            self._fault_since = now
+        self.fault = fault
+        if not new and now - self._fault_told < REMINDER_INTERVAL:
+            return
+        self._fault_told = now
+        told = (
+            f"; {plural(refused, 'room message')} not kept, their senders told"
+            if refused
+            else ""
+        )
+        retrying = (
+            "" if fault.lasting else f", retrying up to every {MAX_RETRY_DELAY:g} s"
+        )
+        self._log.error(
+            "history: {fault}: {waiting} waiting{told}{retrying}. {advice}.",
+            fault=fault,
+            waiting=plural(self.queued, "change"),
+            told=told,
+            retrying=retrying,
+            advice=fault.advice[:1].upper() + fault.advice[1:],
+        )
+
+    def _check(self) -> None:
+        """
+        Every C{check_interval} seconds, in the thread: is the file still
+        there?  Writes check it too; this notices while nothing is written.
+        """
+        self._watch = self._clock.callLater(self._check_interval, self._check)
+        if self.fault is not None and self.fault.lasting:
+            return
+        self._in_thread(self._database.check).addErrback(self._failed)
 
     def read(
         self,
@@ -619,28 +379,121 @@ class SQLiteStore:
         # The one thread runs jobs in order: flushing first makes the read
         # see every message queued before it.
         self._flush()
-        return self._in_thread(self._read, room_key, after, upto, before, limit)
+        return self._in_thread(
+            self._database.read, room_key, after, upto, before, limit
+        )
 
     def session(self, code: str, oldest: float) -> Deferred[Session | None]:
         self._flush()
-        return self._in_thread(self._read_session, code, oldest)
+        return self._in_thread(self._database.read_session, code, oldest)
 
     async def _close(self) -> None:
         self._closing = True
+        if self._watch is not None and self._watch.active():
+            self._watch.cancel()
+        started = self._clock.seconds()
+        deadline = started + self._close_timeout
+        pause = 0.05
+        stuck = False
         while self._pending or self._inflight:
+            if self._inflight:
+                # A batch is being written: wait for it, within the bound.
+                if self._clock.seconds() >= deadline:
+                    stuck = True
+                    break
+                await self._sleep(0.01)
+                continue
+            if self.fault is not None and self.fault.lasting:
+                break
+            failed = self.failed_batches
             d = self._flush()
-            if d is None:
-                # Something is in flight; give it a moment.
-                wait: Deferred[None] = Deferred()
-                self._clock.callLater(0.01, wait.callback, None)
-                d = wait
-            await d
-        await self._in_thread(self._finish, self._clock.seconds())
+            if d is not None:
+                await d
+            if self.failed_batches > failed:
+                # Refused again: try again a little later, within the bound.
+                if self._clock.seconds() + pause > deadline:
+                    break
+                await self._sleep(pause)
+                pause = min(pause * 2, 1.0)
+        lost, self._pending = self._pending, []
+        waiters, self._waiters = self._waiters, []
+        if lost:
+            self._lost(lost, self._clock.seconds() - started)
+        for waiter in waiters:
+            waiter.errback(StorageError(self.fault or STOPPED))
+        if stuck:
+            self._log.critical(
+                "history: stopping: the disk has not finished writing a batch "
+                "of {changes} in {seconds:g} s; tchat stops without it, so it "
+                "may be lost",
+                changes=plural(self._inflight_ops, "change"),
+                seconds=self._close_timeout,
+            )
+        else:
+            finishing = self._in_thread(
+                self._database.finish,
+                self._clock.seconds(),
+                not lost and self.fault is None,
+            )
+            finishing.addTimeout(
+                max(deadline - self._clock.seconds(), 1.0), self._clock
+            )
+            try:
+                problems = await finishing
+            except Exception:
+                stuck = True
+                self._log.critical(
+                    "history: stopping: the disk did not let tchat close the "
+                    "database within {seconds:g} s; tchat stops without it",
+                    seconds=self._close_timeout,
+                )
+            else:
+                for problem in problems:
+                    self._log.error("history: stopping: {problem}", problem=problem)
         self._running = False
-        if self._pool is not None:
+        if self._pool is not None and not stuck:
+            # Only an idle thread is joined; a stuck one is a daemon thread,
+            # left behind.
             self._pool.stop()
 
+    def _lost(self, lost: list[Op], seconds: float) -> None:
+        """
+        Say what a stop gave up on.
+        """
+        fault = self.fault
+        why = f"{fault}" if fault is not None else "the writes failed"
+        gone = (
+            "; so is everything the deleted or replaced file held"
+            if fault is not None and fault.lasting
+            else ""
+        )
+        epochs = (
+            " Every room starts a new epoch at the next start, so clients "
+            "are told of the gap."
+            if self._config.sync != "full"
+            and any(isinstance(op, MessageWrite) for op in lost)
+            else ""
+        )
+        self._log.critical(
+            "history: stopping: gave up after {seconds:.1f} s: {why}. "
+            "Lost {changes} that could not be written: {what}{gone}.{epochs}",
+            seconds=seconds,
+            why=why,
+            changes=plural(len(lost), "change"),
+            what=describe_changes(lost),
+            gone=gone,
+            epochs=epochs,
+        )
+
+    def _sleep(self, seconds: float) -> Deferred[None]:
+        return deferLater(self._clock, seconds, lambda: None)
+
     def close(self) -> Deferred[None]:
+        """
+        Write everything queued and record a clean stop.  It always
+        finishes: writes the disk still refuses after C{close_timeout}
+        seconds are given up on, and logged as lost.
+        """
         if not self._running:
             return succeed(None)
         return Deferred.fromCoroutine(self._close())
