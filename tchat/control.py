@@ -6,8 +6,9 @@ Signals and reloads: how an operator steers a running tchat.
     told, history written, exit status 0.  A second one cuts the
     connections still open at once.
   - SIGHUP (and C{/rehash}) re-reads C{tap.ini} in a thread and applies
-    what can change live; a file that no longer validates is refused and
-    the configuration in force stays.
+    what can change live; a file that no longer validates, or that looks
+    truncated (empty, or without a section it had), is refused and the
+    configuration in force stays.
 """
 
 import signal
@@ -38,12 +39,44 @@ from tchat.web import WebChatFactory
 # Keys applied the moment a reload reads them (besides the listeners).
 _LIVE = {
     "server": ("name", "motd", "default_room", "shutdown_grace"),
-    "web": ("allowed_origins", "ping_interval", "ping_timeout"),
-    "history": ("keep", "replay", "resume_ttl"),
+    "web": ("allowed_origins", "allowed_hosts", "ping_interval", "ping_timeout"),
+    "history": ("keep", "replay", "resume_ttl", "room_ttl"),
     "limits": tuple(f.name for f in fields(LimitsConfig)),
 }
 _LISTENERS = {"telnet": "listen", "web": "listen", "admin": "listen"}
 _SECTIONS = ("server", "telnet", "web", "limits", "history", "onion", "admin", "log")
+
+
+def truncated(running: Config, new: Config) -> str | None:
+    """
+    Whether C{new} looks like a truncated copy of the file C{running} was
+    read from (a failed deploy, an editor that crashed while saving): it
+    has no section at all, or lacks one that C{running} had.  Applying it
+    would silently reset whole sections to their defaults, operator
+    accounts and listeners included.
+
+    Removing a key from a section is not truncation: the key then takes
+    its default.  A server started on the built-in defaults or on an empty
+    file has nothing to lose.
+
+    @param running: The configuration in force.
+    @param new: The configuration just read.
+    @return: Why C{new} is refused, or C{None} if it is not truncated.
+    """
+    if not running.sections:
+        return None
+    advice = "to reset a section to its defaults, keep it, empty"
+    if not new.sections:
+        return (
+            f"{new.source} has no sections, only comments or nothing "
+            f"(a truncated file?); {advice}"
+        )
+    missing = [s for s in running.sections if s not in new.sections]
+    if not missing:
+        return None
+    names = ", ".join(f"[{section}]" for section in missing)
+    verb = "is" if len(missing) == 1 else "are"
+    return f"{names} {verb} missing from {new.source} (a truncated file?); {advice}"
 
 
 @dataclass(frozen=True)
@@ -325,7 +358,11 @@ class Reloader:
             self._log.failure("reloading the configuration")
             result = ReloadResult(False, error=f"{type(e).__name__}: {e}")
         else:
-            result = await self._apply(new)
+            why_not = truncated(self.config, new)
+            if why_not is None:
+                result = await self._apply(new)
+            else:
+                result = ReloadResult(False, error=why_not)
         # Whatever became of tap.ini: a renewed certificate (certbot's hook
         # sends SIGHUP) must not wait for an unrelated typo to be fixed.
         # Listeners started by this reload have just read theirs.

@@ -114,14 +114,18 @@ class Options(usage.Options):
         Read C{tap.ini} again, as at start (with the same command-line
         overrides), for a reload.  Blocking: call it from a thread.
 
-        @raise ConfigError: If it is no longer valid.
+        @raise ConfigError: If it is no longer valid, or no longer there:
+            a C{./tap.ini} read at start that has gone since is an error,
+            not the built-in defaults.
         """
-        return self._read_config()
+        return self._read_config(reloading=True)
 
-    def _read_config(self) -> Config:
+    def _read_config(self, reloading: bool = False) -> Config:
         if self["config"] is not None:
             config = load_config(Path(self["config"]))
-        elif DEFAULT_CONFIG.exists():
+        elif DEFAULT_CONFIG.exists() or (
+            reloading and self.config.source == str(DEFAULT_CONFIG)
+        ):
             config = load_config(DEFAULT_CONFIG)
         else:
             config = Config()

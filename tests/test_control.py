@@ -2,7 +2,9 @@
 Tests for L{tchat.control}: reloading C{tap.ini} and stopping on signals.
 """
 
+import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -10,9 +12,11 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tchat.config import Config, ConfigError, config_from_string
+from tchat import tap
+from tchat.config import Config, ConfigError, LimitsConfig, config_from_string
 from tchat.control import Listeners, Reloader, ReloadResult, SignalService
 from tchat.hub import ChatFactory
+from tchat.operators import hash_password
 from tchat.telnet import TelnetFactory
 from tchat.web import make_site
 from tests.support import FakeParticipant
@@ -29,12 +33,25 @@ listen = none
 """
 
 
-class ReloadTests(SynchronousTestCase):
+class ReloaderTestCase(SynchronousTestCase):
+    """
+    A hub, a telnet door, a web site and their listeners, and a reloader
+    over them, started from C{FILE} (read as C{PATH}).
+    """
+
+    FILE = START
+    PATH = "tap.ini"
+
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
-        self.config = config_from_string(START, "tap.ini")
-        self.text = START
-        self.hub = ChatFactory(self.config.server, self.reactor)
+        self.config = config_from_string(self.FILE, self.PATH)
+        self.text = self.FILE
+        self.hub = ChatFactory(
+            self.config.server,
+            self.reactor,
+            operators=self.config.operators,
+            limits=self.config.limits,
+        )
         self.successResultOf(self.hub.start())
         self.telnet = TelnetFactory(self.hub, "telnet")
         self.site = make_site(self.hub, self.config.web)
@@ -60,13 +77,15 @@ class ReloadTests(SynchronousTestCase):
         )
 
     def reread(self) -> Config:
-        return config_from_string(self.text, "tap.ini")
+        return config_from_string(self.text, self.PATH)
 
     def reload(self, text: str) -> tuple[bool, str]:
         self.text = text
         result: tuple[bool, str] = self.successResultOf(self.reloader.reload("test"))
         return result
 
+
+class ReloadTests(ReloaderTestCase):
     def ports(self) -> list[int]:
         return [port for port, *_ in self.reactor.tcpServers]
 
@@ -185,6 +204,235 @@ class ReloadTests(SynchronousTestCase):
         reading[1].callback(replace(self.config))
         self.assertEqual(self.successResultOf(first), (True, "nothing changed"))
         self.assertEqual(self.successResultOf(second), (True, "nothing changed"))
+
+
+BOSS = hash_password("correct horse battery", log2_n=4)
+"""An operator's password hash, cheap to check."""
+
+FULL = (
+    START
+    + "[limits]\nexempt =\nmax_line = 100\n"
+    + "[operators]\n# the only account\n"
+    + f"boss = {BOSS}\n"
+)
+"""A file whose last sections a truncation would lose: an operator
+account, and no loopback exemption from the per-address limits."""
+
+
+class TruncatedFileTests(ReloaderTestCase):
+    """
+    A reload refuses a file that looks truncated (empty, comments only, or
+    without a section the configuration in force was read from) and keeps
+    everything as it is; a key removed from a section still resets it.
+    """
+
+    FILE = FULL
+    PATH = "/etc/tchat/tap.ini"
+
+    def assertUnchanged(self) -> None:
+        """
+        The operator account, the limits and the listener are those of
+        L{FULL}, and the reload was counted as failed.
+        """
+        self.assertEqual(self.hub.settings.operators.hash_for("boss"), BOSS)
+        self.assertEqual(self.hub.admission.limits.exempt, ())
+        self.assertEqual(self.hub.limits.max_line, 100)
+        self.assertEqual([port for port, *_ in self.reactor.tcpServers], [4444])
+        self.assertEqual(
+            list(self.listeners.services), [("telnet", "tcp:4444:interface=127.0.0.1")]
+        )
+        self.assertIs(self.reloader.config, self.config)
+        self.assertEqual(self.hub.metrics.reloads["ok"], 0)
+        self.assertFalse(self.hub.metrics.last_reload_ok)
+
+    def test_empty_file_refused(self) -> None:
+        """
+        An empty file is refused, and says so; nothing changes.
+        """
+        ok, summary = self.reload("")
+        self.assertFalse(ok)
+        self.assertEqual(
+            summary,
+            "refused, the configuration in force is unchanged: /etc/tchat/tap.ini "
+            "has no sections, only comments or nothing (a truncated file?); to "
+            "reset a section to its defaults, keep it, empty",
+        )
+        self.assertUnchanged()
+
+    def test_comments_only_refused(self) -> None:
+        """
+        A file of comments and blank lines is refused like an empty one.
+        """
+        ok, summary = self.reload("# tchat\n\n; nothing else survived\n   \n")
+        self.assertFalse(ok)
+        self.assertIn("has no sections, only comments or nothing", summary)
+        self.assertUnchanged()
+
+    def test_missing_sections_refused(self) -> None:
+        """
+        A file cut short, which lost its last sections, is refused and
+        names them; the operator account and the limits stay.
+        """
+        cut = FULL[: FULL.index("max_line")]
+        self.assertEqual(config_from_string(cut).sections[-1], "limits")
+        ok, summary = self.reload(cut.replace("[limits]\nexempt =\n", ""))
+        self.assertFalse(ok)
+        self.assertEqual(
+            summary,
+            "refused, the configuration in force is unchanged: [limits], "
+            "[operators] are missing from /etc/tchat/tap.ini (a truncated "
+            "file?); to reset a section to its defaults, keep it, empty",
+        )
+        self.assertUnchanged()
+        ok, summary = self.reload(cut)
+        self.assertFalse(ok)
+        self.assertIn(
+            ": [operators] is missing from /etc/tchat/tap.ini (a truncated file?)",
+            summary,
+        )
+        self.assertUnchanged()
+
+    def test_emptied_section_applied(self) -> None:
+        """
+        A section kept but emptied is applied: its keys take their
+        defaults, here no operator accounts and the loopback exemption.
+        """
+        emptied = FULL[: FULL.index("[limits]")] + "[limits]\n[operators]\n"
+        self.assertEqual(
+            self.reload(emptied),
+            (True, "applied [limits] exempt, [limits] max_line, [operators]"),
+        )
+        self.assertIsNone(self.hub.settings.operators.hash_for("boss"))
+        self.assertEqual(self.hub.admission.limits.exempt, LimitsConfig().exempt)
+        self.assertEqual(self.hub.limits.max_line, LimitsConfig().max_line)
+
+    def test_removed_key_applied(self) -> None:
+        """
+        A key removed from a section that is still there takes its default.
+        """
+        ok, summary = self.reload(FULL.replace("max_line = 100\n", ""))
+        self.assertEqual((ok, summary), (True, "applied [limits] max_line"))
+        self.assertEqual(self.hub.limits.max_line, LimitsConfig().max_line)
+        self.assertEqual(self.hub.admission.limits.exempt, ())
+
+    def test_new_file_compared_with_the_last_applied(self) -> None:
+        """
+        Sections are checked against the configuration in force, which a
+        reload replaces: a section added by one reload may not vanish in
+        the next, and one emptied stays required.
+        """
+        self.assertEqual(
+            self.reload(FULL + "[server]\nmotd = new\n"),
+            (True, "applied [server] motd"),
+        )
+        ok, summary = self.reload(FULL)
+        self.assertFalse(ok)
+        self.assertIn("[server] is missing from", summary)
+
+    def test_started_empty(self) -> None:
+        """
+        A server started on an empty file (the built-in defaults) has
+        nothing to lose: an empty file reloads, and so does a full one.
+        """
+        self.reloader.config = config_from_string("", "tap.ini")
+        self.assertEqual(self.reload("# nothing yet\n")[0], True)
+        self.assertEqual(self.reloader.config.sections, ())
+        self.reloader.config = Config()
+        ok, summary = self.reload(FULL)
+        self.assertTrue(ok, summary)
+        self.assertEqual(self.reloader.config.sections, tuple(self.config.sections))
+
+
+class RereadTests(SynchronousTestCase):
+    """
+    L{tap.Options.reread}, as a reload calls it: a file that cannot be read
+    is refused, whatever became of it between the SIGHUP and the read.
+    """
+
+    def setUp(self) -> None:
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(directory)
+
+    def options(self, *argv: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def reload(self, options: tap.Options) -> tuple[bool, str]:
+        reactor = MemoryReactorClock()
+        hub = ChatFactory(options.config.server, reactor)
+        self.successResultOf(hub.start())
+        telnet = TelnetFactory(hub, "telnet")
+        site = make_site(hub, options.config.web)
+        root = MultiService()
+        root.startService()
+        self.addCleanup(root.stopService)
+        factories: dict[str, Any] = {"telnet": telnet, "web": site, "admin": site}
+        listeners = Listeners(root, reactor, factories)
+        reloader = Reloader(
+            options.reread,
+            options.config,
+            hub,
+            [telnet],
+            [site.chat],
+            listeners,
+            reactor,
+            in_thread=maybeDeferred,
+        )
+        result: tuple[bool, str] = self.successResultOf(reloader.reload("test"))
+        return result
+
+    def test_not_utf8(self) -> None:
+        """
+        A file that is no longer UTF-8 is refused.
+        """
+        Path("chat.ini").write_text(START)
+        options = self.options("--config", "chat.ini")
+        Path("chat.ini").write_bytes(START.encode() + b"[server]\nmotd = caf\xe9\n")
+        ok, summary = self.reload(options)
+        self.assertFalse(ok)
+        self.assertIn("chat.ini: is not UTF-8 text", summary)
+
+    def test_vanished_config_option(self) -> None:
+        """
+        The C{--config} file gone by the time it is read is refused.
+        """
+        Path("chat.ini").write_text(START)
+        options = self.options("--config", "chat.ini")
+        os.remove("chat.ini")
+        ok, summary = self.reload(options)
+        self.assertFalse(ok)
+        self.assertIn("chat.ini: cannot be read: No such file or directory", summary)
+
+    def test_vanished_local_tap_ini(self) -> None:
+        """
+        A C{./tap.ini} read at start and gone since is refused, rather
+        than read as the built-in defaults (which would move the listeners
+        and log operators out).
+        """
+        Path("tap.ini").write_text(START)
+        options = self.options()
+        self.assertEqual(options.config.source, "tap.ini")
+        os.remove("tap.ini")
+        ok, summary = self.reload(options)
+        self.assertFalse(ok)
+        self.assertIn("tap.ini: cannot be read: No such file or directory", summary)
+
+    def test_local_tap_ini_appears(self) -> None:
+        """
+        A server started on the built-in defaults (no C{./tap.ini}) reads
+        one that has appeared since, as before.
+        """
+        options = self.options()
+        self.assertEqual(options.config.source, "built-in defaults")
+        Path("tap.ini").write_text(START + "[server]\nmotd = new\n")
+        ok, summary = self.reload(options)
+        self.assertTrue(ok, summary)
+        self.assertIn("applied [server] motd", summary)
+        self.assertIn("now listening on tcp:4444:interface=127.0.0.1", summary)
+        self.assertNotIn("cannot listen", summary)
 
 
 class SummaryTests(SynchronousTestCase):

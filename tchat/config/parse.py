@@ -39,6 +39,10 @@ class Config:
     The whole configuration.
 
     @ivar source: Where it was read from, for messages.
+    @ivar sections: The sections the file had, empty ones too, in the
+        file's order (none for the built-in defaults), so that a reload can
+        refuse a truncated file.  Not compared: configurations with the
+        same values are equal.
     """
 
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -52,6 +56,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     operators: OperatorsConfig = field(default_factory=OperatorsConfig)
     source: str = "built-in defaults"
+    sections: tuple[str, ...] = field(default=(), compare=False)
 
     def chat_listeners(self) -> list[tuple[str, str]]:
         """
@@ -156,7 +161,11 @@ def config_from_string(text: str, source: str = "<string>") -> Config:
             except ValueError as e:
                 raise ConfigError(f"{source}: [{section}] {key}: {e}") from None
         sections[section] = cls(**values)
-    return Config(source=source, **sections)  # type: ignore[arg-type]
+    return Config(
+        source=source,
+        sections=tuple(parser.sections()),
+        **sections,  # type: ignore[arg-type]
+    )
 
 
 def load_config(path: Path) -> Config:
