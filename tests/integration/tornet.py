@@ -40,7 +40,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 from typing import Protocol as TypingProtocol
@@ -1003,6 +1003,7 @@ async def connect_onion(
     *,
     timeout: float = 120.0,
     attempt_timeout: float = 60.0,
+    final: Collection[str] = (),
 ) -> Any:
     """
     Connect to C{host:port} (an onion address) through a tor's SOCKS port on
@@ -1017,7 +1018,11 @@ async def connect_onion(
     @param factory: Builds the protocol.
     @param timeout: Seconds for all attempts.
     @param attempt_timeout: Seconds for one attempt.
+    @param final: SOCKS errors (L{SocksError} messages, such as C{"onion
+        service missing client authorization"}) that are tor's last word:
+        the first one ends the attempts and is raised as it is.
     @return: The connected protocol.
+    @raise SocksError: At once, for an error in C{final}.
     @raise TorNetworkError: If no attempt worked in time, with every error.
     """
     reactor = global_reactor()
@@ -1047,6 +1052,9 @@ async def connect_onion(
                 port=port,
                 error=errors[-1],
             )
+            if isinstance(e, SocksError) and str(e) in final:
+                await _until_closed(socks.abort())
+                raise
         await _until_closed(socks.abort())
         if time.monotonic() > deadline:
             raise TorNetworkError(
@@ -1054,6 +1062,71 @@ async def connect_onion(
                 f"{socks_port} within {timeout} s; attempts:\n  " + "\n  ".join(errors)
             )
         await deferLater(reactor, 1.0)
+
+
+async def fetch_descriptor(tor: Any, onion_id: str, timeout: float = 120.0) -> float:
+    """
+    Have a tor fetch an onion service's descriptor (C{HSFETCH}) and wait
+    until it has it: C{HS_DESC RECEIVED}, which tor reports once an HSDir
+    has answered with the descriptor, even one it cannot decrypt for want
+    of client authorization.  That can take a while after the service is
+    published: a client tor of a young network, though bootstrapped, may
+    build no circuit for ten seconds or more while it fetches the
+    microdescriptors of relays new to its consensus ("Failed to find node
+    for hop #2"), and a new service's descriptor may not be on the
+    directories the client asks yet (tchat reports it published after the
+    first upload).  Each C{FAILED} (or a request tor left unanswered for
+    30 s) is asked again a second later, until C{timeout}.
+
+    @param tor: A C{txtorcon.Tor} from L{connect_control}, on the client tor.
+    @param onion_id: The address without C{.onion}.
+    @param timeout: Seconds for all requests.
+    @return: Seconds it took.
+    @raise TorNetworkError: If tor did not get it in time, with the events.
+    """
+    reactor = global_reactor()
+    started = time.monotonic()
+    deadline = started + timeout
+    events: list[str] = []
+    received: list[float] = []
+    answer: Deferred[None] | None = None
+
+    def heard(text: str) -> None:
+        words = text.split()
+        if len(words) < 2 or words[1] != onion_id:
+            return
+        events.append(f"{time.monotonic() - started:.1f} s: {text}")
+        if words[0] == "RECEIVED":
+            # Also from a fetch tor retried by itself after a FAILED.
+            received.append(time.monotonic() - started)
+        if words[0] in ("RECEIVED", "FAILED") and answer and not answer.called:
+            answer.callback(None)
+
+    await tor.protocol.add_event_listener("HS_DESC", heard)
+    try:
+        while not received:
+            if time.monotonic() > deadline:
+                raise TorNetworkError(
+                    f"the client tor did not get the descriptor of {onion_id} "
+                    f"within {timeout} s; HS_DESC events:\n  " + "\n  ".join(events)
+                )
+            answer = Deferred()
+            await tor.protocol.queue_command(f"HSFETCH {onion_id}")
+            answer.addTimeout(min(30.0, max(deadline - time.monotonic(), 0.1)), reactor)
+            try:
+                await answer
+            except TimeoutError:
+                events.append(f"{time.monotonic() - started:.1f} s: no answer")
+            if not received:
+                await deferLater(reactor, 1.0)
+    finally:
+        await tor.protocol.remove_event_listener("HS_DESC", heard)
+    _log.info(
+        "fetch_descriptor: {onion_id}: {events}",
+        onion_id=onion_id,
+        events="; ".join(events),
+    )
+    return received[0]
 
 
 def _when_done(_: object, handshake: _Socks5) -> Deferred[Any]:
