@@ -23,6 +23,7 @@ from typing import Any
 
 from twisted.internet.interfaces import (
     IAddress,
+    IHandshakeListener,
     IProtocol,
     IProtocolFactory,
     IReactorTime,
@@ -32,6 +33,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from tchat.config import LimitsConfig
 from tchat.limits import TokenBucket, exempt, per_minute, plural
@@ -252,9 +254,14 @@ def http_refusal(reason: str) -> bytes:
     )
 
 
+@implementer(IHandshakeListener)
 class _Admitted(ProtocolWrapper):
     """
     A connection the gate let in: gives its place back when it closes.
+
+    Under TLS, the end of the handshake is passed on to the door's
+    protocol, which may wait for it (the telnet door does: its user
+    arrives only then).
     """
 
     factory: Gate
@@ -268,6 +275,12 @@ class _Admitted(ProtocolWrapper):
         if keepalive:
             set_keepalive(transport, keepalive)
         super().makeConnection(transport)
+
+    def handshakeCompleted(self) -> None:
+        """See L{IHandshakeListener}."""
+        wrapped = self.wrappedProtocol
+        if IHandshakeListener.providedBy(wrapped):
+            wrapped.handshakeCompleted()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.factory.admission.release(self.factory.onion, self._key)

@@ -140,7 +140,15 @@ class OutputQueue:
     first of each turn at once and the rest gathered until the turn ends);
     once the transport's own buffer is full it pauses this queue, and
     bytes wait here, up to C{limit}, until it resumes.  Past the limit,
-    C{overflow} decides (drop the oldest, or close the connection).
+    C{overflow} decides (drop the oldest, or close the connection).  With
+    a C{stuck} callback, a client the transport keeps paused for the stuck
+    timeout (one that reads nothing, however much it sends) is reported
+    too, whether or not the limit is reached.
+
+    Everything a door sends goes through here, its protocol's own replies
+    included (telnet negotiation, WebSocket pongs and pings), so that a
+    client which makes the server answer without reading the answers is
+    bounded like any slow reader.
 
     L{push} is on every delivery's path, so the common case (the client
     keeps up) is a flag test, a turn comparison and a write or a list
@@ -161,7 +169,10 @@ class OutputQueue:
         "_overflow",
         "_pending",
         "_send",
+        "_stuck",
+        "_stuck_timeout",
         "_turn",
+        "_watch",
         "flowing",
         "limit",
         "paused_since",
@@ -176,12 +187,28 @@ class OutputQueue:
         overflow: Callable[[OutputQueue], None],
         clock: IReactorTime,
         batcher: Batcher | None = None,
+        stuck: Callable[[OutputQueue], None] | None = None,
+        stuck_timeout: Callable[[], float] | None = None,
     ) -> None:
+        """
+        @param send: Writes bytes to the client's transport.
+        @param limit: Bytes that may wait before C{overflow} is called.
+        @param overflow: Decides what becomes of a client C{limit} bytes
+            behind.
+        @param batcher: Gathers a reactor turn's writes (a running server).
+        @param stuck: If given, called once the transport has kept the queue
+            paused (the client took nothing, whatever it sent) for
+            C{stuck_timeout()} seconds, read at each pause so that a reload
+            applies.
+        """
         self._send = send
         self.limit = limit
         self._overflow = overflow
         self._clock = clock
         self._batcher = batcher
+        self._stuck = stuck
+        self._stuck_timeout = stuck_timeout
+        self._watch: IDelayedCall | None = None
         self._batch: list[bytes] | None = None
         self._turn = -1
         self._pending: deque[bytes] | None = None
@@ -198,6 +225,8 @@ class OutputQueue:
         overflow: Callable[[OutputQueue], None],
         clock: IReactorTime,
         batcher: Batcher | None,
+        stuck: Callable[[OutputQueue], None] | None = None,
+        stuck_timeout: Callable[[], float] | None = None,
     ) -> OutputQueue:
         """
         The queue of a connection: batched and written straight to its
@@ -206,7 +235,7 @@ class OutputQueue:
         at a transport right after a delivery).
         """
         send = transport.write if batcher is None else socket_writer(transport)
-        return cls(send, limit, overflow, clock, batcher)
+        return cls(send, limit, overflow, clock, batcher, stuck, stuck_timeout)
 
     @property
     def pending(self) -> Sequence[bytes]:
@@ -309,12 +338,37 @@ class OutputQueue:
         self._pending = None
         self.size = 0
 
+    def _check_stuck(self) -> None:
+        """
+        The stuck timeout has passed since a pause: if the transport has
+        kept us paused since then, the client is stuck; if it resumed and
+        paused again since, wait for the rest of the timeout from then.
+        """
+        self._watch = None
+        since, stuck = self.paused_since, self._stuck
+        if since is None or self.stopped or stuck is None:
+            return
+        assert self._stuck_timeout is not None
+        left = since + self._stuck_timeout() - self._clock.seconds()
+        if left > 0:
+            self._watch = self._clock.callLater(left, self._check_stuck)
+            return
+        stuck(self)
+
     # -- IPushProducer ---------------------------------------------------
 
     def pauseProducing(self) -> None:
         self.flowing = False
         if self.paused_since is None:
             self.paused_since = self._clock.seconds()
+            if self._stuck is not None and self._watch is None and not self.stopped:
+                # One check per pause at most, and none cancelled on resume:
+                # a busy client paused and resumed many times a second costs
+                # one timer per stuck_timeout, not one per pause.
+                assert self._stuck_timeout is not None
+                self._watch = self._clock.callLater(
+                    self._stuck_timeout(), self._check_stuck
+                )
         batch, self._batch = self._batch, None
         if batch:
             # Gathered before the pause: first in line when it ends.
@@ -336,3 +390,6 @@ class OutputQueue:
         self.stopped = True
         self.flowing = False
         self.clear()
+        watch, self._watch = self._watch, None
+        if watch is not None and watch.active():
+            watch.cancel()

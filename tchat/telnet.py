@@ -26,12 +26,14 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
+    IHandshakeListener,
     IReactorTime,
     ITCPTransport,
 )
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -44,6 +46,7 @@ from tchat.interfaces import IParticipant
 from tchat.model import User
 from tchat.output import GOODBYE_DRAIN, OutputQueue
 from tchat.palette import Colour
+from tchat.text import describe_span
 
 _log = Logger()
 
@@ -259,9 +262,15 @@ def _reply(event: events.Event) -> bytes:
                 f"*** The server is going down ({reason}). Reconnect in a "
                 "moment; /resume with your code brings back your nick and rooms."
             )
-        case events.RoomList(rooms):
+        case events.RoomList(rooms, page, pages, total):
+            head = (
+                "*** Rooms:"
+                if total is None
+                else f"*** Rooms (page {page} of {pages}, {total} in all; "
+                f"/rooms {page % pages + 1} for the next):"
+            )
             return _lines(
-                "*** Rooms:",
+                head,
                 *(
                     f"  {r.name}  {r.members} "
                     + ("user" if r.members == 1 else "users")
@@ -478,11 +487,29 @@ def _skipped(lines: int) -> bytes:
     return _lines(f"*** [{lines} {plural} skipped: you were not reading fast enough]")
 
 
+NEGOTIATION_MOST = 200
+"""Telnet option requests one connection may have refused before it is
+closed: a client asks for each option once, a flooder never stops."""
+
+NEGOTIATION_FLOOD = f"flooding: over {NEGOTIATION_MOST} telnet option requests refused"
+"""Why such a client is sent off."""
+
+
+@implementer(IHandshakeListener)
 class _TelnetTransport(TelnetTransport):
     """
     Twisted's telnet parser, with interactive-chat socket settings, a bare
     CR that ends a line at once, a clean goodbye for clients that break
     the telnet protocol, and a bounded output queue for slow readers.
+
+    Everything the door sends goes through the queue: chat lines, and the
+    refusals conch's negotiation code writes (gathered per read), so a
+    client that floods C{IAC DO} and reads nothing costs at most
+    C{[limits] output_queue}, then meets the stuck-reader policy.
+
+    Over TLS the user arrives only once the handshake is done
+    (L{handshakeCompleted}); a connection whose handshake does not finish
+    within C{[limits] silent_timeout} is closed, as any silent one is.
 
     @ivar queue: What the client has not taken yet (L{OutputQueue}).
     """
@@ -496,6 +523,15 @@ class _TelnetTransport(TelnetTransport):
     _marker_lines = 0
     # Cuts a closed connection whose client does not close its side.
     _cut: IDelayedCall | None = None
+    # Negotiation replies of the read being parsed, pushed as one item when
+    # it ends (a 64 KiB read of IAC DO is some 20,000 of them).
+    _replies: bytearray | None = None
+    # Closes a TLS connection whose handshake never completes.
+    _handshake: IDelayedCall | None = None
+    # Whether the user has arrived (the chat protocol is connected).
+    _started = False
+    # Option requests refused so far (see NEGOTIATION_MOST).
+    _refused = 0
 
     def __init__(self, hub: ChatFactory, door: str, clock: IReactorTime) -> None:
         super().__init__(TelnetChatProtocol, hub, door)
@@ -526,13 +562,68 @@ class _TelnetTransport(TelnetTransport):
         queue = self.queue
         if queue is not None:
             queue.push(data)
-        elif self.transport is not None:
-            self.transport.write(data)
+        # Without a queue the connection is not set up yet (a TLS handshake
+        # under way): nothing is said before that.
+
+    def _write(self, data: bytes) -> None:
+        # conch writes its negotiation replies (IAC WONT x, IAC DONT x) here,
+        # straight to the socket; they take the queue like everything else.
+        replies = self._replies
+        if replies is not None:
+            replies += data
+        else:
+            self.write_wire(data)
+
+    def write(self, data: bytes) -> None:
+        # ITransport.write for the chat protocol (LineReceiver.sendLine):
+        # conch's line ends and IAC doubling, through the queue.
+        self.write_wire(data.replace(b"\xff", b"\xff\xff").replace(b"\n", b"\r\n"))
+
+    def writeSequence(self, seq: Any) -> None:
+        self.write_wire(b"".join(seq))
 
     def makeConnection(self, transport: Any) -> None:
         super().makeConnection(unwrapped(transport))
 
     def connectionMade(self) -> None:
+        if isinstance(self.transport, TLSMemoryBIOProtocol):
+            # Nothing is said, and nobody arrives, before the handshake:
+            # until then this is only a socket.
+            timeout = self._hub.limits.silent_timeout
+            if timeout:
+                self._handshake = self._clock.callLater(
+                    timeout, self._handshake_timed_out, timeout
+                )
+            return
+        self._start()
+
+    def handshakeCompleted(self) -> None:
+        """
+        See L{IHandshakeListener}: the user arrives now.  Called again on a
+        renegotiation, which changes nothing.
+        """
+        handshake, self._handshake = self._handshake, None
+        if handshake is not None and handshake.active():
+            handshake.cancel()
+        if not self._started and not self.disconnecting:
+            self._start()
+
+    def _handshake_timed_out(self, timeout: float) -> None:
+        self._handshake = None
+        _log.info(
+            "closing a TLS connection whose handshake did not finish in {span}",
+            span=describe_span(timeout),
+        )
+        self._hub.metrics.drop("silent")
+        tcp: Any = self.transport
+        if tcp is not None:
+            tcp.abortConnection()
+
+    def _start(self) -> None:
+        """
+        The connection is ready for chat: set it up, and the user arrives.
+        """
+        self._started = True
         tcp: Any = self.transport
         assert tcp is not None
         if ITCPTransport.providedBy(tcp):
@@ -568,6 +659,9 @@ class _TelnetTransport(TelnetTransport):
         lines = sum(chunk.count(b"\r\n") for chunk in dropped)
         if dropped and dropped[0] is self._marker:
             lines += self._marker_lines - 1
+        if not lines:
+            # Only negotiation replies went: nothing a reader would miss.
+            return
         self._marker_lines = lines
         self._marker = _skipped(lines)
         queue.put_first(self._marker)
@@ -608,12 +702,14 @@ class _TelnetTransport(TelnetTransport):
         self._cut = self._clock.callLater(GOODBYE_DRAIN, tcp.abortConnection)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        cut = self._cut
-        if cut is not None and cut.active():
-            cut.cancel()
+        for call in (self._cut, self._handshake):
+            if call is not None and call.active():
+                call.cancel()
         super().connectionLost(reason)
 
     def dataReceived(self, data: bytes) -> None:
+        if self.disconnecting:
+            return  # told why and closing: nothing more is read
         if self._after_cr:
             self._after_cr = False
             if data[:1] in (b"\n", b"\0"):
@@ -621,7 +717,7 @@ class _TelnetTransport(TelnetTransport):
         try:
             plain = _plain(data) if self.state == "data" else None
             if plain is None:
-                super().dataReceived(data)
+                self._parse(data)
             elif plain:
                 self.applicationDataReceived(plain)
         except ValueError:
@@ -638,6 +734,40 @@ class _TelnetTransport(TelnetTransport):
             self.state = "data"
             self._after_cr = True
             self.applicationDataReceived(b"\r")
+
+    def _parse(self, data: bytes) -> None:
+        """
+        conch's parser over C{data}, with its negotiation replies gathered
+        and queued as one item when the read is parsed (or fails): in
+        order with what the read makes the chat send, since a reply is
+        flushed before any line the read delivers is handled.
+        """
+        self._replies = bytearray()
+        try:
+            super().dataReceived(data)
+        finally:
+            replies, self._replies = self._replies, None
+            if replies:
+                self.write_wire(bytes(replies))
+                self._refused += len(replies) // 3
+        if self._refused > NEGOTIATION_MOST and not self.disconnecting:
+            # A client asks for each option once (RFC 1143): one that keeps
+            # asking floods, and each request costs a parse byte by byte.
+            protocol = self.protocol
+            if isinstance(protocol, TelnetChatProtocol) and protocol.user:
+                protocol.hub.misbehaved(protocol.user, NEGOTIATION_FLOOD)
+            else:
+                self.write_wire(_lines(f"*** Goodbye ({NEGOTIATION_FLOOD})"))
+                self.loseConnection()
+
+    def applicationDataReceived(self, data: bytes) -> None:
+        # Replies gathered so far go before what the chat answers to this
+        # data, so the client sees them in the order it asked.
+        replies = self._replies
+        if replies:
+            self._replies = bytearray()
+            self.write_wire(bytes(replies))
+        super().applicationDataReceived(data)
 
     def negotiate(self, bytes: list[bytes]) -> None:
         # Twisted fails with IndexError on an empty subnegotiation

@@ -9,6 +9,10 @@ defaults, the listener is a plain TCP port, and each connection gets its
 TLS from a L{ServerTLS}, whose certificate L{ServerTLS.reload} swaps.
 Connections already open keep the session they negotiated; new ones get
 the certificate in force when they arrive.
+
+TLS 1.2 is the oldest version served, with only forward-secret AEAD
+suites (L{MODERN_CIPHERS}, Mozilla's "intermediate" profile) unless the
+string's C{ciphers=} says otherwise; TLS 1.3 suites are OpenSSL's own.
 """
 
 import re
@@ -35,7 +39,12 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
     ITCPTransport,
 )
-from twisted.internet.ssl import CertificateOptions, DiffieHellmanParameters
+from twisted.internet.ssl import (
+    AcceptableCiphers,
+    CertificateOptions,
+    DiffieHellmanParameters,
+    TLSVersion,
+)
 from twisted.logger import Logger
 from twisted.protocols.tls import (
     BufferingTLSTransport,
@@ -97,6 +106,42 @@ _SSL_OPTIONS = (
 )
 """The arguments of C{ssl:}, in the order Twisted takes them positionally."""
 
+_TCHAT_OPTIONS = ("ciphers",)
+"""Options tchat's C{ssl:} takes besides Twisted's, by name only."""
+
+MODERN_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"
+    "DHE-RSA-CHACHA20-POLY1305"
+)
+"""
+The TLS 1.2 suites served by default: Mozilla's "intermediate" list
+(U{https://wiki.mozilla.org/Security/Server_Side_TLS}), every one forward
+secret (ECDHE, or DHE with C{dhParameters}) with AES-GCM or
+ChaCha20-Poly1305: no static RSA key exchange, no CBC, no SHA-1.
+"""
+
+
+def tls12_ciphers(cipher_string: str) -> tuple[str, ...]:
+    """
+    The TLS 1.2 suites an OpenSSL cipher string selects with this OpenSSL
+    (TLS 1.3 suites are not chosen by such a string).
+
+    @param cipher_string: E.g. L{MODERN_CIPHERS}; OpenSSL also takes
+        commas or spaces between the names.
+    @return: Their OpenSSL names, in OpenSSL's order; empty when it selects
+        none (or is not a cipher string).
+    """
+    context = SSL.Context(SSL.TLS_METHOD)
+    try:
+        context.set_cipher_list(cipher_string.encode("ascii"))
+    except (SSL.Error, UnicodeEncodeError):
+        return ()
+    names = SSL.Connection(context, None).get_cipher_list()
+    return tuple(name for name in names if not name.startswith("TLS_"))
+
 
 @dataclass(frozen=True)
 class SSLSettings:
@@ -114,6 +159,8 @@ class SSLSettings:
     @ivar dh_parameters: A PEM Diffie-Hellman parameters file.
     @ivar method: The name of an C{OpenSSL.SSL} method constant
         (C{sslmethod}), which Twisted deprecates.
+    @ivar ciphers: The OpenSSL cipher string of the TLS 1.2 suites served
+        (C{ciphers}, tchat's own option); L{MODERN_CIPHERS} unless given.
     """
 
     port: int
@@ -124,6 +171,7 @@ class SSLSettings:
     chain: str | None = None
     dh_parameters: str | None = None
     method: str | None = None
+    ciphers: str = MODERN_CIPHERS
 
 
 def parse_ssl(description: str) -> SSLSettings:
@@ -143,10 +191,9 @@ def parse_ssl(description: str) -> SSLSettings:
         raise ValueError(f"ssl: takes at most {len(_SSL_OPTIONS)} arguments")
     values = dict(zip(_SSL_OPTIONS, given, strict=False))
     for key, value in keywords.items():
-        if key not in _SSL_OPTIONS:
-            raise ValueError(
-                f"ssl: has no option {key!r} (it has {', '.join(_SSL_OPTIONS[1:])})"
-            )
+        if key not in _SSL_OPTIONS + _TCHAT_OPTIONS:
+            known = ", ".join(_SSL_OPTIONS[1:] + _TCHAT_OPTIONS)
+            raise ValueError(f"ssl: has no option {key!r} (it has {known})")
         if key in values:
             raise ValueError(f"ssl: {key} is given twice")
         values[key] = value
@@ -164,6 +211,13 @@ def parse_ssl(description: str) -> SSLSettings:
     method = values.get("sslmethod")
     if method is not None and not isinstance(getattr(SSL, method, None), int):
         raise ValueError(f"ssl: sslmethod {method!r} is not an OpenSSL method")
+    ciphers = values.get("ciphers", MODERN_CIPHERS)
+    if not tls12_ciphers(ciphers):
+        raise ValueError(
+            f"ssl: ciphers {ciphers!r} selects no TLS 1.2 cipher suite this "
+            "OpenSSL knows (separate names with commas, as in "
+            "ciphers=ECDHE-RSA-AES128-GCM-SHA256,ECDHE-RSA-AES256-GCM-SHA384)"
+        )
     private_key = values.get("privateKey", "server.pem")
     return SSLSettings(
         port=numbers["port"],
@@ -174,6 +228,7 @@ def parse_ssl(description: str) -> SSLSettings:
         chain=values.get("extraCertChain"),
         dh_parameters=values.get("dhParameters"),
         method=method,
+        ciphers=ciphers,
     )
 
 
@@ -317,10 +372,14 @@ def load_certificate(settings: SSLSettings) -> LoadedCertificate:
         )
     if settings.method is not None:
         extra["method"] = getattr(SSL, settings.method)
+    else:
+        # Twisted's default today, said here so that it stays.
+        extra["raiseMinimumTo"] = TLSVersion.TLSv1_2
     options = CertificateOptions(
         privateKey=key,
         certificate=X509.from_cryptography(leaf),
         extraCertChain=chain,
+        acceptableCiphers=AcceptableCiphers.fromOpenSSLCipherString(settings.ciphers),
         **extra,
     )
     try:

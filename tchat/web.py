@@ -5,10 +5,19 @@ The web door: the chat page and its WebSocket on one HTTP port.
 Autobahn does the WebSocket protocol (handshake, framing, limits, pings);
 this module only adapts it to the hub, and serves the page with
 L{twisted.web}.
+
+Every frame a connection is sent, Autobahn's own (pongs, pings) included,
+goes through its bounded L{OutputQueue}; a client that reads nothing for
+C{[limits] stuck_timeout} is closed however much it sends.  The page, its
+files and the WebSocket answer only to the names the server has
+(C{[web] allowed_hosts}): a page that reaches it through another name, as
+a DNS rebinding attack does, gets 421.
 """
 
+import ipaddress
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from types import FunctionType
@@ -24,7 +33,7 @@ from autobahn.util import encode_truncate
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 from zope.interface import implementer
@@ -37,6 +46,8 @@ from tchat.hub import ChatFactory
 from tchat.interfaces import IParticipant
 from tchat.model import User
 from tchat.output import GOODBYE_DRAIN, OutputQueue
+from tchat.text import describe_span
+from tchat.tls import split_description
 from tchat.webproto import (
     FrameError,
     encode,
@@ -87,6 +98,142 @@ def origin_allowed(origin: str | None, host: str, allowed: tuple[str, ...]) -> b
     except ValueError:
         return False
     return parts.hostname == own.hostname and origin_port == host_port
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+"""Names every web door answers to: only a program on this machine sends
+them, never a page that found the server through a name of its own."""
+
+
+def host_name(header: str) -> str | None:
+    """
+    The name in a C{Host} header: lower case, without the port or a final
+    dot, an IP address in its short form (IPv6 without brackets).
+
+    @param header: The header's value, e.g. C{Chat.Example.org:8080} or
+        C{[::1]:8080}.
+    @return: The name, or C{None} if the header is not a host and port.
+    """
+    text = header.strip().lower()
+    if text.startswith("["):
+        end = text.find("]")
+        name, rest = text[1:end], text[end + 1 :]
+        if end < 0 or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
+            return None
+    else:
+        name, colon, port = text.partition(":")
+        if colon and not port.isdigit():
+            return None
+    name = name.rstrip(".")
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    if not name or any(not (c.isalnum() or c in "-_.") for c in name):
+        return None
+    return name
+
+
+def listen_addresses(listen: Iterable[str]) -> tuple[frozenset[str], bool]:
+    """
+    The IP addresses the web door's endpoints listen on.
+
+    @param listen: C{[web] listen}: endpoint strings.
+    @return: The addresses, and whether any endpoint listens on every
+        address (C{tcp:8080}, C{interface=0.0.0.0} or C{::}), whose
+        addresses cannot be known from the string.
+    """
+    addresses: set[str] = set()
+    wildcard = False
+    # Where Twisted takes the interface by position, and its default.
+    interfaces = {"tcp": (2, ""), "tcp6": (3, "::"), "ssl": (5, "")}
+    for description in listen:
+        try:
+            positional, keywords = split_description(description)
+        except ValueError:
+            continue
+        where = interfaces.get(positional[0].lower())
+        if where is None:
+            # unix sockets and the like: their clients' Host is a name.
+            continue
+        index, default = where
+        interface = keywords.get(
+            "interface",
+            positional[index] if len(positional) > index else default,
+        )
+        try:
+            address = ipaddress.ip_address(interface or "0.0.0.0")
+        except ValueError:
+            continue
+        if address.is_unspecified:
+            wildcard = True
+        else:
+            addresses.add(str(address))
+    return frozenset(addresses), wildcard
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """
+    The names a web door answers to in the C{Host} header, on any port.
+
+    @ivar names: Names and addresses allowed as they are.
+    @ivar domains: Domains every name under which is allowed
+        (C{*.example.org} is C{.example.org}).
+    @ivar any_address: Whether any IP address is allowed (a listener on
+        every address): a page that uses an address as its host cannot have
+        reached the server through DNS rebinding.
+    @ivar any_host: C{*}: every host (behind a reverse proxy that checks).
+    """
+
+    names: frozenset[str]
+    domains: tuple[str, ...] = ()
+    any_address: bool = False
+    any_host: bool = False
+
+    @classmethod
+    def for_config(cls, config: WebConfig) -> "HostRule":
+        """
+        The rule of C{[web]}: C{allowed_hosts}, the listen addresses and
+        the loopback names.
+        """
+        addresses, wildcard = listen_addresses(config.listen)
+        listed = config.allowed_hosts
+        return cls(
+            LOOPBACK_NAMES | addresses | {h for h in listed if not h.startswith("*")},
+            tuple(h[1:] for h in listed if h.startswith("*.")),
+            wildcard,
+            "*" in listed,
+        )
+
+    @classmethod
+    def for_onion(cls, address: str | None) -> "HostRule":
+        """
+        The rule of an onion door: its published address and the names
+        under it (Tor ignores what comes before the address), or any
+        C{.onion} name before it is published; and the loopback names.
+        """
+        if address is None:
+            return cls(LOOPBACK_NAMES, (".onion",))
+        return cls(LOOPBACK_NAMES | {address}, (f".{address}",))
+
+    def allows(self, name: str) -> bool:
+        """
+        @param name: From L{host_name}.
+        """
+        if self.any_host or name in self.names:
+            return True
+        if self.any_address and _is_address(name):
+            return True
+        return bool(self.domains) and name.endswith(self.domains)
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 # How IParticipant.close's reasons map to WebSocket close codes.
@@ -160,6 +307,8 @@ class WebChatProtocol(WebSocketServerProtocol):
             self._overflow,
             hub.clock,
             hub.batcher,
+            stuck=self._stuck,
+            stuck_timeout=self.factory.stuck_timeout,
         )
         self._out = self._queue.push
         # The HTTP channel that carried the handshake is still registered
@@ -191,7 +340,25 @@ class WebChatProtocol(WebSocketServerProtocol):
         for command in request.commands:
             self.factory.hub.execute(user, command, request.client_id)
 
+    def onPing(self, payload: bytes) -> None:
+        # A ping is a frame like any other: it takes the sender's allowance
+        # (and past it goes unanswered), so pings cannot flood the door
+        # where text frames could not.
+        user = self.user
+        if user is not None and self.factory.hub.received(user):
+            super().onPing(payload)
+
+    def onPong(self, payload: bytes) -> None:
+        # The answer to the door's own ping counts too: a client sending
+        # pongs unasked must not go beyond what it may send.
+        user = self.user
+        if user is not None:
+            self.factory.hub.received(user)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        queue = self._queue
+        if queue is not None:
+            queue.stopProducing()
         if self.user is not None:
             # Only a close the client started counts as leaving; one the
             # server started (limits, dead peer) is a lost connection.
@@ -213,6 +380,57 @@ class WebChatProtocol(WebSocketServerProtocol):
             self._out(frame)
         else:
             self.sendData(frame)
+
+    def sendData(
+        self, data: bytes, sync: bool = False, chopsize: int | None = None
+    ) -> None:
+        """
+        Autobahn writes its own frames (pongs, pings, close frames) here;
+        once the socket is open they wait in the output queue like chat
+        frames, so that a client that makes the server answer without
+        reading the answers meets the queue's bound.  Before that (the
+        handshake), and once the queue is stopped (closing), they go
+        straight to the transport.
+        """
+        queue = self._queue
+        if queue is not None and not queue.stopped and not sync and not chopsize:
+            queue.push(data)
+        else:
+            super().sendData(data, sync, chopsize)
+
+    def sendCloseFrame(
+        self,
+        code: int | None = None,
+        reasonUtf8: bytes | None = None,
+        isReply: bool = False,
+    ) -> None:
+        """
+        Whoever closes (tchat, Autobahn on a protocol error, the reply to
+        the client's close), what was queued goes out first, and the close
+        frame after it, straight to the transport.
+        """
+        queue = self._queue
+        if queue is not None and not queue.stopped and self.state == _OPEN:
+            for frame in queue.unsent():
+                super().sendData(frame)
+        super().sendCloseFrame(code, reasonUtf8, isReply)
+
+    def _stuck(self, queue: OutputQueue) -> None:
+        """
+        The client has taken nothing for C{[limits] stuck_timeout} seconds,
+        whatever it sent meanwhile: close it with 1008 and a reason (if it
+        ever reads again, its page reconnects and resumes).
+        """
+        if self.state != _OPEN:
+            return
+        waiting = queue.size
+        queue.stopProducing()
+        if self.user is not None:
+            self.factory.hub.too_slow(self.user, waiting)
+        span = describe_span(self.factory.hub.limits.stuck_timeout)
+        self.close(
+            f"not reading: nothing taken for {span}; reconnect to catch up", "policy"
+        )
 
     def _overflow(self, queue: OutputQueue) -> None:
         """
@@ -271,11 +489,7 @@ class WebChatProtocol(WebSocketServerProtocol):
         return client_address(self.door, self.transport)
 
     def close(self, reason: str, why: str = "normal") -> None:
-        queue = self._queue
-        if queue is not None and not queue.stopped:
-            # What was delivered goes out before the close frame.
-            for frame in queue.unsent():
-                self.sendData(frame)
+        # What was delivered goes out before the close frame (sendCloseFrame).
         code = _CLOSE_CODES.get(why, 1000)
         text = "going away" if code == 1001 else reason[:100]
         if code == 1008:
@@ -356,21 +570,30 @@ class WebChatFactory(WebSocketServerFactory):
         super().__init__()
         self.hub = hub
         self.door = door
+        # One bound method for every connection's queue.
+        self.stuck_timeout: Callable[[], float] = self._stuck_timeout
         self.reconfigure(config)
+
+    def _stuck_timeout(self) -> float:
+        return self.hub.limits.stuck_timeout
 
     def reconfigure(self, config: WebConfig) -> None:
         """
         Apply C{[web]} settings, and the hub's C{[limits] max_frame}:
-        allowed origins at once, sizes and pings to connections made from
-        now on.
+        allowed origins and hosts at once, sizes and pings to connections
+        made from now on.
         """
         self.config = config
+        self._hosts = HostRule.for_config(config)
         max_frame = self.hub.limits.max_frame
         self.setProtocolOptions(
             maxFramePayloadSize=max_frame,
             maxMessagePayloadSize=max_frame,
             autoPingInterval=config.ping_interval or None,
             autoPingTimeout=config.ping_timeout,
+            # Only the pong to its ping proves a peer alive: a client that
+            # sends but reads nothing could otherwise stay for ever.
+            autoPingRestartOnAnyTraffic=False,
             # Close offenders (oversized frames, protocol errors) with a code
             # and reason they can see, instead of just dropping TCP.
             failByDrop=False,
@@ -391,6 +614,19 @@ class WebChatFactory(WebSocketServerFactory):
             type[WebChatProtocol],
             type(WebChatProtocol.__name__, (WebChatProtocol,), options),
         )
+
+    def host_allowed(self, header: str) -> bool:
+        """
+        Does this door answer to the C{Host} header C{header}?  The web
+        door to C{[web] allowed_hosts}, its listen addresses and the
+        loopback names; the onion door to its C{.onion} address.
+        """
+        name = host_name(header)
+        if name is None:
+            return False
+        if self.door == "onion":
+            return HostRule.for_onion(self.hub.onion_address).allows(name)
+        return self._hosts.allows(name)
 
     def prepare(self, event: events.Event, sender_copy: bool) -> bytes:
         """
@@ -416,12 +652,47 @@ class _Static(File):
         return super().render(request)  # type: ignore[no-any-return]
 
 
+class _Misdirected(Resource):
+    """
+    421 Misdirected Request, for a request whose C{Host} the door does not
+    answer to, saying why.
+    """
+
+    isLeaf = True
+
+    def __init__(self, host: str) -> None:
+        super().__init__()
+        self._host = host
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(421, b"Misdirected Request")
+        for name, value in _SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        shown = "".join(
+            c if c.isascii() and c.isprintable() else "?" for c in self._host[:100]
+        )
+        return (
+            f"This chat server does not answer to the name {shown}. A page "
+            "that reaches it through a name that is not one of its own may be "
+            "a DNS rebinding attack, so it is refused. If the name is the "
+            "server's, its operator can add it to [web] allowed_hosts in "
+            "tap.ini.\n"
+        ).encode()
+
+
 class ChatSite(Site):
     """
     The web door's site.
 
+    The page, its files and the WebSocket answer only to the C{Host} names
+    of L{WebChatFactory.host_allowed} (421 otherwise); a request without
+    C{Host} (HTTP/1.0 tools) is served.
+
     @ivar chat: Its WebSocket factory, to reconfigure on reload.
     """
+
+    _log = Logger()
 
     refusal = staticmethod(http_refusal)
     """How a connection over the limits is told why (L{tchat.gate.Gate})."""
@@ -431,6 +702,25 @@ class ChatSite(Site):
         # silent timeout, as a chat connection that says nothing is.
         super().__init__(root, timeout=chat.hub.limits.silent_timeout or None)
         self.chat = chat
+
+    def getResourceFor(self, request: Request) -> IResource:
+        resource: IResource = super().getResourceFor(request)
+        if not isinstance(resource, (_Static, WebSocketResource)):
+            # Not found: a 404 tells a page nothing either way.
+            return resource
+        raw = request.getHeader(b"host")
+        if raw is None:
+            return resource
+        host = raw.decode("latin-1")
+        if self.chat.host_allowed(host):
+            return resource
+        self._log.info(
+            "refused a request for host {host!r} ({door} door): not one of its "
+            "names (DNS rebinding?); see [web] allowed_hosts",
+            host=host[:100],
+            door=self.chat.door,
+        )
+        return _Misdirected(host)
 
 
 def make_site(hub: ChatFactory, config: WebConfig, door: str = "web") -> ChatSite:

@@ -68,6 +68,39 @@ class ConfigFromStringTests(SynchronousTestCase):
         config = config_from_string("[server]\nmotd = 100% uptime, %(x)s\n")
         self.assertEqual(config.server.motd, ("100% uptime, %(x)s",))
 
+    def test_allowed_hosts(self) -> None:
+        """
+        C{[web] allowed_hosts}: names, C{*.} domains, addresses (IPv6 with
+        or without brackets) and C{*}, separated by spaces, in a canonical
+        form; none by default.
+        """
+        self.assertEqual(config_from_string("").web.allowed_hosts, ())
+        config = config_from_string(
+            "[web]\nallowed_hosts = Chat.Example.org. *.example.net\n"
+            "    [2001:DB8::7] 192.0.2.7 *\n"
+        )
+        self.assertEqual(
+            config.web.allowed_hosts,
+            ("chat.example.org", "*.example.net", "2001:db8::7", "192.0.2.7", "*"),
+        )
+
+    def test_bad_allowed_hosts(self) -> None:
+        """
+        What is not a host is refused, saying what is expected; a port is
+        pointed out, since any port is allowed.
+        """
+        self.assertConfigError(
+            "[web]\nallowed_hosts = chat.example.org:8443\n",
+            "[web] allowed_hosts: 'chat.example.org:8443' is not a host name",
+            "give it without the port (chat.example.org): any port is allowed",
+        )
+        for value in ("http://chat.example.org", "a..b", "*.", "ex*ample.org"):
+            self.assertConfigError(
+                f"[web]\nallowed_hosts = {value}\n",
+                f"[web] allowed_hosts: {value!r} is not a host name or an IP address",
+                "such as chat.example.org or *.example.org",
+            )
+
     def test_empty_listen_allowed(self) -> None:
         """
         C{listen =} with nothing means no listener from the file.

@@ -174,3 +174,87 @@ class SocketWriterTests(SynchronousTestCase):
         connection._tempDataLen = 2
         write(b"more")
         self.assertEqual((sent, written), ([b"hel"], [b"lo", b"more"]))
+
+
+class StuckTests(SynchronousTestCase):
+    """
+    A queue with a C{stuck} callback reports a client the transport keeps
+    paused for the stuck timeout, whatever the client sends meanwhile.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.timeout = 30.0
+        self.stuck: list[OutputQueue] = []
+        self.written: list[bytes] = []
+        self.queue = OutputQueue(
+            self.written.append,
+            1000,
+            lambda queue: None,
+            self.clock,
+            stuck=self.stuck.append,
+            stuck_timeout=lambda: self.timeout,
+        )
+
+    def test_paused_for_the_timeout(self) -> None:
+        """
+        Paused for the whole timeout: reported once, with nothing waiting
+        needed (a queue far below its bound).
+        """
+        self.queue.pauseProducing()
+        self.clock.advance(29.9)
+        self.assertEqual(self.stuck, [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.stuck, [self.queue])
+        self.clock.advance(100)
+        self.assertEqual(self.stuck, [self.queue])
+
+    def test_reading_client_not_stuck(self) -> None:
+        """
+        A client that takes what it is sent now and then (the transport
+        resumes the queue) is never reported, however often it pauses;
+        one check is pending at a time.
+        """
+        for _ in range(10):
+            self.queue.pauseProducing()
+            self.assertLessEqual(len(self.clock.getDelayedCalls()), 1)
+            self.clock.advance(20)
+            self.queue.resumeProducing()
+        self.clock.advance(100)
+        self.assertEqual(self.stuck, [])
+
+    def test_counted_from_the_last_pause(self) -> None:
+        """
+        Resumed and paused again: the timeout runs from the new pause, and
+        a timeout changed meanwhile (a reload) applies.
+        """
+        self.queue.pauseProducing()
+        self.clock.advance(20)
+        self.queue.resumeProducing()
+        self.queue.pauseProducing()
+        self.timeout = 15.0
+        self.clock.advance(10)
+        self.assertEqual(self.stuck, [])
+        self.clock.advance(5)
+        self.assertEqual(self.stuck, [self.queue])
+
+    def test_stopped_queue_forgets(self) -> None:
+        """
+        A stopped queue (a closed connection) has nothing pending on the
+        clock and reports nothing.
+        """
+        self.queue.pauseProducing()
+        self.queue.stopProducing()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.queue.pauseProducing()
+        self.clock.advance(100)
+        self.assertEqual(self.stuck, [])
+
+    def test_no_callback_no_timer(self) -> None:
+        """
+        Without a C{stuck} callback (the telnet door), a pause costs no
+        timer.
+        """
+        queue = OutputQueue(self.written.append, 1000, lambda queue: None, self.clock)
+        queue.pauseProducing()
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -10,11 +10,11 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tchat import events
+from tchat import events, telnet
 from tchat.config import LimitsConfig, ServerConfig
 from tchat.events import Renderings
 from tchat.hub import ChatFactory
-from tchat.telnet import TelnetFactory, encode
+from tchat.telnet import NEGOTIATION_FLOOD, NEGOTIATION_MOST, TelnetFactory, encode
 from tests.support import TelnetClient as Client
 
 IAC, DO, DONT, WILL, WONT = b"\xff", b"\xfd", b"\xfe", b"\xfb", b"\xfc"
@@ -210,6 +210,30 @@ class NegotiationTests(TelnetTestCase):
         alice.send(IAC + WILL + ECHO)
         self.assertEqual(alice.take(), IAC + DONT + ECHO)
 
+    def test_negotiation_flood_closed(self) -> None:
+        """
+        A client that keeps asking for options it was refused (each request
+        costs a parse byte by byte, and it need not count as a line) is
+        told why and closed once it has been refused 200 times; everyone
+        else goes on.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send((IAC + DO + TTYPE) * NEGOTIATION_MOST)
+        self.assertEqual(alice.take(), (IAC + WONT + TTYPE) * NEGOTIATION_MOST)
+        self.assertFalse(alice.transport.disconnecting)
+        alice.send(IAC + DO + TTYPE + IAC + DO + ECHO)
+        self.assertEqual(
+            alice.take(),
+            IAC + WONT + TTYPE + IAC + WONT + ECHO
+            + f"*** Goodbye ({NEGOTIATION_FLOOD})\r\n".encode(),
+        )  # fmt: skip
+        self.assertTrue(alice.transport.disconnecting)
+        self.assertEqual(
+            bob.lines(), [f"{self.stamp} *** alice (telnet) quit (flooding)"]
+        )
+        alice.send(b"still here?\r\n")
+        self.assertEqual(bob.lines(), [], "nothing more is read from it")
+
     def test_commands_and_subnegotiation_consumed(self) -> None:
         """
         Interrupt, are-you-there and a subnegotiation vanish from the text.
@@ -261,6 +285,50 @@ class NegotiationTests(TelnetTestCase):
             bob.lines(), [f"{self.stamp} *** alice (telnet) lost connection"]
         )
         self.flushLoggedErrors()
+
+    def test_replies_in_order_with_answers(self) -> None:
+        """
+        The refusals a read asks for and the answers to its lines reach the
+        client in the order it asked.
+        """
+        (alice,) = self.people("alice")
+        alice.send(IAC + DO + ECHO + b"/motd\r\n" + IAC + WILL + TTYPE)
+        data = alice.take()
+        self.assertTrue(data.startswith(IAC + WONT + ECHO + b"*** Message of the day"))
+        self.assertTrue(data.endswith(b"line two\r\n" + IAC + DONT + TTYPE))
+
+    def test_refusals_take_the_output_queue(self) -> None:
+        """
+        A client that floods C{IAC DO} and reads nothing: its refusals wait
+        in its output queue (one item per read), never in the transport,
+        bounded by C{output_queue}; once it has read nothing for
+        C{stuck_timeout} and hits the bound again it is cut, and the room
+        is told it could not keep up.  (Refusals are counted too, and a
+        client refused too often is closed: that is lifted here, to show
+        the queue's bound on its own.)
+        """
+        self.patch(telnet, "NEGOTIATION_MOST", 10**9)
+        self.hub.settings.limits = LimitsConfig(max_line=64, output_queue=4096)
+        alice, bob = self.people("alice", "bob")
+        queue = bob.protocol.queue  # type: ignore[attr-defined]
+        assert queue is not None
+        queue.pauseProducing()  # what a full socket buffer does
+        flood = b"".join(IAC + DO + bytes([n % 40]) for n in range(1000))
+        bob.send(flood)
+        refusals = b"".join(IAC + WONT + bytes([n % 40]) for n in range(1000))
+        self.assertEqual(list(queue.pending), [refusals])
+        for _ in range(20):
+            bob.send(flood)
+        self.assertLessEqual(queue.size, 4096)
+        self.assertEqual(bob.take(), b"")
+        self.assertFalse(bob.transport.disconnecting)
+        self.clock.advance(30)
+        bob.send(flood)
+        bob.send(flood)
+        self.assertTrue(bob.transport.disconnecting)
+        self.assertEqual(
+            alice.lines(), [f"{self.stamp} *** bob (telnet) quit (could not keep up)"]
+        )
 
     def test_escaped_iac_is_data(self) -> None:
         """

@@ -7,6 +7,7 @@ The certificates come from L{tests.certificates}, shared with the
 integration suite (C{tests/integration/test_tls_server.py}).
 """
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +16,41 @@ from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from twisted.application.service import MultiService
 from twisted.internet import endpoints as twisted_endpoints
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import directlyProvides
 from zope.interface.verify import verifyObject
 
-from tchat.config import Config, ConfigError, config_from_string
+from tchat.config import (
+    Config,
+    ConfigError,
+    LimitsConfig,
+    ServerConfig,
+    config_from_string,
+)
 from tchat.control import Listeners, Reloader, ReloadResult
 from tchat.endpoints import check_endpoint, server_endpoint
+from tchat.gate import Gate, line_refusal
+from tchat.hub import ChatFactory
+from tchat.telnet import TelnetFactory
 from tchat.tls import (
+    MODERN_CIPHERS,
     CertificateError,
     ServerTLS,
     SSLSettings,
     load_certificate,
     parse_ssl,
     split_description,
+    tls12_ciphers,
 )
 from tests.certificates import (
     certificate_pem,
@@ -194,11 +210,42 @@ class ParseSSLTests(SynchronousTestCase):
             ("ssl:https", "ssl: port 'https' is not a number"),
             ("ssl:443:backlog=many", "ssl: backlog 'many' is not a number"),
             ("ssl:443:sslmethod=NOPE", "ssl: sslmethod 'NOPE' is not an OpenSSL"),
+            ("ssl:443:ciphers=NOPE", "ssl: ciphers 'NOPE' selects no TLS 1.2"),
+            ("ssl:443:ciphers=", "ssl: ciphers '' selects no TLS 1.2"),
             ("tcp:443", "it is not an ssl: endpoint"),
         ]:
             with self.assertRaises(ValueError, msg=text) as caught:
                 parse_ssl(text)
             self.assertIn(message, str(caught.exception), text)
+
+    def test_ciphers(self) -> None:
+        """
+        C{ciphers=} (tchat's own option) takes an OpenSSL cipher list, its
+        names separated by commas (or escaped colons); without it, the
+        modern list.
+        """
+        self.assertEqual(parse_ssl("ssl:443").ciphers, MODERN_CIPHERS)
+        for text in (
+            "ssl:443:ciphers=ECDHE-RSA-AES256-GCM-SHA384,ECDHE-RSA-AES128-GCM-SHA256",
+            r"ssl:443:ciphers=ECDHE-RSA-AES256-GCM-SHA384\:ECDHE-RSA-AES128-GCM-SHA256",
+        ):
+            self.assertEqual(
+                tls12_ciphers(parse_ssl(text).ciphers),
+                ("ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SHA256"),
+            )
+
+    def test_modern_ciphers(self) -> None:
+        """
+        The default TLS 1.2 suites are all forward secret (ECDHE or DHE)
+        and authenticated encryption (GCM or ChaCha20-Poly1305): no static
+        RSA key exchange, no CBC, no SHA-1.
+        """
+        suites = tls12_ciphers(MODERN_CIPHERS)
+        self.assertIn("ECDHE-ECDSA-AES128-GCM-SHA256", suites)
+        self.assertIn("ECDHE-RSA-CHACHA20-POLY1305", suites)
+        for suite in suites:
+            self.assertTrue(suite.startswith(("ECDHE-", "DHE-")), suite)
+            self.assertTrue(suite.endswith(("GCM-SHA256", "GCM-SHA384", "POLY1305")))
 
 
 # -- files -------------------------------------------------------------------
@@ -235,6 +282,26 @@ class LoadCertificateTests(_Directory):
         )
         self.assertEqual(loaded.fingerprint, fingerprint(certificate))
         self.assertEqual(loaded.options.certificate.to_cryptography(), certificate)
+
+    def test_modern_tls(self) -> None:
+        """
+        What is served: TLS 1.2 at least, and for TLS 1.2 only the suites
+        of the endpoint's cipher list.
+        """
+        write_files(self.directory, "chat.example")
+        context = self.load().options.getContext()
+        # set_options answers with the options in force.
+        self.assertTrue(context.set_options(0) & SSL.OP_NO_TLSv1_1)
+        self.assertTrue(context.set_options(0) & SSL.OP_NO_TLSv1)
+        connection = SSL.Connection(context, None)
+        self.assertEqual(
+            tuple(n for n in connection.get_cipher_list() if not n.startswith("TLS_")),
+            tls12_ciphers(MODERN_CIPHERS),
+        )
+        chosen = self.load(ciphers="ECDHE-ECDSA-AES256-GCM-SHA384")
+        connection = SSL.Connection(chosen.options.getContext(), None)
+        self.assertIn("ECDHE-ECDSA-AES256-GCM-SHA384", connection.get_cipher_list())
+        self.assertNotIn("ECDHE-ECDSA-AES128-GCM-SHA256", connection.get_cipher_list())
 
     def test_one_file(self) -> None:
         """
@@ -514,6 +581,98 @@ class ServerTLSTests(_Directory):
         protocol.makeConnection(transport)
         self.addCleanup(protocol.connectionLost, None)
         self.assertTrue(transport.nodelay)
+
+
+class _Reader(Protocol):
+    def __init__(self) -> None:
+        self.data = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+
+class TelnetsTests(_Directory):
+    """
+    A telnets connection becomes a user only once its TLS handshake is
+    done; one whose handshake never comes is closed after the silent
+    timeout, never having been a user.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        certificate = write_files(self.directory, "localhost")
+        self.trusted = certificate_pem(certificate)
+        description = ssl_string(self.directory)
+        with capturedLogs():
+            tls = ServerTLS(description, parse_ssl(description))
+        self.clock = Clock()
+        self.hub = ChatFactory(
+            ServerConfig(),
+            self.clock,
+            random.Random(1),
+            limits=LimitsConfig(silent_timeout=60),
+        )
+        door = TelnetFactory(self.hub, clock=self.clock)
+        gate = Gate(door, self.hub.admission, self.clock, line_refusal)
+        # As tls.wrap(gate) does, with the test's clock for TLS's batching.
+        self.factory = TLSMemoryBIOFactory(tls, False, gate, clock=self.clock)
+
+    def server(self) -> Any:
+        return self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+
+    def test_user_after_handshake(self) -> None:
+        """
+        Connected, the TLS connection is no user yet; once the handshake is
+        done it is, and gets the welcome over TLS.
+        """
+        options = optionsForClientTLS(
+            "localhost", trustRoot=Certificate.loadPEM(self.trusted)
+        )
+        client = TLSMemoryBIOFactory(
+            options, True, Factory.forProtocol(_Reader), clock=self.clock
+        ).buildProtocol(None)
+        server = self.server()
+        pump = iosim.connect(
+            server,
+            iosim.FakeTransport(server, isServer=True),
+            client,
+            iosim.FakeTransport(client, isServer=False),
+            greet=False,
+        )
+        self.assertEqual(self.hub.users, 0)
+        self.assertEqual(self.hub.admission.open, 1)
+        pump.flush()
+        self.assertEqual(self.hub.users, 1)
+        self.clock.advance(0)
+        pump.flush()
+        reader = client.wrappedProtocol
+        assert isinstance(reader, _Reader)
+        self.assertIn(b"*** Welcome to tchat", reader.data)
+        # Nothing is closed later for want of a handshake.
+        self.clock.advance(60)
+        self.assertFalse(server.transport.disconnecting)
+
+    def test_stalled_handshake_closed(self) -> None:
+        """
+        A connection that never starts its handshake is closed after
+        C{silent_timeout}, said in the log, and is never a user.
+        """
+        server = self.server()
+        transport = iosim.FakeTransport(server, isServer=True)
+        server.makeConnection(transport)
+        self.assertEqual(self.hub.users, 0)
+        self.clock.advance(59)
+        self.assertFalse(transport.disconnecting)
+        with capturedLogs() as logged:
+            self.clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(
+            [formatEvent(e) for e in logged],
+            ["closing a TLS connection whose handshake did not finish in 1m"],
+        )
+        server.connectionLost(None)
+        self.assertEqual(self.hub.users, 0)
+        self.assertEqual(self.hub.admission.open, 0)
 
 
 # -- config check and listeners ------------------------------------------------

@@ -5,6 +5,8 @@ what users are told, the doors they come through, the operators' door and
 the log's format.
 """
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,7 +53,10 @@ def _name(raw: str) -> str:
 
 
 def _lines(raw: str) -> tuple[str, ...]:
-    lines = [clean_text(line).rstrip() for line in raw.strip("\n").splitlines()]
+    lines = [
+        clean_text(line, collapse=False).rstrip()
+        for line in raw.strip("\n").splitlines()
+    ]
     if sum(len(line) for line in lines) > 4096:
         raise ValueError("must be at most 4096 characters")
     return tuple(lines)
@@ -96,12 +101,18 @@ class WebConfig:
     @ivar allowed_origins: Browser origins (C{scheme://host[:port]}) whose
         pages may open the WebSocket, besides the page's own origin; C{*}
         allows any.
+    @ivar allowed_hosts: Names (C{chat.example.org}, C{*.example.org}) and
+        addresses the web door answers to in the C{Host} header, on any
+        port, besides its listen addresses, C{localhost}, C{127.0.0.1} and
+        C{::1}; C{*} allows any (behind a reverse proxy that checks it).
+        Lower case, without a trailing dot; addresses in their short form.
     @ivar ping_interval: Seconds between WebSocket pings (0: none).
     @ivar ping_timeout: Seconds to wait for a pong before dropping the peer.
     """
 
     listen: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",)
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     ping_interval: int = 30
     ping_timeout: int = 10
 
@@ -120,9 +131,47 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(v.lower() for v in values)
 
 
+_HOST_NAME = re.compile(
+    r"(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*"
+    r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+)
+"""A host name, or C{*.} and a domain for every name under it."""
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    hosts = []
+    for value in raw.split():
+        if value == "*":
+            hosts.append(value)
+            continue
+        name = value.lower().rstrip(".")
+        address = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+        try:
+            hosts.append(str(ipaddress.ip_address(address)))
+            continue
+        except ValueError:
+            pass
+        if _HOST_NAME.fullmatch(name) and len(name) <= 253:
+            hosts.append(name)
+            continue
+        base, colon, port = name.rpartition(":")
+        hint = (
+            f"; give it without the port ({base}): any port is allowed"
+            if colon and port.isdigit() and base
+            else ""
+        )
+        raise ValueError(
+            f"{value!r} is not a host name or an IP address{hint}; expected "
+            "names such as chat.example.org or *.example.org, addresses such "
+            "as 192.0.2.7 or 2001:db8::7, or *"
+        )
+    return tuple(hosts)
+
+
 WEB_PARSERS: Parsers = {
     "listen": _endpoints,
     "allowed_origins": _origins,
+    "allowed_hosts": _hosts,
     "ping_interval": _bounded_int(0, 3600),
     "ping_timeout": _bounded_int(1, 3600),
 }
