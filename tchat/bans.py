@@ -15,7 +15,7 @@ from fnmatch import fnmatchcase
 from tchat.history import Ban, BanKind
 from tchat.limits import parse_ip, parse_network
 from tchat.model import User
-from tchat.text import describe_span, nick_key, quoted
+from tchat.text import describe_span, nick_fold, nick_key, quoted
 
 Pattern = tuple[BanKind, str]
 
@@ -36,13 +36,18 @@ def matches(
     """
     Whether C{ban} covers a client's address, nick (as L{nick_key}) or
     session; C{None} for what is not known.
+
+    A nick pattern is kept as typed (L{nick_fold}: readable in C{/bans})
+    and folded by L{nick_key} here, as nicks are: C{troll*} bans C{tr0ll}
+    and a Cyrillic C{troll} too, and bans made before nick keys were
+    skeletons keep working.
     """
     match ban.kind:
         case "address":
             ip = parse_ip(address) if address else None
             return ip is not None and ip in parse_network(ban.pattern)
         case "nick":
-            return key is not None and fnmatchcase(key, ban.pattern)
+            return key is not None and fnmatchcase(key, nick_key(ban.pattern))
         case "session":
             return session == ban.pattern
     return False  # pragma: no cover
@@ -85,7 +90,7 @@ def target_patterns(target: str) -> list[Pattern] | None:
     """
     kind, sep, rest = target.partition(":")
     if sep and kind.lower() == "nick":
-        pattern = nick_key(rest)
+        pattern = nick_fold(rest)
         if not pattern:
             raise ValueError("nick: needs a nick or pattern")
         return [("nick", pattern)]
@@ -98,7 +103,7 @@ def target_patterns(target: str) -> list[Pattern] | None:
     else:
         return [("address", str(network))]
     if "*" in target or "?" in target:
-        return [("nick", nick_key(target))]
+        return [("nick", nick_fold(target))]
     return None
 
 
@@ -108,20 +113,20 @@ def user_patterns(user: User) -> list[Pattern]:
         return [("address", str(parse_network(user.address)))]
     # Onion users all come from the local tor: their session (resume
     # code) and their nick are what can be banned.
-    return [("session", user.code), ("nick", user.key)]
+    return [("session", user.code), ("nick", nick_fold(user.nick))]
 
 
 def canonical(target: str) -> str:
     """
     The pattern C{/unban TARGET} looks for: an address or network as bans
-    keep it, else a nick key.
+    keep it, else a nick pattern as bans keep it (L{nick_fold}).
     """
     kind, sep, rest = target.partition(":")
     text = rest if sep and kind.lower() in ("ip", "nick") else target
     try:
         return str(parse_network(text))
     except ValueError:
-        return nick_key(text)
+        return nick_fold(text)
 
 
 class BanList:

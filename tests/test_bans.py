@@ -24,6 +24,7 @@ from tchat.bans import (
 from tchat.history import Ban, BanKind
 from tchat.model import User
 from tchat.palette import PALETTE
+from tchat.text import nick_key
 from tests.support import FakeParticipant
 
 NOW = 1_700_000_000.0
@@ -137,6 +138,36 @@ class MatchesTests(SynchronousTestCase):
         )
         self.assertFalse(matches(star, "192.0.2.7", None, "TROLL"))
 
+    def test_nick_pattern_look_alikes(self) -> None:
+        """
+        A nick pattern is folded as nicks are (L{nick_key}) when it is
+        applied: it covers look-alikes (digits for letters, Cyrillic
+        letters, fullwidth forms), and C{*} and C{?} keep working.
+        """
+        star, one = ban("nick", "troll*"), ban("nick", "?ob")
+        for nick in (
+            "Tr0llFace",
+            "tr\u043ell",
+            "TR0LL",
+            "\uff54\uff52\uff4f\uff4c\uff4c",
+        ):
+            self.assertTrue(matches(star, None, nick_key(nick), None), ascii(nick))
+        self.assertFalse(matches(star, None, nick_key("atr0ll"), None))
+        for nick in ("b0b", "R0B", "\u0441ob"):
+            self.assertTrue(matches(one, None, nick_key(nick), None), ascii(nick))
+        self.assertFalse(matches(one, None, nick_key("b0bby"), None))
+
+    def test_patterns_kept_before_skeletons(self) -> None:
+        """
+        Bans made before nick keys were skeletons keep their patterns in
+        the case-folded form; they still cover the nick and its
+        look-alikes (C{m} has the key C{rn}).
+        """
+        old = ban("nick", "mike")
+        for nick in ("mike", "Mike", "rnike", "MIKE"):
+            self.assertTrue(matches(old, None, nick_key(nick), None), nick)
+        self.assertFalse(matches(old, None, nick_key("mika"), None))
+
     def test_session(self) -> None:
         """
         A session ban covers that resume code only.
@@ -246,6 +277,10 @@ class TargetTests(SynchronousTestCase):
             user_patterns(user("Bob", code="WXYZ-2345")),
             [("session", "WXYZ-2345"), ("nick", "bob")],
         )
+        # The nick as it reads, case-folded (not its key): /bans shows it.
+        banned = user_patterns(user("B0b", code="WXYZ-2345"))
+        self.assertEqual(banned, [("session", "WXYZ-2345"), ("nick", "b0b")])
+        self.assertTrue(hits(ban("nick", banned[1][1]), user("bob", code="OTHR-CODE")))
 
     def test_ipv4_mapped_banned_as_ipv4(self) -> None:
         """

@@ -17,6 +17,7 @@ from tchat.metrics import Metrics
 from tchat.model import Directory, Room, Settings, User
 from tchat.palette import PALETTE
 from tchat.seam import Audience
+from tchat.text import nick_key
 from tests.support import FakeParticipant
 
 
@@ -103,7 +104,7 @@ class AudienceTests(DeliveryTestCase):
         """
         alice = self.arrive("Alice")
         self.arrive("bob")
-        told = Audience(nicks=("alice", "nobody")).resolve(self.directory)
+        told = Audience(nicks=(nick_key("alice"), "nobody")).resolve(self.directory)
         self.assertEqual(list(told), [alice])
 
     def test_operators(self) -> None:

@@ -55,6 +55,13 @@ from tchat.interfaces import IParticipant
 from tchat.model import User
 from tchat.palette import PALETTE
 from tchat.telnet import TelnetFactory
+from tchat.text import (
+    _prototypes,
+    clean_text,
+    nick_key,
+    nick_problem,
+    normalize_nick,
+)
 from tchat.web import WebChatFactory
 from tchat.webproto import FrameError, Request, error_frame, parse_frame
 from tests.support import TelnetClient as Client
@@ -1324,3 +1331,138 @@ class ConfigValueTests(SynchronousTestCase):
             message = str(e)
             self.assertTrue(message.startswith(f"{path}: "), message)
             self.assertIsNone(_PYTHON_SPEAK.search(message), message)
+
+
+# -- look-alike nicks and blank runs ----------------------------------------
+
+
+_PLAIN_CHARACTERS = frozenset(string.ascii_lowercase + string.digits)
+
+
+def _disguises() -> dict[str, list[str]]:
+    """
+    For each lowercase ASCII letter and digit, the characters of other
+    scripts or forms (from the confusables table) that pass for it in a
+    nick: letters or digits with the same key, that a nick may hold.
+    """
+    found: dict[str, list[str]] = {}
+    for source, target in _prototypes().items():
+        for plain in {target, target.lower()}:
+            if (
+                plain in _PLAIN_CHARACTERS
+                and nick_problem(normalize_nick(source), source) is None
+                and nick_key(source) == nick_key(plain)
+            ):
+                found.setdefault(plain, []).append(source)
+    return {plain: sorted(set(chars)) for plain, chars in found.items()}
+
+
+_DISGUISES = _disguises()
+
+_PLAIN_NICK = st.from_regex(r"\A[a-z][a-z0-9_-]{0,11}\Z")
+"""Nicks as people pick them, in plain ASCII."""
+
+
+@st.composite
+def _disguised(draw: st.DrawFn, nick: str) -> str:
+    """
+    C{nick} as an impostor would spell it: some letters swapped for
+    look-alikes (another script, fullwidth, a digit), some in capitals.
+    """
+    out = []
+    for char in nick:
+        match draw(st.integers(0, 3)):
+            case 0 if char in _DISGUISES:
+                out.append(draw(st.sampled_from(_DISGUISES[char])))
+            case 1:
+                out.append(char.upper())
+            case 2 if char.isalnum():
+                out.append(chr(ord(char.upper()) + 0xFEE0))  # fullwidth
+            case _:
+                out.append(char)
+    return "".join(out)
+
+
+@st.composite
+def _nick_and_impostor(draw: st.DrawFn) -> tuple[str, str]:
+    nick = draw(_PLAIN_NICK)
+    return nick, draw(_disguised(nick))
+
+
+class LookAlikeNickTests(SynchronousTestCase):
+    """
+    Two nicks with one key cannot both be held, whoever asks first and
+    however the second is spelled.
+    """
+
+    @_examples(2)
+    @given(_nick_and_impostor())
+    @example(("alice", "\u0430lice"))
+    @example(("bob", "B0B"))
+    @example(("mike", "rnike"))
+    @example(("admin", "\u0430dmin"))
+    def test_same_key(self, pair: tuple[str, str]) -> None:
+        """
+        A disguised nick has the key of the nick it disguises.
+        """
+        nick, impostor = pair
+        self.assertEqual(nick_key(normalize_nick(impostor)), nick_key(nick))
+
+    @_examples(1)
+    @given(_nick_and_impostor(), st.booleans())
+    @example(("alice", "\u0430l\u0456\u0441\u0435"), False)
+    @example(("server", "S\u0435rver"), True)
+    def test_not_both_held(self, pair: tuple[str, str], impostor_first: bool) -> None:
+        """
+        Whichever of a nick and its disguise is asked for first, the other
+        is refused with a sentence: at most one of them is held.
+        """
+        hub = _hub()
+        first, second = _Recorder(), _Recorder("web")
+        names = pair[::-1] if impostor_first else pair
+        users = [hub.connect(first), hub.connect(second)]
+        for user, name in zip(users, names, strict=True):
+            hub.execute(user, commands.Nick(name))
+        held = [u.nick for u in users if u.named]
+        self.assertLessEqual(
+            sum(nick_key(n) == nick_key(pair[0]) for n in held), 1, held
+        )
+        for recorder in (first, second):
+            _assert_renders(self, recorder)
+
+
+_BLANKS = "\u3164\u115f\u1160\uffa0\u2800"
+_SPACES_AND_UNSEEN = st.text(
+    st.sampled_from(
+        [" ", "\t", "\u00a0", "\u3000", "\u2003", *_BLANKS, "\u200b", "\u200d"]
+    )
+    | st.sampled_from(["\u2060", "\ufeff", "\ufe0f", "\u00ad", "x", "\u00e9"]),
+    max_size=40,
+)
+
+
+def _shown(text: str) -> str:
+    """C{text} without what takes no room on a screen."""
+    return "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
+
+
+class BlankRunTests(SynchronousTestCase):
+    """
+    No user text reaches anyone with two blanks in a row, however they are
+    disguised: padding cannot push a forged line onto a line of its own.
+    """
+
+    @_examples(2)
+    @given(st.one_of(_SPACES_AND_UNSEEN, _TEXT, _NASTY_TEXT))
+    @example("hi" + " " * 64 + "[10:02] <alice> hi")
+    @example("a \u200b\u3164\ufe0f\u00a0b")
+    def test_no_blank_runs(self, text: str) -> None:
+        """
+        L{clean_text} leaves no run of two blanks, zero-width characters
+        between them or not, and is idempotent.
+        """
+        cleaned = clean_text(text)
+        self.assertIsNone(
+            re.search(rf"[\s{_BLANKS}]{{2}}", _shown(cleaned)), ascii(cleaned)
+        )
+        self.assertEqual(clean_text(cleaned), cleaned)
