@@ -8,6 +8,7 @@ node's own directory.  The Redis backplane (L{tchat.cluster}) uses one too,
 while it cannot reach the other nodes.
 """
 
+import heapq
 import time
 from collections.abc import Iterable, Sequence
 
@@ -18,7 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tchat import events
-from tchat.history import HistoryStore
+from tchat.history import HistoryStore, StorageError
 from tchat.model import Directory, Room, User
 from tchat.seam import (
     Audience,
@@ -90,12 +91,23 @@ class LocalBackplane:
         def lost(why: Failure) -> None:
             if tag is not None:
                 self._unkept.pop((room.key, tag), None)
-            self._log.failure(
-                "history: message {id} in {room} lost",
-                why,
-                id=message.id,
-                room=room.name,
-            )
+            if why.check(StorageError):
+                # The store has said why, in words; this is its sender's
+                # message, expected while the fault lasts.
+                self._log.warn(
+                    "history: message {id} in {room} not kept ({why}); its "
+                    "sender is told",
+                    id=message.id,
+                    room=room.name,
+                    why=why.getErrorMessage(),
+                )
+            else:
+                self._log.failure(
+                    "history: message {id} in {room} lost",
+                    why,
+                    id=message.id,
+                    room=room.name,
+                )
             inbox.unsaid(sender, draft, Failure(NotKeptError(why.getErrorMessage())))
 
         committed.addCallbacks(kept, lost)
@@ -142,12 +154,15 @@ class LocalBackplane:
 
     # -- listings ------------------------------------------------------------
 
-    def rooms(self) -> Deferred[Listing[events.RoomInfo]]:
+    def rooms(self, offset: int, count: int) -> Deferred[Listing[events.RoomInfo]]:
         assert self._directory is not None
-        rooms = sorted(self._directory.rooms.values(), key=lambda r: r.key)
+        rooms = self._directory.rooms
+        keys = heapq.nsmallest(offset + count, rooms)[offset:]
+        page = (rooms[key] for key in keys)
         return succeed(
             Listing(
-                tuple(events.RoomInfo(r.name, len(r.members), r.topic) for r in rooms)
+                tuple(events.RoomInfo(r.name, len(r.members), r.topic) for r in page),
+                total=len(rooms),
             )
         )
 

@@ -9,7 +9,7 @@ every door gets exactly the same behaviour from the hub.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from tchat.events import ErrorCode, Help
 from tchat.text import clean_text
@@ -62,7 +62,9 @@ class Part:
 
 @dataclass(frozen=True)
 class Rooms:
-    """C{/rooms}."""
+    """C{/rooms [PAGE]}: the rooms, a page (L{ROOMS_PAGE} of them) at a time."""
+
+    page: int = 1
 
 
 @dataclass(frozen=True)
@@ -312,7 +314,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "part", "/part [#room]", "leave a room (the current one if none given)"
     ),
-    CommandSpec("rooms", "/rooms", "list the rooms and how many are in each"),
+    CommandSpec("rooms", "/rooms [page]", "list the rooms and how many are in each"),
     CommandSpec("who", "/who [#room]", "list who is in a room"),
     CommandSpec("topic", "/topic [text]", "show, or set, the current room's topic"),
     CommandSpec("me", "/me action", "tell the room what you are doing"),
@@ -379,8 +381,11 @@ MAX_TEXT = 4096
 """The longest message, topic or reason the hub accepts, in characters."""
 
 
+ROOMS_PAGE = 100
+"""Rooms one C{/rooms} lists: a bounded answer, however many rooms exist."""
+MAX_ROOMS_PAGES = 10_000
+
 _NO_ARGUMENTS: dict[str, Command] = {
-    "rooms": Rooms(),
     "help": ShowHelp(),
     "stats": ShowStats(),
     "bans": ListBans(),
@@ -457,7 +462,16 @@ def _parse_command(name: str, args: str) -> Command:
             if len(words) > 1:
                 raise _usage(name)
             return WhoIs(words[0] if words else None)
-        case "rooms" | "help" | "stats" | "bans" | "rehash":
+        case "rooms":
+            if len(words) > 1 or (words and not words[0].isdecimal()):
+                raise _usage(name)
+            page = int(words[0]) if words else 1
+            if not 1 <= page <= MAX_ROOMS_PAGES:
+                raise CommandError(
+                    "bad-arguments", f"/rooms: the page must be 1 to {MAX_ROOMS_PAGES}"
+                )
+            return Rooms(page)
+        case "help" | "stats" | "bans" | "rehash":
             if words:
                 raise _usage(name)
             return _NO_ARGUMENTS[name]
@@ -540,7 +554,9 @@ def parse_line(line: str) -> Command | None:
     @return: The command, or C{None} for a line with nothing to say.
     @raise CommandError: For an unknown command or wrong arguments.
     """
-    line = clean_text(line).strip()
+    # Runs of blanks are collapsed where text is shown (talk, topics), not
+    # here: a password may hold two spaces in a row.
+    line = clean_text(line, collapse=False).strip()
     if not line:
         return None
     if line.startswith("//"):
@@ -567,3 +583,54 @@ def help_for(operator: bool) -> Help:
         if operator
         else (),
     )
+
+
+MAX_NAME = 64
+"""The longest nick, room name, ban target, colour or resume code the hub
+takes, in characters (the rules of each are stricter still)."""
+MAX_PASSWORD = 1024
+"""The longest password the hub takes, in characters."""
+MAX_RESUME_ROOMS = 100
+"""The most rooms one resume names."""
+
+_MAXIMA = {
+    "text": ("the text", MAX_TEXT),
+    "reason": ("the reason", MAX_TEXT),
+    "lines": ("the message of the day", MAX_TEXT),
+    "room": ("the room name", MAX_NAME),
+    "nick": ("the nick", MAX_NAME),
+    "name": ("the name", MAX_NAME),
+    "target": ("the target", MAX_NAME),
+    "choice": ("the colour", MAX_NAME),
+    "code": ("the code", MAX_NAME),
+    "client_id": ("the client_id", MAX_NAME),
+    "password": ("the password", MAX_PASSWORD),
+}
+"""The maximum of every string a command carries, by field name, with what
+the user calls it."""
+
+_CHECKS: dict[type, tuple[tuple[str, str, int], ...]] = {
+    kind: tuple((f.name, *_MAXIMA[f.name]) for f in fields(kind) if f.name in _MAXIMA)
+    for kind in Command.__args__
+}
+
+
+def too_long(command: Command) -> str | None:
+    """
+    What in C{command} is longer than the hub takes, whatever door built
+    it, as a sentence for the user; C{None} when nothing is.
+    """
+    for name, called, most in _CHECKS[type(command)]:
+        value = getattr(command, name)
+        if value is None:
+            continue
+        size = sum(map(len, value)) if isinstance(value, tuple) else len(value)
+        if size > most:
+            return f"{called} is longer than {most} characters"
+    if isinstance(command, ResumeRooms):
+        if len(command.rooms) > MAX_RESUME_ROOMS:
+            return f"at most {MAX_RESUME_ROOMS} rooms at once"
+        for room, _, _ in command.rooms:
+            if len(room) > MAX_NAME:
+                return f"a room name is longer than {MAX_NAME} characters"
+    return None

@@ -254,10 +254,16 @@ class RoomInfo:
 @dataclass(frozen=True)
 class RoomList:
     """
-    The answer to C{/rooms}.
+    The answer to C{/rooms}: one page of the rooms, by name.
+
+    @ivar total: How many rooms there are, when there are more than this
+        page shows; C{None} when it shows them all.
     """
 
     rooms: tuple[RoomInfo, ...]
+    page: int = 1
+    pages: int = 1
+    total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -306,6 +312,7 @@ ErrorCode = Literal[
     "bad-input",
     "no-such-session",
     "not-stored",
+    "unconfirmed",
     "history-unavailable",
     "not-operator",
     "oper-failed",

@@ -39,7 +39,7 @@ from tchat.moderation import Moderation, Reloader
 from tchat.oper import OperatorLogin, Verifier, verify_in_thread
 from tchat.ordering import InOrder
 from tchat.output import Batcher
-from tchat.pacing import ALLOW, SWEEP_INTERVAL, Close, Drop, Pacing, Warn
+from tchat.pacing import SWEEP_INTERVAL, Pacing, Warn
 from tchat.presence import Presence
 from tchat.resume import Resume
 from tchat.rooms import Rooms
@@ -193,8 +193,10 @@ class ChatFactory:
                 sessions,
                 rooms,
                 presence,
+                pacing,
                 bans,
                 mutes,
+                metrics,
                 clock,
             ),
             Moderation(
@@ -401,12 +403,9 @@ class ChatFactory:
             self.store.save_room(room.record())
             room.stored = True
         settings.server = server
-        settings.history = replace(
-            settings.history,
-            keep=history.keep,
-            replay=history.replay,
-            resume_ttl=history.resume_ttl,
-        )
+        reloaded = ("keep", "replay", "resume_ttl", "room_ttl")
+        changes = {name: getattr(history, name) for name in reloaded}
+        settings.history = replace(settings.history, **changes)
         directory.resize_replay()
         self.store.reconfigure(settings.history)
         settings.operators = operators
@@ -442,16 +441,15 @@ class ChatFactory:
 
         @return: C{False} when it must be dropped.
         """
-        if not user.connected:
-            return False
-        verdict = self.concerns.pacing.received(user)
-        if verdict is ALLOW:
-            return True
-        if isinstance(verdict, Close):
-            self.concerns.presence.close_for(user, verdict.reason, verdict.said)
-        elif isinstance(verdict, Drop):
-            self.concerns.delivery.refuse(user, verdict.notice)
-        return False
+        return self.concerns.presence.received(user)
+
+    def misbehaved(self, user: User, said: str) -> None:
+        """
+        A door is closing C{user}'s connection for flooding it in a way
+        only the door sees (telnet option requests): tell them and their
+        rooms why (C{said}).
+        """
+        self.concerns.presence.close_for(user, "flooding", said)
 
     def too_slow(self, user: User, waiting: int) -> None:
         """
@@ -476,6 +474,11 @@ class ChatFactory:
             self._in_order.execute(user, command, tag)
 
     def _dispatch(self, user: User, command: c.Command) -> Deferred[Any] | None:
+        problem = c.too_long(command)
+        if problem is not None:
+            # Whatever door built it: every string has its maximum.
+            self.concerns.delivery.error(user, "bad-arguments", problem)
+            return None
         if type(command) in _FOR_OPERATORS and user.operator is None:
             self._log.info(
                 "refused /{command} to {nick}, who is not an operator",
@@ -494,8 +497,9 @@ class ChatFactory:
         """
         Close connections that never said anything, telnet users idle too
         long (warning them first), and guests who did not pick a nick in
-        time.
+        time; forget rooms nobody was in for C{room_ttl}.
         """
+        self.concerns.rooms.expire()
         for user, verdict in self.concerns.pacing.sweep(
             list(self.directory.users.values())
         ):
@@ -568,7 +572,7 @@ def _commands(parts: Concerns, settings: Settings) -> dict[type, Handler]:
         c.Nick: lambda u, x: presence.nick(u, x.name),
         c.Join: lambda u, x: rooms.join_named(u, x.room),
         c.Part: lambda u, x: rooms.part(u, x.room),
-        c.Rooms: lambda u, x: rooms.list_rooms(u),
+        c.Rooms: lambda u, x: rooms.list_rooms(u, x.page),
         c.WhoIs: lambda u, x: rooms.who(u, x.room),
         c.SetTopic: lambda u, x: rooms.topic(u, x.text),
         c.Msg: lambda u, x: talk.private(u, x.nick, x.text),

@@ -141,6 +141,7 @@ class Room:
     @ivar tagged: Kept messages that carried a client id, by that id, to
         recognise a client's retry.
     @ivar stored: Whether the store knows the room yet.
+    @ivar quiet_since: When the room was made, or its last member left.
     @ivar sending: The room's message rate limit, once someone talks.
     @ivar doors: How many members came by each door, for the delivery
         counts of a fan-out to all of them.
@@ -158,6 +159,7 @@ class Room:
     pruned_to: int = 0
     tagged: dict[str, events.RoomMessage] = field(default_factory=dict)
     stored: bool = False
+    quiet_since: float = 0.0
     sending: TokenBucket | None = None
     doors: dict[str, int] = field(default_factory=dict)
 
@@ -268,6 +270,11 @@ class Directory:
     @ivar codes: This node's users, by resume code.
     @ivar rooms: The rooms this node knows, by key.
     @ivar settings: The configuration in force.
+    @ivar remembers: Whether a room with history that nobody here is in
+        stays in memory: a node alone keeps it (it serves the history), a
+        cluster node does not (the cluster's Redis does).
+    @ivar forgotten: Called with each room forgotten for good (nothing was
+        said there and nobody is in it), to drop what the store has of it.
     """
 
     def __init__(self, clock: IReactorTime, settings: Settings) -> None:
@@ -276,6 +283,8 @@ class Directory:
         self.users: dict[str, User] = {}
         self.codes: dict[str, User] = {}
         self.rooms: dict[str, Room] = {}
+        self.remembers = True
+        self.forgotten: Callable[[Room], None] = lambda room: None
         self.new_room(settings.server.default_room)
 
     def new_epoch(self) -> int:
@@ -292,6 +301,7 @@ class Directory:
         history = self.settings.history
         room = Room(name, epoch, deque(maxlen=min(history.replay, history.keep) or 1))
         room.lineage = [(epoch, 1)]
+        room.quiet_since = self._clock.seconds()
         self.rooms[room.key] = room
         return room
 
@@ -377,20 +387,29 @@ class Directory:
         if user.current is room:
             user.current = user.rooms[-1] if user.rooms else None
         user.holding.pop(room, None)
+        if not room.members:
+            room.quiet_since = self._clock.seconds()
         self.tidy(room)
 
     def tidy(self, room: Room) -> None:
         """
-        Forget C{room} if it leaves no trace: nobody is in it, nothing was
-        said there and no topic set, and it is not the default room.
+        Forget C{room} once nobody is in it, unless it is the default room:
+        for good if nothing was said there (its topic goes with it), or
+        from memory only when the room's history lives elsewhere (see
+        L{remembers}).
         """
         key = room.key
         if (
-            not room.members
-            and not room.stored
-            and key != room_key(self.settings.server.default_room)
-            and self.rooms.get(key) is room
+            room.members
+            or key == room_key(self.settings.server.default_room)
+            or self.rooms.get(key) is not room
         ):
+            return
+        if not room.last_id:
+            del self.rooms[key]
+            if room.stored:
+                self.forgotten(room)
+        elif not self.remembers:
             del self.rooms[key]
 
     def around(self, user: User) -> dict[User, None]:

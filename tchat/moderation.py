@@ -449,7 +449,7 @@ class Moderation:
 
     def set_motd(self, oper: User, lines: tuple[str, ...]) -> None:
         """C{/motd set ...}: a new message of the day, everywhere."""
-        lines = tuple(clean_text(line).strip() for line in lines)
+        lines = tuple(clean_text(line, collapse=False).strip() for line in lines)
         self.motd_changed(MotdChanged(lines))
         self._backplane.ask(MotdChanged(lines)).addErrback(lambda f: None)
         self._notice(

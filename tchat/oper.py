@@ -4,32 +4,35 @@ Operator login: C{/oper NAME PASSWORD}, with lock-outs for guessers.
 
 Passwords are checked off the reactor thread (each check costs tens of
 milliseconds of CPU and 32 MiB), a few at a time at most.  Failed attempts
-are counted per address, or for onion users per connection and for all of
-them together, since they all come from the local tor.
+make the next ones wait (L{tchat.guesses}): per address, or for onion users
+per connection and for all of them together, since they all come from the
+local tor; and for everyone past a rate of failures in all.  Nobody is
+refused: the real operator always gets in, at worst after a wait.
 """
 
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredSemaphore, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from tchat import events
 from tchat.delivery import Delivery
+from tchat.guesses import Attempt, Guesses, sources_of
 from tchat.metrics import Metrics
 from tchat.model import Settings, User
 
-OPER_WINDOW = 60.0
-"""Failed C{/oper} attempts are counted over this many seconds..."""
 OPER_FAILURES = 3
-"""...and this many from one address (or one onion connection) lock it out;"""
+"""Failed C{/oper} attempts from one address (or one onion connection)
+within a minute before its next ones wait..."""
 OPER_ONION_FAILURES = 10
-"""this many from all onion users together lock onion users out."""
+"""...from all onion users together before theirs wait..."""
+OPER_EVERYONE = 20
+"""...and from everyone before everyone's wait (see L{Guesses})."""
 MAX_VERIFYING = 4
-"""Password checks run at once at most."""
+"""Password checks run at once at most; the others wait their turn."""
 
 Verifier = Callable[[str, str | None], Deferred[bool]]
 """Checks a password against a hash (or C{None}), off the reactor thread."""
@@ -64,59 +67,48 @@ class OperatorLogin:
         self._metrics = metrics
         self._clock = clock
         self._verify = verify
-        self._failures: dict[str, deque[float]] = {}
-        self._verifying = 0
+        self._guesses = Guesses(clock, OPER_EVERYONE)
+        self._checks = DeferredSemaphore(MAX_VERIFYING)
 
     def oper(self, user: User, name: str, password: str) -> Deferred[Any] | None:
-        """C{/oper NAME PASSWORD}."""
-        now = self._clock.seconds()
-        keys = (
-            [(f"address:{user.address}", OPER_FAILURES)]
-            if user.address is not None
-            else [
-                (f"connection:{id(user)}", OPER_FAILURES),
-                ("onion", OPER_ONION_FAILURES),
-            ]
+        """
+        C{/oper NAME PASSWORD}.  After failed tries, the next ones wait (see
+        L{Guesses}); a few checks run at once, the others wait their turn.
+        """
+        sources = sources_of(user, OPER_FAILURES, OPER_ONION_FAILURES)
+        wait, done = self._guesses.attempt(
+            user, sources, lambda attempt: self._check(user, name, password, attempt)
         )
-        for key, limit in keys:
-            failures = self._failures.get(key)
-            while failures and failures[0] <= now - OPER_WINDOW:
-                failures.popleft()
-            if failures is not None and not failures:
-                del self._failures[key]
-            elif failures is not None and len(failures) >= limit:
-                wait = int(failures[0] + OPER_WINDOW - now) + 1
-                self._metrics.limit("oper")
-                self._log.warn(
-                    "refused /oper from {nick} ({door}, {address}): too many "
-                    "failed attempts",
-                    nick=user.nick,
-                    door=user.door,
-                    address=user.address or "onion",
-                )
-                self._delivery.error(
-                    user,
-                    "rate-limited",
-                    f"too many failed /oper attempts; try again in {wait} s",
-                )
-                return None
-        if self._verifying >= MAX_VERIFYING:
-            self._metrics.limit("oper-busy")
-            self._delivery.error(
-                user,
-                "rate-limited",
-                "the server is busy checking passwords; try again in a moment",
+        if wait:
+            self._metrics.limit("oper")
+            self._log.warn(
+                "slowing /oper from {nick} ({door}, {address}): too many failed "
+                "attempts; checked in {wait:g} s",
+                nick=user.nick,
+                door=user.door,
+                address=user.address or "onion",
+                wait=wait,
             )
-            return None
+            self._delivery.tell(
+                user,
+                events.Status(
+                    "too many failed /oper attempts lately: yours is checked "
+                    f"in {wait:g} s"
+                ),
+            )
+        return done
+
+    def _check(
+        self, user: User, name: str, password: str, attempt: Attempt
+    ) -> Deferred[Any]:
         encoded = self._settings.operators.hash_for(name)
-        self._verifying += 1
         tag = user.tag
 
         def checked(ok: object) -> None:
-            self._verifying -= 1
             if not user.connected:
                 return
             if ok is True and self._settings.operators.hash_for(name) == encoded:
+                attempt.not_a_guess()
                 user.operator, user.operator_hash = name, encoded
                 self._log.info(
                     "{nick} ({door}, {address}) is now operator {account}",
@@ -135,8 +127,6 @@ class OperatorLogin:
                 return
             if isinstance(ok, Failure):
                 self._log.failure("checking an operator password", ok)
-            for key, _ in keys:
-                self._failures.setdefault(key, deque()).append(now)
             self._metrics.drop("oper-failed")
             self._log.warn(
                 "failed /oper as {account!r} by {nick} ({door}, {address})",
@@ -149,7 +139,9 @@ class OperatorLogin:
                 user, "oper-failed", "wrong operator name or password", tag
             )
 
-        return maybeDeferred(self._verify, password, encoded).addBoth(checked)
+        # Each check costs tens of ms of CPU and 32 MiB: a few at once.
+        checking = self._checks.run(maybeDeferred, self._verify, password, encoded)
+        return checking.addBoth(checked)
 
     def reconfigured(self, users: Iterable[User]) -> None:
         """

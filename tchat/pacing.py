@@ -143,19 +143,22 @@ class Pacing:
             "nick changes",
         )
 
-    def join(self, user: User) -> Drop | None:
+    def join(self, user: User, besides: int = 0) -> Drop | None:
         """
         May C{user} join another room now?  (C{max_rooms_per_user},
-        C{joins_per_minute})
+        C{joins_per_minute})  Every join goes through this, whatever asks
+        for it (C{/join}, a resume).
+
+        @param besides: Rooms the user is about to join (or, negative,
+            leave) besides this one, when several are joined at once.
         """
         limits = self._settings.limits
         most = limits.max_rooms_per_user
-        if most and len(user.rooms) >= most:
+        if most and len(user.rooms) + besides >= most:
             self._metrics.limit("rooms-per-user")
             return _drop(
                 "too-many-rooms",
-                f"you are in {plural(len(user.rooms), 'room')}, the most allowed; "
-                "/part one first",
+                f"one user may be in {plural(most, 'room')} at most; /part one first",
             )
         return self._per_minute(user, "joins", limits.joins_per_minute, "joins")
 
@@ -179,10 +182,19 @@ class Pacing:
             f"too many {what} (at most {count} a minute); try again in a minute",
         )
 
-    def room_full(self, user: User, room: Room) -> Drop | None:
+    def full(self, user: User, room: Room) -> bool:
         """Is C{room} full for C{user}?  Operators always fit."""
         most = self._settings.limits.max_users_per_room
-        if not most or len(room.members) < most or user.operator is not None:
+        return bool(most) and len(room.members) >= most and user.operator is None
+
+    def room_full(self, user: User, room: Room) -> Drop | None:
+        """
+        Is C{room} full for C{user}?  Operators always fit; newcomers who
+        find the default room full land in an overflow room (see
+        L{tchat.presence.Presence.arrive}).
+        """
+        most = self._settings.limits.max_users_per_room
+        if not self.full(user, room):
             return None
         self._metrics.limit("room-full")
         return _drop(

@@ -7,6 +7,7 @@ Arrival (the welcome, a guest nick, the default room), the one way out
 the end of everyone's stay when the server stops.
 """
 
+import functools
 import random
 from collections.abc import Callable
 from typing import Any
@@ -21,15 +22,40 @@ from tchat.bans import BanList, Mutes, banned_text
 from tchat.delivery import Delivery
 from tchat.interfaces import IParticipant
 from tchat.metrics import Metrics
-from tchat.model import Directory, User
-from tchat.pacing import Pacing
+from tchat.model import Directory, Room, User
+from tchat.pacing import ALLOW, Close, Drop, Pacing
 from tchat.palette import PALETTE, colour_for
 from tchat.rooms import Rooms
 from tchat.seam import Audience, IBackplane, UnreachableError
 from tchat.sessions import Sessions
-from tchat.text import clean_text, nick_key, nick_problem, normalize_nick, quoted
+from tchat.text import (
+    ROOM_MAX,
+    clean_text,
+    nick_fold,
+    nick_key,
+    nick_problem,
+    normalize_nick,
+    quoted,
+    script_problem,
+)
 
 RESERVED_NICKS = frozenset({"server", "admin", "operator", "system", "root"})
+"""Nobody may take these, nor anything that looks like them (see L{nick_key})."""
+
+
+@functools.cache
+def _reserved_keys() -> dict[str, str]:
+    """Each reserved nick by its key."""
+    return {nick_key(name): name for name in RESERVED_NICKS}
+
+
+def _looks_like(nick: str, other: str) -> str:
+    """
+    C{": it looks like OTHER"} when C{nick} has the key of C{other} without
+    being C{other} in another case; else nothing.
+    """
+    return "" if nick_fold(nick) == nick_fold(other) else f": it looks like {other}"
+
 
 OUTAGE = (
     "the cluster is unreachable: until it is back you chat only with people "
@@ -120,6 +146,7 @@ class Presence:
         self._directory.add(user)
         self._mutes.apply(user, now)
         lobby = self._directory.lobby
+        landing = self._landing(user, lobby)
         resume_ttl = self._directory.settings.history.resume_ttl
         self._delivery.tell(
             user,
@@ -127,7 +154,7 @@ class Presence:
                 server.name,
                 server.motd,
                 nick,
-                lobby.name,
+                landing.name,
                 user.colour,
                 user.code if resume_ttl else "",
                 self.onion_address or "" if door == "onion" else "",
@@ -136,14 +163,33 @@ class Presence:
         if self._cut_off:
             self._tell_cut_off(user)
         self.claim_guest(user)
-        refusal = self._pacing.room_full(user, lobby)
-        if refusal is not None:
-            self._delivery.refuse(user, refusal.notice)
-            user.current = None
-        else:
-            self._rooms.join(user, lobby, save=False)
+        self._rooms.join(user, landing, save=False)
+        if landing is not lobby:
+            most = self._directory.settings.limits.max_users_per_room
+            self._delivery.tell(
+                user,
+                events.Status(
+                    f"{lobby.name} is full ({most} users): you are in "
+                    f"{landing.name}, its overflow; /join {lobby.name} later"
+                ),
+            )
         self._log.info("{nick} connected by {door}", nick=nick, door=door)
         return user
+
+    def _landing(self, user: User, lobby: Room) -> Room:
+        """
+        Where C{user} arrives: the default room, or while it is full, the
+        first of its overflow rooms (C{#lobby-2}, C{#lobby-3}...) with
+        room, made as needed.  A newcomer always lands where they can talk,
+        and no room grows past C{max_users_per_room}.
+        """
+        room, number = lobby, 1
+        while self._pacing.full(user, room):
+            number += 1
+            suffix = f"-{number}"
+            name = lobby.name[: ROOM_MAX + 1 - len(suffix)] + suffix
+            room = self._directory.room(name) or self._directory.new_room(name)
+        return room
 
     def guest_nick(self) -> str:
         """A guest nick nobody on this node has."""
@@ -191,6 +237,23 @@ class Presence:
         self._delivery.tell(user, events.Goodbye(reason or "bye"))
         self.leave(user, "quit", reason)
         user.participant.close("quit")
+
+    def received(self, user: User) -> bool:
+        """
+        A door got a line or frame from C{user}: may it be handled?  (See
+        L{Pacing.received}.)  Past the limits it is dropped, with a notice,
+        or the user is sent off.
+        """
+        if not user.connected:
+            return False
+        verdict = self._pacing.received(user)
+        if verdict is ALLOW:
+            return True
+        if isinstance(verdict, Close):
+            self.close_for(user, verdict.reason, verdict.said)
+        elif isinstance(verdict, Drop):
+            self._delivery.refuse(user, verdict.notice)
+        return False
 
     def close_for(self, user: User, reason: str, said: str) -> None:
         """
@@ -277,19 +340,27 @@ class Presence:
         """C{/nick NAME}."""
         nick = normalize_nick(name)
         error = self._delivery.error
-        problem = nick_problem(nick)
+        problem = nick_problem(nick, typed=name)
         if problem is not None:
             error(user, "nick-invalid", f"{quoted(nick)} cannot be a nick: {problem}")
             return None
+        # Keys are confusable skeletons: a look-alike of a reserved name or
+        # of someone's nick is refused as that name or nick would be.
         key = nick_key(nick)
-        if key in RESERVED_NICKS or key == nick_key(
-            self._directory.settings.server.name
-        ):
-            error(user, "nick-reserved", f"{nick} is reserved; pick another")
+        server = self._directory.settings.server.name
+        reserved = server if key == nick_key(server) else _reserved_keys().get(key)
+        if reserved is not None:
+            like = _looks_like(nick, reserved)
+            error(user, "nick-reserved", f"{nick} is reserved{like}; pick another")
             return None
         holder = self._directory.users.get(key)
         if holder is not None and holder is not user:
-            error(user, "nick-taken", f"{nick} is taken; pick another")
+            like = _looks_like(nick, holder.nick)
+            error(user, "nick-taken", f"{nick} is taken{like}; pick another")
+            return None
+        problem = script_problem(nick)
+        if problem is not None:
+            error(user, "nick-invalid", f"{quoted(nick)} cannot be a nick: {problem}")
             return None
         if nick == user.nick:
             user.named = True

@@ -19,14 +19,25 @@ from twisted.python.failure import Failure
 from tchat import events
 from tchat.bans import BanList, Mutes, banned_text
 from tchat.delivery import Delivery
+from tchat.guesses import Attempt, Guesses, sources_of
 from tchat.history import HistoryStore, Session
+from tchat.metrics import Metrics
 from tchat.model import Directory, Room, User
+from tchat.pacing import Pacing
 from tchat.palette import PALETTE
 from tchat.presence import Presence
 from tchat.rooms import Rooms
 from tchat.seam import IBackplane, UnreachableError
 from tchat.sessions import Sessions, normalize_code
-from tchat.text import normalize_room, room_key, room_problem
+from tchat.text import room_key
+
+RESUME_FAILURES = 5
+"""Unknown resume codes tried from one address (or one onion connection)
+within a minute before its next tries wait..."""
+RESUME_ONION_FAILURES = 20
+"""...from all onion users together before theirs wait..."""
+RESUME_EVERYONE = 30
+"""...and from everyone before everyone's wait (see L{Guesses})."""
 
 
 def resume_point(
@@ -45,7 +56,12 @@ def resume_point(
     after, complete = last_id, True
     if epoch is not None and epoch != room.epoch:
         epochs = [e for e, _ in room.lineage]
-        if epoch not in epochs:
+        if epoch not in epochs and not last_id:
+            # The client saw nothing of the room, which was made again
+            # since (a room where nothing was said is forgotten once
+            # empty): it missed only what the room has now.
+            after = 0
+        elif epoch not in epochs:
             # History the client saw is gone altogether: show the latest,
             # and say there is a gap.
             after = max(room.delivered_id - replay, 0)
@@ -77,8 +93,10 @@ class Resume:
         sessions: Sessions,
         rooms: Rooms,
         presence: Presence,
+        pacing: Pacing,
         bans: BanList,
         mutes: Mutes,
+        metrics: Metrics,
         clock: IReactorTime,
     ) -> None:
         self._directory = directory
@@ -88,9 +106,12 @@ class Resume:
         self._sessions = sessions
         self._rooms = rooms
         self._presence = presence
+        self._pacing = pacing
         self._bans = bans
         self._mutes = mutes
+        self._metrics = metrics
         self._clock = clock
+        self._guesses = Guesses(clock, RESUME_EVERYONE)
 
     # -- history pages -------------------------------------------------------
 
@@ -198,23 +219,52 @@ class Resume:
         room, the last message id it has (and that id's epoch).  Rooms are
         joined as needed, but where the user talks stays theirs to choose.
         """
-        names = [
-            n for n in (normalize_room(p[0]) for p in points) if not room_problem(n)
-        ]
+        wanted = []
+        for name, last_id, epoch in points:
+            normal = self._rooms.name(user, name)
+            if normal is not None:
+                wanted.append((normal, last_id, epoch))
+        names = self._joinable(user, [name for name, _, _ in wanted])
+        keys = {room_key(name) for name in names}
 
         def resume() -> None:
             current = user.current
-            for name, last_id, epoch in points:
-                normal = self._rooms.name(user, name)
-                if normal is not None:
-                    room = self._directory.room(normal)
+            for name, last_id, epoch in wanted:
+                if room_key(name) in keys:
+                    room = self._directory.room(name)
                     if room is None:
-                        room = self._directory.new_room(normal)
+                        room = self._directory.new_room(name)
                     self._resume_room(user, room, last_id, epoch)
             if current is not None and current in user.rooms:
                 user.current = current
 
         return self._rooms.with_rooms(user, names, resume)
+
+    def _joinable(self, user: User, names: list[str], leaving: int = 0) -> list[str]:
+        """
+        Of the rooms C{names}, those C{user} is in or may join now: each
+        room they are not in goes through the join checks every join goes
+        through (rooms per user, joins per minute); past them, the user is
+        told why once, and the rest are left out.
+
+        @param leaving: How many of the user's rooms they are about to leave.
+        """
+        allowed, joining, refused = [], -leaving, False
+        for name in {room_key(name): name for name in names}.values():
+            room = self._directory.room(name)
+            if room is not None and user in room.members:
+                allowed.append(name)
+                continue
+            if refused:
+                continue
+            refusal = self._pacing.join(user, joining)
+            if refusal is not None:
+                self._delivery.refuse(user, refusal.notice)
+                refused = True
+                continue
+            joining += 1
+            allowed.append(name)
+        return allowed
 
     def _resume_room(
         self, user: User, room: Room, last_id: int, epoch: int | None
@@ -230,6 +280,10 @@ class Resume:
             upto = room.members[user] - 1
             room.members[user] = min(room.members[user], after + 1)
         else:
+            refusal = self._pacing.room_full(user, room)
+            if refusal is not None:
+                self._delivery.refuse(user, refusal.notice)
+                return
             self._rooms.join(user, room, replay=False)
             upto = room.delivered_id
         snapshot = room.delivered_id
@@ -253,10 +307,35 @@ class Resume:
         self._read(user, room, after, upto, keep, send, on_error=True)
 
     def resume_code(self, user: User, typed: str) -> Deferred[Any] | None:
-        """C{/resume CODE}: become who the code's session was."""
+        """
+        C{/resume CODE}: become who the code's session was.  After codes
+        that matched nothing, the next tries wait (see L{Guesses}): codes
+        cannot be guessed, and the owner of one is never refused.
+        """
+        sources = sources_of(user, RESUME_FAILURES, RESUME_ONION_FAILURES)
+        wait, done = self._guesses.attempt(
+            user, sources, lambda attempt: self._resume_code(user, typed, attempt)
+        )
+        if wait:
+            self._metrics.limit("resume")
+            self._delivery.tell(
+                user,
+                events.Status(
+                    "too many unknown resume codes lately: yours is checked in "
+                    f"{wait:g} s"
+                ),
+            )
+        return done
+
+    def _resume_code(
+        self, user: User, typed: str, attempt: Attempt
+    ) -> Deferred[Any] | None:
         code = normalize_code(typed)
         now = self._clock.seconds()
         ban = self._bans.find(now, session=code)
+        live = self._directory.codes.get(code)
+        if ban is not None or live is not None:
+            attempt.not_a_guess()  # the code is real
         if ban is not None:
             server = self._directory.settings.server.name
             self._delivery.error(user, "banned", banned_text(ban, server, now))
@@ -268,7 +347,6 @@ class Resume:
                 user, "bad-arguments", "that is this connection's own code"
             )
             return None
-        live = self._directory.codes.get(code)
         if live is not None:
             # The old connection is still here (its loss not yet noticed):
             # take over from it.
@@ -290,9 +368,11 @@ class Resume:
                     tag,
                 )
                 return None
+            attempt.not_a_guess()
             return self._restore(user, session)
 
         def failed(why: Failure) -> None:
+            attempt.not_a_guess()
             self._log.warn("history: reading a session: {why}", why=why.value)
             if user.connected:
                 self._delivery.error(
@@ -360,13 +440,16 @@ class Resume:
 
     def _restored(self, user: User, session: Session) -> Deferred[Any] | None:
         """The rest of L{_restore}, once the nick is settled."""
+        names = [name for name, _, _ in session.rooms]
+        wanted = {room_key(name) for name in names}
+        leaving = sum(1 for room in user.rooms if room.key not in wanted)
+        names = self._joinable(user, names, leaving)
+        keys = {room_key(name) for name in names}
         return self._rooms.with_rooms(
-            user,
-            [name for name, _, _ in session.rooms],
-            lambda: self._rejoin(user, session),
+            user, names, lambda: self._rejoin(user, session, keys)
         )
 
-    def _rejoin(self, user: User, session: Session) -> None:
+    def _rejoin(self, user: User, session: Session, keys: set[str]) -> None:
         if session.colour in PALETTE:
             user.colour = PALETTE[session.colour]
         user.show_colours = session.show_colours
@@ -382,8 +465,9 @@ class Resume:
             ),
         )
         for name, epoch, last_id in session.rooms:
-            room = self._directory.room(name) or self._directory.new_room(name)
-            self._resume_room(user, room, last_id, epoch)
+            if room_key(name) in keys:
+                room = self._directory.room(name) or self._directory.new_room(name)
+                self._resume_room(user, room, last_id, epoch)
         wanted = {room_key(name) for name, _, _ in session.rooms}
         for room in list(user.rooms):
             if room.key not in wanted:

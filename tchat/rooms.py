@@ -9,24 +9,31 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from tchat import events
+from tchat.commands import ROOMS_PAGE
 from tchat.delivery import Delivery
 from tchat.history import HistoryStore
 from tchat.model import Directory, Room, User, arrival
 from tchat.pacing import Pacing
 from tchat.seam import Audience, IBackplane, Listing
 from tchat.sessions import Sessions
-from tchat.text import clean_text, normalize_room, quoted, room_problem
+from tchat.text import clean_text, normalize_room, quoted, room_key, room_problem
 
 ONLY_HERE = "the cluster is unreachable: this lists only what is on this server"
 """Said before a listing that only this node could answer."""
+
+EXPIRE_EVERY = 60.0
+"""Seconds between two looks for rooms nobody was in for C{room_ttl}."""
 
 
 class Rooms:
     """
     Who is in which room, and what each room is about.
     """
+
+    _log = Logger()
 
     def __init__(
         self,
@@ -45,6 +52,30 @@ class Rooms:
         self._sessions = sessions
         self._store = store
         self._clock = clock
+        directory.forgotten = lambda room: store.delete_room(room.key)
+        self._expired_at = clock.seconds()
+
+    def expire(self) -> None:
+        """
+        Forget, history and all, the rooms nobody has been in for
+        C{[history] room_ttl} (looking once a minute at most), but the
+        default room.  A node of a cluster keeps no such rooms: Redis
+        expires them.
+        """
+        now, ttl = self._clock.seconds(), self._directory.settings.history.room_ttl
+        if not ttl or now - self._expired_at < EXPIRE_EVERY:
+            return
+        self._expired_at = now
+        lobby = room_key(self._directory.settings.server.default_room)
+        for key, room in list(self._directory.rooms.items()):
+            if not room.members and key != lobby and room.quiet_since + ttl <= now:
+                self._log.info(
+                    "forgot {room}: nobody was in it for {ttl} s",
+                    room=room.name,
+                    ttl=ttl,
+                )
+                del self._directory.rooms[key]
+                self._store.delete_room(key)
 
     # -- naming rooms ------------------------------------------------------
 
@@ -183,14 +214,30 @@ class Rooms:
 
     # -- what is where -------------------------------------------------------
 
-    def list_rooms(self, user: User) -> Deferred[Any] | None:
-        """C{/rooms}: every room of the chat."""
+    def list_rooms(self, user: User, page: int = 1) -> Deferred[Any] | None:
+        """
+        C{/rooms [PAGE]}: the rooms of the chat, a page at a time, so that
+        the answer stays small however many rooms there are.
+        """
 
         def listed(listing: Listing[events.RoomInfo]) -> None:
-            if self._answered(user, listing.partial):
+            if not self._answered(user, listing.partial):
+                return
+            total = len(listing.items) if listing.total is None else listing.total
+            if total <= ROOMS_PAGE:
                 self._delivery.tell(user, events.RoomList(listing.items))
+                return
+            pages = -(-total // ROOMS_PAGE)
+            if page > pages:
+                self._delivery.error(
+                    user, "bad-arguments", f"there are only {pages} pages of rooms"
+                )
+                return
+            answer = events.RoomList(listing.items, page, pages, total)
+            self._delivery.tell(user, answer)
 
-        return self._backplane.rooms().addCallback(listed)
+        offset = (page - 1) * ROOMS_PAGE
+        return self._backplane.rooms(offset, ROOMS_PAGE).addCallback(listed)
 
     def who(self, user: User, name: str | None) -> Deferred[Any] | None:
         """C{/who [ROOM]}: everyone in a room."""

@@ -43,6 +43,14 @@ class NotKeptError(Exception):
     """
 
 
+class UnconfirmedError(Exception):
+    """
+    Whether a room message was said cannot be told any more (the cluster
+    never answered, and has moved on past what it keeps): it may have been
+    shown.
+    """
+
+
 @dataclass(frozen=True)
 class Audience:
     """
@@ -120,10 +128,13 @@ class Listing(Generic[T]):
     An answer about the whole chat (C{/rooms}, C{/who}).
 
     @ivar partial: Only this node could answer: the others are cut off.
+    @ivar total: How many there are in all, when C{items} is one page of
+        them; C{None} when it is all of them.
     """
 
     items: tuple[T, ...]
     partial: bool = False
+    total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -355,8 +366,12 @@ class IBackplane(Interface):
         C{None} when nobody does.
         """
 
-    def rooms() -> Deferred[Listing[events.RoomInfo]]:
-        """Every room of the chat, by name."""
+    def rooms(offset: int, count: int) -> Deferred[Listing[events.RoomInfo]]:
+        """
+        One page of the rooms of the chat, by key: C{count} of them from
+        the C{offset}th on, with how many there are in all.  What it costs
+        grows with C{count}, not with the number of rooms.
+        """
 
     def members(room: Room) -> Deferred[Listing[tuple[str, str]]]:
         """Everyone in C{room}, in the whole chat: (nick, door)."""

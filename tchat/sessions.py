@@ -10,12 +10,21 @@ C{/resume CODE} (or the page, on its own) brings it all back.
 
 import base64
 import secrets
+from collections import OrderedDict
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from tchat.history import HistoryStore, Session
+from tchat.limits import exempt
 from tchat.model import Directory, User
+
+SHARED = 100
+"""How many times C{sessions_per_address} an address many users share
+(an exempt one, or the onion) keeps."""
+
+ADDRESSES_SWEPT = 100_000
+"""Past this many addresses noted, those whose codes all expired go."""
 
 
 def new_code() -> str:
@@ -37,7 +46,10 @@ def normalize_code(text: str) -> str:
 
 class Sessions:
     """
-    Keeps each user's session under their resume code, in the store.
+    Keeps each user's session under their resume code, in the store, and
+    no more of them per client address than C{[limits]
+    sessions_per_address}: a client connecting again and again cannot fill
+    the store with codes nobody will use.
     """
 
     def __init__(
@@ -46,6 +58,8 @@ class Sessions:
         self._store = store
         self._directory = directory
         self._clock = clock
+        # The codes saved from each address, oldest first, with when.
+        self._by_address: dict[str, OrderedDict[str, float]] = {}
 
     def unused_code(self) -> str:
         """A resume code no user of this node has."""
@@ -70,6 +84,43 @@ class Sessions:
         """Keep C{user}'s session (unless resume codes are off)."""
         if self._directory.settings.history.resume_ttl:
             self._store.save_session(self.snapshot(user))
+            self._count(user)
+
+    def _count(self, user: User) -> None:
+        """
+        Note C{user}'s code among those of their address, and forget the
+        oldest sessions of users who left from there past the limit.
+        """
+        settings = self._directory.settings
+        most = settings.limits.sessions_per_address
+        if not most:
+            return
+        address = user.address
+        if address is None or exempt(address, settings.limits.exempt):
+            most *= SHARED
+        key = address or "onion"
+        now = self._clock.seconds()
+        if key not in self._by_address and len(self._by_address) >= ADDRESSES_SWEPT:
+            self._sweep(now - settings.history.resume_ttl)
+        codes = self._by_address.setdefault(key, OrderedDict())
+        codes[user.code] = now
+        codes.move_to_end(user.code)
+        oldest = now - settings.history.resume_ttl
+        live = self._directory.codes
+        for code, saved in list(codes.items()):
+            if len(codes) <= most and saved > oldest:
+                break
+            del codes[code]
+            if saved > oldest and code not in live:
+                self._store.delete_session(code)
+        if not codes:
+            del self._by_address[key]
+
+    def _sweep(self, oldest: float) -> None:
+        """Forget the addresses whose every code has expired."""
+        for key, codes in list(self._by_address.items()):
+            if next(reversed(codes.values())) <= oldest:
+                del self._by_address[key]
 
     def find(self, code: str) -> Deferred[Session | None]:
         """The session kept under C{code}, unless it expired."""

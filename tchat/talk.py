@@ -24,7 +24,7 @@ from tchat.model import Directory, Room, User
 from tchat.pacing import Pacing
 from tchat.presence import Presence
 from tchat.rooms import Rooms
-from tchat.seam import Audience, Draft, IBackplane, NotKeptError
+from tchat.seam import Audience, Draft, IBackplane, NotKeptError, UnconfirmedError
 from tchat.text import (
     clean_text,
     describe_duration,
@@ -171,6 +171,14 @@ class Talk:
                 sender,
                 "not-stored",
                 "your message could not be saved, so nobody was shown it; try again",
+                draft.client_id,
+            )
+        elif why.check(UnconfirmedError):
+            self._delivery.error(
+                sender,
+                "unconfirmed",
+                "the cluster never confirmed your message and can no longer tell "
+                "whether it was shown; look at the room before sending it again",
                 draft.client_id,
             )
         else:

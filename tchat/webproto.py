@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tchat import commands, events
-from tchat.commands import Command, CommandError, parse_line
+from tchat.commands import MAX_RESUME_ROOMS, Command, CommandError, parse_line
 from tchat.palette import PALETTE, Colour
 
 MAX_CLIENT_ID = 64
@@ -95,7 +95,6 @@ def _text_command(
 
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
-MAX_RESUME_ROOMS = 100
 
 
 def _int(
@@ -175,7 +174,9 @@ def _typed(kind: str, frame: dict[str, Any], client_id: str | None) -> list[Comm
         case "part":
             command = commands.Part(get("room", False))
         case "rooms":
-            command = commands.Rooms()
+            command = commands.Rooms(
+                _int(frame, "page", 1, commands.MAX_ROOMS_PAGES, 1)
+            )
         case "who":
             command = commands.WhoIs(get("room", False))
         case "topic":
@@ -458,8 +459,13 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
                 resume_code=event.resume_code,
                 **({"onion": event.onion} if event.onion else {}),
             )
-        case events.RoomList(rooms):
+        case events.RoomList(rooms, page, pages, total):
             listed = ", ".join(f"{r.name} ({r.members})" for r in rooms)
+            more = (
+                {} if total is None else {"page": page, "pages": pages, "total": total}
+            )
+            if total is not None:
+                listed += f" (page {page} of {pages}; {total} rooms in all)"
             return _system(
                 "rooms",
                 f"Rooms: {listed}",
@@ -467,6 +473,7 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
                     {"name": r.name, "members": r.members, "topic": r.topic}
                     for r in rooms
                 ],
+                **more,
             )
         case events.Who(room, members):
             names = ", ".join(_who(n, d) for n, d in members)

@@ -518,16 +518,17 @@ class FakeNode:
 
         return self.chat.later(answer)
 
-    def rooms(self) -> Deferred[Listing[events.RoomInfo]]:
+    def rooms(self, offset: int, count: int) -> Deferred[Listing[events.RoomInfo]]:
         def answer() -> Listing[events.RoomInfo]:
             counts: dict[str, tuple[str, int, str | None]] = {}
             for node in self.chat.nodes.values():
                 assert node.directory is not None
                 for room in node.directory.rooms.values():
-                    _, count, topic = counts.get(room.key, (room.name, 0, None))
-                    counts[room.key] = (room.name, count + len(room.members), topic)
+                    _, members, topic = counts.get(room.key, (room.name, 0, None))
+                    counts[room.key] = (room.name, members + len(room.members), topic)
+            page = sorted(counts)[offset : offset + count]
             return Listing(
-                tuple(events.RoomInfo(*counts[key]) for key in sorted(counts))
+                tuple(events.RoomInfo(*counts[key]) for key in page), total=len(counts)
             )
 
         return self.chat.later(answer)

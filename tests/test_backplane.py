@@ -312,8 +312,9 @@ class FullSyncTests(BackplaneTestCase):
 class ListingTests(BackplaneTestCase):
     def test_rooms(self) -> None:
         """
-        C{rooms()} lists every room of this node, sorted by key (case
-        aside), with its member count and topic, as the whole chat.
+        C{rooms()} lists the rooms of this node, sorted by key (case
+        aside), with member counts and topics, as the whole chat, a page at
+        a time.
         """
         zeta = self.directory.new_room("#Zeta")
         alpha = self.directory.new_room("#alpha")
@@ -322,7 +323,7 @@ class ListingTests(BackplaneTestCase):
         self.directory.enter(self.alice, zeta, 1)
         self.directory.enter(bob, zeta, 1)
         self.directory.enter(bob, self.directory.lobby, 1)
-        listing = self.successResultOf(self.backplane.rooms())
+        listing = self.successResultOf(self.backplane.rooms(0, 10))
         self.assertEqual(
             listing,
             Listing(
@@ -330,9 +331,12 @@ class ListingTests(BackplaneTestCase):
                     events.RoomInfo("#alpha", 0, "first things"),
                     events.RoomInfo("#lobby", 1, None),
                     events.RoomInfo("#Zeta", 2, None),
-                )
+                ),
+                total=3,
             ),
         )
+        page = self.successResultOf(self.backplane.rooms(1, 1))
+        self.assertEqual(page, Listing((events.RoomInfo("#lobby", 1, None),), total=3))
         self.assertFalse(listing.partial)
 
     def test_members_in_joining_order(self) -> None:

@@ -5,22 +5,31 @@ Tests for L{tchat.commands}: the command layer every door shares.
 from twisted.trial.unittest import SynchronousTestCase
 
 from tchat.commands import (
+    MAX_NAME,
+    MAX_PASSWORD,
+    MAX_RESUME_ROOMS,
     MAX_TEXT,
     Color,
+    Command,
     CommandError,
     Join,
+    Kick,
     Me,
     Msg,
     Nick,
+    Oper,
     Part,
     Quit,
+    ResumeRooms,
     Rooms,
     Say,
+    SetMotd,
     SetTopic,
     ShowHelp,
     ShowMotd,
     WhoIs,
     parse_line,
+    too_long,
 )
 
 
@@ -202,3 +211,62 @@ class OperatorCommandTests(SynchronousTestCase):
             with self.assertRaises(CommandError) as caught:
                 parse_line(line)
             self.assertIn(fragment, caught.exception.text, line)
+
+
+class MaximaTests(SynchronousTestCase):
+    """
+    L{too_long}: every string a command carries has a maximum, whatever
+    door built the command.
+    """
+
+    def test_each_field(self) -> None:
+        """
+        Texts and reasons are refused past C{MAX_TEXT}, names past
+        C{MAX_NAME}, passwords past C{MAX_PASSWORD}, a message of the day
+        past C{MAX_TEXT} in all, and the sentence names the field.
+        """
+        over, name = "x" * (MAX_TEXT + 1), "n" * (MAX_NAME + 1)
+        cases: list[tuple[Command, str]] = [
+            (Me(over), "the text is longer than 4096 characters"),
+            (SetTopic(over), "the text is longer than 4096 characters"),
+            (Msg("bob", over), "the text is longer than 4096 characters"),
+            (Msg(name, "hi"), "the nick is longer than 64 characters"),
+            (Quit(over), "the reason is longer than 4096 characters"),
+            (Kick("bob", over), "the reason is longer than 4096 characters"),
+            (Say("hi", name), "the room name is longer than 64 characters"),
+            (Say("hi", None, name), "the client_id is longer than 64 characters"),
+            (Join(name), "the room name is longer than 64 characters"),
+            (
+                Oper("root", "p" * (MAX_PASSWORD + 1)),
+                "the password is longer than 1024 characters",
+            ),
+            (
+                SetMotd(("x" * 3000, "y" * 1100)),
+                "the message of the day is longer than 4096 characters",
+            ),
+            (
+                ResumeRooms(
+                    tuple(("#r", 0, None) for _ in range(MAX_RESUME_ROOMS + 1))
+                ),
+                "at most 100 rooms at once",
+            ),
+            (
+                ResumeRooms(((name, 0, None),)),
+                "a room name is longer than 64 characters",
+            ),
+        ]
+        self.assertEqual(
+            [too_long(command) for command, _ in cases], [t for _, t in cases]
+        )
+
+    def test_within(self) -> None:
+        """Commands within every maximum pass, their maxima included."""
+        for command in (
+            Say("x" * MAX_TEXT, "#r", "c" * MAX_NAME),
+            Me("waves"),
+            Nick("n" * MAX_NAME),
+            Rooms(),
+            SetMotd(("x" * 2048, "y" * 2048)),
+            ResumeRooms(tuple(("#r", 0, None) for _ in range(MAX_RESUME_ROOMS))),
+        ):
+            self.assertIsNone(too_long(command), command)

@@ -585,8 +585,30 @@ class RoomTests(HubTestCase):
 
 class MiscCommandTests(HubTestCase):
     """
-    C{/motd}, C{/help}, C{/color}.
+    C{/motd}, C{/help}, C{/color}, and what every command is checked for.
     """
+
+    def test_too_long_from_any_door(self) -> None:
+        """
+        A command carrying a string past its maximum is refused whatever
+        door built it (a typed web frame, here), with the request's tag;
+        nobody else hears of it.
+        """
+        (alice, a), (bob, _) = self.people("alice", "bob")
+        self.hub.execute(a, Me("waves " * 1000), "c-1")
+        self.hub.execute(a, SetTopic("t" * 5000), "c-2")
+        self.assertEqual(
+            alice.take(),
+            [
+                events.Error(
+                    "bad-arguments", "the text is longer than 4096 characters", "c-1"
+                ),
+                events.Error(
+                    "bad-arguments", "the text is longer than 4096 characters", "c-2"
+                ),
+            ],
+        )
+        self.assertEqual(bob.take(), [])
 
     def test_motd(self) -> None:
         """

@@ -180,10 +180,12 @@ class HubLimitsTests(SynchronousTestCase):
         error = participant.received[-1]
         assert isinstance(error, events.Error)
         self.assertIn("too many joins (at most 3 a minute)", error.text)
-        # #lobby holds one user, and alice is that one.
+        # #lobby and #b hold one user each, and alice is that one: bob
+        # arrives in #lobby's overflow room, and #b is full for him.
         bob_p = FakeParticipant(address="192.0.2.10")
         bob = self.hub.connect(bob_p)
-        self.assertEqual(bob.rooms, [])
+        self.assertEqual([r.name for r in bob.rooms], ["#lobby-2"])
+        self.hub.execute(bob, Join("#b"))
         full = [e for e in bob_p.received if isinstance(e, events.Error)]
         self.assertEqual([e.code for e in full], ["room-full"])
 

@@ -524,19 +524,40 @@ class MembershipTests(DirectoryTestCase):
 
     def test_tidy_keeps_traces(self) -> None:
         """
-        Rooms with members, rooms the store knows and the default room (in
-        any case) stay.
+        Rooms with members, rooms where something was said and the default
+        room (in any case) stay; a room with only a topic goes, and the
+        store is told to forget it.
         """
+        forgotten: list[str] = []
+        self.directory.forgotten = lambda room: forgotten.append(room.name)
         alice = self.arrive("alice")
         busy = self.directory.new_room("#busy")
         self.directory.enter(alice, busy, 1)
         kept = self.directory.new_room("#kept")
-        kept.stored = True
+        kept.stored, kept.last_id = True, 3
+        topical = self.directory.new_room("#topical")
+        topical.stored, topical.topic = True, "passing through"
         lobby = self.directory.lobby
         self.assertFalse(lobby.stored)
-        for room in (busy, kept, lobby):
+        for room in (busy, kept, topical, lobby):
             self.directory.tidy(room)
         self.assertEqual(set(self.directory.rooms), {"#busy", "#kept", "#lobby"})
+        self.assertEqual(forgotten, ["#topical"])
+
+    def test_cluster_node_keeps_only_rooms_in_use(self) -> None:
+        """
+        A node whose history lives elsewhere (a cluster's) forgets even a
+        room with history once nobody here is in it, without telling the
+        store.
+        """
+        forgotten: list[str] = []
+        self.directory.forgotten = lambda room: forgotten.append(room.name)
+        self.directory.remembers = False
+        kept = self.directory.new_room("#kept")
+        kept.stored, kept.last_id = True, 3
+        self.directory.tidy(kept)
+        self.assertIsNone(self.directory.room("#kept"))
+        self.assertEqual(forgotten, [])
 
     def test_tidy_spares_replacement(self) -> None:
         """

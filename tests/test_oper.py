@@ -1,7 +1,8 @@
 """
 Tests for L{tchat.oper.OperatorLogin} (C{/oper}), driven directly through
-C{hub.concerns.login}: password checks a few at a time, lock-outs for
-guessers, and operators logged out when their account changes.
+C{hub.concerns.login}: password checks a few at a time, guessers slowed
+down (never the real operator locked out), and operators logged out when
+their account changes.
 """
 
 import random
@@ -12,27 +13,24 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import events
 from tchat.config import HistoryConfig, OperatorsConfig
+from tchat.guesses import WINDOW
 from tchat.model import User
 from tchat.oper import (
     MAX_VERIFYING,
+    OPER_EVERYONE,
     OPER_FAILURES,
     OPER_ONION_FAILURES,
-    OPER_WINDOW,
     OperatorLogin,
 )
 from tests.support import FakeParticipant, started_hub
 
 WRONG = events.Error("oper-failed", "wrong operator name or password")
-BUSY = events.Error(
-    "rate-limited", "the server is busy checking passwords; try again in a moment"
-)
 
 
-def locked(seconds: int) -> events.Error:
-    """What a locked-out user is told."""
-    return events.Error(
-        "rate-limited",
-        f"too many failed /oper attempts; try again in {seconds} s",
+def slowed(seconds: float) -> events.Status:
+    """What a user whose try waits is told."""
+    return events.Status(
+        f"too many failed /oper attempts lately: yours is checked in {seconds:g} s"
     )
 
 
@@ -128,12 +126,13 @@ class OperTests(OperTestCase):
         )
 
 
-class LockOutTests(OperTestCase):
-    def test_locked_per_address(self) -> None:
+class SlowDownTests(OperTestCase):
+    def test_slowed_per_address(self) -> None:
         """
         After C{OPER_FAILURES} failures from one address (whichever user
-        made them), /oper from it is refused without a check, even with the
-        right password; another address is not affected.
+        made them), the next try from it waits before it is checked, even
+        with the right password, which then gets in; another address is
+        not slowed.
         """
         first_p, first = self.connect()
         second_p, second = self.connect()
@@ -142,61 +141,61 @@ class LockOutTests(OperTestCase):
         self.login.oper(second, "root", "wrong")
         second_p.take()
         checks = len(self.checked)
-        self.login.oper(second, "root", "right")
-        self.assertEqual(second_p.take(), [locked(int(OPER_WINDOW) + 1)])
-        self.assertIsNone(second.operator)
-        self.assertEqual(len(self.checked), checks)
+        waiting = self.login.oper(second, "root", "right")
+        self.assertEqual(second_p.take(), [slowed(1)])
+        self.assertEqual((second.operator, len(self.checked)), (None, checks))
         self.assertEqual(self.hub.metrics.rate_limited["oper"], 1)
-
+        self.clock.advance(1)
+        self.assertEqual(second.operator, "root")
+        assert waiting is not None
+        self.successResultOf(waiting)
         _, other = self.connect(address="192.0.2.2")
         self.login.oper(other, "root", "right")
         self.assertEqual(other.operator, "root")
 
-    def test_lifted_after_window(self) -> None:
+    def test_doubling(self) -> None:
         """
-        Failures count for C{OPER_WINDOW} seconds: the lock-out is lifted
-        when the oldest one is that old, and it is a sliding window, not a
-        counter reset.
+        Each further failure doubles the wait (up to C{MOST}, see
+        L{tests.test_guesses}); failures older than C{WINDOW} no longer
+        count.
         """
         participant, user = self.connect()
         for _ in range(OPER_FAILURES):
             self.login.oper(user, "root", "wrong")
-            self.clock.advance(10)
+        waits = []
+        for _ in range(5):
+            participant.take()
+            self.login.oper(user, "root", "wrong")
+            (status,) = participant.take()
+            assert isinstance(status, events.Status)
+            waits.append(float(status.text.split(" in ")[1].split()[0]))
+            self.clock.advance(waits[-1])
+        self.assertEqual(waits, [1, 2, 4, 8, 16])
+        self.clock.advance(WINDOW)
         participant.take()
-        # The first failure is OPER_WINDOW - 1 seconds old.
-        self.clock.advance(OPER_WINDOW - 10 * OPER_FAILURES - 1)
-        self.login.oper(user, "root", "right")
-        self.assertEqual(participant.take(), [locked(2)])
-        self.clock.advance(1)
-        self.login.oper(user, "root", "wrong")
-        self.assertEqual(participant.take(), [WRONG])
-        # The other failures still count, with the new one.
-        self.login.oper(user, "root", "right")
-        self.assertEqual(participant.take(), [locked(11)])
-        self.clock.advance(OPER_WINDOW)
         self.login.oper(user, "root", "right")
         self.assertEqual(user.operator, "root")
 
     def test_onion_per_connection(self) -> None:
         """
         Onion users all come from the local tor, so failures are counted
-        per connection: one onion user locked out does not lock out another.
+        per connection: one onion user slowed down does not slow another.
         """
         one_p, one = self.connect("onion")
         for _ in range(OPER_FAILURES):
             self.login.oper(one, "root", "wrong")
         one_p.take()
         self.login.oper(one, "root", "right")
-        self.assertEqual(one_p.take(), [locked(int(OPER_WINDOW) + 1)])
+        self.assertEqual(one_p.take(), [slowed(1)])
         _, two = self.connect("onion")
         self.login.oper(two, "root", "right")
         self.assertEqual(two.operator, "root")
 
     def test_onion_in_aggregate(self) -> None:
         """
-        C{OPER_ONION_FAILURES} failures from onion users together lock out
+        C{OPER_ONION_FAILURES} failures from onion users together slow
         every onion user, a new connection too, until the window passes;
-        clear-net users are not affected.
+        clear-net users are not slowed.
         """
         made = 0
         while made < OPER_ONION_FAILURES:
@@ -206,22 +205,37 @@ class LockOutTests(OperTestCase):
                 made += 1
         late_p, late = self.connect("onion")
         self.login.oper(late, "root", "right")
-        self.assertEqual(late_p.take(), [locked(int(OPER_WINDOW) + 1)])
-        self.assertIsNone(late.operator)
+        self.assertEqual(late_p.take(), [slowed(1)])
         _, clear = self.connect()
         self.login.oper(clear, "root", "right")
         self.assertEqual(clear.operator, "root")
-        self.clock.advance(OPER_WINDOW)
-        self.login.oper(late, "root", "right")
+        self.clock.advance(1)
         self.assertEqual(late.operator, "root")
+
+    def test_everyone(self) -> None:
+        """
+        Past C{OPER_EVERYONE} failures from all addresses together, even a
+        try from an address that never failed waits, and the real operator
+        still gets in once it is checked: guessing from many addresses
+        slows down, nobody is locked out.
+        """
+        for n in range(OPER_EVERYONE):
+            _, user = self.connect(address=f"198.51.100.{n}")
+            self.login.oper(user, "root", "wrong")
+        owner_p, owner = self.connect(address="192.0.2.200")
+        self.login.oper(owner, "root", "right")
+        self.assertEqual(owner_p.take(), [slowed(1)])
+        self.assertIsNone(owner.operator)
+        self.clock.advance(1)
+        self.assertEqual(owner.operator, "root")
 
 
 class CheckTests(OperTestCase):
     def test_at_most_max_verifying(self) -> None:
         """
-        At most C{MAX_VERIFYING} passwords are checked at once: one more is
-        refused as busy (not as a failure), and may try again once a check
-        is done.
+        At most C{MAX_VERIFYING} passwords are checked at once: one more
+        waits its turn (it is not refused, nor counted as a failure) and is
+        checked as soon as a check is done.
         """
         self.pending = []
         users = [self.connect(address=f"192.0.2.{i}")[1] for i in range(MAX_VERIFYING)]
@@ -229,14 +243,14 @@ class CheckTests(OperTestCase):
             self.login.oper(user, "root", "right")
         late_p, late = self.connect(address="192.0.2.99")
         self.login.oper(late, "root", "right")
-        self.assertEqual(late_p.take(), [BUSY])
+        self.assertEqual(late_p.take(), [])
         self.assertEqual(len(self.pending), MAX_VERIFYING)
-        self.assertEqual(self.hub.metrics.rate_limited["oper-busy"], 1)
         self.assertNotIn("oper-failed", self.hub.metrics.dropped)
         self.pending[0].callback(True)
         self.assertEqual(users[0].operator, "root")
-        self.login.oper(late, "root", "right")
         self.assertEqual(len(self.pending), MAX_VERIFYING + 1)
+        self.pending[-1].callback(True)
+        self.assertEqual(late.operator, "root")
 
     def test_gone_meanwhile(self) -> None:
         """
@@ -262,7 +276,7 @@ class CheckTests(OperTestCase):
     def test_verifier_fails(self) -> None:
         """
         A check that fails (or raises) is a failed attempt: never a
-        success, logged, and counted towards a lock-out.
+        success, logged, and counted towards slowing that address down.
         """
         self.broken = True
         participant, user = self.connect()
@@ -272,7 +286,7 @@ class CheckTests(OperTestCase):
         self.assertIsNone(user.operator)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), OPER_FAILURES)
         self.login.oper(user, "root", "right")
-        self.assertEqual(participant.take(), [locked(int(OPER_WINDOW) + 1)])
+        self.assertEqual(participant.take(), [slowed(1)])
 
     def test_hash_changed_meanwhile(self) -> None:
         """

@@ -229,7 +229,7 @@ class JoinTests(PacingTestCase):
             Drop(
                 events.Error(
                     "too-many-rooms",
-                    "you are in 2 rooms, the most allowed; /part one first",
+                    "one user may be in 2 rooms at most; /part one first",
                 )
             ),
         )
@@ -286,6 +286,19 @@ class RoomTests(PacingTestCase):
             ),
         )
         self.assertEqual(self.metrics.rate_limited, {"room-full": 1})
+
+    def test_default_room_capped_too(self) -> None:
+        """
+        The default room has the cap of any room (newcomers who find it
+        full land in an overflow room instead); L{Pacing.full} asks without
+        counting a refusal.
+        """
+        self.limits(max_users_per_room=1)
+        lobby = Room("#Lobby", 1, deque())
+        lobby.members = {self.user("alice"): 1}
+        self.assertTrue(self.pacing.full(self.user("bob"), lobby))
+        self.assertEqual(self.metrics.rate_limited, {})
+        self.assertIsNotNone(self.pacing.room_full(self.user("bob"), lobby))
 
     def test_operators_always_fit(self) -> None:
         """

@@ -20,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import events
 from tchat.backplane import LocalBackplane
+from tchat.commands import Join, Say
 from tchat.config import HistoryConfig, LimitsConfig, ServerConfig
 from tchat.history import Ban, MemoryStore, Session
 from tchat.hub import ChatFactory
@@ -27,6 +28,7 @@ from tchat.model import User
 from tchat.palette import PALETTE
 from tchat.presence import BACK, OUTAGE, Presence
 from tchat.seam import IBackplane, UnreachableError
+from tchat.text import nick_key
 from tests.support import FakeChat, FakeParticipant, started_hub
 
 NOW = 1_700_000_000
@@ -262,24 +264,37 @@ class ArriveTests(PresenceTestCase):
         self.assertTrue(user.connected)
         self.assertEqual(of(events.Error, participant.take()), [])
 
-    def test_full_lobby(self) -> None:
+    def test_overflow_when_lobby_full(self) -> None:
         """
-        A newcomer who does not fit in the default room is told so and is
-        in no room, but connected; its members see nothing.
+        A newcomer who finds the default room full (C{max_users_per_room})
+        lands in its first overflow room with room, made as needed, is
+        welcomed there and told why; they can talk there, and no room
+        grows past the cap.  An operator still gets into a full room.
         """
         self.hub = self.make_hub(max_users_per_room=1)
-        alice_p, _ = self.connect("alice")
-        participant, user = self.arrive()
-        welcome, refused = participant.take()
-        self.assertIsInstance(welcome, events.Welcome)
+        alice_p, alice = self.connect("alice")
+        second_p, second = self.arrive()
+        third_p, third = self.arrive()
+        welcome = of(events.Welcome, second_p.take())
+        self.assertEqual([w.room for w in welcome], ["#lobby-2"])
+        self.assertEqual(second.current and second.current.name, "#lobby-2")
+        self.assertEqual(third.current and third.current.name, "#lobby-3")
+        (told,) = of(events.Status, third_p.take())
         self.assertEqual(
-            refused,
-            events.Error("room-full", "#lobby is full (1 user); /join another room"),
+            told.text,
+            "#lobby is full (1 users): you are in #lobby-3, its overflow; "
+            "/join #lobby later",
         )
-        self.assertIsNone(user.current)
-        self.assertEqual(user.rooms, [])
-        self.assertIs(self.hub.directory.user(user.nick), user)
-        self.assertEqual(alice_p.take(), [])
+        self.assertEqual(of(events.Presence, alice_p.take()), [])
+        self.hub.execute(third, Say("heard?"))
+        self.assertEqual(len(of(events.RoomMessage, third_p.take())), 1)
+        self.assertEqual(
+            [len(r.members) for r in self.hub.directory.rooms.values()], [1, 1, 1]
+        )
+        self.hub.execute(second, Join("#lobby"))
+        self.assertEqual(
+            [e.code for e in of(events.Error, second_p.take())], ["room-full"]
+        )
 
 
 class GuestClaimTests(PresenceTestCase):
@@ -309,7 +324,7 @@ class GuestClaimTests(PresenceTestCase):
         )
         self.assertEqual((joined.kind, joined.nick), ("join", "guest-0006"))
         self.assertFalse(user.named)
-        self.assertEqual(chat.claims["guest-0006"], ("a", user.code))
+        self.assertEqual(chat.claims[nick_key("guest-0006")], ("a", user.code))
 
     def test_drawn_again_until_free(self) -> None:
         """
@@ -627,6 +642,132 @@ class NickTests(PresenceTestCase):
         self.bob.operator = "root"
         self.presence.nick(self.bob, "TrollFace")
         self.assertEqual(self.bob.nick, "TrollFace")
+
+    def test_look_alike_taken(self) -> None:
+        """
+        A look-alike of a nick in use (digits for letters, another script's
+        letters, a capital I for a small l) is refused as taken, saying
+        whom it looks like, without asking the chat; a form that NFKC makes
+        the nick itself (mathematical bold) is simply taken.
+        """
+        self.connect("coco")
+        self.node.by_hand = True
+        looks = "is taken: it looks like"
+        for name, said in [
+            ("b0b", f"b0b {looks} bob"),
+            ("B0B", f"B0B {looks} bob"),
+            ("\u0441\u043e\u0441\u043e", f"\u0441\u043e\u0441\u043e {looks} coco"),
+            ("\U0001d41b\U0001d428\U0001d41b", "bob is taken"),
+        ]:
+            self.presence.nick(self.alice, name)
+            self.assertEqual(
+                self.error(self.alice_p),
+                events.Error("nick-taken", f"{said}; pick another"),
+            )
+        self.presence.nick(self.bob, "AIice")
+        self.assertEqual(
+            self.error(self.bob_p),
+            events.Error("nick-taken", f"AIice {looks} alice; pick another"),
+        )
+        self.assertEqual((self.alice.nick, self.bob.nick), ("alice", "bob"))
+        self.assertEqual(self.node.claims, [])
+
+    def test_look_alike_of_a_mixed_nick(self) -> None:
+        """
+        A look-alike that mixes scripts is refused as taken when its nick
+        is in use (the more useful answer), and for the mix when not.
+        """
+        self.presence.nick(self.bob, "\u0430lice")
+        self.assertEqual(
+            self.error(self.bob_p),
+            events.Error(
+                "nick-taken",
+                "\u0430lice is taken: it looks like alice; pick another",
+            ),
+        )
+        self.presence.nick(self.bob, "\u0422om")
+        self.assertEqual(
+            self.error(self.bob_p),
+            events.Error(
+                "nick-invalid",
+                "'\u0422om' cannot be a nick: it mixes Latin letters with Cyrillic "
+                "ones (U+0422 CYRILLIC CAPITAL LETTER TE), and a mix like that can "
+                "pass for another nick",
+            ),
+        )
+        self.assertEqual(self.bob.nick, "bob")
+
+    def test_own_look_alike(self) -> None:
+        """
+        The holder of a nick may change to a look-alike of it, as to
+        another case of it: at once, without a claim in the chat.
+        """
+        self.node.by_hand = True
+        self.assertIsNone(self.presence.nick(self.bob, "B0B"))
+        self.assertEqual(self.bob.nick, "B0B")
+        self.assertEqual(self.node.claims, [])
+
+    def test_look_alike_reserved(self) -> None:
+        """
+        A look-alike of a reserved name or of the server's name is
+        reserved, saying which name it looks like.
+        """
+        self.hub = self.make_hub(self.node, server=ServerConfig(name="Relay"))
+        alice_p, alice = self.connect("alice")
+        for name, like in [
+            ("\u0430dmin", "admin"),
+            ("S\u0435rver", "server"),
+            ("\u0391DMIN", "admin"),
+            ("r00t", "root"),
+            ("0perator", "operator"),
+            ("Re1ay", "Relay"),
+            ("R\u0435lay", "Relay"),
+        ]:
+            self.presence.nick(alice, name)
+            self.assertEqual(
+                self.error(alice_p),
+                events.Error(
+                    "nick-reserved",
+                    f"{name} is reserved: it looks like {like}; pick another",
+                ),
+            )
+        self.assertEqual(alice.nick, "alice")
+
+    def test_invisible_refused(self) -> None:
+        """
+        A nick with an invisible character is refused, naming it as typed:
+        C{alice} with a Hangul filler (which NFKC turns into another).
+        """
+        self.presence.nick(self.bob, "alice\u3164")
+        self.assertEqual(
+            self.error(self.bob_p),
+            events.Error(
+                "nick-invalid",
+                "'alice\u1160' cannot be a nick: U+3164 HANGUL FILLER is invisible, "
+                "and a nick may not hold what nobody can see",
+            ),
+        )
+        self.presence.nick(self.bob, "bob\u200b")
+        self.assertEqual(
+            self.error(self.bob_p),
+            events.Error(
+                "nick-invalid",
+                "'bob\\u200b' cannot be a nick: U+200B ZERO WIDTH SPACE is "
+                "invisible, and a nick may not hold what nobody can see",
+            ),
+        )
+        self.assertEqual(self.bob.nick, "bob")
+
+    def test_banned_look_alike(self) -> None:
+        """
+        A ban on a nick pattern bans its look-alikes too.
+        """
+        self.hub.concerns.bans.add(Ban(1, "nick", "troll*", "", "root", NOW))
+        for name in ("Tr0llFace", "TR0LL", "tr\u043ell"):
+            self.presence.nick(self.alice, name)
+            (error,) = of(events.Error, self.alice_p.take())
+            self.assertIn(error.code, ("banned", "nick-invalid"), name)
+        self.assertEqual(self.alice.nick, "alice")
 
     def test_rate_limited(self) -> None:
         """

@@ -19,12 +19,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from tchat import commands, events
 from tchat.backplane import LocalBackplane
 from tchat.commands import Color, Join, Nick, Part, Say
-from tchat.config import HistoryConfig, ServerConfig
+from tchat.config import HistoryConfig, LimitsConfig, ServerConfig
 from tchat.history import Ban, MemoryStore, Session
 from tchat.hub import ChatFactory
 from tchat.model import Room, User
 from tchat.palette import PALETTE
-from tchat.resume import Resume, resume_point
+from tchat.resume import RESUME_FAILURES, Resume, resume_point
 from tchat.seam import IBackplane, OperatorRequest, UnreachableError
 from tests.support import FakeChat, FakeNode, FakeParticipant, started_hub
 
@@ -254,6 +254,17 @@ class ResumePointTests(SynchronousTestCase):
         self.assertEqual(resume_point(r, 3, 999, 5), (25, False))
         self.assertEqual(resume_point(r, 29, 999, 5), (25, False))
         self.assertEqual(resume_point(r, 3, 999, 50), (0, False))
+
+    def test_nothing_seen_of_a_room_made_again(self) -> None:
+        """
+        A client that saw no message of a room under an epoch it no longer
+        has (the room was forgotten, nothing having been said there, and
+        made again) missed only what the room has now: all of it, no gap.
+        """
+        r = room(THREE_EPOCHS, 30)
+        self.assertEqual(resume_point(r, 0, 999, 5), (0, True))
+        r.pruned_to = 10
+        self.assertEqual(resume_point(r, 0, 999, 5), (10, False))
 
     def test_ids_past_the_room(self) -> None:
         """
@@ -695,6 +706,88 @@ class ResumeCodeTests(ResumeTestCase):
         (error,) = self.of(events.Error, second_p.take())
         self.assertEqual(error.code, "no-such-session")
 
+    def test_guessing_slowed(self) -> None:
+        """
+        After five unknown codes from one address within a minute, the
+        next try waits (the user is told how long) and is then checked: the
+        owner of a real code still gets it back, while guessing crawls.  A
+        user elsewhere is not slowed.
+        """
+        code = self.left()
+        participant, user = self.connect()
+        for n in range(RESUME_FAILURES):
+            self.resume.resume_code(user, f"zzzz-zzz{n}")
+        self.assertEqual(
+            [e.code for e in self.of(events.Error, participant.take())],
+            ["no-such-session"] * RESUME_FAILURES,
+        )
+        waiting = self.resume.resume_code(user, code)
+        assert waiting is not None
+        (status,) = participant.take()
+        self.assertEqual(
+            status,
+            events.Status(
+                "too many unknown resume codes lately: yours is checked in 1 s"
+            ),
+        )
+        self.assertNotEqual(user.nick, "alice")
+        self.assertEqual(self.hub.metrics.rate_limited["resume"], 1)
+        self.clock.advance(1)
+        self.assertEqual((user.nick, user.code), ("alice", code))
+
+    def test_guessing_at_once(self) -> None:
+        """
+        Codes tried at once from many connections of one address wait one
+        after another, each twice as long, up to a minute; a right code
+        among them is still taken, in its turn.
+        """
+        code = self.left()
+        tries = [self.connect() for _ in range(RESUME_FAILURES + 8)]
+        for n, (_, user) in enumerate(tries[:-1]):
+            self.resume.resume_code(user, f"zzzz-zz{n:02d}")
+        self.resume.resume_code(tries[-1][1], code)
+        waits = [
+            status.text.rsplit(" ", 2)[1]
+            for participant, _ in tries
+            for status in self.of(events.Status, participant.take())
+        ]
+        self.assertEqual(waits, ["1", "2", "4", "8", "16", "32", "60", "60"])
+        self.clock.advance(59)
+        self.assertNotEqual(tries[-1][1].nick, "alice")
+        self.clock.advance(1)
+        self.assertEqual(tries[-1][1].nick, "alice")
+
+    def test_guesser_leaves_while_waiting(self) -> None:
+        """
+        A try whose user leaves while it waits is forgotten.
+        """
+        code = self.left()
+        participant, user = self.connect()
+        for n in range(RESUME_FAILURES):
+            self.resume.resume_code(user, f"zzzz-zzz{n}")
+        self.resume.resume_code(user, code)
+        self.hub.disconnect(user, "gone")
+        participant.take()
+        self.clock.advance(1)
+        self.assertEqual(participant.take(), [])
+        self.assertNotIn(code, self.hub.directory.codes)
+
+    def test_onion_guessers(self) -> None:
+        """
+        Onion users share one address (the local tor): one onion user's
+        failures slow only that connection, until onion users together
+        fail twenty times.
+        """
+        one_p, one = self.connect(door="onion")
+        for n in range(RESUME_FAILURES):
+            self.resume.resume_code(one, f"zzzz-zzz{n}")
+        one_p.take()
+        self.resume.resume_code(one, "zzzz-zzzz")
+        self.assertEqual(len(self.of(events.Status, one_p.take())), 1)
+        two_p, two = self.connect(door="onion")
+        self.resume.resume_code(two, "zzzz-zzzz")
+        self.assertEqual(self.of(events.Status, two_p.take()), [])
+
 
 class RestoreTests(ResumeTestCase):
     """
@@ -901,3 +994,88 @@ class ClaimTests(ResumeTestCase):
         (error,) = self.of(events.Error, again_p.take())
         self.assertEqual(error.code, "nick-taken")
         self.assertEqual(again.code, bob.code)
+
+
+class JoinLimitsTests(ResumeTestCase):
+    """
+    A resume joins rooms through the same checks as C{/join}: rooms per
+    user, joins per minute, and full rooms.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.hub = started_hub(
+            self,
+            self.clock,
+            history=self.history,
+            store=self.store,
+            limits=LimitsConfig(
+                silent_timeout=0,
+                max_rooms_per_user=3,
+                joins_per_minute=4,
+                max_users_per_room=1,
+            ),
+        )
+
+    def points(self, *names: str) -> tuple[tuple[str, int, int | None], ...]:
+        return tuple((name, 0, None) for name in names)
+
+    def test_rooms_per_user(self) -> None:
+        """
+        A resume naming more rooms than one may be in joins as many as
+        fit (the lobby counts), says once why not the rest, and makes no
+        room for them.
+        """
+        participant, user = self.connect("alice")
+        self.hub.execute(
+            user, commands.ResumeRooms(self.points("#a", "#b", "#c", "#d", "#e"))
+        )
+        self.assertEqual([r.name for r in user.rooms], ["#lobby", "#a", "#b"])
+        errors = self.of(events.Error, participant.take())
+        self.assertEqual([e.code for e in errors], ["too-many-rooms"])
+        self.assertNotIn("#c", self.hub.directory.rooms)
+
+    def test_joins_per_minute(self) -> None:
+        """
+        Resumes on one connection count against its joins a minute: one
+        cannot join rooms faster by resuming than by joining.
+        """
+        participant, user = self.connect("alice")
+        for name in ("#a", "#b", "#c", "#d", "#e"):
+            self.hub.execute(user, commands.ResumeRooms(self.points(name)))
+            if self.hub.directory.room(name) is not None:
+                self.hub.execute(user, Part(name))
+        errors = self.of(events.Error, participant.take())
+        self.assertEqual([e.code for e in errors], ["rate-limited"])
+        self.assertIn("too many joins", errors[0].text)
+        self.assertNotIn("#e", self.hub.directory.rooms)
+
+    def test_full_room(self) -> None:
+        """
+        A resume does not get anyone into a full room.
+        """
+        _, alice = self.connect("alice")
+        self.hub.execute(alice, Join("#small"))
+        participant, bob = self.connect("bob")
+        self.hub.execute(bob, commands.ResumeRooms(self.points("#small")))
+        self.assertEqual([r.name for r in bob.rooms], ["#lobby-2"])
+        errors = self.of(events.Error, participant.take())
+        self.assertEqual([e.code for e in errors], ["room-full"])
+
+    def test_resume_code_counts_rooms_left(self) -> None:
+        """
+        C{/resume CODE} of a session in as many rooms as allowed, without
+        the lobby, gets them all back: the lobby it leaves makes room.
+        """
+        _, alice = self.connect("alice")
+        self.hub.execute(alice, Join("#a"))
+        self.hub.execute(alice, Join("#b"))
+        self.hub.execute(alice, Part("#lobby"))
+        self.hub.execute(alice, Join("#c"))
+        code = alice.code
+        self.hub.disconnect(alice, "gone")
+        self.clock.advance(60)
+        participant, back = self.connect()
+        self.hub.execute(back, commands.Resume(code))
+        self.assertEqual([r.name for r in back.rooms], ["#a", "#b", "#c"])
+        self.assertEqual(self.of(events.Error, participant.take()), [])

@@ -16,11 +16,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import events
 from tchat.backplane import LocalBackplane
+from tchat.commands import ROOMS_PAGE
 from tchat.config import HistoryConfig, LimitsConfig
 from tchat.history import MemoryStore, RoomRecord
 from tchat.hub import ChatFactory
 from tchat.model import Room, User
-from tchat.rooms import ONLY_HERE, Rooms
+from tchat.rooms import EXPIRE_EVERY, ONLY_HERE, Rooms
 from tchat.seam import IBackplane, Listing
 from tests.support import FakeChat, FakeParticipant, started_hub
 
@@ -35,9 +36,13 @@ class RecordingStore(MemoryStore):
     def __init__(self, config: HistoryConfig) -> None:
         super().__init__(config)
         self.saved_rooms: list[RoomRecord] = []
+        self.deleted_rooms: list[str] = []
 
     def save_room(self, room: RoomRecord) -> None:
         self.saved_rooms.append(room)
+
+    def delete_room(self, key: str) -> None:
+        self.deleted_rooms.append(key)
 
 
 class OnlyHere(LocalBackplane):
@@ -46,8 +51,12 @@ class OnlyHere(LocalBackplane):
     own, marked partial.
     """
 
-    def rooms(self) -> Deferred[Listing[events.RoomInfo]]:
-        return super().rooms().addCallback(lambda found: Listing(found.items, True))
+    def rooms(self, offset: int, count: int) -> Deferred[Listing[events.RoomInfo]]:
+        return (
+            super()
+            .rooms(offset, count)
+            .addCallback(lambda found: Listing(found.items, True, found.total))
+        )
 
     def members(self, room: Room) -> Deferred[Listing[tuple[str, str]]]:
         return (
@@ -283,7 +292,7 @@ class JoinNamedTests(RoomsTestCase):
             [
                 events.Error(
                     "too-many-rooms",
-                    "you are in 2 rooms, the most allowed; /part one first",
+                    "one user may be in 2 rooms at most; /part one first",
                 )
             ],
         )
@@ -639,6 +648,36 @@ class ListingTests(RoomsTestCase):
             ],
         )
 
+    def test_paged(self) -> None:
+        """
+        Past one page of rooms, C{/rooms} answers with one page, by name,
+        saying which and how many there are, so that the answer stays
+        small however many rooms exist; a page past the last is an error.
+        """
+        alice_p, alice = self.connect("alice")
+        for n in range(ROOMS_PAGE + 50):
+            self.hub.directory.new_room(f"#r{n:03}").stored = True
+        total = ROOMS_PAGE + 51
+        self.rooms.list_rooms(alice)
+        (first,) = alice_p.take()
+        assert isinstance(first, events.RoomList)
+        self.assertEqual(
+            (len(first.rooms), first.page, first.pages, first.total),
+            (ROOMS_PAGE, 1, 2, total),
+        )
+        self.assertEqual(first.rooms[0].name, "#lobby")
+        self.rooms.list_rooms(alice, 2)
+        (second,) = alice_p.take()
+        assert isinstance(second, events.RoomList)
+        self.assertEqual(
+            [r.name for r in second.rooms], [f"#r{n:03}" for n in range(99, 150)]
+        )
+        self.rooms.list_rooms(alice, 3)
+        self.assertEqual(
+            alice_p.take(),
+            [events.Error("bad-arguments", "there are only 2 pages of rooms")],
+        )
+
     def test_only_this_node(self) -> None:
         """
         When only this node could answer, the user is first told that the
@@ -760,28 +799,49 @@ class TopicTests(RoomsTestCase):
         self.rooms.topic(alice, None)
         self.assertEqual(alice_p.take(), [events.Topic("#lobby", None, "alice")])
 
-    def test_kept_when_emptied(self) -> None:
+    def test_forgotten_when_emptied(self) -> None:
         """
-        A room with a topic is kept when its last member leaves, and
-        C{/rooms} still shows it with its topic.
+        A room with a topic where nothing was said is forgotten, topic and
+        all, when its last member leaves (a topic alone does not keep a
+        room, as it does not on IRC): the store is told, and C{/rooms} no
+        longer shows it.
         """
         alice_p, alice = self.connect("alice")
         self.rooms.join_named(alice, "#dev")
         self.rooms.topic(alice, "builds")
         self.rooms.part(alice, "#dev")
         alice_p.take()
+        self.assertEqual(self.store.deleted_rooms, ["#dev"])
         self.rooms.list_rooms(alice)
         self.assertEqual(
             alice_p.take(),
-            [
-                events.RoomList(
-                    (
-                        events.RoomInfo("#dev", 0, "builds"),
-                        events.RoomInfo("#lobby", 1, None),
-                    )
-                )
-            ],
+            [events.RoomList((events.RoomInfo("#lobby", 1, None),))],
         )
+
+    def test_kept_with_history(self) -> None:
+        """
+        A room where something was said stays when emptied, with its topic,
+        until nobody has been in it for C{room_ttl}; then it is forgotten,
+        history and all (the default room never is).
+        """
+        alice_p, alice = self.connect("alice")
+        self.rooms.join_named(alice, "#dev")
+        self.rooms.topic(alice, "builds")
+        self.hub.directory.rooms["#dev"].last_id = 5
+        self.rooms.part(alice, "#dev")
+        alice_p.take()
+        self.rooms.list_rooms(alice)
+        (listing,) = alice_p.take()
+        self.assertIn(events.RoomInfo("#dev", 0, "builds"), listing.rooms)  # type: ignore[attr-defined]
+        ttl = self.hub.settings.history.room_ttl
+        self.clock.advance(ttl - 1)
+        self.rooms.expire()
+        self.assertIn("#dev", self.hub.directory.rooms)
+        self.clock.advance(EXPIRE_EVERY)
+        self.rooms.expire()
+        self.assertNotIn("#dev", self.hub.directory.rooms)
+        self.assertIn("#lobby", self.hub.directory.rooms)
+        self.assertEqual(self.store.deleted_rooms, ["#dev"])
 
     def test_no_room(self) -> None:
         """

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import sessions
-from tchat.config import HistoryConfig, ServerConfig
+from tchat.config import HistoryConfig, LimitsConfig, ServerConfig
 from tchat.history import MemoryStore, Session
 from tchat.model import Directory, Settings, User
 from tchat.palette import PALETTE
@@ -186,3 +186,56 @@ class SaveFindTests(SessionsTestCase):
         self.assertIsNone(self.found("ABCD-EFGH"))
         self.settings.history = HistoryConfig(resume_ttl=86400)
         self.assertIsNotNone(self.found("ABCD-EFGH"))
+
+
+class PerAddressTests(SessionsTestCase):
+    """
+    Each client address keeps at most C{sessions_per_address} resume codes
+    (issue 19): connecting again and again does not fill the store.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.settings.limits = LimitsConfig(sessions_per_address=3, exempt=())
+        self.codes = (f"AAAA-AAA{n}" for n in range(2, 8))
+
+    def leave(self, address: str | None) -> str:
+        """Someone from C{address} comes and goes: their code."""
+        user = self.arrive("guest", next(self.codes))
+        user.address = address
+        self.sessions.save(user)
+        self.directory.remove(user)
+        return user.code
+
+    def test_oldest_go(self) -> None:
+        """
+        Past the limit, the oldest session from that address is forgotten;
+        other addresses keep theirs.
+        """
+        mine = [self.leave("192.0.2.1") for _ in range(4)]
+        theirs = self.leave("192.0.2.2")
+        self.assertIsNone(self.found(mine[0]))
+        for code in (*mine[1:], theirs):
+            self.assertIsNotNone(self.found(code))
+
+    def test_live_sessions_kept(self) -> None:
+        """
+        A session whose user is still connected is never forgotten; it is
+        saved again when they leave anyway.
+        """
+        here = self.arrive("alice", "ZZZZ-ZZZ2")
+        here.address = "192.0.2.1"
+        self.sessions.save(here)
+        for _ in range(3):
+            self.leave("192.0.2.1")
+        self.assertIsNotNone(self.found(here.code))
+
+    def test_shared_addresses(self) -> None:
+        """
+        Onion users (who all come through the local tor) and exempt
+        addresses (a reverse proxy's) keep a hundred times as many.
+        """
+        onion = [self.leave(None) for _ in range(5)]
+        for code in onion:
+            self.assertIsNotNone(self.found(code))
+        self.assertEqual(sessions.SHARED, 100)

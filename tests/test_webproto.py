@@ -397,6 +397,21 @@ class EncodeTests(SynchronousTestCase):
             [{"usage": "/nick NAME", "description": "take another nick"}],
         )
 
+    def test_rooms_paged(self) -> None:
+        """
+        A page of a long room list says which page it is, of how many, and
+        how many rooms there are; a short list says nothing of pages.
+        """
+        page = to_json(events.RoomList((events.RoomInfo("#a", 2, None),), 2, 39, 3850))
+        self.assertEqual((page["page"], page["pages"], page["total"]), (2, 39, 3850))
+        self.assertIn("(page 2 of 39; 3850 rooms in all)", page["message"])
+        whole = to_json(events.RoomList((events.RoomInfo("#a", 2, None),)))
+        self.assertNotIn("pages", whole)
+        self.assertEqual(
+            parse_frame(b'{"type": "rooms", "page": 3}', "al").commands,
+            (commands.Rooms(3),),
+        )
+
     def test_private_and_error(self) -> None:
         """
         Private messages and errors have their own types.

@@ -28,6 +28,10 @@ class HistoryConfig:
         store; C{full}: only once committed to disk, and shown to nobody
         before that.
     @ivar resume_ttl: Seconds a resume code stays valid after its user left.
+    @ivar room_ttl: Seconds a room nobody is in, and nobody talks in, is
+        kept with its history before it is forgotten; 0 keeps such rooms.
+        A room where nothing was said is forgotten once its last member
+        leaves, whatever this says.
     """
 
     enabled: bool = True
@@ -37,6 +41,7 @@ class HistoryConfig:
     batch_window: float = 0.05
     sync: SyncMode = "normal"
     resume_ttl: int = 24 * 3600
+    room_ttl: int = 30 * 24 * 3600
 
     @property
     def in_memory(self) -> bool:
@@ -59,4 +64,5 @@ HISTORY_PARSERS: Parsers = {
     "batch_window": _seconds(0, 10),
     "sync": _sync,
     "resume_ttl": _bounded_int(0, 365 * 24 * 3600),
+    "room_ttl": _bounded_int(0, 10 * 365 * 24 * 3600),
 }

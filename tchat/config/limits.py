@@ -54,10 +54,14 @@ class LimitsConfig:
         reading nothing, before it is disconnected.
     @ivar tcp_keepalive: Seconds of silence on a connection before TCP
         keepalive probes check that the peer is still there.
+    @ivar sessions_per_address: Resume codes kept for the users who left,
+        per client address (the oldest go first); C{exempt} addresses, and
+        onion users together, keep a hundred times as many.
     """
 
     max_connections: int = 10_000
     per_address: int = 20
+    sessions_per_address: int = 50
     connects_per_minute: int = 60
     exempt: tuple[str, ...] = ("127.0.0.0/8", "::1")
     onion_max_connections: int = 500
@@ -107,6 +111,7 @@ def _idle_timeout(raw: str) -> float:
 LIMITS_PARSERS: Parsers = {
     "max_connections": _bounded_int(0, 1_000_000),
     "per_address": _bounded_int(0, 1_000_000),
+    "sessions_per_address": _bounded_int(0, 1_000_000),
     "connects_per_minute": _bounded_int(0, 1_000_000),
     "exempt": _networks,
     "onion_max_connections": _bounded_int(0, 1_000_000),
