@@ -23,8 +23,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import txredisapi  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -35,6 +37,8 @@ from tchat.cluster.redis import ClusterDownError, RedisLink
 from tchat.cluster.scripts import (
     CLAIM,
     HEARTBEAT,
+    LEAVE,
+    MEMBER,
     RELEASE,
     ROOM,
     ROOMS,
@@ -43,6 +47,7 @@ from tchat.cluster.scripts import (
 )
 from tchat.cluster.wire import decode_event, encode_event
 from tchat.commands import (
+    ROOMS_PAGE,
     Announce,
     Ban,
     Join,
@@ -65,6 +70,7 @@ from tchat.config import (
     Config,
     ConfigError,
     HistoryConfig,
+    LimitsConfig,
     OperatorsConfig,
     RedisTarget,
     ServerConfig,
@@ -148,6 +154,8 @@ class FakeRedis:
         self.lists: dict[str, list[str]] = {}
         self.zsets: dict[str, dict[str, float]] = {}
         self.streams: dict[str, list[tuple[str, list[str]]]] = {}
+        self.expires: dict[str, float] = {}
+        self.run = "run-1"
         self.subscribers: list[FakeLink] = []
         self.errors: list[str] = []
         self.published: list[dict[str, Any]] = []
@@ -159,7 +167,21 @@ class FakeRedis:
             HEARTBEAT: self._heartbeat,
             ROOMS: self._rooms,
             WHERE: self._where,
+            LEAVE: self._leave,
+            MEMBER: self._member,
         }
+
+    def restart(self, persisted: bool) -> None:
+        """
+        Redis restarts: a new run, with everything lost, or with what it
+        had written to disk (here, all of it).
+        """
+        self.run = f"run-{int(self.run.split('-')[1]) + 1}"
+        if not persisted:
+            for kind in (self.strings, self.hashes, self.lists, self.zsets):
+                kind.clear()
+            self.streams.clear()
+            self.expires.clear()
 
     # -- requests ----------------------------------------------------------
 
@@ -181,6 +203,10 @@ class FakeRedis:
     def command(self, *raw: Any) -> Any:
         """Run one command; values come back shaped as txredisapi's."""
         name, *args = [_arg(a) for a in raw]
+        now = self.clock.seconds()
+        for key, when in list(self.expires.items()):
+            if when <= now:
+                self._delete(key)
         match (name.upper(), *args):
             case ("GET", key):
                 return self._get(key)
@@ -197,6 +223,20 @@ class FakeRedis:
                 return "OK"
             case ("DEL", *keys):
                 return sum(self._delete(key) for key in keys)
+            case ("EXISTS", key):
+                return int(self._exists(key))
+            case ("EXPIRE", key, seconds):
+                if not self._exists(key):
+                    return 0
+                self.expires[key] = now + int(seconds)
+                return 1
+            case ("PERSIST", key):
+                return int(self.expires.pop(key, None) is not None)
+            case ("TTL", key):
+                if not self._exists(key):
+                    return -2
+                expiry = self.expires.get(key)
+                return -1 if expiry is None else int(expiry - now)
             case ("HSET", key, *pairs):
                 assert pairs and len(pairs) % 2 == 0, pairs
                 found = self.hashes.setdefault(key, {})
@@ -257,6 +297,14 @@ class FakeRedis:
                 if not zset:
                     self.zsets.pop(key, None)
                 return gone
+            case ("ZRANGE", key, start, stop):
+                ranked = sorted(
+                    self.zsets.get(key, {}).items(), key=lambda i: (i[1], i[0])
+                )
+                end = int(stop) if int(stop) >= 0 else len(ranked) + int(stop)
+                return [m for m, _ in ranked[int(start) : end + 1]]
+            case ("ZCARD", key):
+                return len(self.zsets.get(key, {}))
             case ("ZRANGEBYSCORE", key, low, high):
                 zset = self.zsets.get(key, {})
                 return [
@@ -301,7 +349,13 @@ class FakeRedis:
             return None
         return value
 
+    def _exists(self, key: str) -> bool:
+        return self._get(key) is not None or any(
+            key in kind for kind in (self.hashes, self.lists, self.zsets, self.streams)
+        )
+
     def _delete(self, key: str) -> int:
+        self.expires.pop(key, None)
         found = self._get(key) is not None
         self.strings.pop(key, None)
         for kind in (self.hashes, self.lists, self.zsets, self.streams):
@@ -314,7 +368,7 @@ class FakeRedis:
         self.published.append(event)
         told = 0
         for link in list(self.subscribers):
-            if link.channel != channel or not link.up:
+            if link.channel != channel or not link.up or not link.hearing:
                 continue
             told += 1
             try:
@@ -327,16 +381,12 @@ class FakeRedis:
     # -- the scripts, as the Lua in tchat.cluster does them -----------------
 
     def _say(self, keys: list[str], argv: list[str]) -> list[Any]:
-        room, stream, tags, queue, index = keys
-        channel, keep, tag, name, message, new_epoch, key = argv
+        room, stream, tags, queue = keys
+        channel, keep, tag, name, message, run = argv
         call = self.command
-        epoch = call("HGET", room, "epoch")
-        if epoch is None:
-            epoch = new_epoch
-            call(
-                "HSET", room, "name", name, "epoch", epoch, "lineage", f"[[{epoch},1]]"
-            )
-            call("HSET", index, key, name)
+        epoch, had_run = call("HMGET", room, "epoch", "run")
+        if epoch is None or had_run != run:
+            return [2, 0, 0]
         if tag != "":
             prior = call("HGET", tags, tag)
             if prior is not None:
@@ -357,20 +407,79 @@ class FakeRedis:
         return [1, id, epoch]
 
     def _room(self, keys: list[str], argv: list[str]) -> list[Any]:
-        room, index = keys
-        name, key, epoch, lineage, last_id, topic, topic_by, seen = argv
+        room, stream, tags, queue, index = keys
+        name, key, fresh, lineage, last_id, topic, topic_by, seen, run = argv
         call = self.command
-        if call("HSETNX", room, "epoch", epoch) == 1:
-            call("HSET", room, "name", name, "lineage", lineage, "last_id", last_id)
+
+        def extend(steps_json: str, last: int) -> tuple[str, str]:
+            steps = json.loads(steps_json or "[]")
+            epoch = int(fresh)
+            if steps:
+                epoch = max(epoch, steps[-1][0] + 1)
+            steps.append([epoch, last + 1])
+            return json.dumps(steps, separators=(",", ":")), str(epoch)
+
+        had_epoch, had_run, had_lineage, had_last = call(
+            "HMGET", room, "epoch", "run", "lineage", "last_id"
+        )
+        if had_epoch is None:
+            last = max(int(last_id), int(seen))
+            steps, epoch = extend(lineage, last)
+            call(
+                "HSET", room, "name", name, "epoch", epoch, "run", run,
+                "lineage", steps, "last_id", last,
+            )  # fmt: skip
             if topic != "":
                 call("HSET", room, "topic", topic, "topic_by", topic_by)
-        elif int(call("HGET", room, "last_id") or "0") < int(seen):
+        elif had_run != run:
+            last = max(int(had_last or "0"), int(seen))
+            steps, epoch = extend(had_lineage or "", last)
+            call(
+                "HSET", room, "epoch", epoch, "run", run, "lineage", steps,
+                "last_id", last,
+            )  # fmt: skip
+            call("DEL", tags, queue)
+        elif int(had_last or "0") < int(seen):
             call("HSET", room, "last_id", seen)
-        call("HSETNX", index, key, name)
+        for part in (room, stream, tags, queue):
+            call("PERSIST", part)
+        call("ZADD", index, 0, key)
         found: list[Any] = call(
             "HMGET", room, "name", "epoch", "lineage", "last_id", "topic", "topic_by"
         )
         return found
+
+    def _emptied(self, p: str, r: str, ttl: int) -> None:
+        call = self.command
+        if call("EXISTS", f"{p}:who:{r}"):
+            return
+        room = f"{p}:room:{r}"
+        parts = (room, f"{room}:log", f"{room}:tags", f"{room}:tagq")
+        if int(call("HGET", room, "last_id") or "0") == 0:
+            call("DEL", *parts)
+            call("ZREM", f"{p}:roomindex", r)
+        elif ttl > 0:
+            for part in parts:
+                call("EXPIRE", part, ttl)
+
+    def _leave(self, keys: list[str], argv: list[str]) -> int:
+        p, ttl, member, *rooms = argv
+        for r in rooms:
+            self.command("HDEL", f"{p}:who:{r}", member)
+            self._emptied(p, r, int(ttl))
+        return 0
+
+    def _member(self, keys: list[str], argv: list[str]) -> list[str]:
+        p, member, entry, *rooms = argv
+        missing = []
+        for r in rooms:
+            room = f"{p}:room:{r}"
+            self.command("HSET", f"{p}:who:{r}", member, entry)
+            for part in (room, f"{room}:log", f"{room}:tags", f"{room}:tagq"):
+                self.command("PERSIST", part)
+            if not self.command("EXISTS", room):
+                missing.append(r)
+        return missing
 
     def _claim(self, keys: list[str], argv: list[str]) -> list[Any]:
         (key,) = keys
@@ -395,13 +504,13 @@ class FakeRedis:
         return 0
 
     def _heartbeat(self, keys: list[str], argv: list[str]) -> list[Any]:
-        p, node, timeout, expiry = argv[:4]
+        p, node, timeout, expiry, ttl = argv[:5]
         call = self.command
         now = int(self.clock.seconds() * 1000)
         call("ZADD", f"{p}:nodes", now, node)
         was_buried = call("DEL", f"{p}:buried:{node}")
         lost = []
-        for nick, owner in zip(argv[4::2], argv[5::2], strict=True):
+        for nick, owner in zip(argv[5::2], argv[6::2], strict=True):
             key = f"{p}:nick:{nick}"
             held = call("GET", key)
             if held is None or held == owner:
@@ -417,6 +526,7 @@ class FakeRedis:
                 user = json.loads(raw)
                 for room in user[2]:
                     call("HDEL", f"{p}:who:{room}", nick)
+                    self._emptied(p, room, int(ttl))
                 nick_key = f"{p}:nick:{nick}"
                 if call("GET", nick_key) == user[3]:
                     call("DEL", nick_key)
@@ -436,14 +546,21 @@ class FakeRedis:
         return [node, json.loads(user)[0] if user else ""]
 
     def _rooms(self, keys: list[str], argv: list[str]) -> list[Any]:
-        (p,) = argv
+        p, offset, count = argv[0], int(argv[1]), int(argv[2])
         call = self.command
-        rooms = call("HGETALL", f"{p}:rooms")
-        out = []
-        for key, name in zip(rooms[::2], rooms[1::2], strict=True):
-            topic = call("HGET", f"{p}:room:{key}", "topic")
-            out.append([name, call("HLEN", f"{p}:who:{key}"), topic or ""])
-        return out
+        index = f"{p}:roomindex"
+        out: list[Any] = []
+        while len(out) < count:
+            found = call("ZRANGE", index, offset + len(out), offset + count - 1)
+            if not found:
+                break
+            for key in found:
+                name, topic = call("HMGET", f"{p}:room:{key}", "name", "topic")
+                if name is None:
+                    call("ZREM", index, key)
+                else:
+                    out.append([name, call("HLEN", f"{p}:who:{key}"), topic or ""])
+        return [call("ZCARD", index), out]
 
 
 class FakeLink:
@@ -461,6 +578,10 @@ class FakeLink:
         self.prefix = prefix
         self.channel = f"{prefix}:bus"
         self.up = False
+        self.run = ""
+        self.stalls = 0
+        self.hearing = True
+        self._losing: bool | None = None
         self.on_event: Callable[[dict[str, Any]], None] = lambda event: None
         self.on_state: Callable[[bool], None] = lambda up: None
         self._held: list[tuple[Deferred[Any], Callable[[], Any]]] | None = None
@@ -489,9 +610,21 @@ class FakeLink:
     ) -> Deferred[Any]:
         return self._send(lambda: self.redis.eval(script, keys, args))
 
+    def lose_answers(self, executed: bool | None) -> None:
+        """
+        From now on, every request fails as one whose connection broke
+        after it was sent: run by Redis first if C{executed}; C{None}: as
+        usual again.
+        """
+        self._losing = executed
+
     def _send(self, run: Callable[[], Any]) -> Deferred[Any]:
         if not self.up:
             return fail(ClusterDownError())
+        if self._losing is not None:
+            if self._losing:
+                self.redis.request(run)
+            return fail(txredisapi.ConnectionError("Lost connection"))
         if self._held is not None:
             d: Deferred[Any] = Deferred()
             self._held.append((d, run))
@@ -534,6 +667,8 @@ class FakeLink:
         self._changed(True)
 
     def _changed(self, up: bool) -> None:
+        if up:
+            self.run = self.redis.run
         if up != self.up:
             self.up = up
             self.on_state(up)
@@ -1610,15 +1745,34 @@ class ResumeTests(ClusterTestCase):
         """
         alice, ua = self.a.user("alice")
         self.a.hub.execute(ua, Join("#quiet"))
+        self.a.hub.execute(ua, Say("anyone?"))
         epoch = self.a.hub.directory.rooms["#quiet"].epoch
         code = ua.code
         self.advance(1)
         self.a.hub.disconnect(ua, "reset by peer")
+        self.assertNotIn("#quiet", self.a.hub.directory.rooms, "nobody there")
         back, ub = self.b.connect()
         self.b.hub.execute(ub, Resume(code))
         (quiet,) = [h for h in of(events.History, back.take()) if h.room == "#quiet"]
         self.assertEqual((quiet.epoch, quiet.complete), (epoch, True))
         self.assertEqual(self.b.hub.directory.rooms["#quiet"].epoch, epoch)
+
+    def test_resume_room_forgotten(self) -> None:
+        """
+        A session's room where nothing was said is forgotten once empty;
+        a resume makes it again, and says nothing is missing.
+        """
+        alice, ua = self.a.user("alice")
+        self.a.hub.execute(ua, Join("#quiet"))
+        code = ua.code
+        self.advance(1)
+        self.a.hub.disconnect(ua, "reset by peer")
+        self.assertNotIn("tchat:room:#quiet", self.redis.hashes)
+        back, ub = self.b.connect()
+        self.b.hub.execute(ub, Resume(code))
+        (quiet,) = [h for h in of(events.History, back.take()) if h.room == "#quiet"]
+        self.assertEqual((quiet.messages, quiet.complete), ((), True))
+        self.assertIn(self.b.hub.directory.rooms["#quiet"], ub.rooms)
 
     def test_takeover_of_live_connection(self) -> None:
         """
@@ -1636,6 +1790,345 @@ class ResumeTests(ClusterTestCase):
         self.assertEqual(ub.nick, "alice")
         _, other = self.a.connect("alice")
         self.assertNotEqual(other.nick, "alice")
+
+
+class UnconfirmedTests(ClusterTestCase):
+    """
+    A message whose answer from Redis never came is neither called failed
+    nor dropped: it is settled once Redis answers again (issue 19).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.ua = self.a.user("alice")
+        self.bob, self.ub = self.b.user("bob")
+        self.everyone(self.alice, self.bob)
+
+    def texts(self, participant: FakeParticipant) -> list[str]:
+        received = participant.take()
+        live = [m.text for m in of(events.RoomMessage, received)]
+        caught_up = [m.text for h in of(events.History, received) for m in h.messages]
+        self.assertEqual(of(events.Error, received), [], "nobody is told it failed")
+        return live + caught_up
+
+    def test_answer_lost_message_heard(self) -> None:
+        """
+        Said by Redis, its answer lost but the message heard on the bus:
+        everyone sees it once, the sender is not told it failed.
+        """
+        self.a.link.lose_answers(executed=True)
+        self.a.hub.execute(self.ua, Say("did it go?", client_id="c-1"))
+        self.a.link.lose_answers(None)
+        self.assertEqual(self.texts(self.alice), ["did it go?"])
+        self.assertEqual(self.texts(self.bob), ["did it go?"])
+        self.assertEqual(self.a.cluster.outbox.unsure, {})
+
+    def test_said_while_unheard(self) -> None:
+        """
+        Said by Redis while neither its answer nor the bus reached the
+        sender's node: once back, the node finds it said (its stamp is in
+        the room's stream) and shows it in the catch-up, without saying it
+        again.
+        """
+        self.a.link.hearing = False
+        self.a.link.lose_answers(executed=True)
+        self.a.hub.execute(self.ua, Say("in the dark"))
+        self.assertEqual(len(self.a.cluster.outbox.unsure), 1)
+        self.assertEqual(self.a.cluster.health().stats["cluster"]["unconfirmed"], 1)
+        self.a.link.go_down()
+        self.a.link.lose_answers(None)
+        self.a.link.hearing = True
+        self.a.link.come_up()
+        self.assertEqual(self.texts(self.alice), ["in the dark"])
+        self.assertEqual(self.texts(self.bob), ["in the dark"])
+        self.assertEqual(self.a.cluster.outbox.unsure, {})
+        self.assertEqual(
+            len(self.redis.streams["tchat:room:#lobby:log"]), 1, "said once"
+        )
+
+    def test_not_said_is_sent_again(self) -> None:
+        """
+        Lost before Redis ran it: once back, the node finds it was not said
+        and sends it again; everyone sees it once.
+        """
+        self.a.link.lose_answers(executed=False)
+        self.a.hub.execute(self.ua, Say("second chance"))
+        self.a.link.go_down()
+        self.a.link.lose_answers(None)
+        self.everyone(self.alice)
+        self.a.link.come_up()
+        self.assertEqual(self.texts(self.alice), ["second chance"])
+        self.assertEqual(self.texts(self.bob), ["second chance"])
+
+    def test_too_late_to_tell(self) -> None:
+        """
+        When the room moved on past what Redis keeps before the node could
+        look, the sender is told it cannot be known whether their message
+        was shown, rather than having it shown twice.
+        """
+        self.a.link.hearing = False
+        self.a.link.lose_answers(executed=True)
+        self.a.hub.execute(self.ua, Say("lost in the crowd", client_id="c-9"))
+        self.a.link.go_down()
+        self.a.link.lose_answers(None)
+        self.a.link.hearing = True
+        for n in range(self.history.keep + 5):
+            self.b.hub.execute(self.ub, Say(f"crowd {n}"))
+        self.everyone(self.alice)
+        self.a.link.come_up()
+        errors = of(events.Error, self.alice.take())
+        self.assertEqual(
+            [(e.code, e.client_id) for e in errors], [("unconfirmed", "c-9")]
+        )
+
+
+class RedisRestartTests(ClusterTestCase):
+    """
+    Redis restarts, losing some or all of what it had: no message is lost
+    without a word, and an (epoch, id) never names two messages (issue 19).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.ua = self.a.user("alice")
+        self.bob, self.ub = self.b.user("bob")
+        for n in range(3):
+            self.a.hub.execute(self.ua, Say(f"before {n}"))
+        self.seen: dict[tuple[int, int], str] = {}
+        self.note(self.alice, self.bob)
+
+    def note(self, *participants: FakeParticipant) -> list[str]:
+        """
+        Check that no (epoch, id) the participants were shown names two
+        messages; what they were shown.
+        """
+        texts = []
+        for participant in participants:
+            received = participant.take()
+            self.assertEqual(of(events.Error, received), [])
+            messages = [
+                m
+                for e in received
+                for m in (e.messages if isinstance(e, events.History) else (e,))
+                if isinstance(m, events.RoomMessage)
+            ]
+            for m in messages:
+                self.assertEqual(self.seen.setdefault((m.epoch, m.id), m.text), m.text)
+                texts.append(m.text)
+        return texts
+
+    def test_empty_restart_message_before_room(self) -> None:
+        """
+        Redis restarts empty, and B's first message reaches it before any
+        node has recorded the room again: the message is not numbered in a
+        room made up on the spot (where both nodes would drop it as seen):
+        B records the room (in a fresh epoch, after the ids already used)
+        and sends it again.  Everyone gets it once.
+        """
+        self.redis.restart(persisted=False)
+        self.a.link.go_down()
+        self.b.link.go_down()
+        self.b.link.hold()
+        self.b.link.come_up()
+        self.b.hub.execute(self.ub, Say("first after"))
+        self.b.link.release()
+        self.a.link.come_up()
+        self.assertEqual(self.note(self.bob), ["first after"])
+        self.assertEqual(self.note(self.alice), ["first after"])
+        lobby = self.b.hub.directory.rooms["#lobby"]
+        self.assertEqual(lobby.last_id, 4, "ids go on after those used")
+        self.a.hub.execute(self.ua, Say("and on"))
+        self.assertEqual(self.note(self.alice, self.bob), ["and on", "and on"])
+
+    def test_stale_restart(self) -> None:
+        """
+        Redis restarts from a copy that lost its latest writes: the room
+        goes on in a fresh epoch after the highest id any node saw, so the
+        ids it lost are not handed out again under the old epoch.
+        """
+        self.redis.restart(persisted=True)
+        self.redis.hashes["tchat:room:#lobby"]["last_id"] = "1"
+        for node in (self.a, self.b):
+            node.link.go_down()
+        self.b.link.come_up()
+        self.b.hub.execute(self.ub, Say("after"))
+        self.a.link.come_up()
+        self.a.hub.execute(self.ua, Say("again"))
+        self.assertEqual(self.note(self.bob), ["after", "again"])
+        self.assertEqual(self.note(self.alice), ["after", "again"])
+        lobby = self.a.hub.directory.rooms["#lobby"]
+        self.assertEqual([e for e, _ in lobby.lineage][-1], lobby.epoch)
+        self.assertEqual(lobby.lineage[-1][1], 4)
+
+
+class RoomLifeTests(ClusterTestCase):
+    """
+    Rooms nobody is in go away, at once or after C{room_ttl}; nodes keep
+    only the rooms their users are in; C{/rooms} costs a page (issue 19).
+    """
+
+    history = HistoryConfig(
+        path=":memory:", keep=50, replay=5, resume_ttl=3600, room_ttl=600
+    )
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.ua = self.a.user("alice")
+        self.bob, self.ub = self.b.user("bob")
+
+    def test_unused_room_goes(self) -> None:
+        """
+        A room where nothing was said is deleted once its last member
+        leaves, topic and all; each node forgets it too.
+        """
+        self.a.hub.execute(self.ua, Join("#tmp"))
+        self.a.hub.execute(self.ua, SetTopic("passing through"))
+        self.b.hub.execute(self.ub, Join("#tmp"))
+        self.a.hub.execute(self.ua, Part("#tmp"))
+        self.assertIn("tchat:room:#tmp", self.redis.hashes)
+        self.b.hub.execute(self.ub, Part("#tmp"))
+        self.assertNotIn("tchat:room:#tmp", self.redis.hashes)
+        self.assertNotIn("#tmp", self.redis.zsets.get("tchat:roomindex", {}))
+        for node in (self.a, self.b):
+            self.assertNotIn("#tmp", node.hub.directory.rooms)
+
+    def test_quiet_room_expires(self) -> None:
+        """
+        A room with history that nobody is in expires after C{room_ttl}
+        unless someone joins it; nodes keep none of it meanwhile, and a
+        join there replays its latest messages from Redis.
+        """
+        self.a.hub.execute(self.ua, Join("#keep"))
+        self.a.hub.execute(self.ua, Say("remember me"))
+        self.a.hub.execute(self.ua, Part("#keep"))
+        self.assertEqual(self.redis.command("TTL", "tchat:room:#keep"), 600)
+        self.assertNotIn("#keep", self.a.hub.directory.rooms)
+        self.assertNotIn("#keep", self.b.hub.directory.rooms)
+        self.bob.take()
+        self.b.hub.execute(self.ub, Join("#keep"))
+        (replay,) = of(events.History, self.bob.take())
+        self.assertEqual([m.text for m in replay.messages], ["remember me"])
+        self.assertEqual(self.redis.command("TTL", "tchat:room:#keep"), -1)
+        self.b.hub.execute(self.ub, Part("#keep"))
+        self.advance(601)
+        self.assertEqual(self.redis.command("EXISTS", "tchat:room:#keep"), 0)
+        self.assertEqual(self.redis.command("EXISTS", "tchat:room:#keep:log"), 0)
+        carol, uc = self.b.user("carol")  # everyone else timed out meanwhile
+        self.b.hub.execute(uc, Rooms())
+        (listing,) = of(events.RoomList, carol.take())
+        self.assertEqual([r.name for r in listing.rooms], ["#lobby"])
+        self.assertNotIn("#keep", self.redis.zsets["tchat:roomindex"])
+
+    def test_dead_node_empties_rooms(self) -> None:
+        """
+        Rooms left empty when a dead node's users are buried go as when
+        they leave.
+        """
+        self.a.hub.execute(self.ua, Join("#only-a"))
+        self.a.link.go_down()
+        self.a.link.stop()
+        self.advance(2 * NODE_TIMEOUT)
+        self.assertNotIn("tchat:room:#only-a", self.redis.hashes)
+
+    def test_rooms_paged(self) -> None:
+        """
+        C{/rooms} on a cluster with more rooms than a page lists one page,
+        by key, with the total: its cost does not grow with the rooms.
+        """
+        self.a.hub.settings.limits = LimitsConfig(
+            max_rooms_per_user=0, joins_per_minute=0
+        )
+        for n in range(ROOMS_PAGE + 20):
+            self.a.hub.execute(self.ua, Join(f"#r{n:03}"))
+        self.bob.take()
+        self.b.hub.execute(self.ub, Rooms(2))
+        (listing,) = of(events.RoomList, self.bob.take())
+        self.assertEqual(
+            (listing.page, listing.pages, listing.total), (2, 2, ROOMS_PAGE + 21)
+        )
+        self.assertEqual(
+            [r.name for r in listing.rooms][:2], [f"#r{ROOMS_PAGE - 1:03}", "#r100"]
+        )
+        self.assertEqual(len(listing.rooms), 21)
+
+
+class StallTests(SynchronousTestCase):
+    """
+    L{RedisLink} notices a Redis that stops answering (issue 19).
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.states: list[bool] = []
+        self.link = RedisLink(
+            cast(Any, None),
+            "a",
+            self.clock,
+            lambda event: None,
+            self.states.append,
+            stall_after=2.0,
+        )
+        self.answers: list[Deferred[Any]] = []
+        self.transports = [StringTransport(), StringTransport()]
+        link = self.link
+
+        class Commands:
+            def execute_command(_, *args: Any) -> Deferred[Any]:
+                self.answers.append(Deferred())
+                return self.answers[-1]
+
+        class Factory:
+            def __init__(self, transport: StringTransport) -> None:
+                self.pool = [type("Connection", (), {"transport": transport})()]
+
+        link._commands = Commands()
+        link._factories = [Factory(t) for t in self.transports]
+        link._watch.start(0.5, now=False)
+        link._changed(True)
+
+    def tearDown(self) -> None:
+        if self.link._watch.running:
+            self.link._watch.stop()
+
+    def test_stuck(self) -> None:
+        """
+        A command without an answer for longer than C{stall_after}: the
+        link drops its connections and counts as down, and says why.
+        """
+        self.link.command("PING")
+        self.clock.pump([0.5] * 4)
+        self.assertEqual((self.states, self.link.stalls), ([True], 0))
+        self.clock.advance(0.5)
+        self.assertEqual((self.states, self.link.stalls), ([True, False], 1))
+        self.assertTrue(all(t.disconnecting for t in self.transports))
+        self.assertFalse(self.link.up)
+
+    def test_slow_but_answering(self) -> None:
+        """
+        Answers that keep coming, however many commands wait, are no stall.
+        """
+        for _ in range(10):
+            self.link.command("PING")
+            self.clock.advance(0.5)
+            self.answers.pop(0).callback("PONG")
+        self.assertEqual((self.states, self.link.stalls), ([True], 0))
+
+    def test_idle(self) -> None:
+        """Nothing asked, nothing awaited: no stall, however long."""
+        self.clock.pump([0.5] * 100)
+        self.assertEqual(self.link.stalls, 0)
+
+    def test_this_process_was_stuck(self) -> None:
+        """
+        When the check itself ran late (this process was busy, and the
+        answer may be waiting to be read), it looks again before deciding.
+        """
+        self.link.command("PING")
+        self.clock.advance(5)
+        self.assertEqual(self.link.stalls, 0)
+        self.answers[0].callback("PONG")
+        self.clock.advance(0.5)
+        self.assertEqual(self.link.stalls, 0)
 
 
 class OrderTests(ClusterTestCase):

@@ -31,14 +31,14 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tchat import events
 from tchat.backplane import LocalBackplane
 from tchat.cluster import scripts
 from tchat.cluster.ledger import Ledger
-from tchat.cluster.redis import RedisLink, dumps, logged
+from tchat.cluster.outbox import Outbox
+from tchat.cluster.redis import RedisLink, logged
 from tchat.cluster.roster import Roster
 from tchat.cluster.store import RedisStore
 from tchat.cluster.wire import (
@@ -49,7 +49,6 @@ from tchat.cluster.wire import (
     Shared,
     TakeOver,
     decode,
-    draft_fields,
     encode,
 )
 from tchat.model import Directory, Room, User, arrival
@@ -102,6 +101,7 @@ class RedisBackplane:
         self._started = False
         self._stopping = False
         self.ledger = Ledger(link, store)
+        self.outbox = Outbox(link, self.ledger, self._hub)
         self._heartbeat = LoopingCall(self.beat)
         self._heartbeat.clock = clock
         link.on_event = self._received
@@ -118,6 +118,10 @@ class RedisBackplane:
 
     def attach(self, inbox: IHubInbox, directory: Directory) -> None:
         self._inbox, self._directory = inbox, directory
+        # Redis keeps every room: this node keeps those its users are in.
+        directory.remembers = False
+        self.roster.room_ttl = lambda: directory.settings.history.room_ttl
+        self.roster.missing = self._missing
         self._alone.attach(inbox, directory)
         self.ledger.attach(inbox, directory)
         self._store.names = lambda key: (
@@ -207,7 +211,7 @@ class RedisBackplane:
     # -- room messages -------------------------------------------------------
 
     def say(self, sender: User, room: Room, draft: Draft) -> None:
-        inbox, directory = self._hub()
+        _, directory = self._hub()
         if not self.up:
             if room.epoch == self.ledger.position(room)[0]:
                 # Said while cut off from the cluster: these ids are this
@@ -215,36 +219,18 @@ class RedisBackplane:
                 room.split(directory.new_epoch())
             self._alone.say(sender, room, draft)
             return
-        link, key, tag = self.link, room.key, draft.client_id
-        base = link.key("room", key)
-        d = link.eval(
-            scripts.SAY,
-            [base, f"{base}:log", f"{base}:tags", f"{base}:tagq", link.key("rooms")],
-            [
-                link.channel,
-                directory.settings.history.keep,
-                tag or "",
-                room.name,
-                dumps(draft_fields(sender, draft)),
-                room.epoch,
-                key,
-            ],
-        )
+        self.outbox.say(sender, room, draft)
 
-        def said(result: list[Any]) -> None:
-            if not int(result[0]) and tag is not None:
-                inbox.repeated(sender, room, tag, int(result[1]))
-
-        def failed(why: Failure) -> None:
-            _log.warn(
-                "cluster: a message of {nick} in {room} was not sent: {why}",
-                nick=sender.nick,
-                room=room.name,
-                why=why.value,
-            )
-            inbox.unsaid(sender, draft, why)
-
-        d.addCallbacks(said, failed)
+    def _missing(self, keys: list[str]) -> None:
+        """
+        Redis lacks rooms this node's users are in (they emptied, or Redis
+        restarted, as a user joined): record them again.
+        """
+        _, directory = self._hub()
+        rooms = [room for key in keys if (room := directory.rooms.get(key))]
+        for room in rooms:
+            self.ledger.forget(room)
+        self.ensure(rooms)
 
     def ensure(self, rooms: Sequence[Room]) -> Deferred[None]:
         if not self.up:
@@ -275,6 +261,7 @@ class RedisBackplane:
     def _dispatch(self, inbox: IHubInbox, sender: str | None, value: BusValue) -> None:
         match value:
             case Said():
+                self.outbox.arrived(value)
                 self.ledger.arrived(value)
             case Lost(users):
                 # Every node shows them lost, the one that buried them too.
@@ -327,7 +314,8 @@ class RedisBackplane:
         """
         _, directory = self._hub()
         timeout = self.roster.timeout_ms
-        args: list[Any] = [self.link.prefix, self.node, timeout, timeout]
+        ttl = directory.settings.history.room_ttl
+        args: list[Any] = [self.link.prefix, self.node, timeout, timeout, ttl]
         args += self.roster.heartbeat(directory.users.values())
         d = self.link.eval(scripts.HEARTBEAT, [], args)
         return d.addCallback(self._beaten).addErrback(logged("heartbeat"))
@@ -361,11 +349,15 @@ class RedisBackplane:
 
     # -- listings ------------------------------------------------------------
 
-    def rooms(self) -> Deferred[Listing[events.RoomInfo]]:
+    def rooms(self, offset: int, count: int) -> Deferred[Listing[events.RoomInfo]]:
         if not self.up:
-            return self._alone.rooms().addCallback(_partial)
-        listed = self.roster.rooms().addCallback(lambda rooms: Listing(tuple(rooms)))
-        return listed.addErrback(lambda f: self._alone.rooms())
+            return self._alone.rooms(offset, count).addCallback(_partial)
+        listed = self.roster.rooms(offset, count).addCallback(
+            lambda found: Listing(tuple(found[1]), total=found[0])
+        )
+        return listed.addErrback(
+            lambda f: self._alone.rooms(offset, count).addCallback(_partial)
+        )
 
     def members(self, room: Room) -> Deferred[Listing[tuple[str, str]]]:
         if not self.up:
@@ -402,9 +394,10 @@ class RedisBackplane:
                     inbox.request(BansKnown(tuple(bans)))
                 for room in rooms:
                     before = ledger.position(room)
-                    await ledger.record(room, fresh_epoch=directory.new_epoch())
+                    await ledger.record(room)
                     await ledger.catch_up(room, before)
                     ledger.caught_up(room)
+                await self.outbox.settle()
                 for user in list(directory.users.values()):
                     if not await self.roster.claim(user, user.nick):
                         inbox.nick_lost(user)
@@ -421,13 +414,23 @@ class RedisBackplane:
 
     def health(self) -> Health:
         state = "ok" if self.up else "unreachable"
+        stalls = self.link.stalls
         return Health(
             checks={"cluster": state},
             degraded=not self.up,
             stats={
-                "cluster": {"node": self.node, "state": state, "outages": self.outages}
+                "cluster": {
+                    "node": self.node,
+                    "state": state,
+                    "outages": self.outages,
+                    "stalls": stalls,
+                    "unconfirmed": len(self.outbox.unsure),
+                }
             },
-            lines=(f"cluster: node {self.node}, {state}",),
+            lines=(
+                f"cluster: node {self.node}, {state}; Redis lost {self.outages} "
+                f"times, stuck {stalls} times",
+            ),
         )
 
     def metrics(self) -> Iterable[Metric]:
@@ -443,6 +446,17 @@ class RedisBackplane:
             self.outages,
         )
         yield CounterMetricFamily(
+            "tchat_cluster_stalls",
+            "Times Redis stopped answering and this node took it as unreachable.",
+            self.link.stalls,
+        )
+        yield GaugeMetricFamily(
+            "tchat_cluster_unconfirmed_messages",
+            "Messages this node sent whose answer never came, waiting to be "
+            "checked once Redis answers.",
+            len(self.outbox.unsure),
+        )
+        yield CounterMetricFamily(
             "tchat_cluster_nodes_buried",
             "Times this node found other nodes dead and showed their users as lost.",
             self.buried,
@@ -450,4 +464,4 @@ class RedisBackplane:
 
 
 def _partial(listing: Listing[Any]) -> Listing[Any]:
-    return Listing(listing.items, partial=True)
+    return Listing(listing.items, partial=True, total=listing.total)

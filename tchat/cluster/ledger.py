@@ -73,13 +73,14 @@ class Ledger:
     def _deliver(self, key: str, said: Said) -> None:
         inbox, directory = self._hub()
         room = directory.rooms.get(key)
-        if room is None:
-            room = directory.new_room(said.room, said.epoch)
-            room.stored = True
-        else:
-            epoch, last = self._positions.get(key, (0, 0))
-            if said.epoch == epoch and said.id <= last:
-                return  # had it already (a catch-up after a split sent it)
+        if room is None or not room.stored:
+            # Nobody here is in it (or it is being recorded, which gives
+            # its position): this node keeps nothing of it.
+            self._positions.pop(key, None)
+            return
+        epoch, last = self._positions.get(key, (0, 0))
+        if said.epoch == epoch and said.id <= last:
+            return  # had it already (a catch-up after a split sent it)
         self._positions[key] = (said.epoch, said.id)
         inbox.message(room, said.message(room.name), time.perf_counter())
 
@@ -104,17 +105,19 @@ class Ledger:
 
     def ensure(self, rooms: list[Room]) -> Deferred[None]:
         """
-        Record in Redis the rooms of C{rooms} it may not have, and take
-        its view of each, once even when asked for several times at once.
+        Record in Redis the rooms of C{rooms} this node has not taken the
+        cluster's view of, take it, and load their latest messages (for the
+        join replay), once even when asked for several times at once.
         """
         waits = []
         for room in rooms:
             key = room.key
             if key not in self._ensuring:
-                if key in self._positions:
+                if key in self._positions and room.stored:
                     continue
                 self._ensuring[key] = []
-                self.record(room).addErrback(logged("recording a room")).addBoth(
+                viewed = Deferred.fromCoroutine(self._view(room))
+                viewed.addErrback(logged("recording a room")).addBoth(
                     self._recorded, key
                 )
                 if key not in self._ensuring:
@@ -126,34 +129,50 @@ class Ledger:
             return succeed(None)
         return gatherResults(waits).addCallback(lambda _: None)
 
+    async def _view(self, room: Room) -> None:
+        await self.record(room)
+        await self.refill(room)
+
     def _recorded(self, result: object, key: str) -> None:
         for done in self._ensuring.pop(key, []):
             done.callback(None)
 
-    def record(self, room: Room, fresh_epoch: int | None = None) -> Deferred[None]:
+    def forget(self, room: Room) -> None:
+        """
+        Redis does not have C{room} as this node knew it (it restarted):
+        take its view again before anything more is said there.
+        """
+        self._positions.pop(room.key, None)
+
+    def record(self, room: Room) -> Deferred[None]:
         """
         Make sure Redis has C{room} (as this node knows it), then take the
-        cluster's view of it: its epoch, lineage, last id and topic.
-
-        @param fresh_epoch: The epoch to propose if Redis lost the room.
+        cluster's view of it: its epoch, lineage, last id and topic.  A room
+        Redis lost, or kept from before it restarted, goes on in a fresh
+        epoch (see L{scripts.ROOM}).
         """
         link, key = self._link, room.key
-        lineage, epoch = list(room.lineage), room.epoch
-        if fresh_epoch is not None:
-            epoch = fresh_epoch
-            lineage = [*lineage, (fresh_epoch, room.last_id + 1)]
+        _, directory = self._hub()
+        base = link.key("room", key)
         d = link.eval(
             scripts.ROOM,
-            [link.key("room", key), link.key("rooms")],
+            [
+                base,
+                f"{base}:log",
+                f"{base}:tags",
+                f"{base}:tagq",
+                link.key("roomindex"),
+            ],
             [
                 room.name,
                 key,
-                epoch,
-                dumps(lineage),
+                directory.new_epoch(),
+                dumps(list(room.lineage) if room.last_id else []),
                 room.last_id,
                 room.topic or "",
                 room.topic_by or "",
                 self._positions.get(key, (0, 0))[1],
+                link.run,
             ],
         )
 
@@ -165,7 +184,7 @@ class Ledger:
                 int(epoch),
                 [tuple(x) for x in json.loads(lineage)],
                 int(last_id),
-                int(last_id) - self._hub()[1].settings.history.keep,
+                int(last_id) - directory.settings.history.keep,
                 topic or None,
                 topic_by or None,
             )
@@ -180,27 +199,8 @@ class Ledger:
     # -- coming back -----------------------------------------------------------
 
     async def learn(self) -> list[Ban]:
-        """
-        Learn the rooms the cluster has that this node does not (or has
-        an older view of), with their latest messages.
-
-        @return: The bans the cluster keeps.
-        """
-        _, directory = self._hub()
-        loaded = await self._store.load_all()
-        for record in loaded.rooms:
-            room = directory.rooms.get(record.key)
-            if room is None:
-                room = directory.new_room(record.name, record.epoch)
-            else:
-                epoch, last = self._positions.get(record.key, (0, 0))
-                if epoch == record.epoch and last >= record.last_id:
-                    continue
-            if room.members:
-                continue  # caught up for its members (see catch_up)
-            self._adopt(room, record)
-            await self.refill(room)
-        return loaded.bans
+        """The bans the cluster keeps."""
+        return await self._store.bans()
 
     async def refill(self, room: Room) -> None:
         """Load C{room}'s latest messages, for replay on join."""
@@ -213,12 +213,17 @@ class Ledger:
     async def catch_up(self, room: Room, before: Position) -> None:
         """
         After a split: send C{room}'s members what the cluster said after
-        the position C{before}, as a resume, and refill the room.
+        the position C{before}, as a resume, and refill the room.  When the
+        room went on in another epoch meanwhile (Redis restarted), what it
+        has in that epoch is all new here.
         """
         inbox, directory = self._hub()
         epoch, after = before
         now_epoch, last = self._positions.get(room.key, (0, 0))
-        if now_epoch == epoch and last > after and room.members:
+        if now_epoch != epoch:
+            first = next((f for e, f in room.lineage if e == now_epoch), None)
+            after = last if first is None else first - 1
+        if last > after and room.members:
             found = await self._store.read(
                 room.key, after, last, limit=directory.settings.history.keep
             )
@@ -228,7 +233,7 @@ class Ledger:
                 room.epoch,
                 tuple(found),
                 "resume",
-                complete=complete,
+                complete=complete and now_epoch == epoch,
                 last_id=last,
             )
             inbox.event(history, Audience(rooms=(room.key,)))

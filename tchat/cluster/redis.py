@@ -10,6 +10,7 @@ cluster mode: the embedded server never loads this, nor C{txredisapi}.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import txredisapi  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -86,9 +88,14 @@ class _BusSubscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
     def _subscribe(self) -> None:
         if not self.connected:
             return
-        self.subscribe(self.link.channel).addCallbacks(
-            lambda _: self.link._changed(True), self.link._failed
-        )
+        subscribed = self.subscribe(self.link.channel)
+        subscribed.addCallback(lambda _: self.link._learn_run())
+        subscribed.addCallbacks(lambda _: self.link._changed(True), self._failed)
+
+    def _failed(self, why: Failure) -> None:
+        self.link._failed(why)
+        # Try again from the start, as after any lost connection.
+        self.transport.loseConnection()
 
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
         try:
@@ -110,20 +117,32 @@ class RedisLink:
     """
     One node's connections to Redis, and the commands the cluster uses.
 
+    A Redis that stops answering (stopped, swapping, its host frozen) is
+    noticed within C{stall_after} seconds, from the answers to the commands
+    the node sends (its heartbeat sends one every few seconds): the link
+    then drops its connections and counts as down, so the node serves its
+    users alone, and reconnects until Redis answers again.
+
     @ivar up: Whether the bus subscription is live, so that what other
         nodes say arrives; commands are refused with L{ClusterDownError} while
         it is not.
+    @ivar run: Which run of Redis the link is connected to (its C{run_id}):
+        it changes when Redis restarts, which may have lost its latest
+        writes.
+    @ivar stalls: How often Redis stopped answering.
     """
 
     def __init__(
         self,
         endpoint: IStreamClientEndpoint,
         node: str,
+        clock: IReactorTime,
         on_event: Callable[[dict[str, Any]], None],
         on_state: Callable[[bool], None],
         prefix: str = "tchat",
         password: str | None = None,
         dbid: int | None = None,
+        stall_after: float = 2.5,
     ) -> None:
         self.endpoint = endpoint
         self.node = node
@@ -132,10 +151,19 @@ class RedisLink:
         self.prefix = prefix
         self.channel = f"{prefix}:bus"
         self.up = False
+        self.run = ""
+        self.stalls = 0
         self._password = password
         self._dbid = dbid
         self._commands: Any = None
         self._factories: list[Any] = []
+        self._clock = clock
+        self._stall_after = stall_after
+        self._waiting = 0
+        self._since = 0.0
+        self._watch = LoopingCall(self._watch_answers)
+        self._watch.clock = clock
+        self._watched_at = 0.0
 
     def start(self) -> None:
         """Connect, and keep reconnecting until L{stop}."""
@@ -145,7 +173,8 @@ class RedisLink:
             1,
             isLazy=True,
             password=self._password,
-            replyTimeout=10,
+            # A backstop: a stuck Redis is noticed sooner (_watch_answers).
+            replyTimeout=30,
             convertNumbers=False,
         )
         commands.protocol = _Commands
@@ -164,12 +193,84 @@ class RedisLink:
             factory.initialDelay, factory.factor, factory.maxDelay = 1.0, 2.0, 5.0
         bus.startConnecting(self.endpoint)
         self._factories = [commands, bus]
+        self._watched_at = self._clock.seconds()
+        self._watch.start(self._stall_after / 4, now=False)
 
     def stop(self) -> Deferred[Any]:
         """Close both connections and stop reconnecting."""
+        if self._watch.running:
+            self._watch.stop()
         return gatherResults(
             [f.disconnect() for f in self._factories], consumeErrors=True
         )
+
+    def _answered(self, result: object) -> object:
+        self._waiting -= 1
+        self._since = self._clock.seconds()
+        return result
+
+    def _sent(self, d: Deferred[Any]) -> Deferred[Any]:
+        """Watch for the answer to a command just sent."""
+        if not self._waiting:
+            self._since = self._clock.seconds()
+        self._waiting += 1
+        return d.addBoth(self._answered)
+
+    def _watch_answers(self) -> None:
+        """
+        Drop the connections when Redis has not answered for
+        C{stall_after} seconds while commands wait: it is stuck.
+        """
+        now = self._clock.seconds()
+        late = now - self._watched_at > self._stall_after / 2
+        self._watched_at = now
+        if late:
+            # This process was stuck itself (its answers may be waiting
+            # to be read): look again next time.
+            return
+        if not (self.up and self._waiting and now - self._since > self._stall_after):
+            return
+        self.stalls += 1
+        _log.warn(
+            "cluster: Redis has not answered for {seconds:.1f} s: taking it as "
+            "unreachable (serving this node's users alone) until it answers",
+            seconds=now - self._since,
+        )
+        for factory in self._factories:
+            for connection in list(factory.pool):
+                connection.transport.abortConnection()
+        self._changed(False)
+
+    def _learn_run(self) -> Deferred[None]:
+        """
+        Find which run of Redis this is (C{INFO server}'s C{run_id}); where
+        C{INFO} is not allowed, a token kept in Redis stands for it.
+        """
+
+        def parsed(info: Any) -> None:
+            for line in str(info).splitlines():
+                name, _, value = line.partition(":")
+                if name == "run_id" and value.strip():
+                    self.run = value.strip()
+                    return
+            raise ValueError("INFO server gave no run_id")
+
+        def token(why: Failure) -> Deferred[None]:
+            _log.info(
+                "cluster: cannot read Redis's run id ({why}); keeping a token "
+                "in {key} instead",
+                why=why.value,
+                key=self.key("run"),
+            )
+            key = self.key("run")
+            d: Deferred[Any] = self._commands.execute_command(
+                "SET", key, secrets.token_hex(8), "NX"
+            )
+            d.addCallback(lambda _: self._commands.execute_command("GET", key))
+            return d.addCallback(lambda value: setattr(self, "run", str(value)))
+
+        info: Deferred[Any] = self._commands.execute_command("INFO", "server")
+        return info.addCallback(parsed).addErrback(token)
 
     def key(self, *parts: str) -> str:
         """A key of this cluster: the prefix and C{parts}, with colons."""
@@ -182,8 +283,7 @@ class RedisLink:
         """
         if not self.up:
             return fail(ClusterDownError())
-        d: Deferred[Any] = self._commands.execute_command(*args)
-        return d
+        return self._sent(self._commands.execute_command(*args))
 
     def eval(
         self, script: str, keys: Sequence[str], args: Sequence[Any]
@@ -191,8 +291,7 @@ class RedisLink:
         """Run a Lua script (by its hash once Redis knows it)."""
         if not self.up:
             return fail(ClusterDownError())
-        d: Deferred[Any] = self._commands.eval(script, list(keys), list(args))
-        return d
+        return self._sent(self._commands.eval(script, list(keys), list(args)))
 
     def publish(self, event: dict[str, Any]) -> Deferred[Any]:
         """Publish an event to every node, this one included."""
@@ -205,18 +304,23 @@ class RedisLink:
             self.on_state(up)
 
     def _failed(self, why: Failure) -> None:
-        _log.warn("cluster: could not subscribe to the bus: {why}", why=why.value)
+        _log.warn("cluster: could not join the bus: {why}", why=why.value)
 
 
 def link_for(config: ClusterConfig, reactor: Any) -> RedisLink:
-    """The link C{[cluster]} describes."""
+    """
+    The link C{[cluster]} describes: Redis is taken as stuck after a
+    quarter of C{node_timeout} without an answer (at least a second).
+    """
     target = config.target()
     return RedisLink(
         clientFromString(reactor, target.endpoint),
         config.node_name(),
+        reactor,
         lambda event: None,
         lambda up: None,
         prefix=config.prefix,
         password=target.password,
         dbid=target.db,
+        stall_after=max(1.0, config.node_timeout / 4),
     )

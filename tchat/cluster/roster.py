@@ -10,7 +10,7 @@ L{Roster}: this node's users as the cluster knows them.
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -20,7 +20,7 @@ from tchat.cluster import scripts
 from tchat.cluster.redis import RedisLink, dumps, logged
 from tchat.cluster.wire import TakeOver, encode
 from tchat.model import User
-from tchat.text import nick_key, normalize_nick, room_key
+from tchat.text import nick_key, normalize_nick
 
 
 class Roster:
@@ -32,6 +32,10 @@ class Roster:
         self._link = link
         self.node = link.node
         self.timeout_ms = int(node_timeout * 1000)
+        # C{[history] room_ttl}, as the hub has it now (set on attach).
+        self.room_ttl: Callable[[], int] = lambda: 0
+        # Told the keys of rooms a member is in that Redis does not have.
+        self.missing: Callable[[list[str]], None] = lambda keys: None
         # The owner each nick key of this node's was claimed with: a user's
         # session code may change (a resume) while a claim made before
         # stands.
@@ -111,7 +115,10 @@ class Roster:
     # -- membership ----------------------------------------------------------
 
     def register(self, user: User) -> None:
-        """Record where C{user} is now: their nick, door and rooms."""
+        """
+        Record where C{user} is now: their nick, door and rooms (which are
+        kept from expiring while they are in them).
+        """
         link = self._link
         if not link.up:
             return
@@ -123,30 +130,34 @@ class Roster:
             key,
             dumps([user.nick, user.door, rooms, self.owner_of(user)]),
         ).addErrback(logged("recording a user"))
-        entry = dumps([user.nick, user.door, self.node])
-        for room in rooms:
-            link.command("HSET", link.key("who", room), key, entry).addErrback(
-                logged("recording a member")
-            )
+        if rooms:
+            entry = dumps([user.nick, user.door, self.node])
+            recorded = link.eval(scripts.MEMBER, [], [link.prefix, key, entry, *rooms])
+            recorded.addCallback(lambda missing: missing and self.missing(missing))
+            recorded.addErrback(logged("recording a member"))
 
     def unregister(self, key: str, rooms: Iterable[str], user: User | None) -> None:
         """
-        Forget the member whose nick has the key C{key} in C{rooms}, then
-        record C{user} as they are now (C{None}: they left).
+        Forget the member whose nick has the key C{key} in C{rooms} (a room
+        left empty goes or expires: see L{scripts.LEAVE}), then record
+        C{user} as they are now (C{None}: they left).
         """
         link = self._link
         if not link.up:
             return
-        for room in rooms:
-            link.command("HDEL", link.key("who", room), key).addErrback(
-                logged("forgetting a member")
-            )
+        if user is not None:
+            # First, so that a room they stay in (under a new nick) is
+            # never seen empty.
+            self.register(user)
+        left = list(rooms)
+        if left:
+            link.eval(
+                scripts.LEAVE, [], [link.prefix, self.room_ttl(), key, *left]
+            ).addErrback(logged("forgetting a member"))
         if user is None or user.key != key:
             link.command("HDEL", link.key("users", self.node), key).addErrback(
                 logged("forgetting a user")
             )
-        if user is not None:
-            self.register(user)
 
     def who(self, room: str) -> Deferred[list[tuple[str, str]]]:
         """Every member of the room with key C{room}: (nick, door)."""
@@ -160,13 +171,19 @@ class Roster:
 
         return d.addCallback(members)
 
-    def rooms(self) -> Deferred[list[events.RoomInfo]]:
-        """Every room of the cluster, by name."""
-        d = self._link.eval(scripts.ROOMS, [], [self._link.prefix])
+    def rooms(
+        self, offset: int, count: int
+    ) -> Deferred[tuple[int, list[events.RoomInfo]]]:
+        """
+        C{count} rooms of the cluster from the C{offset}th on, by key, and
+        how many there are in all.
+        """
+        d = self._link.eval(scripts.ROOMS, [], [self._link.prefix, offset, count])
 
-        def listed(rows: list[Any]) -> list[events.RoomInfo]:
-            infos = [events.RoomInfo(str(n), int(c), t or None) for n, c, t in rows]
-            infos.sort(key=lambda r: room_key(r.name))
-            return infos
+        def listed(answer: list[Any]) -> tuple[int, list[events.RoomInfo]]:
+            total, rows = answer
+            return int(total), [
+                events.RoomInfo(str(n), int(c), t or None) for n, c, t in rows
+            ]
 
         return d.addCallback(listed)

@@ -8,18 +8,17 @@ message, claiming a nick, burying a dead node) is one script.
 
 #: Number, keep and publish a room message.  A message whose client tag was
 #: seen already (a client's retry reaching another node) is not said again:
-#: the script answers with the first one's id.
-#: KEYS: room hash, stream, tags hash, tags queue, rooms index.
+#: the script answers with the first one's id.  A room Redis does not have,
+#: or has from before it restarted (its C{run} is another), is never made
+#: here: the script answers {2} and the node records the room again (see
+#: C{ROOM}) before it tries once more, so that no id is handed out twice.
+#: KEYS: room hash, stream, tags hash, tags queue.
 #: ARGV: channel, messages kept, tag ("" for none), room name, message JSON
-#: (without id and epoch), epoch for a new room, room key.
+#: (without id and epoch), Redis's run.
 SAY = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[6]
-  redis.call('HSET', KEYS[1], 'name', ARGV[4], 'epoch', epoch,
-    'lineage', '[[' .. epoch .. ',1]]')
-  redis.call('HSET', KEYS[5], ARGV[7], ARGV[4])
-end
+local room = redis.call('HMGET', KEYS[1], 'epoch', 'run')
+local epoch = room[1]
+if not epoch or room[2] ~= ARGV[6] then return {2, 0, 0} end
 if ARGV[3] ~= '' then
   local prior = redis.call('HGET', KEYS[3], ARGV[3])
   if prior then return {0, tonumber(prior), epoch} end
@@ -40,26 +39,102 @@ return {1, id, epoch}
 """
 
 #: Make sure a room exists, as this node knows it; answer how it is.  A
-#: room Redis lost (a restart without persistence) is created again from
-#: this node's view, in the new epoch the node proposes.
-#: KEYS: room hash, rooms index.
-#: ARGV: name, key, epoch, lineage JSON, last id, topic, topic's author,
-#: and the last id this node had from the cluster: an existing room's
-#: counter is raised to it (after a restart, the node that created the room
-#: again may have seen fewer messages than another).
+#: room Redis lost (a restart without persistence), or kept from before a
+#: restart (which may have lost its latest ids), starts again in the new
+#: epoch the node proposes, after the highest id any node saw: an (epoch,
+#: id) never names two messages.  Recording a room also keeps it from
+#: expiring (see C{LEAVE}).
+#: KEYS: room hash, stream, tags hash, tags queue, room index.
+#: ARGV: name, key, fresh epoch, lineage JSON before it, last id, topic,
+#: topic's author, the last id this node had from the cluster, Redis's run.
 ROOM = """
-if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3]) == 1 then
-  redis.call('HSET', KEYS[1], 'name', ARGV[1], 'lineage', ARGV[4],
-    'last_id', ARGV[5])
+local run, seen = ARGV[9], tonumber(ARGV[8])
+local function extend(lineage, last)
+  local steps = cjson.decode(lineage == '' and '[]' or lineage)
+  local fresh = tonumber(ARGV[3])
+  if #steps > 0 then fresh = math.max(fresh, steps[#steps][1] + 1) end
+  fresh = string.format('%d', fresh)
+  local step = '[' .. fresh .. ',' .. string.format('%d', last + 1) .. ']'
+  if #steps == 0 then return '[' .. step .. ']', fresh end
+  return string.sub(lineage, 1, -2) .. ',' .. step .. ']', fresh
+end
+local had = redis.call('HMGET', KEYS[1], 'epoch', 'run', 'lineage', 'last_id')
+if not had[1] then
+  local last = math.max(tonumber(ARGV[5]), seen)
+  local lineage, epoch = extend(ARGV[4], last)
+  redis.call('HSET', KEYS[1], 'name', ARGV[1], 'epoch', epoch, 'run', run,
+    'lineage', lineage, 'last_id', last)
   if ARGV[6] ~= '' then
     redis.call('HSET', KEYS[1], 'topic', ARGV[6], 'topic_by', ARGV[7])
   end
-elseif tonumber(redis.call('HGET', KEYS[1], 'last_id') or '0') < tonumber(ARGV[8]) then
-  redis.call('HSET', KEYS[1], 'last_id', ARGV[8])
+elseif had[2] ~= run then
+  local last = math.max(tonumber(had[4] or '0'), seen)
+  local lineage, epoch = extend(had[3] or '', last)
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'run', run, 'lineage', lineage,
+    'last_id', last)
+  redis.call('DEL', KEYS[3], KEYS[4])
+elseif tonumber(had[4] or '0') < seen then
+  redis.call('HSET', KEYS[1], 'last_id', seen)
 end
-redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[1])
+for i = 1, 4 do redis.call('PERSIST', KEYS[i]) end
+redis.call('ZADD', KEYS[5], 0, ARGV[2])
 return redis.call('HMGET', KEYS[1], 'name', 'epoch', 'lineage', 'last_id',
   'topic', 'topic_by')
+"""
+
+_EMPTIED = """
+local function emptied(p, r, ttl)
+  if redis.call('EXISTS', p .. ':who:' .. r) == 1 then return end
+  local room = p .. ':room:' .. r
+  local parts = {room, room .. ':log', room .. ':tags', room .. ':tagq'}
+  if tonumber(redis.call('HGET', room, 'last_id') or '0') == 0 then
+    redis.call('DEL', unpack(parts))
+    redis.call('ZREM', p .. ':roomindex', r)
+  elseif ttl > 0 then
+    for _, k in ipairs(parts) do redis.call('EXPIRE', k, ttl) end
+  end
+end
+"""
+"""
+Lua for L{LEAVE} and L{HEARTBEAT}: a room nobody is in any more anywhere
+is deleted at once when nothing was said there, or else left to expire
+after C{[history] room_ttl} (recording the room or a member joining it
+keeps it again; see L{ROOM} and L{MEMBER}).  The room index drops an
+expired room when C{/rooms} comes across it (L{ROOMS}).
+"""
+
+#: A member of this node leaves rooms (see L{_EMPTIED}).
+#: ARGV: prefix, room_ttl (s), the member's nick key, then room keys.
+LEAVE = (
+    _EMPTIED
+    + """
+local p, ttl, member = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+for i = 4, #ARGV do
+  redis.call('HDEL', p .. ':who:' .. ARGV[i], member)
+  emptied(p, ARGV[i], ttl)
+end
+return 0
+"""
+)
+
+#: A member of this node is in rooms: record them in each, and keep each
+#: room from expiring.  Answers the rooms Redis does not have (deleted
+#: when they emptied as the member joined, or lost in a restart): the node
+#: records them again.
+#: ARGV: prefix, the member's nick key, what C{who} keeps of them, then
+#: room keys.
+MEMBER = """
+local p, member, entry = ARGV[1], ARGV[2], ARGV[3]
+local missing = {}
+for i = 4, #ARGV do
+  local room = p .. ':room:' .. ARGV[i]
+  redis.call('HSET', p .. ':who:' .. ARGV[i], member, entry)
+  for _, k in ipairs({room, room .. ':log', room .. ':tags', room .. ':tagq'}) do
+    redis.call('PERSIST', k)
+  end
+  if redis.call('EXISTS', room) == 0 then table.insert(missing, ARGV[i]) end
+end
+return missing
 """
 
 #: Claim a nick.  Answers {1, ""} when claimed (or already this owner's),
@@ -91,19 +166,22 @@ return 0
 #: A node's heartbeat: note it is alive, renew its users' nick claims
 #: (claiming again those Redis forgot), and bury nodes silent too long:
 #: their users are taken out of every room and their nicks freed.
-#: ARGV: prefix, node, node timeout (ms), nick expiry (ms), then
-#: (nick key, owner) pairs.
+#: ARGV: prefix, node, node timeout (ms), nick expiry (ms), room_ttl (s),
+#: then (nick key, owner) pairs.  The rooms the buried users leave empty
+#: go as L{_EMPTIED} says.
 #: Answers {nicks this node lost to others, whether this node had been
 #: buried (it was cut off too long), the buried nodes' users as JSON
 #: [nick, door, room keys, owner]}.
-HEARTBEAT = """
-local p, node = ARGV[1], ARGV[2]
+HEARTBEAT = (
+    _EMPTIED
+    + """
+local p, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', p .. ':nodes', now, node)
 local was_buried = redis.call('DEL', p .. ':buried:' .. node)
 local lost = {}
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local key = p .. ':nick:' .. ARGV[i]
   local v = redis.call('GET', key)
   if not v or v == ARGV[i + 1] then
@@ -123,6 +201,7 @@ for _, name in ipairs(old) do
     local u = cjson.decode(users[j + 1])
     for _, r in ipairs(u[3]) do
       redis.call('HDEL', p .. ':who:' .. r, users[j])
+      emptied(p, r, ttl)
     end
     local nk = p .. ':nick:' .. users[j]
     if redis.call('GET', nk) == u[4] then redis.call('DEL', nk) end
@@ -133,6 +212,7 @@ for _, name in ipairs(old) do
 end
 return {lost, was_buried, buried}
 """
+)
 
 #: Who has a nick: {node, nick as they spell it}, or nil.
 #: KEYS: the nick's key.  ARGV: prefix, nick key.
@@ -145,15 +225,28 @@ if not user then return {node, ''} end
 return {node, cjson.decode(user)[1]}
 """
 
-#: Every room, with its member count and topic: C{/rooms}.
+#: One page of the rooms, by key, with their member counts and topics:
+#: C{/rooms}.  Costs the page, not the number of rooms; rooms that expired
+#: meanwhile are dropped from the index as they are come across.
+#: ARGV: prefix, offset, count.
+#: Answers {rooms in all, {{name, members, topic}, ...}}.
 ROOMS = """
-local p = ARGV[1]
-local rooms = redis.call('HGETALL', p .. ':rooms')
-local out = {}
-for i = 1, #rooms, 2 do
-  local topic = redis.call('HGET', p .. ':room:' .. rooms[i], 'topic')
-  table.insert(out, {rooms[i + 1], redis.call('HLEN', p .. ':who:' .. rooms[i]),
-    topic or ''})
+local p, offset, count = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local index = p .. ':roomindex'
+local out, dropped = {}, 0
+while #out < count and dropped < 1000 do
+  local keys = redis.call('ZRANGE', index, offset + #out, offset + count - 1)
+  if #keys == 0 then break end
+  for _, r in ipairs(keys) do
+    local room = redis.call('HMGET', p .. ':room:' .. r, 'name', 'topic')
+    if room[1] then
+      table.insert(out, {room[1], redis.call('HLEN', p .. ':who:' .. r),
+        room[2] or ''})
+    else
+      redis.call('ZREM', index, r)
+      dropped = dropped + 1
+    end
+  end
 end
-return out
+return {redis.call('ZCARD', index), out}
 """

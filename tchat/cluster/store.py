@@ -41,6 +41,13 @@ class RedisStore:
             f"prefix {link.prefix!r})"
         )
 
+    def health(self) -> str | None:
+        """
+        @return: C{None}: whether Redis can be reached is the backplane's
+            C{cluster} check.
+        """
+        return None
+
     def reconfigure(self, config: HistoryConfig) -> None:
         self.keep = config.keep
         self.resume_ttl = config.resume_ttl
@@ -50,42 +57,11 @@ class RedisStore:
         # Redis (see RedisBackplane.start), not before.
         return succeed(Loaded())
 
-    async def load_all(self) -> Loaded:
-        """Every room (without its messages) and ban Redis has."""
+    async def bans(self) -> list[Ban]:
+        """Every ban the cluster keeps."""
         link = self._link
-        loaded = Loaded()
-        flat = await link.command("HGETALL", link.key("rooms"))
-        for key in flat[::2]:
-            row = await link.command(
-                "HMGET",
-                link.key("room", key),
-                "name",
-                "epoch",
-                "lineage",
-                "last_id",
-                "topic",
-                "topic_by",
-            )
-            name, epoch, lineage, last_id, topic, topic_by = row
-            if not name or not epoch:
-                continue
-            last = int(last_id or 0)
-            loaded.rooms.append(
-                RoomRecord(
-                    key,
-                    name,
-                    int(epoch),
-                    [tuple(x) for x in json.loads(lineage or "[]")],
-                    last,
-                    max(last - self.keep, 0),
-                    topic or None,
-                    topic_by or None,
-                )
-            )
-        bans = await link.command("HGETALL", link.key("bans"))
-        for raw in bans[1::2]:
-            loaded.bans.append(Ban(**json.loads(raw)))
-        return loaded
+        flat = await link.command("HGETALL", link.key("bans"))
+        return [Ban(**json.loads(raw)) for raw in flat[1::2]]
 
     def save_room(self, room: RoomRecord) -> None:
         link = self._link
@@ -96,7 +72,7 @@ class RedisStore:
         link.command("HSET", link.key("room", room.key), *args).addErrback(
             logged("saving a room")
         )
-        link.command("HSETNX", link.key("rooms"), room.key, room.name).addErrback(
+        link.command("ZADD", link.key("roomindex"), 0, room.key).addErrback(
             logged("saving a room")
         )
 
@@ -171,6 +147,18 @@ class RedisStore:
             return found if found.saved >= oldest else None
 
         return link.command("GET", link.key("session", code)).addCallback(parsed)
+
+    def delete_room(self, key: str) -> None:
+        # The cluster's scripts delete or expire a room once nobody is in
+        # it on any node (scripts.LEAVE).
+        return None
+
+    def delete_session(self, code: str) -> None:
+        link = self._link
+        if link.up:
+            link.command("DEL", link.key("session", code)).addErrback(
+                logged("forgetting a resume code")
+            )
 
     def save_ban(self, ban: Ban) -> None:
         link = self._link

@@ -82,8 +82,12 @@ def message_fields(message: events.RoomMessage) -> dict[str, Any]:
     }
 
 
-def draft_fields(sender: User, draft: Draft) -> dict[str, Any]:
-    """What L{message_fields} gives for C{sender}'s C{draft}, once numbered."""
+def draft_fields(sender: User, draft: Draft, stamp: str) -> dict[str, Any]:
+    """
+    What L{message_fields} gives for C{sender}'s C{draft}, once numbered,
+    and the sending node's C{stamp} on it (C{s}), by which that node knows
+    its message when its outcome was in doubt (see L{tchat.cluster.outbox}).
+    """
     return {
         "ts": draft.ts,
         "nick": sender.nick,
@@ -92,6 +96,7 @@ def draft_fields(sender: User, draft: Draft) -> dict[str, Any]:
         "text": draft.text,
         "action": draft.action,
         "client_id": draft.client_id,
+        "s": stamp,
     }
 
 
@@ -127,6 +132,12 @@ class Said:
     id: int
     epoch: int
     fields: dict[str, Any]
+
+    @property
+    def stamp(self) -> str | None:
+        """The sending node's stamp on it (see L{draft_fields})."""
+        stamp = self.fields.get("s")
+        return stamp if isinstance(stamp, str) else None
 
     def message(self, name: str) -> events.RoomMessage:
         """The message, in the room called C{name} here."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import FailTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
@@ -278,6 +280,38 @@ class RedisServer:
         if not await process.wait_ended(10.0):
             raise FailTest("redis-server did not end after SIGKILL")
 
+    def freeze(self) -> None:
+        """
+        Stop it with SIGSTOP, as a stuck host or a swapping Redis is: its
+        sockets stay open and nothing answers.
+        """
+        assert self.process is not None and not self.process.has_ended
+        self.process.signal_process(signal.SIGSTOP)  # type: ignore[arg-type]
+        self._testcase.addCleanup(self.thaw)
+
+    def thaw(self) -> None:
+        """Let it go on (SIGCONT) after L{freeze}."""
+        if self.process is not None:
+            self.process.signal_process(signal.SIGCONT)  # type: ignore[arg-type]
+
+    async def command(self, *args: str) -> Any:
+        """
+        Run one command on it (the test's own connection, not a node's)
+        and return the decoded answer: a string, an integer, a list or
+        C{None}.
+        """
+
+        def run() -> Any:
+            with socket.create_connection((LOOPBACK, self.port), timeout=5) as s:
+                request = f"*{len(args)}\r\n" + "".join(
+                    f"${len(a.encode())}\r\n{a}\r\n" for a in args
+                )
+                s.sendall(request.encode())
+                reader = s.makefile("rb")
+                return _reply(reader)
+
+        return await deferToThread(run)
+
     async def restart(self) -> None:
         """
         Start it again on the same port (after L{kill}), empty.
@@ -288,6 +322,24 @@ class RedisServer:
 
     async def _stop(self, process: ProcessOutput) -> None:
         await process.stop(grace=5.0)
+
+
+def _reply(reader: Any) -> Any:
+    """One RESP reply, decoded."""
+    line = reader.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:].decode()
+    if kind in (b"+", b"-"):
+        return rest
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        if rest == "-1":
+            return None
+        data = reader.read(int(rest) + 2)
+        return data[:-2].decode()
+    if kind == b"*":
+        return None if rest == "-1" else [_reply(reader) for _ in range(int(rest))]
+    raise FailTest(f"not a Redis reply: {line!r}")
 
 
 def node_ini(redis: RedisServer, node: str, extra: str = "") -> str:

@@ -1,0 +1,235 @@
+# -*- test-case-name: tests.test_cluster -*-
+"""
+L{Outbox}: this node's room messages on their way through Redis, until
+each is known to be said or not.
+
+A message is said by the C{SAY} script, which numbers, keeps and
+publishes it at once.  Its answer may never come back (Redis stalled, or
+the connection broke with the script sent): then the message may or may not
+have been said, and the node must neither call it failed (its sender would
+say it twice) nor drop it.  Every message carries a stamp of this node's
+(see L{tchat.cluster.wire.draft_fields}); one in doubt is settled when its
+stamp comes back on the bus, or else once Redis answers again, by looking
+for the stamp in the room's stream: found, it was said (and the node's
+catch-up shows it); not found, it is sent again.
+
+When Redis does not have the room as this node knew it (Redis restarted),
+the script says so instead of numbering the message in a room it would
+have to make up; the node records the room again and sends the message
+once more (L{tchat.cluster.ledger.Ledger.record}).
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from txredisapi import ResponseError  # type: ignore[import-untyped]
+
+from tchat.cluster import scripts
+from tchat.cluster.ledger import Ledger, Position
+from tchat.cluster.redis import ClusterDownError, RedisLink, dumps
+from tchat.cluster.wire import Said, draft_fields, message_from
+from tchat.model import Directory, Room, User
+from tchat.seam import Audience, Draft, IHubInbox, NotKeptError, UnconfirmedError
+
+_log = Logger()
+
+TRIES = 3
+"""How often a message is sent for a room Redis does not have, at most."""
+
+
+@dataclass
+class Sending:
+    """
+    One message on its way: who said what where, the fields it is sent
+    with (its stamp among them), and where the room stood when it was sent.
+    """
+
+    sender: User
+    room: Room
+    draft: Draft
+    fields: dict[str, Any]
+    after: Position
+    tries: int = field(default=0)
+
+    @property
+    def stamp(self) -> str:
+        stamp: str = self.fields["s"]
+        return stamp
+
+
+class Outbox:
+    """
+    This node's room messages whose fate is not known yet.
+
+    @ivar sending: The messages sent and not yet answered (by Redis, or by
+        their coming back on the bus), by stamp.
+    @ivar unsure: Those of them whose answer is known never to come.
+    """
+
+    def __init__(
+        self,
+        link: RedisLink,
+        ledger: Ledger,
+        hub: Callable[[], tuple[IHubInbox, Directory]],
+    ) -> None:
+        self._link = link
+        self._ledger = ledger
+        self._hub = hub
+        self._sent = 0
+        self.sending: dict[str, Sending] = {}
+        self.unsure: dict[str, Sending] = {}
+
+    def say(self, sender: User, room: Room, draft: Draft) -> None:
+        """Send C{sender}'s C{draft} to C{room}, through Redis."""
+        self._sent += 1
+        stamp = f"{self._link.node}/{self._sent}"
+        sending = Sending(
+            sender,
+            room,
+            draft,
+            draft_fields(sender, draft, stamp),
+            self._ledger.position(room),
+        )
+        self.sending[stamp] = sending
+        self._send(sending)
+
+    def _send(self, sending: Sending) -> None:
+        inbox, directory = self._hub()
+        link, room, tag = self._link, sending.room, sending.draft.client_id
+        base = link.key("room", room.key)
+        sending.tries += 1
+        d = link.eval(
+            scripts.SAY,
+            [base, f"{base}:log", f"{base}:tags", f"{base}:tagq"],
+            [
+                link.channel,
+                directory.settings.history.keep,
+                tag or "",
+                room.name,
+                dumps(sending.fields),
+                link.run,
+            ],
+        )
+
+        def said(result: list[Any]) -> Deferred[None] | None:
+            outcome = int(result[0])
+            if outcome == 2:
+                return self._room_unknown(sending)
+            self.sending.pop(sending.stamp, None)
+            if not outcome and tag is not None:
+                inbox.repeated(sending.sender, room, tag, int(result[1]))
+            return None
+
+        d.addCallbacks(said, lambda why: self._failed(sending, why))
+
+    def _room_unknown(self, sending: Sending) -> Deferred[None] | None:
+        """
+        Redis does not have the room as this node knew it: record it again,
+        then send once more.
+        """
+        room = sending.room
+        if sending.tries >= TRIES:
+            self._unsaid(sending, NotKeptError(f"Redis keeps losing {room.name}"))
+            return None
+        self._ledger.forget(room)
+
+        def again(_: object) -> None:
+            sending.after = self._ledger.position(room)
+            self._send(sending)
+
+        recorded = self._ledger.record(room)
+        return recorded.addCallbacks(again, lambda why: self._failed(sending, why))
+
+    def _failed(self, sending: Sending, why: Failure) -> None:
+        if sending.stamp not in self.sending:
+            return  # it came back on the bus meanwhile: said
+        if why.check(ClusterDownError, ResponseError):
+            # Never sent, or refused by Redis: nobody was shown it.
+            self._unsaid(sending, why)
+            return
+        # Sent, but no answer came: it may have been said.  Settled when
+        # its stamp comes back, or once Redis answers again (settle).
+        _log.warn(
+            "cluster: no answer for a message of {nick} in {room} ({why}): "
+            "it is checked once Redis answers",
+            nick=sending.sender.nick,
+            room=sending.room.name,
+            why=why.value,
+        )
+        self.unsure[sending.stamp] = sending
+
+    def _unsaid(self, sending: Sending, why: Failure | Exception) -> None:
+        self.sending.pop(sending.stamp, None)
+        _log.warn(
+            "cluster: a message of {nick} in {room} was not sent: {why}",
+            nick=sending.sender.nick,
+            room=sending.room.name,
+            why=why.value if isinstance(why, Failure) else why,
+        )
+        inbox, _ = self._hub()
+        failure = why if isinstance(why, Failure) else Failure(why)
+        inbox.unsaid(sending.sender, sending.draft, failure)
+
+    def arrived(self, said: Said) -> None:
+        """A message came back on the bus: it was said."""
+        stamp = said.stamp
+        if stamp is not None and self.sending:
+            self.sending.pop(stamp, None)
+            self.unsure.pop(stamp, None)
+
+    async def settle(self) -> None:
+        """
+        Redis answers again: find out which messages in doubt were said
+        (their stamp is in their room's stream), and send the others again.
+        A message whose room moved on past what Redis keeps cannot be told:
+        its sender is told so rather than shown it twice.
+        """
+        unsure, self.unsure = self.unsure, {}
+        by_room: dict[str, list[Sending]] = {}
+        for sending in unsure.values():
+            by_room.setdefault(sending.room.key, []).append(sending)
+        link, (_, directory) = self._link, self._hub()
+        keep = directory.settings.history.keep
+        for key, sendings in by_room.items():
+            low = min(s.after[1] for s in sendings) + 1
+            stream = link.key("room", key, "log")
+            entries = await link.command(
+                "XRANGE", stream, f"{low}-0", "+", "COUNT", keep
+            )
+            said: dict[str, Any] = {}
+            first = None
+            for entry_id, flat in entries:
+                id = int(entry_id.partition("-")[0])
+                if first is None:
+                    first = id
+                entry = dict(zip(flat[::2], flat[1::2], strict=False))
+                fields = json.loads(entry["m"])
+                if fields.get("s") in unsure:
+                    said[fields["s"]] = (id, int(entry["e"]), fields)
+            for sending in sendings:
+                found = said.get(sending.stamp)
+                if found is not None:
+                    # Said: the catch-up showed it to the room; the sender
+                    # gets their own copy too, which acknowledges it.
+                    self.sending.pop(sending.stamp, None)
+                    self._confirm(sending, *found)
+                    continue
+                if first is not None and first > sending.after[1] + 1:
+                    self._unsaid(sending, UnconfirmedError(sending.room.name))
+                    continue
+                sending.tries = 0
+                self._send(sending)
+
+    def _confirm(
+        self, sending: Sending, id: int, epoch: int, fields: dict[str, Any]
+    ) -> None:
+        sender = sending.sender
+        if sender.connected and sending.draft.client_id is not None:
+            inbox, _ = self._hub()
+            copy = message_from(sending.room.name, id, epoch, fields)
+            inbox.event(copy, Audience(users=(sender,)))
