@@ -528,6 +528,27 @@ class OperationsRenderTests(SynchronousTestCase):
             encode(said, ()), b"[14:03] *** Announcement from alice: back at noon\r\n"
         )
 
+    def test_rooms_paged(self) -> None:
+        """
+        A page of C{/rooms} says which page of how many, how many rooms
+        there are, and which command shows the next (the first, after the
+        last); a list that fits one page says nothing of pages.
+        """
+        rooms = (events.RoomInfo("#a", 1, None), events.RoomInfo("#b", 2, "x"))
+        self.assertEqual(
+            encode(events.RoomList(rooms, 2, 3, 250), ()),
+            b"*** Rooms (page 2 of 3, 250 in all; /rooms 3 for the next):\r\n"
+            b"  #a  1 user\r\n  #b  2 users  x\r\n",
+        )
+        self.assertTrue(
+            encode(events.RoomList(rooms, 3, 3, 250), ()).startswith(
+                b"*** Rooms (page 3 of 3, 250 in all; /rooms 1 for the next):"
+            )
+        )
+        self.assertTrue(
+            encode(events.RoomList(rooms), ()).startswith(b"*** Rooms:\r\n")
+        )
+
     def test_listing_and_shutdown(self) -> None:
         """
         A listing is a title and indented lines; a stop says what to do.
