@@ -671,11 +671,13 @@ class _TelnetTransport(TelnetTransport):
         """
         Close after writing what is queued.
 
-        @param drain: Close only our side, and read (and ignore) what the
-            client still sends until it closes too or a few seconds pass:
-            for a client sent off while still sending (a flooder), since
-            closing a socket with unread input sends a reset, which makes
-            the client's kernel throw away the goodbye it has not read.
+        @param drain: Close only our side, read nothing more, and cut the
+            connection a few seconds later: for a client sent off while
+            still sending (a flooder).  It has that long to read its
+            goodbye before the cut (a close with its input unread is a
+            reset, which makes the client's kernel throw away what it has
+            not read); its input costs nothing meanwhile, not even reading
+            it, since the kernel's window stops it.
         """
         # TelnetTransport leaves "disconnecting" False for good, so the line
         # parser would go on running lines that arrived after /quit.
@@ -699,6 +701,7 @@ class _TelnetTransport(TelnetTransport):
             tcp.loseConnection()
             return
         tcp.loseWriteConnection()
+        tcp.pauseProducing()
         self._cut = self._clock.callLater(GOODBYE_DRAIN, tcp.abortConnection)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

@@ -503,6 +503,13 @@ class WebChatProtocol(WebSocketServerProtocol):
         # protocol's own; send the frame as Autobahn does for its own
         # closes.  A close reason must fit a control frame (123 bytes).
         self.sendCloseFrame(code, encode_truncate(text, 123), isReply=False)
+        pause = getattr(self.transport, "pauseProducing", None)
+        if code == 1008 and pause is not None:
+            # What a client sent off still sends is not worth parsing (a
+            # ping flooder's frames would keep a core busy for the whole
+            # handshake timeout): read nothing more; the kernel's window
+            # stops it, and the timeout cuts the connection.
+            pause()
 
     def abort(self) -> None:
         self.dropConnection(abort=True)

@@ -14,7 +14,9 @@ from tchat import events, telnet
 from tchat.config import LimitsConfig, ServerConfig
 from tchat.events import Renderings
 from tchat.hub import ChatFactory
+from tchat.output import GOODBYE_DRAIN
 from tchat.telnet import NEGOTIATION_FLOOD, NEGOTIATION_MOST, TelnetFactory, encode
+from tests.support import TCPStringTransport
 from tests.support import TelnetClient as Client
 
 IAC, DO, DONT, WILL, WONT = b"\xff", b"\xfd", b"\xfe", b"\xfb", b"\xfc"
@@ -233,6 +235,31 @@ class NegotiationTests(TelnetTestCase):
         )
         alice.send(b"still here?\r\n")
         self.assertEqual(bob.lines(), [], "nothing more is read from it")
+
+    def test_sent_off_reads_nothing_more(self) -> None:
+        """
+        A client sent off for flooding gets its goodbye, our side closes,
+        and nothing more is read from it (its input would cost a core to
+        read at loopback speed); it is cut a few seconds later.
+        """
+
+        class Socket(TCPStringTransport):
+            socket = object()
+            write_closed = False
+
+            def loseWriteConnection(self) -> None:
+                self.write_closed = True
+
+        protocol = self.factory.buildProtocol(None)
+        tcp = Socket()
+        protocol.makeConnection(tcp)
+        tcp.clear()
+        protocol.dataReceived((IAC + DO + TTYPE) * (NEGOTIATION_MOST + 1))
+        self.assertTrue(tcp.value().endswith(f"({NEGOTIATION_FLOOD})\r\n".encode()))
+        self.assertEqual((tcp.write_closed, tcp.producerState), (True, "paused"))
+        self.assertFalse(tcp.disconnecting)
+        self.clock.advance(GOODBYE_DRAIN)
+        self.assertTrue(tcp.disconnecting)
 
     def test_commands_and_subnegotiation_consumed(self) -> None:
         """

@@ -271,7 +271,11 @@ class ClosingTests(WebTestCase):
         carol, carol_server, carol_pump = self.connect(nick="carol")
         self.pumps.remove(pump)
         self.pumps.remove(carol_pump)
+        paused: list[bool] = []
+        server.transport.pauseProducing = lambda: paused.append(True)
         server.close("flooding", "policy")
+        # What it still sends is not read, let alone parsed.
+        self.assertEqual(paused, [True])
         carol_server.close("flooding", "policy")
         for _ in range(3):
             self.clock.advance(1)

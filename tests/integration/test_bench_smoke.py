@@ -4,6 +4,11 @@ through both doors of a real C{twistd -n tchat} running the benchmark
 configuration, must deliver every message exactly once and in order.
 It fails on loss, duplicates or reordering, never on timing: speed is
 measured by C{bench/matrix.py}, not asserted by tests.
+
+Short runs of the sieges (C{bench/siege.py}, C{bench/siege_cluster.py})
+must pass their own checks: the honest users' delivery complete under
+every attack at once, and every line accounted for while Redis is killed
+and frozen under two nodes.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import FailTest, TestCase
 
+from tests.integration.cluster import redis_server_path
 from tests.integration.server import async_test, start_server
 from tests.support import require
 
@@ -111,3 +118,98 @@ class BenchSmokeTests(TestCase):
                 *("--seconds", "2", *common),
             )
             self.check_exact(saturated)
+
+
+def run_bench(script: str, *args: str, timeout: float = 90) -> dict[str, Any]:
+    """
+    Run C{bench/SCRIPT} with this interpreter and return the JSON line it
+    prints last.  On a timeout it gets SIGTERM (so that it stops the
+    servers it started, by their PIDs), then SIGKILL.
+
+    @raise FailTest: It exited with a status other than 0, or printed no
+        JSON line.
+    """
+    argv = [sys.executable, str(BENCH / script), *args]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            try:
+                out, err = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                out, err = process.communicate()
+            raise FailTest(f"{script} ran over {timeout} s:\n{err[-3000:]}") from None
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if not lines:
+        raise FailTest(f"{script} printed no JSON (exit {process.returncode}):\n{err}")
+    report: dict[str, Any] = json.loads(lines[-1])
+    if process.returncode != 0:
+        raise FailTest(f"{script} exited {process.returncode}:\n{err[-3000:]}")
+    return report
+
+
+class SiegeSmokeTests(TestCase):
+    """
+    Short runs of the two sieges, each under 40 s, checked by their own
+    pass/fail checks.
+    """
+
+    timeout = 150
+
+    @async_test
+    async def test_siege(self) -> None:
+        """
+        Ten seconds of every attack at once (IAC and ping floods, resume
+        and C{/rooms} amplification, look-alike nicks, slow readers,
+        stalled TLS handshakes) beside 16 honest users: every honest
+        message reaches every other member of its room once, in order
+        (100%), no look-alike nick is taken, and each attack met the
+        server (the floods were sent off for flooding).
+        """
+        report = await deferToThread(
+            run_bench,
+            "siege.py",
+            *("--seconds", "10", "--honest", "16", "--scale", "0.3"),
+            *("--drain", "3", "--settle", "2"),
+        )
+        honest = report["honest"]
+        self.assertEqual(
+            (honest["joined"], honest["delivery_pct"], honest["complete"]),
+            (16, 100.0, True),
+            honest,
+        )
+        self.assertGreater(honest["expected_deliveries"], 0, honest)
+        self.assertTrue(all(report["checks"].values()), report["checks"])
+        attacks = report["attacks"]
+        for flood in ("iac_flood", "ping_flood"):
+            self.assertTrue(
+                any("flooding" in why for why in attacks[flood]["outcomes"]),
+                attacks[flood],
+            )
+        self.assertGreater(attacks["lookalike_nicks"]["attempts"], 0)
+        self.assertGreater(attacks["resume_flood"]["frames"], 0)
+        self.assertGreater(attacks["rooms"]["answers"], 0)
+        self.assertGreater(attacks["stalled_tls"]["connections"], 0)
+
+    @async_test
+    async def test_siege_cluster(self) -> None:
+        """
+        Two nodes and four web users on each, Redis killed and started
+        again empty, then frozen for 4 s, under traffic: every line has
+        exactly one outcome, nobody sees a line twice, no (room, epoch,
+        id) names two lines, and no refused line was shown.
+        """
+        redis = redis_server_path()
+        report = await deferToThread(
+            run_bench,
+            "siege_cluster.py",
+            *("--seconds", "10", "--users", "4", "--kill-at", "2"),
+            *("--freeze", "4", "--after", "2", "--redis-server", redis),
+        )
+        self.assertTrue(all(report["checks"].values()), report["checks"])
+        self.assertGreater(report["acked"], 0, report)
+        self.assertEqual(report["lines_sent"], report["acked"] + report["refused"])
