@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from tchat import events
 from tchat.history import HistoryStore, StorageError
-from tchat.model import Directory, Room, User
+from tchat.model import Directory, Room, User, member
 from tchat.seam import (
     Audience,
     Draft,
@@ -143,7 +143,9 @@ class LocalBackplane:
     def left(self, user: User) -> None:
         pass
 
-    def claim(self, user: User, nick: str, takeover: bool = False) -> Deferred[bool]:
+    def claim(
+        self, user: User, nick: str, takeover: bool = False, force: bool = False
+    ) -> Deferred[bool]:
         return succeed(True)
 
     def release(self, user: User, nick: str) -> None:
@@ -166,8 +168,11 @@ class LocalBackplane:
             )
         )
 
-    def members(self, room: Room) -> Deferred[Listing[tuple[str, str]]]:
-        return succeed(Listing(tuple((m.nick, m.door) for m in room.members)))
+    def members(self, room: Room) -> Deferred[Listing[events.Member]]:
+        return succeed(Listing(tuple(map(member, room.members))))
+
+    def updated(self, user: User) -> None:
+        pass
 
     def ban_ids(self, count: int, above: int) -> Deferred[list[int]]:
         # Never the number of a ban lifted since start: "/unban 3" must not

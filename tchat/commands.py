@@ -167,6 +167,102 @@ class Oper:
 
 
 @dataclass(frozen=True)
+class Register:
+    """C{/register PASSWORD}: register the current nick as an account."""
+
+    password: str
+
+    def __repr__(self) -> str:
+        return "Register(password=<hidden>)"
+
+
+@dataclass(frozen=True)
+class Login:
+    """
+    C{/login NICK PASSWORD} (C{/identify [NICK] PASSWORD}): log in to an
+    account and take its nick.  C{name} is C{None} for the current nick.
+    """
+
+    name: str | None
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Login(name={self.name!r}, password=<hidden>)"
+
+
+@dataclass(frozen=True)
+class TokenLogin:
+    """The page logs in again with the login token it was given."""
+
+    token: str
+
+    def __repr__(self) -> str:
+        return "TokenLogin(token=<hidden>)"
+
+
+@dataclass(frozen=True)
+class Logout:
+    """C{/logout}."""
+
+
+@dataclass(frozen=True)
+class Password:
+    """C{/password OLD NEW}."""
+
+    old: str
+    new: str
+
+    def __repr__(self) -> str:
+        return "Password(old=<hidden>, new=<hidden>)"
+
+
+@dataclass(frozen=True)
+class Unregister:
+    """C{/unregister PASSWORD}: delete the account and all kept for it."""
+
+    password: str
+
+    def __repr__(self) -> str:
+        return "Unregister(password=<hidden>)"
+
+
+@dataclass(frozen=True)
+class ShowAccount:
+    """C{/account}: what the server keeps about you."""
+
+
+@dataclass(frozen=True)
+class Away:
+    """C{/away [message]}."""
+
+    text: str | None
+
+
+@dataclass(frozen=True)
+class Back:
+    """C{/back}."""
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """C{/ignore [NICK]}: C{None} lists whom you ignore."""
+
+    nick: str | None
+
+
+@dataclass(frozen=True)
+class Unignore:
+    """C{/unignore NICK}."""
+
+    nick: str
+
+
+@dataclass(frozen=True)
+class ShowMentions:
+    """C{/mentions}."""
+
+
+@dataclass(frozen=True)
 class Kick:
     """C{/kick NICK [reason]}."""
 
@@ -263,6 +359,18 @@ Command = (
     | Announce
     | SetMotd
     | Rehash
+    | Register
+    | Login
+    | TokenLogin
+    | Logout
+    | Password
+    | Unregister
+    | ShowAccount
+    | Away
+    | Back
+    | Ignore
+    | Unignore
+    | ShowMentions
 )
 
 OPERATOR_COMMANDS = (
@@ -332,6 +440,35 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec("motd", "/motd", "show the message of the day"),
     CommandSpec("stats", "/stats", "users, rooms, uptime and message rates"),
+    CommandSpec(
+        "register",
+        "/register PASSWORD",
+        "register your nick, so nobody else can take it (8 characters or more)",
+    ),
+    CommandSpec(
+        "login",
+        "/login NICK PASSWORD",
+        "log in to your registered nick (also /identify)",
+    ),
+    CommandSpec("logout", "/logout", "log out of your account"),
+    CommandSpec("password", "/password OLD NEW", "change your account's password"),
+    CommandSpec(
+        "unregister",
+        "/unregister PASSWORD",
+        "delete your account and everything kept for it",
+    ),
+    CommandSpec("account", "/account", "show what the server keeps about you"),
+    CommandSpec(
+        "mentions", "/mentions", "show the lines that named you while you were away"
+    ),
+    CommandSpec("away", "/away [message]", "tell those who write to you you're away"),
+    CommandSpec("back", "/back", "you are back"),
+    CommandSpec(
+        "ignore",
+        "/ignore [NICK]",
+        "hide a user's room lines and private messages (none: list)",
+    ),
+    CommandSpec("unignore", "/unignore NICK", "see a user you ignored again"),
     CommandSpec("oper", "/oper NAME PASSWORD", "log in as an operator"),
     CommandSpec("help", "/help", "list the commands"),
     CommandSpec("quit", "/quit [reason]", "leave the chat"),
@@ -375,6 +512,7 @@ _ALIASES = {
     "exit": "quit",
     "m": "msg",
     "query": "msg",
+    "identify": "login",
 }
 
 MAX_TEXT = 4096
@@ -390,6 +528,10 @@ _NO_ARGUMENTS: dict[str, Command] = {
     "stats": ShowStats(),
     "bans": ListBans(),
     "rehash": Rehash(),
+    "logout": Logout(),
+    "account": ShowAccount(),
+    "mentions": ShowMentions(),
+    "back": Back(),
 }
 
 _DURATION = re.compile(r"(\d{1,7})([smhdw])", re.IGNORECASE)
@@ -471,7 +613,16 @@ def _parse_command(name: str, args: str) -> Command:
                     "bad-arguments", f"/rooms: the page must be 1 to {MAX_ROOMS_PAGES}"
                 )
             return Rooms(page)
-        case "help" | "stats" | "bans" | "rehash":
+        case (
+            "help"
+            | "stats"
+            | "bans"
+            | "rehash"
+            | "logout"
+            | "account"
+            | "mentions"
+            | "back"
+        ):
             if words:
                 raise _usage(name)
             return _NO_ARGUMENTS[name]
@@ -489,6 +640,37 @@ def _parse_command(name: str, args: str) -> Command:
             if not account or not password.strip():
                 raise _usage(name)
             return Oper(account, password.strip())
+        case "register" | "unregister":
+            # The password is everything after the command, spaces and all.
+            if not args:
+                raise _usage(name)
+            return Register(args) if name == "register" else Unregister(args)
+        case "login":
+            if not words:
+                raise _usage(name)
+            if len(words) == 1:
+                # /identify PASSWORD: the current nick's account.
+                return Login(None, args)
+            nick, _, password = args.partition(" ")
+            return Login(nick, password.strip())
+        case "password":
+            if len(words) != 2:
+                raise CommandError(
+                    "bad-arguments",
+                    "usage: /password OLD NEW (passwords without spaces here; "
+                    "the page's account panel takes any)",
+                )
+            return Password(words[0], words[1])
+        case "away":
+            return Away(_text(name, args) if args else None)
+        case "ignore":
+            if len(words) > 1:
+                raise _usage(name)
+            return Ignore(words[0] if words else None)
+        case "unignore":
+            if len(words) != 1:
+                raise _usage(name)
+            return Unignore(words[0])
         case "kick":
             nick, _, reason = args.partition(" ")
             if not nick:
@@ -605,6 +787,9 @@ _MAXIMA = {
     "code": ("the code", MAX_NAME),
     "client_id": ("the client_id", MAX_NAME),
     "password": ("the password", MAX_PASSWORD),
+    "old": ("the old password", MAX_PASSWORD),
+    "new": ("the new password", MAX_PASSWORD),
+    "token": ("the login token", MAX_NAME * 2),
 }
 """The maximum of every string a command carries, by field name, with what
 the user calls it."""

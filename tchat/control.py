@@ -393,7 +393,9 @@ class Reloader:
         if old.operators != new.operators:
             changed.append("[operators]")
         # Keys that need a restart keep their old values meanwhile.
-        self._hub.reconfigure(new.server, new.history, new.operators, new.limits)
+        self._hub.reconfigure(
+            new.server, new.history, new.operators, new.limits, new.accounts
+        )
         for web in self._web:
             web.reconfigure(new.web)
         started, stopped, failed = await self._listeners.change(new.listeners())

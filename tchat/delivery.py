@@ -9,6 +9,7 @@ Every event the hub tells goes through L{Delivery}: to one user
 """
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from twisted.logger import Logger
 
@@ -16,7 +17,7 @@ from tchat import events
 from tchat.metrics import Metrics
 from tchat.model import Directory, User
 from tchat.seam import Audience, IBackplane
-from tchat.text import room_key
+from tchat.text import nick_key, room_key
 
 
 class Delivery:
@@ -34,7 +35,13 @@ class Delivery:
         self._metrics = metrics
 
     def tell(self, user: User, event: events.Event) -> None:
-        """Tell C{event} to C{user} alone."""
+        """Tell C{event} to C{user} alone (of history, without the lines of
+        those they ignore)."""
+        if user.ignoring is not None and isinstance(event, events.History):
+            ignoring = user.ignoring
+            shown = tuple(m for m in event.messages if nick_key(m.nick) not in ignoring)
+            if len(shown) != len(event.messages):
+                event = replace(event, messages=shown)
         self.fan_out((user,), event)
 
     def error(
@@ -100,7 +107,15 @@ class Delivery:
         if message and doors is not None:
             for door, members in doors.items():
                 delivered[door] = delivered.get(door, 0) + members
+        ignored: str | None = None
         for recipient in list(recipients):
+            if message and recipient.ignoring is not None:
+                if ignored is None:
+                    ignored = nick_key(event.nick)  # type: ignore[union-attr]
+                if ignored in recipient.ignoring:
+                    if not count:
+                        delivered[recipient.door] -= 1
+                    continue
             if message and recipient.holding:
                 key = room_key(event.room)  # type: ignore[union-attr, arg-type]
                 room = self._directory.rooms.get(key)

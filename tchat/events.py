@@ -9,7 +9,7 @@ shared L{Renderings} cache, never once per recipient.
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from tchat.palette import Colour
 
@@ -107,6 +107,8 @@ class PrivateMessage:
     A private message, delivered to its recipient and echoed to its sender.
 
     @ivar outgoing: C{True} in the sender's copy.
+    @ivar offline: Kept while its recipient was offline, and delivered when
+        they logged in; C{ts} is when it was sent.
     """
 
     ts: float
@@ -116,9 +118,10 @@ class PrivateMessage:
     recipient: str
     text: str
     outgoing: bool
+    offline: bool = False
 
 
-PresenceKind = Literal["join", "part", "quit", "lost", "nick"]
+PresenceKind = Literal["join", "part", "quit", "lost", "nick", "login"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,9 @@ class Presence:
     @ivar epoch: For C{join}: the room's epoch, and C{last_id} its latest
         message id, so a client knows where it stands even in an empty room.
     @ivar reason: For C{quit} (the user's words) and C{part}.
+    @ivar registered: The user is logged in to the registered account of
+        their nick (for C{nick}: under the new nick).  C{login}: they just
+        logged in (or registered) under the nick they have.
     """
 
     ts: float
@@ -144,6 +150,7 @@ class Presence:
     reason: str | None = None
     epoch: int | None = None
     last_id: int | None = None
+    registered: bool = False
 
 
 @dataclass(frozen=True)
@@ -266,14 +273,80 @@ class RoomList:
     total: int | None = None
 
 
+class Member(NamedTuple):
+    """
+    One member in a C{/who} answer.
+
+    @ivar registered: Logged in to the registered account of the nick.
+    @ivar away: Their away message, while they are away.
+    """
+
+    nick: str
+    door: str
+    registered: bool = False
+    away: str | None = None
+
+
 @dataclass(frozen=True)
 class Who:
     """
-    The answer to C{/who}: (nick, door) for each member, in joining order.
+    The answer to C{/who}: each member, in joining order.
     """
 
     room: str
-    members: tuple[tuple[str, str], ...]
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True)
+class Mention:
+    """
+    A room message that named someone while they were offline.
+    """
+
+    ts: float
+    room: str
+    id: int
+    nick: str
+    text: str
+    action: bool = False
+
+
+@dataclass(frozen=True)
+class Mentions:
+    """
+    The mentions kept for a user's account: at login (C{fresh}: those
+    found since they left), or on C{/mentions} (all those kept).
+    """
+
+    mentions: tuple[Mention, ...]
+    fresh: bool = False
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    """
+    The user is logged in to their account (or just registered it).
+
+    @ivar token: A login token for the page to keep (C{None} when none was
+        issued: other doors, or a login by token), valid until C{expires}.
+    @ivar last_login: When they had logged in before, if ever.
+    """
+
+    name: str
+    token: str | None = None
+    expires: float | None = None
+    last_login: float | None = None
+    registered: bool = False
+
+
+@dataclass(frozen=True)
+class LoggedOut:
+    """
+    The user logged out (or deleted their account); C{nick} is theirs now.
+    """
+
+    nick: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -321,6 +394,15 @@ ErrorCode = Literal[
     "banned",
     "room-full",
     "too-many-rooms",
+    "nick-registered",
+    "login-failed",
+    "not-logged-in",
+    "already-registered",
+    "password-too-short",
+    "registrations-limited",
+    "account-unavailable",
+    "token-invalid",
+    "mailbox-full",
 ]
 
 
@@ -367,4 +449,7 @@ Event = (
     | Notice
     | Listing
     | Shutdown
+    | Mentions
+    | LoggedIn
+    | LoggedOut
 )

@@ -2,9 +2,10 @@
 """
 L{ChatFactory}: the one hub every door shares.
 
-The hub is a façade.  It builds the concerns of the chat (L{Rooms},
+The hub is a façade.  It has the concerns of the chat (L{Rooms},
 L{Presence}, L{Talk}, L{Resume}, L{Moderation}, L{OperatorLogin},
-L{Pacing}, L{Stats}) around one L{Directory} of users and rooms, runs
+L{Accounts}, L{Pacing}, L{Stats}) put together around one L{Directory} of
+users and rooms (L{tchat.concerns.assemble}), runs
 start and stop, carries out each user's commands in the order they were
 sent, and receives what the other nodes of the chat send (it is the
 backplane's L{IHubInbox}).  It knows no wire format, no transport and no
@@ -14,7 +15,7 @@ this node is the whole chat or one node of many.
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -27,22 +28,25 @@ from zope.interface import implementer
 from tchat import commands as c
 from tchat import events
 from tchat.backplane import LocalBackplane
-from tchat.bans import BanList, Mutes
-from tchat.config import HistoryConfig, LimitsConfig, OperatorsConfig, ServerConfig
-from tchat.delivery import Delivery
+from tchat.concerns import assemble, handlers
+from tchat.config import (
+    AccountsConfig,
+    HistoryConfig,
+    LimitsConfig,
+    OperatorsConfig,
+    ServerConfig,
+)
 from tchat.gate import Admission
 from tchat.history import HistoryStore, Loaded, MemoryStore
 from tchat.interfaces import IParticipant
 from tchat.metrics import Metrics
 from tchat.model import Directory, Room, Settings, User
-from tchat.moderation import Moderation, Reloader
-from tchat.oper import OperatorLogin, Verifier, verify_in_thread
+from tchat.moderation import Reloader
+from tchat.oper import Verifier, verify_in_thread
 from tchat.ordering import InOrder
 from tchat.output import Batcher
-from tchat.pacing import SWEEP_INTERVAL, Pacing, Warn
-from tchat.presence import Presence
-from tchat.resume import Resume
-from tchat.rooms import Rooms
+from tchat.pacing import SWEEP_INTERVAL, Warn
+from tchat.passwords import Hashing, Passwords
 from tchat.seam import (
     Audience,
     BansKnown,
@@ -56,34 +60,8 @@ from tchat.seam import (
     Request,
     TakenOver,
 )
-from tchat.sessions import Sessions
-from tchat.stats import Stats
-from tchat.talk import Talk
-
-Handler = Callable[[User, Any], Deferred[Any] | None]
-"""Carries out one kind of command; returns what its effect waits on."""
 
 _FOR_OPERATORS = frozenset(c.OPERATOR_COMMANDS)
-
-
-@dataclass(frozen=True)
-class Concerns:
-    """
-    The parts of the chat the hub is a façade over, each in its own module;
-    tests drive them directly.
-    """
-
-    delivery: Delivery
-    pacing: Pacing
-    sessions: Sessions
-    rooms: Rooms
-    presence: Presence
-    talk: Talk
-    resume: Resume
-    moderation: Moderation
-    login: OperatorLogin
-    stats: Stats
-    bans: BanList
 
 
 @implementer(IHubInbox)
@@ -118,6 +96,8 @@ class ChatFactory:
         metrics: Metrics | None = None,
         limits: LimitsConfig | None = None,
         backplane: IBackplane | None = None,
+        accounts: AccountsConfig | None = None,
+        passwords: Passwords | None = None,
     ) -> None:
         """
         @param config: The C{[server]} section.
@@ -132,12 +112,16 @@ class ChatFactory:
         @param limits: The C{[limits]} section.
         @param backplane: The other nodes of the chat; by default none
             (L{LocalBackplane} over C{store}).
+        @param accounts: The C{[accounts]} section.
+        @param passwords: Hashes and checks account passwords; by default
+            in threads of its own (L{Hashing}) on the global reactor.
         """
         settings = self.settings = Settings(
             config,
             history if history is not None else HistoryConfig(),
             limits if limits is not None else LimitsConfig(),
             operators if operators is not None else OperatorsConfig(),
+            accounts if accounts is not None else AccountsConfig(),
         )
         self._clock = clock
         metrics = self.metrics = metrics if metrics is not None else Metrics()
@@ -149,80 +133,24 @@ class ChatFactory:
         self.admission = Admission(settings.limits, clock, metrics)
         self.batcher: Batcher | None = None
         directory = self.directory = Directory(clock, settings)
-        bans, mutes = BanList(lambda ban: self.store.delete_ban(ban.id)), Mutes()
-        delivery = Delivery(directory, self.backplane, metrics)
-        pacing = Pacing(settings, clock, metrics)
-        sessions = Sessions(self.store, directory, clock)
-        rooms = Rooms(
-            directory, delivery, self.backplane, pacing, sessions, self.store, clock
-        )
-        presence = Presence(
+        if passwords is None:
+            from twisted.internet import reactor
+
+            passwords = Hashing(settings.accounts, reactor)
+        self.passwords = passwords
+        self.concerns = parts = assemble(
+            settings,
             directory,
-            delivery,
+            self.store,
             self.backplane,
-            pacing,
-            sessions,
-            rooms,
-            bans,
-            mutes,
             metrics,
             clock,
             rng if rng is not None else random.Random(),
+            verify if verify is not None else verify_in_thread,
+            passwords,
         )
-        self.concerns = parts = Concerns(
-            delivery,
-            pacing,
-            sessions,
-            rooms,
-            presence,
-            Talk(
-                directory,
-                delivery,
-                self.backplane,
-                pacing,
-                rooms,
-                presence,
-                metrics,
-                clock,
-            ),
-            Resume(
-                directory,
-                delivery,
-                self.backplane,
-                self.store,
-                sessions,
-                rooms,
-                presence,
-                pacing,
-                bans,
-                mutes,
-                metrics,
-                clock,
-            ),
-            Moderation(
-                directory,
-                delivery,
-                self.backplane,
-                presence,
-                bans,
-                mutes,
-                self.store,
-                metrics,
-                clock,
-            ),
-            OperatorLogin(
-                settings,
-                delivery,
-                metrics,
-                clock,
-                verify if verify is not None else verify_in_thread,
-            ),
-            Stats(
-                directory, delivery, self.backplane, bans, self.store, metrics, clock
-            ),
-            bans,
-        )
-        self._handlers = _commands(parts, settings)
+        delivery = parts.delivery
+        self._handlers = handlers(parts, settings)
         self._in_order = InOrder(self._dispatch, delivery, metrics)
         self._sweeping = LoopingCall(self._sweep)
         self._sweeping.clock = clock
@@ -384,6 +312,7 @@ class ChatFactory:
         history: HistoryConfig,
         operators: OperatorsConfig,
         limits: LimitsConfig | None = None,
+        accounts: AccountsConfig | None = None,
     ) -> None:
         """
         Apply a reloaded C{tap.ini}: the server's name, MOTD, default room
@@ -410,6 +339,10 @@ class ChatFactory:
         self.store.reconfigure(settings.history)
         settings.operators = operators
         self.concerns.login.reconfigured(list(directory.users.values()))
+        if accounts is not None:
+            settings.accounts = accounts
+            if isinstance(self.passwords, Hashing):
+                self.passwords.config = accounts
 
     # -- what the doors call -------------------------------------------------
 
@@ -554,44 +487,3 @@ class ChatFactory:
     def reachable(self, up: bool) -> None:
         if up or not self.concerns.presence.closing:
             self.concerns.presence.reachable(up)
-
-
-def _commands(parts: Concerns, settings: Settings) -> dict[type, Handler]:
-    """Which concern carries out each kind of command, and how."""
-    talk, presence, rooms, resume = (
-        parts.talk,
-        parts.presence,
-        parts.rooms,
-        parts.resume,
-    )
-    moderation, login, delivery = parts.moderation, parts.login, parts.delivery
-    stats = parts.stats
-    return {
-        c.Say: lambda u, x: talk.say(u, x.text, False, x.room, x.client_id),
-        c.Me: lambda u, x: talk.say(u, x.text, True, x.room, x.client_id),
-        c.Nick: lambda u, x: presence.nick(u, x.name),
-        c.Join: lambda u, x: rooms.join_named(u, x.room),
-        c.Part: lambda u, x: rooms.part(u, x.room),
-        c.Rooms: lambda u, x: rooms.list_rooms(u, x.page),
-        c.WhoIs: lambda u, x: rooms.who(u, x.room),
-        c.SetTopic: lambda u, x: rooms.topic(u, x.text),
-        c.Msg: lambda u, x: talk.private(u, x.nick, x.text),
-        c.ShowMotd: lambda u, x: delivery.tell(u, events.Motd(settings.server.motd)),
-        c.ShowHelp: lambda u, x: delivery.tell(u, c.help_for(u.operator is not None)),
-        c.ShowStats: lambda u, x: stats.show(u),
-        c.Oper: lambda u, x: login.oper(u, x.name, x.password),
-        c.Kick: lambda u, x: moderation.kick(u, x.nick, x.reason),
-        c.Ban: lambda u, x: moderation.ban(u, x.target, x.duration, x.reason),
-        c.Unban: lambda u, x: moderation.unban(u, x.target),
-        c.ListBans: lambda u, x: moderation.list_bans(u),
-        c.Mute: lambda u, x: moderation.mute(u, x.nick, x.duration),
-        c.Unmute: lambda u, x: moderation.unmute(u, x.nick),
-        c.Announce: lambda u, x: moderation.announce(u, x.text),
-        c.SetMotd: lambda u, x: moderation.set_motd(u, x.lines),
-        c.Rehash: lambda u, x: moderation.rehash(u),
-        c.Quit: lambda u, x: presence.quit(u, x.reason),
-        c.Color: lambda u, x: presence.colour(u, x.choice),
-        c.ShowHistory: lambda u, x: resume.page(u, x.limit, x.room, x.before),
-        c.Resume: lambda u, x: resume.resume_code(u, x.code),
-        c.ResumeRooms: lambda u, x: resume.resume_rooms(u, x.rooms),
-    }

@@ -15,8 +15,14 @@ from twisted.internet.interfaces import IReactorTime
 
 from tchat import events
 from tchat.commands import Command
-from tchat.config import HistoryConfig, LimitsConfig, OperatorsConfig, ServerConfig
-from tchat.history import Loaded, RoomRecord
+from tchat.config import (
+    AccountsConfig,
+    HistoryConfig,
+    LimitsConfig,
+    OperatorsConfig,
+    ServerConfig,
+)
+from tchat.history import Account, Loaded, RoomRecord
 from tchat.interfaces import IParticipant
 from tchat.limits import TokenBucket
 from tchat.palette import Colour
@@ -33,12 +39,14 @@ class Settings:
     @ivar history: C{[history]}.
     @ivar limits: C{[limits]}.
     @ivar operators: C{[operators]}.
+    @ivar accounts: C{[accounts]}.
     """
 
     server: ServerConfig = field(default_factory=ServerConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     operators: OperatorsConfig = field(default_factory=OperatorsConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
 
 
 @dataclass(eq=False, slots=True)
@@ -81,6 +89,13 @@ class User:
     @ivar waiting: While one of the user's commands waits on I/O (a nick
         claim, a password check, a history read), the commands they sent
         after it, with their tags, to run in order once it is done.
+    @ivar account: The registered account the user is logged in to, as
+        the store last gave it (its C{name} is the user's nick).
+    @ivar token: The SHA-256 digest of the login token this connection
+        holds, if any (L{logout<tchat.accounts.Accounts.logout>} revokes it).
+    @ivar away: The user's away message, while they are away.
+    @ivar ignoring: The nicks whose room lines and private messages the
+        user does not see, by key, as they typed them; C{None}: none.
     @ivar deliver: C{participant.deliver}, bound once: fan-out calls it
         for every recipient of every event.
     """
@@ -111,6 +126,10 @@ class User:
     moved: bool = False
     tag: str | None = None
     waiting: deque[tuple[Command, str | None]] | None = None
+    account: Account | None = None
+    token: str | None = None
+    away: str | None = None
+    ignoring: dict[str, str] | None = None
     deliver: Callable[[object, object], None] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -120,6 +139,11 @@ class User:
     def key(self) -> str:
         """The key of the user's nick (see L{nick_key})."""
         return nick_key(self.nick)
+
+    @property
+    def registered(self) -> bool:
+        """Whether the user is logged in to their nick's account."""
+        return self.account is not None
 
 
 @dataclass(eq=False)
@@ -245,6 +269,11 @@ class Room:
         self.tagged = {m.client_id: m for m in self.recent if m.client_id is not None}
 
 
+def member(user: User) -> events.Member:
+    """C{user} as a C{/who} answer lists them."""
+    return events.Member(user.nick, user.door, user.account is not None, user.away)
+
+
 def arrival(user: User, room: Room, now: float) -> events.Presence:
     """
     The notice that C{user} is in C{room}: with the room's epoch and latest
@@ -258,6 +287,7 @@ def arrival(user: User, room: Room, now: float) -> events.Presence:
         room=room.name,
         epoch=room.epoch,
         last_id=room.delivered_id,
+        registered=user.account is not None,
     )
 
 

@@ -151,7 +151,8 @@ class OperatorLogin:
         operators = self._settings.operators
         for user in users:
             account = user.operator
-            if account is None or operators.hash_for(account) == user.operator_hash:
+            entry = dict(operators.accounts).get(account or "")
+            if account is None or entry == user.operator_hash:
                 continue
             user.operator = user.operator_hash = None
             self._log.info(

@@ -10,12 +10,10 @@ the end of everyone's stay when the server stops.
 import functools
 import random
 from collections.abc import Callable
-from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from tchat import events
 from tchat.bans import BanList, Mutes, banned_text
@@ -24,19 +22,15 @@ from tchat.interfaces import IParticipant
 from tchat.metrics import Metrics
 from tchat.model import Directory, Room, User
 from tchat.pacing import ALLOW, Close, Drop, Pacing
-from tchat.palette import PALETTE, colour_for
+from tchat.palette import colour_for
 from tchat.rooms import Rooms
-from tchat.seam import Audience, IBackplane, UnreachableError
+from tchat.seam import Audience, IBackplane
 from tchat.sessions import Sessions
 from tchat.text import (
     ROOM_MAX,
     clean_text,
     nick_fold,
     nick_key,
-    nick_problem,
-    normalize_nick,
-    quoted,
-    script_problem,
 )
 
 RESERVED_NICKS = frozenset({"server", "admin", "operator", "system", "root"})
@@ -104,6 +98,13 @@ class Presence:
         self._rng = rng
         self.closing = False
         self.onion_address: str | None = None
+        # Set by the hub: the nick registered with a nick's key, if any
+        # (registered nicks are their owners' alone), and what is done
+        # when a logged-in user leaves (see tchat.accounts).
+        self.registered: Callable[[str], Deferred[str | None]] = lambda nick: succeed(
+            None
+        )
+        self.on_leave: Callable[[User], None] = lambda user: None
         self._cut_off = False
         self._told: set[User] = set()
         self._drained: Deferred[None] | None = None
@@ -310,6 +311,8 @@ class Presence:
         """
         if not user.moved:
             self._sessions.save(user)
+        if user.account is not None:
+            self.on_leave(user)
         user.connected = False
         self._told.discard(user)
         rooms = tuple(r.key for r in user.rooms)
@@ -331,74 +334,21 @@ class Presence:
             if not self._directory.users and drained is not None and not drained.called:
                 drained.callback(None)
             return
-        notice = events.Presence(now, kind, user.nick, user.door, reason=reason)
+        notice = events.Presence(
+            now,
+            kind,
+            user.nick,
+            user.door,
+            reason=reason,
+            registered=user.account is not None,
+        )
         self._delivery.deliver(notice, Audience(rooms=rooms))
 
     # -- names and colours ---------------------------------------------------
 
-    def nick(self, user: User, name: str) -> Deferred[Any] | None:
-        """C{/nick NAME}."""
-        nick = normalize_nick(name)
-        error = self._delivery.error
-        problem = nick_problem(nick, typed=name)
-        if problem is not None:
-            error(user, "nick-invalid", f"{quoted(nick)} cannot be a nick: {problem}")
-            return None
-        # Keys are confusable skeletons: a look-alike of a reserved name or
-        # of someone's nick is refused as that name or nick would be.
-        key = nick_key(nick)
-        server = self._directory.settings.server.name
-        reserved = server if key == nick_key(server) else _reserved_keys().get(key)
-        if reserved is not None:
-            like = _looks_like(nick, reserved)
-            error(user, "nick-reserved", f"{nick} is reserved{like}; pick another")
-            return None
-        holder = self._directory.users.get(key)
-        if holder is not None and holder is not user:
-            like = _looks_like(nick, holder.nick)
-            error(user, "nick-taken", f"{nick} is taken{like}; pick another")
-            return None
-        problem = script_problem(nick)
-        if problem is not None:
-            error(user, "nick-invalid", f"{quoted(nick)} cannot be a nick: {problem}")
-            return None
-        if nick == user.nick:
-            user.named = True
-            return None
-        ban = self._bans.find(self._clock.seconds(), nick=nick)
-        if ban is not None and user.operator is None:
-            error(user, "banned", f"the nick {nick} is banned; pick another")
-            return None
-        refusal = self._pacing.nick_change(user)
-        if refusal is not None:
-            self._delivery.refuse(user, refusal.notice)
-            return None
-        if key == user.key:
-            self.rename(user, nick)
-            return None
-        tag = user.tag
-
-        def claimed(ok: bool) -> None:
-            if not user.connected:
-                self._backplane.release(user, nick)
-            elif not ok or self._directory.users.get(key, user) is not user:
-                error(user, "nick-taken", f"{nick} is taken; pick another", tag)
-            else:
-                self.rename(user, nick)
-
-        def failed(why: Failure) -> None:
-            if not user.connected:
-                return
-            if why.check(UnreachableError):
-                text = (
-                    "the cluster is unreachable, so nicks cannot be checked; "
-                    "try again when it is back"
-                )
-            else:
-                text = f"{nick} could not be checked with the cluster; try again"
-            error(user, "nick-taken", text, tag)
-
-        return self._backplane.claim(user, nick).addCallbacks(claimed, failed)
+    def audience(self, user: User) -> Audience:
+        """C{user} and everyone who shares a room with them, everywhere."""
+        return Audience(rooms=tuple(r.key for r in user.rooms), users=(user,))
 
     def rename(self, user: User, nick: str, chosen: bool = True) -> None:
         """
@@ -411,7 +361,12 @@ class Presence:
         user.named = user.named or chosen
         self._directory.rename(user, nick)
         notice = events.Presence(
-            self._clock.seconds(), "nick", old, user.door, new_nick=nick
+            self._clock.seconds(),
+            "nick",
+            old,
+            user.door,
+            new_nick=nick,
+            registered=user.account is not None,
         )
         audience = Audience(rooms=tuple(r.key for r in user.rooms), users=(user,))
         self._delivery.deliver(notice, audience)
@@ -431,32 +386,6 @@ class Presence:
             f"{old} is in use on another server of this chat; you are {user.nick} now",
         )
         self.claim_guest(user)
-
-    def colour(self, user: User, choice: str | None) -> None:
-        """C{/color [NAME|on|off]}."""
-        if choice is None:
-            names = ", ".join(PALETTE)
-            state = "on" if user.show_colours else "off"
-            self._delivery.tell(
-                user,
-                events.Status(
-                    f"your colour is {user.colour.name}; colours are {state}; "
-                    f"choose from: {names}"
-                ),
-            )
-        elif choice in ("on", "off"):
-            user.show_colours = choice == "on"
-            self._delivery.tell(user, events.Status(f"colours are {choice}"))
-        elif choice in PALETTE:
-            user.colour = PALETTE[choice]
-            self._delivery.tell(user, events.Status(f"your colour is now {choice}"))
-        else:
-            self._delivery.error(
-                user,
-                "bad-arguments",
-                f"no colour called {quoted(choice)}; choose from: "
-                f"{', '.join(PALETTE)}, or on/off",
-            )
 
     # -- the other nodes -----------------------------------------------------
 

@@ -11,7 +11,7 @@ C{docs/delivery.md}).
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -112,6 +112,12 @@ class Resume:
         self._metrics = metrics
         self._clock = clock
         self._guesses = Guesses(clock, RESUME_EVERYONE)
+        # Set by the hub: whether a session's nick may be given back (it is
+        # not registered, or the session was logged in to its account,
+        # which it is again then); see tchat.accounts.
+        self.restore_account: Callable[[User, Session], Deferred[bool]] = (
+            lambda user, session: succeed(True)
+        )
 
     # -- history pages -------------------------------------------------------
 
@@ -393,9 +399,37 @@ class Resume:
         self._directory.recode(user, session.code)
         now = self._clock.seconds()
         self._mutes.apply(user, now)
+        tag = user.tag
+
+        def allowed(may: bool) -> Deferred[Any] | None:
+            if not user.connected:
+                return None
+            user.tag = tag
+            try:
+                return self._restore_nick(user, session, may)
+            finally:
+                user.tag = None
+
+        return self.restore_account(user, session).addCallback(allowed)
+
+    def _restore_nick(
+        self, user: User, session: Session, may: bool
+    ) -> Deferred[Any] | None:
+        """
+        Give C{user} their session's nick back, if it is still free, and
+        C{may} (it is not a nick registered by someone else now).
+        """
+        now = self._clock.seconds()
         if session.nick == user.nick:
             return self._restored(user, session)
         error = self._delivery.error
+        if not may:
+            error(
+                user,
+                "nick-registered",
+                f"{session.nick} is a registered nick now; you stay {user.nick}",
+            )
+            return self._restored(user, session)
         holder = self._directory.user(session.nick)
         if self._bans.find(now, nick=session.nick) is not None:
             error(

@@ -206,7 +206,12 @@ class Rooms:
     def part_from(self, user: User, room: Room) -> None:
         """Take C{user} out of C{room}, telling its members everywhere."""
         notice = events.Presence(
-            self._clock.seconds(), "part", user.nick, user.door, room=room.name
+            self._clock.seconds(),
+            "part",
+            user.nick,
+            user.door,
+            room=room.name,
+            registered=user.account is not None,
         )
         self._delivery.deliver(notice, Audience(rooms=(room.key,)))
         self._directory.leave(user, room)
@@ -245,7 +250,7 @@ class Rooms:
         if room is None:
             return None
 
-        def listed(listing: Listing[tuple[str, str]]) -> None:
+        def listed(listing: Listing[events.Member]) -> None:
             if self._answered(user, listing.partial):
                 self._delivery.tell(user, events.Who(room.name, listing.items))
 

@@ -345,13 +345,17 @@ class IBackplane(Interface):
     def left(user: User) -> None:
         """C{user} left this node (their rooms are still listed)."""
 
-    def claim(user: User, nick: str, takeover: bool = False) -> Deferred[bool]:
+    def claim(
+        user: User, nick: str, takeover: bool = False, force: bool = False
+    ) -> Deferred[bool]:
         """
         Claim C{nick} for C{user} in the whole chat (this node has checked
         its own users already).
 
         @param takeover: Take it from another connection of the same
             session (a resume), which is then closed.
+        @param force: Take it from whoever has it, who is then closed: the
+            owner of the nick's account logged in.
         @return: Fires with C{True} when claimed, C{False} when someone
             else has it; fails with L{UnreachableError} when that cannot be
             known now.
@@ -373,8 +377,14 @@ class IBackplane(Interface):
         grows with C{count}, not with the number of rooms.
         """
 
-    def members(room: Room) -> Deferred[Listing[tuple[str, str]]]:
-        """Everyone in C{room}, in the whole chat: (nick, door)."""
+    def members(room: Room) -> Deferred[Listing[events.Member]]:
+        """Everyone in C{room}, in the whole chat."""
+
+    def updated(user: User) -> None:
+        """
+        C{user}, of this node, logged in or out, or went away or came back:
+        what listings show of them changed.
+        """
 
     def ban_ids(count: int, above: int) -> Deferred[list[int]]:
         """

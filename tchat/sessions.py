@@ -78,6 +78,7 @@ class Sessions:
             tuple((r.name, r.epoch, r.delivered_id) for r in user.rooms),
             user.current.name if user.current is not None else None,
             self._clock.seconds(),
+            user.account.key if user.account is not None else None,
         )
 
     def save(self, user: User) -> None:

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from tchat import events
 from tchat.bans import Mutes
 from tchat.delivery import Delivery
+from tchat.keeping import Keeping
 from tchat.metrics import Metrics
 from tchat.model import Directory, Room, User
 from tchat.pacing import Pacing
@@ -47,10 +48,12 @@ class Talk:
         pacing: Pacing,
         rooms: Rooms,
         presence: Presence,
+        keeping: Keeping,
         metrics: Metrics,
         clock: IReactorTime,
     ) -> None:
         self._directory = directory
+        self._keeping = keeping
         self._delivery = delivery
         self._backplane = backplane
         self._pacing = pacing
@@ -193,14 +196,22 @@ class Talk:
     # -- private messages ----------------------------------------------------
 
     def private(self, user: User, nick: str, text: str) -> Deferred[Any] | None:
-        """C{/msg NICK TEXT}, to a user of this node or of another."""
+        """
+        C{/msg NICK TEXT}, to a user of this node or of another, or kept
+        for the owner of a registered nick who is offline.
+        """
         text = clean_text(text).strip()
         target = self._directory.user(normalize_nick(nick))
         if target is not None:
             if text and not self.muted(user):
                 self._metrics.received_from(user.door)
                 now = self._clock.seconds()
+                ignored = target.ignoring is not None and user.key in target.ignoring
                 for recipient, outgoing in ((target, False), (user, True)):
+                    if ignored and not outgoing:
+                        # The sender is not told: an ignore is not a block
+                        # that invites a way around it.
+                        continue
                     message = events.PrivateMessage(
                         now,
                         user.nick,
@@ -211,21 +222,40 @@ class Talk:
                         outgoing,
                     )
                     self._delivery.tell(recipient, message)
+                if target.away is not None:
+                    self._delivery.tell(
+                        user, events.Status(f"{target.nick} is away: {target.away}")
+                    )
             return None
         tag = user.tag
 
-        def found(spelt: str | None) -> None:
+        def found(spelt: str | None) -> Deferred[Any] | None:
             if not user.connected:
-                return
+                return None
             if spelt is None:
+                return self._keeping.holder(nick).addCallbacks(offline, failed)
+            if text and not self.muted(user, tag):
+                self._send_away(user, spelt, text)
+            return None
+
+        def offline(registered: str | None) -> Deferred[Any] | None:
+            if not user.connected:
+                return None
+            if registered is None:
                 self._delivery.error(
                     user,
                     "no-such-nick",
                     f"nobody here is called {shortened(nick)}",
                     tag,
                 )
-            elif text and not self.muted(user, tag):
-                self._send_away(user, spelt, text)
+                return None
+            if not text or self.muted(user, tag):
+                return None
+            user.tag = tag
+            try:
+                return self._keeping.leave_message(user, registered, text)
+            finally:
+                user.tag = None
 
         def failed(why: Failure) -> None:
             if user.connected:
@@ -263,5 +293,8 @@ class Talk:
         A private message from another node, for C{audience}: each
         recipient sees their nick as they spell it.
         """
+        sender = nick_key(message.sender)
         for user in audience.resolve(self._directory):
+            if user.ignoring is not None and sender in user.ignoring:
+                continue
             self._delivery.tell(user, replace(message, recipient=user.nick))

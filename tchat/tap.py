@@ -28,6 +28,7 @@ from tchat.logs import install_log_observer
 from tchat.onion import OnionService
 from tchat.operators import verify_password
 from tchat.output import Batcher
+from tchat.passwords import Hashing
 from tchat.seam import IBackplane
 from tchat.telnet import TelnetFactory
 from tchat.web import ChatSite, make_site
@@ -320,6 +321,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         verify=verify,
         limits=config.limits,
         backplane=backplane,
+        accounts=config.accounts,
+        passwords=Hashing(config.accounts, reactor),
     )
     hub.batcher = Batcher(reactor)  # type: ignore[arg-type]
     raise_file_limit(config.limits.max_connections)

@@ -28,6 +28,7 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
     IReactorTime,
+    ISSLTransport,
     ITCPTransport,
 )
 from twisted.internet.protocol import ServerFactory, connectionDone
@@ -61,15 +62,26 @@ def _paint(nick: str, colour: Colour, colours: bool) -> str:
     return f"\x1b[{colour.ansi}m{nick}{RESET}" if colours else nick
 
 
-def _who(nick: str, door: str) -> str:
-    return f"{nick} ({door})"
+def _who(
+    nick: str, door: str, registered: bool = False, away: str | None = None
+) -> str:
+    """
+    C{alice (web)}; a user logged in to their registered nick is marked, so
+    a guest can never pass for them: C{alice (web, registered)}.
+    """
+    marks = (", registered" if registered else "") + (
+        f", away: {away}" if away is not None else ""
+    )
+    return f"{nick} ({door}{marks})"
 
 
 def _presence_text(event: events.Presence, is_self: bool) -> str:
     """
     The words of a presence notice, as the viewer should read them.
     """
-    who = "you" if is_self else _who(event.nick, event.door)
+    # A rename's mark is the new nick's: the old one is shown as it was.
+    marked = event.registered and event.kind != "nick"
+    who = "you" if is_self else _who(event.nick, event.door, marked)
     match event.kind:
         case "join":
             return f"{who} joined {event.room}"
@@ -81,7 +93,12 @@ def _presence_text(event: events.Presence, is_self: bool) -> str:
             return f"{who} lost connection"
         case "nick":
             verb = "are" if is_self else "is"
-            return f"{who} {verb} now known as {event.new_nick}"
+            return f"{who} {verb} now known as {event.new_nick}" + (
+                " (registered)" if event.registered else ""
+            )
+        case "login":
+            verb = "are" if is_self else "is"
+            return f"{who} {verb} logged in to the registered nick {event.nick}"
 
 
 def _lines(*lines: str) -> bytes:
@@ -142,6 +159,10 @@ def encode(event: events.Event, variant: Variant) -> bytes:
             return _lines(f"[{_clock_time(event.ts)}] {where}{body}")
         case events.PrivateMessage(), (colours,):
             stamp = _clock_time(event.ts)
+            if event.offline:
+                nick = _paint(event.sender, event.sender_colour, colours)
+                when = _stamp(event.ts, time.localtime())
+                return _lines(f"[{when}] *{nick}* (while you were away) {event.text}")
             if event.outgoing:
                 return _lines(f"[{stamp}] -> *{event.recipient}* {event.text}")
             nick = _paint(event.sender, event.sender_colour, colours)
@@ -279,8 +300,40 @@ def _reply(event: events.Event) -> bytes:
                 ),
             )
         case events.Who(room, members):
-            names = ", ".join(_who(nick, door) for nick, door in members)
+            names = ", ".join(_who(*member) for member in members)
             return _lines(f"*** {room} ({len(members)}): {names}")
+        case events.Mentions(mentions, fresh):
+            if not mentions:
+                return _lines("*** No mentions of you are kept")
+            today = time.localtime()
+            head = (
+                "*** While you were away you were mentioned:"
+                if fresh
+                else "*** Mentions of you (the latest kept):"
+            )
+            return _lines(
+                head,
+                *(
+                    f"  [{_stamp(m.ts, today)}] {m.room} "
+                    + (f"* {m.nick} {m.text}" if m.action else f"<{m.nick}> {m.text}")
+                    for m in mentions
+                ),
+                "*** End of mentions (/mentions shows them again)",
+            )
+        case events.LoggedIn(name, _, _, last_login, registered):
+            if registered:
+                return _lines(
+                    f"*** {name} is registered to you: nobody else can take it. "
+                    f"Log in from any door with /login {name} PASSWORD"
+                )
+            before = (
+                f" (last login {_stamp(last_login, time.localtime())})"
+                if last_login is not None
+                else ""
+            )
+            return _lines(f"*** You are logged in as {name}{before}")
+        case events.LoggedOut(nick, reason):
+            return _lines(f"*** {reason[:1].upper()}{reason[1:]}; you are {nick} now")
         case events.Topic(room, topic, set_by):
             if topic is None:
                 return _lines(f"*** {room} has no topic")
@@ -445,6 +498,18 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
     def address(self) -> str | None:
         """See L{IParticipant.address}."""
         return client_address(self.door, self.transport)
+
+    @property
+    def encrypted(self) -> bool:
+        """
+        Whether the connection is encrypted (a TLS listener, or the onion
+        service): a password sent over plain telnet crosses the network
+        readable, and its sender is told so.
+        """
+        if self.door == "onion":
+            return True
+        telnet: Any = self.transport
+        return ISSLTransport.providedBy(getattr(telnet, "transport", None))
 
     def close(self, reason: str, why: str = "normal") -> None:
         transport = self.transport

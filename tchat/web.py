@@ -253,6 +253,8 @@ class WebChatProtocol(WebSocketServerProtocol):
 
     _log = Logger()
     factory: "WebChatFactory"
+    keeps_tokens = True
+    """A page keeps a login token, to come back logged in (docs/accounts.md)."""
 
     @property
     def door(self) -> str:

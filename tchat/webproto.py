@@ -138,11 +138,19 @@ def _resume(frame: dict[str, Any]) -> commands.Command:
 
 def _hello(frame: dict[str, Any]) -> list[Command]:
     """
-    C{{"type": "hello", "name": NICK, "resume": {ROOM: LAST_ID, ...}}}: a
-    reconnecting client's first frame, taking back its nick and resuming
-    its rooms at once; both parts are optional.
+    C{{"type": "hello", "code": CODE, "token": TOKEN, "name": NICK,
+    "resume": {ROOM: LAST_ID, ...}}}: a reconnecting (or reloaded) page's
+    first frame: resume the session of its code, log in with its login
+    token, take back its nick and resume its rooms, in that order; every
+    part is optional.
     """
     result: list[Command] = []
+    code = _field(frame, "code", required=False)
+    if code is not None and code.strip():
+        result.append(commands.Resume(code.strip()))
+    token = _field(frame, "token", required=False)
+    if token is not None and token.strip():
+        result.append(commands.TokenLogin(token.strip()))
     name = _field(frame, "name", required=False)
     if name is not None and name.strip():
         result.append(commands.Nick(name.strip()))
@@ -201,6 +209,28 @@ def _typed(kind: str, frame: dict[str, Any], client_id: str | None) -> list[Comm
             command = _resume(frame)
         case "hello":
             return _hello(frame)
+        case "register":
+            command = commands.Register(req("password"))
+        case "login" | "identify":
+            command = commands.Login(get("name", False), req("password"))
+        case "logout":
+            command = commands.Logout()
+        case "password":
+            command = commands.Password(req("old"), req("new"))
+        case "unregister":
+            command = commands.Unregister(req("password"))
+        case "account":
+            command = commands.ShowAccount()
+        case "mentions":
+            command = commands.ShowMentions()
+        case "away":
+            command = commands.Away(get("message", False) or None)
+        case "back":
+            command = commands.Back()
+        case "ignore":
+            command = commands.Ignore(get("name", False))
+        case "unignore":
+            command = commands.Unignore(req("name"))
         case _:
             raise FrameError("unknown-type", f"unknown request type {kind[:32]!r}")
     return [command] if command is not None else []
@@ -303,8 +333,8 @@ def parse_frame(payload: bytes, nick: str) -> Request:
 # -- events to JSON --------------------------------------------------------
 
 
-def _who(nick: str, door: str) -> str:
-    return f"{nick} ({door})"
+def _who(nick: str, door: str, registered: bool = False) -> str:
+    return f"{nick} ({door}, registered)" if registered else f"{nick} ({door})"
 
 
 def _system(event: str, message: str, **fields: Any) -> dict[str, Any]:
@@ -312,8 +342,14 @@ def _system(event: str, message: str, **fields: Any) -> dict[str, Any]:
 
 
 def _presence(event: events.Presence) -> dict[str, Any]:
-    who = _who(event.nick, event.door)
-    common = {"name": event.nick, "door": event.door, "ts": event.ts}
+    # A rename's mark is the new nick's: the old one is shown as it was.
+    who = _who(event.nick, event.door, event.registered and event.kind != "nick")
+    common = {
+        "name": event.nick,
+        "door": event.door,
+        "ts": event.ts,
+        "registered": event.registered,
+    }
     match event.kind:
         case "join":
             return _system(
@@ -336,8 +372,15 @@ def _presence(event: events.Presence) -> dict[str, Any]:
         case "nick":
             return _system(
                 "nick",
-                f"{who} is now known as {event.new_nick}",
+                f"{who} is now known as {event.new_nick}"
+                + (" (registered)" if event.registered else ""),
                 new_name=event.new_nick,
+                **common,
+            )
+        case "login":
+            return _system(
+                "account_login",
+                f"{who} is logged in to the registered nick {event.nick}",
                 **common,
             )
 
@@ -424,6 +467,7 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
                 "door": event.sender_door,
                 "ts": event.ts,
                 "outgoing": event.outgoing,
+                **({"offline": True} if event.offline else {}),
             }
         case events.Presence():
             return _presence(event)
@@ -476,12 +520,75 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
                 **more,
             )
         case events.Who(room, members):
-            names = ", ".join(_who(n, d) for n, d in members)
+            names = ", ".join(
+                _who(m.nick, m.door, m.registered)
+                + (f" (away: {m.away})" if m.away is not None else "")
+                for m in members
+            )
             return _system(
                 "who",
                 f"{room} ({len(members)}): {names}",
                 room=room,
-                members=[{"name": n, "door": d} for n, d in members],
+                members=[
+                    {
+                        "name": m.nick,
+                        "door": m.door,
+                        "registered": m.registered,
+                        "away": m.away,
+                    }
+                    for m in members
+                ],
+            )
+        case events.Mentions(mentions, fresh):
+            head = (
+                "While you were away you were mentioned:"
+                if fresh
+                else "Mentions of you (the latest kept):"
+            )
+            lines = [
+                f"{m.room} <{m.nick}> {m.text}"
+                if not m.action
+                else f"{m.room} * {m.nick} {m.text}"
+                for m in mentions
+            ]
+            return _system(
+                "mentions",
+                "\n".join([head, *lines])
+                if mentions
+                else "No mentions of you are kept",
+                fresh=fresh,
+                mentions=[
+                    {
+                        "ts": m.ts,
+                        "room": m.room,
+                        "id": m.id,
+                        "name": m.nick,
+                        "message": m.text,
+                        "action": m.action,
+                    }
+                    for m in mentions
+                ],
+            )
+        case events.LoggedIn(name, token, expires, last_login, registered):
+            text = (
+                f"{name} is registered to you: nobody else can take it."
+                if registered
+                else f"You are logged in as {name}."
+            )
+            return _system(
+                "login",
+                text,
+                name=name,
+                registered=registered,
+                last_login=last_login,
+                **({"token": token, "expires": expires} if token is not None else {}),
+            )
+        case events.LoggedOut(nick, reason):
+            return _system(
+                "logout",
+                f"{reason[:1].upper()}{reason[1:]}; you are {nick} now.",
+                name=nick,
+                reason=reason,
             )
         case events.Topic(room, topic, set_by):
             text = (

@@ -32,7 +32,7 @@ from tchat import events
 from tchat.config import LimitsConfig, ServerConfig, WebConfig
 from tchat.hub import ChatFactory
 from tchat.interfaces import IParticipant
-from tchat.model import Directory, Room, User
+from tchat.model import Directory, Room, User, member
 from tchat.seam import (
     Audience,
     Draft,
@@ -496,7 +496,9 @@ class FakeNode:
         if not user.moved:
             self.chat.claims.pop(user.key, None)
 
-    def claim(self, user: User, nick: str, takeover: bool = False) -> Deferred[bool]:
+    def claim(
+        self, user: User, nick: str, takeover: bool = False, force: bool = False
+    ) -> Deferred[bool]:
         def answer() -> bool:
             key, owner = nick_key(nick), (self.name, user.code)
             return self.chat.claims.setdefault(key, owner) == owner
@@ -533,14 +535,17 @@ class FakeNode:
 
         return self.chat.later(answer)
 
-    def members(self, room: Room) -> Deferred[Listing[tuple[str, str]]]:
-        def answer() -> Listing[tuple[str, str]]:
+    def updated(self, user: User) -> None:
+        pass
+
+    def members(self, room: Room) -> Deferred[Listing[events.Member]]:
+        def answer() -> Listing[events.Member]:
             found = []
             for node in self.chat.nodes.values():
                 assert node.directory is not None
                 here = node.directory.room(room.name)
                 if here is not None:
-                    found += [(m.nick, m.door) for m in here.members]
+                    found += [member(m) for m in here.members]
             return Listing(tuple(sorted(found, key=lambda m: m[0].casefold())))
 
         return self.chat.later(answer)

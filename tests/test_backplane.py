@@ -350,7 +350,13 @@ class ListingTests(BackplaneTestCase):
             self.directory.enter(user, dev, 1)
         self.assertEqual(
             self.successResultOf(self.backplane.members(dev)),
-            Listing((("zed", "onion"), ("alice", "web"), ("bob", "telnet"))),
+            Listing(
+                (
+                    events.Member("zed", "onion"),
+                    events.Member("alice", "web"),
+                    events.Member("bob", "telnet"),
+                )
+            ),
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import random
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tchat import events
 from tchat.admin import make_admin_site
 from tchat.cluster import RedisBackplane, RedisStore
+from tchat.cluster import accounts as account_scripts
 from tchat.cluster.redis import ClusterDownError, RedisLink
 from tchat.cluster.scripts import (
     CLAIM,
@@ -140,8 +142,8 @@ def _stream_id(raw: str, high: bool) -> tuple[float, float]:
 class FakeRedis:
     """
     The state one Redis keeps for a cluster, in memory: strings (with
-    expiry, timed by the cluster's clock), hashes, lists, sorted sets and
-    streams, and the links subscribed to the bus.
+    expiry, timed by the cluster's clock), hashes, lists, sets, sorted
+    sets and streams, and the links subscribed to the bus.
 
     @ivar errors: Tracebacks of requests the fake could not handle (a
         command or script it does not know): the test fails on them.
@@ -152,6 +154,7 @@ class FakeRedis:
         self.strings: dict[str, tuple[str, float | None]] = {}
         self.hashes: dict[str, dict[str, str]] = {}
         self.lists: dict[str, list[str]] = {}
+        self.sets: dict[str, set[str]] = {}
         self.zsets: dict[str, dict[str, float]] = {}
         self.streams: dict[str, list[tuple[str, list[str]]]] = {}
         self.expires: dict[str, float] = {}
@@ -169,6 +172,13 @@ class FakeRedis:
             WHERE: self._where,
             LEAVE: self._leave,
             MEMBER: self._member,
+            account_scripts.CREATE: self._create_account,
+            account_scripts.DELETE: self._delete_account,
+            account_scripts.REVOKE_TOKENS: self._revoke_tokens,
+            account_scripts.LEAVE: self._leave_message,
+            account_scripts.TAKE: self._take_messages,
+            account_scripts.MENTION: self._add_mentions,
+            account_scripts.ISSUE: self._issue_token,
         }
 
     def restart(self, persisted: bool) -> None:
@@ -180,6 +190,7 @@ class FakeRedis:
         if not persisted:
             for kind in (self.strings, self.hashes, self.lists, self.zsets):
                 kind.clear()
+            self.sets.clear()
             self.streams.clear()
             self.expires.clear()
 
@@ -212,15 +223,23 @@ class FakeRedis:
                 return self._get(key)
             case ("SET", key, value, *options):
                 ttl: float | None = None
-                if options:
-                    unit, amount = options
-                    ttl = int(amount) / (1000 if unit.upper() == "PX" else 1)
-                    assert unit.upper() in ("PX", "EX"), options
+                words = [o.upper() for o in options]
+                if "NX" in words or "XX" in words:
+                    if self._exists(key) != ("XX" in words):
+                        return None
+                    words.remove("NX" if "NX" in words else "XX")
+                if words:
+                    unit, amount = words
+                    ttl = int(amount) / (1000 if unit == "PX" else 1)
+                    assert unit in ("PX", "EX"), options
+                self._delete(key)  # (a new value has no expiry but its own)
                 self.strings[key] = (
                     value,
                     None if ttl is None else self.clock.seconds() + ttl,
                 )
                 return "OK"
+            case ("MGET", *keys):
+                return [self._get(key) for key in keys]
             case ("DEL", *keys):
                 return sum(self._delete(key) for key in keys)
             case ("EXISTS", key):
@@ -230,6 +249,16 @@ class FakeRedis:
                     return 0
                 self.expires[key] = now + int(seconds)
                 return 1
+            case ("PEXPIRE", key, ms):
+                return self._expire_at(key, now + int(ms) / 1000)
+            case ("PEXPIREAT", key, ms):
+                return self._expire_at(key, int(ms) / 1000)
+            case ("PTTL", key):
+                if not self._exists(key):
+                    return -2
+                held = self.strings.get(key)
+                expiry = (held and held[1]) or self.expires.get(key)
+                return -1 if expiry is None else math.ceil((expiry - now) * 1000)
             case ("PERSIST", key):
                 return int(self.expires.pop(key, None) is not None)
             case ("TTL", key):
@@ -286,6 +315,29 @@ class FakeRedis:
                 return value
             case ("LLEN", key):
                 return len(self.lists.get(key, []))
+            case ("LRANGE", key, start, stop):
+                items = self.lists.get(key, [])
+                return items[_range(len(items), int(start), int(stop))]
+            case ("LTRIM", key, start, stop):
+                items = self.lists.get(key, [])
+                items[:] = items[_range(len(items), int(start), int(stop))]
+                if not items:
+                    self._delete(key)
+                return "OK"
+            case ("SADD", key, *members):
+                found_set = self.sets.setdefault(key, set())
+                new = sum(1 for m in members if m not in found_set)
+                found_set.update(members)
+                return new
+            case ("SREM", key, *members):
+                found_set = self.sets.get(key, set())
+                gone = sum(1 for m in members if m in found_set)
+                found_set.difference_update(members)
+                if not found_set:
+                    self._delete(key)
+                return gone
+            case ("SMEMBERS", key):
+                return sorted(self.sets.get(key, ()))
             case ("ZADD", key, score, member):
                 zset = self.zsets.setdefault(key, {})
                 new = int(member not in zset)
@@ -351,17 +403,32 @@ class FakeRedis:
 
     def _exists(self, key: str) -> bool:
         return self._get(key) is not None or any(
-            key in kind for kind in (self.hashes, self.lists, self.zsets, self.streams)
+            key in kind
+            for kind in (self.hashes, self.lists, self.sets, self.zsets, self.streams)
         )
 
     def _delete(self, key: str) -> int:
         self.expires.pop(key, None)
         found = self._get(key) is not None
         self.strings.pop(key, None)
-        for kind in (self.hashes, self.lists, self.zsets, self.streams):
+        for kind in (self.hashes, self.lists, self.sets, self.zsets, self.streams):
             if kind.pop(key, None) is not None:
                 found = True
         return int(found)
+
+    def _expire_at(self, key: str, when: float) -> int:
+        """C{PEXPIREAT}: a time already past deletes the key at once."""
+        if not self._exists(key):
+            return 0
+        if when <= self.clock.seconds():
+            self._delete(key)
+            return 1
+        found = self.strings.get(key)
+        if found is not None:
+            self.strings[key] = (found[0], when)
+        else:
+            self.expires[key] = when
+        return 1
 
     def _publish(self, channel: str, message: str) -> int:
         event = json.loads(message)
@@ -490,7 +557,7 @@ class FakeRedis:
             call("SET", key, owner, "PX", expiry)
             return [1, ""]
         _, space, session = held.partition(" ")
-        if code != "" and space and session == code:
+        if space and (code == "*" or (code != "" and session == code)):
             call("SET", key, owner, "PX", expiry)
             return [2, held]
         return [0, held]
@@ -561,6 +628,99 @@ class FakeRedis:
                 else:
                     out.append([name, call("HLEN", f"{p}:who:{key}"), topic or ""])
         return [call("ZCARD", index), out]
+
+    # -- the account scripts (tchat.cluster.accounts) ------------------------
+
+    def _forget_tokens(self, p: str, tokens: str, key: str) -> None:
+        for digest in self.command("SMEMBERS", tokens):
+            token = f"{p}:token:{digest}"
+            if self.command("GET", token) == key:
+                self.command("DEL", token)
+        self.command("DEL", tokens)
+
+    def _create_account(self, keys: list[str], argv: list[str]) -> int:
+        account, offline, mentions, tokens = keys
+        p, key, raw = argv
+        if self.command("SET", account, raw, "NX") is None:
+            return 0
+        self.command("DEL", offline, mentions)
+        self._forget_tokens(p, tokens, key)
+        return 1
+
+    def _delete_account(self, keys: list[str], argv: list[str]) -> int:
+        account, offline, mentions, tokens = keys
+        p, key = argv
+        self.command("DEL", account, offline, mentions)
+        self._forget_tokens(p, tokens, key)
+        return 0
+
+    def _revoke_tokens(self, keys: list[str], argv: list[str]) -> int:
+        (tokens,) = keys
+        p, key = argv
+        self._forget_tokens(p, tokens, key)
+        return 0
+
+    def _leave_message(self, keys: list[str], argv: list[str]) -> int:
+        (offline,) = keys
+        now, most, entry = float(argv[0]), int(argv[1]), argv[2]
+        call = self.command
+        every = call("LRANGE", offline, 0, -1)
+        kept = [e for e in every if json.loads(e)["x"] > now]
+        if len(kept) >= most:
+            return 0
+        if len(kept) < len(every):
+            call("DEL", offline)
+            if kept:
+                call("RPUSH", offline, *kept)
+        call("RPUSH", offline, entry)
+        latest = max(json.loads(e)["x"] for e in [*kept, entry])
+        call("PEXPIREAT", offline, math.ceil(latest * 1000))
+        return 1
+
+    def _take_messages(self, keys: list[str], argv: list[str]) -> list[str]:
+        (offline,) = keys
+        every: list[str] = self.command("LRANGE", offline, 0, -1)
+        self.command("DEL", offline)
+        return every
+
+    def _add_mentions(self, keys: list[str], argv: list[str]) -> int:
+        (mentions,) = keys
+        most, *entries = argv
+        for entry in entries:
+            self.command("RPUSH", mentions, entry)
+        if int(most) > 0:
+            self.command("LTRIM", mentions, -int(most), -1)
+        else:
+            self.command("DEL", mentions)
+        return 0
+
+    def _issue_token(self, keys: list[str], argv: list[str]) -> int:
+        token, tokens = keys
+        p, key, digest, expires = argv
+        call = self.command
+        call("SET", token, key)
+        call("PEXPIREAT", token, expires)
+        call("SADD", tokens, digest)
+        longest = 0
+        for member in call("SMEMBERS", tokens):
+            ttl = call("PTTL", f"{p}:token:{member}")
+            if ttl == -2:
+                call("SREM", tokens, member)
+            elif ttl > longest:
+                longest = ttl
+        if longest > 0:
+            call("PEXPIRE", tokens, longest)
+        return 0
+
+
+def _range(length: int, start: int, stop: int) -> slice:
+    """
+    The items C{LRANGE} and C{LTRIM} take, from Redis's inclusive and
+    possibly negative indexes.
+    """
+    first = max(start + length if start < 0 else start, 0)
+    last = stop + length if stop < 0 else stop
+    return slice(first, max(last + 1, first))
 
 
 class FakeLink:
@@ -1176,8 +1336,8 @@ class NickTests(ClusterTestCase):
         # Both are listed, each under their own nick.
         self.a.hub.execute(ua, WhoIs(None))
         (who,) = of(events.Who, first.take())
-        self.assertIn((uc.nick, "telnet"), who.members)
-        self.assertIn((ua.nick, "telnet"), who.members)
+        self.assertIn(events.Member(uc.nick, "telnet"), who.members)
+        self.assertIn(events.Member(ua.nick, "telnet"), who.members)
 
     def test_nick_while_cut_off(self) -> None:
         """
@@ -1209,7 +1369,12 @@ class ListingTests(ClusterTestCase):
         _, _ = self.a.user("carol", "onion")
         self.everyone(alice, bob)
         want = events.Who(
-            "#lobby", (("alice", "telnet"), ("bob", "web"), ("carol", "onion"))
+            "#lobby",
+            (
+                events.Member("alice", "telnet"),
+                events.Member("bob", "web"),
+                events.Member("carol", "onion"),
+            ),
         )
         self.a.hub.execute(ua, WhoIs(None))
         self.assertEqual(alice.take(), [want])
@@ -1228,7 +1393,12 @@ class ListingTests(ClusterTestCase):
         self.b.hub.execute(ub, WhoIs(None))
         self.assertEqual(
             of(events.Who, bob.take()),
-            [events.Who("#lobby", (("alicia", "telnet"), ("bob", "telnet")))],
+            [
+                events.Who(
+                    "#lobby",
+                    (events.Member("alicia", "telnet"), events.Member("bob", "telnet")),
+                )
+            ],
         )
 
     def test_rooms(self) -> None:
@@ -1432,7 +1602,13 @@ class OutageTests(ClusterTestCase):
             self.alice.take(),
             [
                 events.Status(ONLY_HERE),
-                events.Who("#lobby", (("alice", "telnet"), ("carol", "telnet"))),
+                events.Who(
+                    "#lobby",
+                    (
+                        events.Member("alice", "telnet"),
+                        events.Member("carol", "telnet"),
+                    ),
+                ),
             ],
         )
         self.a.hub.execute(self.ua, Rooms())
@@ -1486,7 +1662,11 @@ class OutageTests(ClusterTestCase):
             [
                 events.Who(
                     "#lobby",
-                    (("alice", "telnet"), ("bob", "telnet"), ("carol", "telnet")),
+                    (
+                        events.Member("alice", "telnet"),
+                        events.Member("bob", "telnet"),
+                        events.Member("carol", "telnet"),
+                    ),
                 )
             ],
         )
@@ -1554,7 +1734,9 @@ class NodeDeathTests(ClusterTestCase):
         self.advance(NODE_TIMEOUT + 1)
         self.bob.take()
         self.b.hub.execute(self.ub, WhoIs(None))
-        self.assertEqual(self.bob.take(), [events.Who("#lobby", (("bob", "telnet"),))])
+        self.assertEqual(
+            self.bob.take(), [events.Who("#lobby", (events.Member("bob", "telnet"),))]
+        )
         self.b.hub.execute(self.ub, Nick("alice"))
         self.assertEqual(self.ub.nick, "alice")
 

@@ -1072,7 +1072,10 @@ class WebSocketFrameTests(SynchronousTestCase):
             _flush(pumps)
             who = client.take()[-1]
             self.assertEqual((who["type"], who["event"]), ("system", "who"))
-            self.assertIn({"name": "fuzzok", "door": "web"}, who["members"])
+            self.assertIn(
+                {"name": "fuzzok", "door": "web", "registered": False, "away": None},
+                who["members"],
+            )
         for frame in watcher.take():
             if frame["type"] in ("usermsg", "private"):
                 self.assertEqual(_controls(frame["message"]), [], frame)

@@ -560,8 +560,11 @@ class RoomTests(HubTestCase):
                         events.RoomInfo("#lobby", 2, None),
                     )
                 ),
-                events.Who("#lobby", (("alice", "telnet"), ("bob", "web"))),
-                events.Who("#dev", (("alice", "telnet"),)),
+                events.Who(
+                    "#lobby",
+                    (events.Member("alice", "telnet"), events.Member("bob", "web")),
+                ),
+                events.Who("#dev", (events.Member("alice", "telnet"),)),
             ],
         )
 

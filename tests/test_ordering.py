@@ -303,7 +303,7 @@ class TwoNodeTests(SynchronousTestCase):
         wes = self.a.connect(wes_p)
         wes_p.take()
         failing: Deferred[bool] = Deferred()
-        node.claim = lambda user, nick, takeover=False: failing  # type: ignore[method-assign]
+        node.claim = lambda user, nick, takeover=False, force=False: failing  # type: ignore[method-assign]
         self.a.execute(wes, Nick("wes"))
         self.a.execute(wes, Say("hello"))
         failing.errback(RuntimeError("down"))

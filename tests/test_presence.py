@@ -25,6 +25,7 @@ from tchat.config import HistoryConfig, LimitsConfig, ServerConfig
 from tchat.history import Ban, MemoryStore, Session
 from tchat.hub import ChatFactory
 from tchat.model import User
+from tchat.naming import Naming
 from tchat.palette import PALETTE
 from tchat.presence import BACK, OUTAGE, Presence
 from tchat.seam import IBackplane, UnreachableError
@@ -67,7 +68,9 @@ class ClaimsByHand(LocalBackplane):
         self.claims: list[tuple[str, Deferred[bool]]] = []
         self.released: list[str] = []
 
-    def claim(self, user: User, nick: str, takeover: bool = False) -> Deferred[bool]:
+    def claim(
+        self, user: User, nick: str, takeover: bool = False, force: bool = False
+    ) -> Deferred[bool]:
         if not self.by_hand:
             return super().claim(user, nick, takeover)
         answer: Deferred[bool] = Deferred()
@@ -121,6 +124,10 @@ class PresenceTestCase(SynchronousTestCase):
     @property
     def presence(self) -> Presence:
         return self.hub.concerns.presence
+
+    @property
+    def naming(self) -> Naming:
+        return self.hub.concerns.naming
 
     def arrive(
         self,
@@ -563,7 +570,7 @@ class NickTests(PresenceTestCase):
         """
         A malformed nick is refused, quoted, with the rule it breaks.
         """
-        self.assertIsNone(self.presence.nick(self.alice, "a b"))
+        self.assertIsNone(self.naming.nick(self.alice, "a b"))
         self.assertEqual(
             self.error(self.alice_p),
             events.Error(
@@ -581,12 +588,12 @@ class NickTests(PresenceTestCase):
         self.hub = self.make_hub(self.node, server=ServerConfig(name="Relay"))
         alice_p, alice = self.connect("alice")
         for name in ("RELAY", "root", "Admin"):
-            self.presence.nick(alice, name)
+            self.naming.nick(alice, name)
             self.assertEqual(
                 self.error(alice_p),
                 events.Error("nick-reserved", f"{name} is reserved; pick another"),
             )
-        self.presence.nick(alice, "tchat")
+        self.naming.nick(alice, "tchat")
         self.assertEqual(alice.nick, "tchat")
 
     def test_taken(self) -> None:
@@ -595,7 +602,7 @@ class NickTests(PresenceTestCase):
         without asking the chat.
         """
         self.node.by_hand = True
-        self.presence.nick(self.alice, "BOB")
+        self.naming.nick(self.alice, "BOB")
         self.assertEqual(
             self.error(self.alice_p),
             events.Error("nick-taken", "BOB is taken; pick another"),
@@ -610,7 +617,7 @@ class NickTests(PresenceTestCase):
         participant, guest = self.arrive()
         self.forget()
         self.node.by_hand = True
-        self.assertIsNone(self.presence.nick(guest, guest.nick))
+        self.assertIsNone(self.naming.nick(guest, guest.nick))
         self.assertTrue(guest.named)
         self.assertEqual(participant.take(), [])
         self.assertEqual(self.node.claims, [])
@@ -622,7 +629,7 @@ class NickTests(PresenceTestCase):
         a claim in the chat.
         """
         self.node.by_hand = True
-        self.assertIsNone(self.presence.nick(self.alice, "ALICE"))
+        self.assertIsNone(self.naming.nick(self.alice, "ALICE"))
         self.assertEqual(self.alice.nick, "ALICE")
         self.assertEqual(self.node.claims, [])
         notice = events.Presence(NOW, "nick", "alice", "telnet", new_nick="ALICE")
@@ -633,14 +640,14 @@ class NickTests(PresenceTestCase):
         A banned nick is refused, except to an operator.
         """
         self.hub.concerns.bans.add(Ban(1, "nick", "troll*", "", "root", NOW))
-        self.presence.nick(self.alice, "TrollFace")
+        self.naming.nick(self.alice, "TrollFace")
         self.assertEqual(
             self.error(self.alice_p),
             events.Error("banned", "the nick TrollFace is banned; pick another"),
         )
         self.assertEqual(self.alice.nick, "alice")
         self.bob.operator = "root"
-        self.presence.nick(self.bob, "TrollFace")
+        self.naming.nick(self.bob, "TrollFace")
         self.assertEqual(self.bob.nick, "TrollFace")
 
     def test_look_alike_taken(self) -> None:
@@ -659,12 +666,12 @@ class NickTests(PresenceTestCase):
             ("\u0441\u043e\u0441\u043e", f"\u0441\u043e\u0441\u043e {looks} coco"),
             ("\U0001d41b\U0001d428\U0001d41b", "bob is taken"),
         ]:
-            self.presence.nick(self.alice, name)
+            self.naming.nick(self.alice, name)
             self.assertEqual(
                 self.error(self.alice_p),
                 events.Error("nick-taken", f"{said}; pick another"),
             )
-        self.presence.nick(self.bob, "AIice")
+        self.naming.nick(self.bob, "AIice")
         self.assertEqual(
             self.error(self.bob_p),
             events.Error("nick-taken", f"AIice {looks} alice; pick another"),
@@ -677,7 +684,7 @@ class NickTests(PresenceTestCase):
         A look-alike that mixes scripts is refused as taken when its nick
         is in use (the more useful answer), and for the mix when not.
         """
-        self.presence.nick(self.bob, "\u0430lice")
+        self.naming.nick(self.bob, "\u0430lice")
         self.assertEqual(
             self.error(self.bob_p),
             events.Error(
@@ -685,7 +692,7 @@ class NickTests(PresenceTestCase):
                 "\u0430lice is taken: it looks like alice; pick another",
             ),
         )
-        self.presence.nick(self.bob, "\u0422om")
+        self.naming.nick(self.bob, "\u0422om")
         self.assertEqual(
             self.error(self.bob_p),
             events.Error(
@@ -703,7 +710,7 @@ class NickTests(PresenceTestCase):
         another case of it: at once, without a claim in the chat.
         """
         self.node.by_hand = True
-        self.assertIsNone(self.presence.nick(self.bob, "B0B"))
+        self.assertIsNone(self.naming.nick(self.bob, "B0B"))
         self.assertEqual(self.bob.nick, "B0B")
         self.assertEqual(self.node.claims, [])
 
@@ -723,7 +730,7 @@ class NickTests(PresenceTestCase):
             ("Re1ay", "Relay"),
             ("R\u0435lay", "Relay"),
         ]:
-            self.presence.nick(alice, name)
+            self.naming.nick(alice, name)
             self.assertEqual(
                 self.error(alice_p),
                 events.Error(
@@ -738,7 +745,7 @@ class NickTests(PresenceTestCase):
         A nick with an invisible character is refused, naming it as typed:
         C{alice} with a Hangul filler (which NFKC turns into another).
         """
-        self.presence.nick(self.bob, "alice\u3164")
+        self.naming.nick(self.bob, "alice\u3164")
         self.assertEqual(
             self.error(self.bob_p),
             events.Error(
@@ -747,7 +754,7 @@ class NickTests(PresenceTestCase):
                 "and a nick may not hold what nobody can see",
             ),
         )
-        self.presence.nick(self.bob, "bob\u200b")
+        self.naming.nick(self.bob, "bob\u200b")
         self.assertEqual(
             self.error(self.bob_p),
             events.Error(
@@ -764,7 +771,7 @@ class NickTests(PresenceTestCase):
         """
         self.hub.concerns.bans.add(Ban(1, "nick", "troll*", "", "root", NOW))
         for name in ("Tr0llFace", "TR0LL", "tr\u043ell"):
-            self.presence.nick(self.alice, name)
+            self.naming.nick(self.alice, name)
             (error,) = of(events.Error, self.alice_p.take())
             self.assertIn(error.code, ("banned", "nick-invalid"), name)
         self.assertEqual(self.alice.nick, "alice")
@@ -776,9 +783,9 @@ class NickTests(PresenceTestCase):
         """
         self.hub = self.make_hub(self.node, nick_changes_per_minute=1)
         alice_p, alice = self.connect("alice")
-        self.presence.nick(alice, "alicia")
+        self.naming.nick(alice, "alicia")
         alice_p.take()
-        self.presence.nick(alice, "ally")
+        self.naming.nick(alice, "ally")
         self.assertEqual(
             self.error(alice_p),
             events.Error(
@@ -788,7 +795,7 @@ class NickTests(PresenceTestCase):
         )
         self.assertEqual(alice.nick, "alicia")
         self.clock.advance(60)
-        self.presence.nick(alice, "ally")
+        self.naming.nick(alice, "ally")
         self.assertEqual(alice.nick, "ally")
 
     def test_waits_for_the_claim(self) -> None:
@@ -797,7 +804,7 @@ class NickTests(PresenceTestCase):
         anything before.
         """
         self.node.by_hand = True
-        pending = self.presence.nick(self.alice, "wes")
+        pending = self.naming.nick(self.alice, "wes")
         assert pending is not None
         self.assertNoResult(pending)
         self.assertEqual((self.alice.nick, self.bob_p.take()), ("alice", []))
@@ -818,11 +825,11 @@ class NickTests(PresenceTestCase):
         other = self.make_hub(chat.node("b"))
         self.hub = self.make_hub(chat.node("a"))
         _, there = self.connect("x", hub=other)
-        other.concerns.presence.nick(there, "wes")
+        other.concerns.naming.nick(there, "wes")
         alice_p, alice = self.connect("alice")
         chat.hold()
         alice.tag = "n1"
-        self.presence.nick(alice, "wes")
+        self.naming.nick(alice, "wes")
         alice.tag = None
         chat.release()
         self.assertEqual(
@@ -837,8 +844,8 @@ class NickTests(PresenceTestCase):
         claim is answered last is refused even if the chat said yes.
         """
         self.node.by_hand = True
-        self.presence.nick(self.alice, "wes")
-        self.presence.nick(self.bob, "wes")
+        self.naming.nick(self.alice, "wes")
+        self.naming.nick(self.bob, "wes")
         self.node.claims[0][1].callback(True)
         self.bob_p.take()
         self.node.claims[1][1].callback(True)
@@ -855,7 +862,7 @@ class NickTests(PresenceTestCase):
         """
         self.node.by_hand = True
         self.alice.tag = "n2"
-        self.presence.nick(self.alice, "wes")
+        self.naming.nick(self.alice, "wes")
         self.alice.tag = None
         self.node.claims[0][1].errback(UnreachableError("down"))
         self.assertEqual(
@@ -874,7 +881,7 @@ class NickTests(PresenceTestCase):
         A claim that fails otherwise says the nick could not be checked.
         """
         self.node.by_hand = True
-        self.presence.nick(self.alice, "wes")
+        self.naming.nick(self.alice, "wes")
         self.node.claims[0][1].errback(Failure(RuntimeError("boom")))
         self.assertEqual(
             self.error(self.alice_p),
@@ -893,13 +900,13 @@ class NickTests(PresenceTestCase):
         other = self.make_hub(chat.node("b"))
         alice_p, alice = self.connect("alice")
         chat.hold()
-        self.presence.nick(alice, "wes")
+        self.naming.nick(alice, "wes")
         self.presence.disconnect(alice, "reset")
         chat.release()
         self.assertNotIn("wes", chat.claims)
         self.assertEqual(alice_p.take(), [])
         _, there = self.connect("x", hub=other)
-        other.concerns.presence.nick(there, "wes")
+        other.concerns.naming.nick(there, "wes")
         self.assertEqual(there.nick, "wes")
 
     def test_failure_after_leaving(self) -> None:
@@ -907,7 +914,7 @@ class NickTests(PresenceTestCase):
         A user who left before their claim failed is told nothing.
         """
         self.node.by_hand = True
-        self.presence.nick(self.alice, "wes")
+        self.naming.nick(self.alice, "wes")
         self.presence.disconnect(self.alice, "reset")
         self.node.claims[0][1].errback(UnreachableError("down"))
         self.assertEqual(self.alice_p.take(), [])
@@ -1003,7 +1010,7 @@ class ColourTests(PresenceTestCase):
         Without an argument, the user is shown their colour, whether
         colours are shown, and the choices.
         """
-        self.presence.colour(self.alice, None)
+        self.naming.colour(self.alice, None)
         self.assertEqual(
             self.alice_p.take(),
             [
@@ -1017,10 +1024,10 @@ class ColourTests(PresenceTestCase):
         """
         C{off} and C{on} turn showing colours off and on, and say so.
         """
-        self.presence.colour(self.alice, "off")
+        self.naming.colour(self.alice, "off")
         self.assertFalse(self.alice.show_colours)
-        self.presence.colour(self.alice, None)
-        self.presence.colour(self.alice, "on")
+        self.naming.colour(self.alice, None)
+        self.naming.colour(self.alice, "on")
         self.assertTrue(self.alice.show_colours)
         off, shown, on = self.alice_p.take()
         self.assertEqual(off, events.Status("colours are off"))
@@ -1032,7 +1039,7 @@ class ColourTests(PresenceTestCase):
         """
         A palette name becomes the user's colour.
         """
-        self.presence.colour(self.alice, "bright-blue")
+        self.naming.colour(self.alice, "bright-blue")
         self.assertEqual(self.alice.colour, PALETTE["bright-blue"])
         self.assertEqual(
             self.alice_p.take(), [events.Status("your colour is now bright-blue")]
@@ -1042,7 +1049,7 @@ class ColourTests(PresenceTestCase):
         """
         Anything else is refused with the choices; the colour stays.
         """
-        self.presence.colour(self.alice, "#ff0000")
+        self.naming.colour(self.alice, "#ff0000")
         self.assertEqual(
             self.alice_p.take(),
             [

@@ -90,7 +90,9 @@ class CutOffBackplane(LocalBackplane):
 
     claim_error: Exception | None = None
 
-    def claim(self, user: User, nick: str, takeover: bool = False) -> Deferred[bool]:
+    def claim(
+        self, user: User, nick: str, takeover: bool = False, force: bool = False
+    ) -> Deferred[bool]:
         if self.claim_error is not None:
             return fail(self.claim_error)
         return super().claim(user, nick, takeover)
@@ -105,7 +107,9 @@ class SlowClaims(FakeNode):
 
     held: list[tuple[Deferred[bool], Deferred[bool]]] | None = None
 
-    def claim(self, user: User, nick: str, takeover: bool = False) -> Deferred[bool]:
+    def claim(
+        self, user: User, nick: str, takeover: bool = False, force: bool = False
+    ) -> Deferred[bool]:
         answer = super().claim(user, nick, takeover)
         if self.held is None:
             return answer

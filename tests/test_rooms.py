@@ -58,7 +58,7 @@ class OnlyHere(LocalBackplane):
             .addCallback(lambda found: Listing(found.items, True, found.total))
         )
 
-    def members(self, room: Room) -> Deferred[Listing[tuple[str, str]]]:
+    def members(self, room: Room) -> Deferred[Listing[events.Member]]:
         return (
             super().members(room).addCallback(lambda found: Listing(found.items, True))
         )
@@ -644,7 +644,10 @@ class ListingTests(RoomsTestCase):
             alice_p.take(),
             [
                 events.RoomList((events.RoomInfo("#lobby", 2, None),)),
-                events.Who("#lobby", (("alice", "telnet"), ("bob", "web"))),
+                events.Who(
+                    "#lobby",
+                    (events.Member("alice", "telnet"), events.Member("bob", "web")),
+                ),
             ],
         )
 
@@ -693,7 +696,7 @@ class ListingTests(RoomsTestCase):
                 events.Status(ONLY_HERE),
                 events.RoomList((events.RoomInfo("#lobby", 1, None),)),
                 events.Status(ONLY_HERE),
-                events.Who("#lobby", (("alice", "telnet"),)),
+                events.Who("#lobby", (events.Member("alice", "telnet"),)),
             ],
         )
 
@@ -728,7 +731,10 @@ class ListingTests(RoomsTestCase):
         self.assertEqual(
             alice_p.take(),
             [
-                events.Who("#lobby", (("alice", "telnet"), ("bob", "web"))),
+                events.Who(
+                    "#lobby",
+                    (events.Member("alice", "telnet"), events.Member("bob", "web")),
+                ),
                 events.RoomList((events.RoomInfo("#lobby", 2, None),)),
             ],
         )

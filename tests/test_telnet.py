@@ -474,7 +474,12 @@ class RenderTests(TelnetTestCase):
         help_lines = alice.lines()
         self.assertEqual(help_lines[0], "*** Commands:")
         self.assertIn(
-            "  //text               send a line that starts with /", help_lines
+            "  //text                send a line that starts with /", help_lines
+        )
+        self.assertIn(
+            "  /register PASSWORD    register your nick, so nobody else can take "
+            "it (8 characters or more)",
+            help_lines,
         )
 
 

@@ -56,6 +56,7 @@ class ConnectTests(WebTestCase):
                 "epoch": self.hub.directory.rooms["#lobby"].epoch,
                 "last_id": 0,
                 "ts": 1_700_000_000,
+                "registered": False,
             },
         )
 

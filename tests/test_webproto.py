@@ -364,7 +364,9 @@ class EncodeTests(SynchronousTestCase):
                 "Rooms: #a (2)",
             ),
             (
-                events.Who("#a", (("al", "web"), ("bo", "telnet"))),
+                events.Who(
+                    "#a", (events.Member("al", "web"), events.Member("bo", "telnet"))
+                ),
                 "who",
                 "#a (2): al (web), bo (telnet)",
             ),
@@ -384,8 +386,11 @@ class EncodeTests(SynchronousTestCase):
         """
         Answers carry their data for clients that render it.
         """
-        who = to_json(events.Who("#a", (("al", "web"),)))
-        self.assertEqual(who["members"], [{"name": "al", "door": "web"}])
+        who = to_json(events.Who("#a", (events.Member("al", "web"),)))
+        self.assertEqual(
+            who["members"],
+            [{"name": "al", "door": "web", "registered": False, "away": None}],
+        )
         rooms = to_json(events.RoomList((events.RoomInfo("#a", 2, "t"),)))
         self.assertEqual(rooms["rooms"], [{"name": "#a", "members": 2, "topic": "t"}])
         welcome = to_json(events.Welcome("hub", ("m",), "g-1", "#lobby", RED))

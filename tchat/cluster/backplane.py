@@ -298,8 +298,13 @@ class RedisBackplane:
         if not user.moved:
             self.roster.release(user.key)
 
-    def claim(self, user: User, nick: str, takeover: bool = False) -> Deferred[bool]:
-        return self.roster.claim(user, nick, takeover)
+    def claim(
+        self, user: User, nick: str, takeover: bool = False, force: bool = False
+    ) -> Deferred[bool]:
+        return self.roster.claim(user, nick, takeover, force)
+
+    def updated(self, user: User) -> None:
+        self.roster.register(user)
 
     def release(self, user: User, nick: str) -> None:
         self.roster.release(nick_key(nick))
@@ -359,7 +364,7 @@ class RedisBackplane:
             lambda f: self._alone.rooms(offset, count).addCallback(_partial)
         )
 
-    def members(self, room: Room) -> Deferred[Listing[tuple[str, str]]]:
+    def members(self, room: Room) -> Deferred[Listing[events.Member]]:
         if not self.up:
             return self._alone.members(room).addCallback(_partial)
         listed = self.roster.who(room.key).addCallback(lambda m: Listing(tuple(m)))

@@ -51,12 +51,16 @@ class Roster:
 
     # -- nicks ---------------------------------------------------------------
 
-    def claim(self, user: User, nick: str, takeover: bool = False) -> Deferred[bool]:
+    def claim(
+        self, user: User, nick: str, takeover: bool = False, force: bool = False
+    ) -> Deferred[bool]:
         """
         Claim C{nick} for C{user}.
 
         @param takeover: Take it from another connection of the same
             session (a resume), which is then closed.
+        @param force: Take it from whoever has it, who is then closed (the
+            account's owner logged in).
         @return: Fires with whether it was claimed; fails with
             L{tchat.cluster.redis.ClusterDownError} when Redis cannot be
             reached.
@@ -65,7 +69,7 @@ class Roster:
         d = link.eval(
             scripts.CLAIM,
             [link.key("nick", key)],
-            [owner, self.timeout_ms, user.code if takeover else ""],
+            [owner, self.timeout_ms, "*" if force else user.code if takeover else ""],
         )
 
         def claimed(result: list[Any]) -> bool:
@@ -131,7 +135,9 @@ class Roster:
             dumps([user.nick, user.door, rooms, self.owner_of(user)]),
         ).addErrback(logged("recording a user"))
         if rooms:
-            entry = dumps([user.nick, user.door, self.node])
+            entry = dumps(
+                [user.nick, user.door, self.node, user.account is not None, user.away]
+            )
             recorded = link.eval(scripts.MEMBER, [], [link.prefix, key, entry, *rooms])
             recorded.addCallback(lambda missing: missing and self.missing(missing))
             recorded.addErrback(logged("recording a member"))
@@ -159,15 +165,19 @@ class Roster:
                 logged("forgetting a user")
             )
 
-    def who(self, room: str) -> Deferred[list[tuple[str, str]]]:
-        """Every member of the room with key C{room}: (nick, door)."""
+    def who(self, room: str) -> Deferred[list[events.Member]]:
+        """Every member of the room with key C{room}."""
         link = self._link
         d = link.command("HGETALL", link.key("who", room))
 
-        def members(flat: list[str]) -> list[tuple[str, str]]:
+        def members(flat: list[str]) -> list[events.Member]:
             found = [json.loads(v) for v in flat[1::2]]
             found.sort(key=lambda m: m[0].casefold())
-            return [(m[0], m[1]) for m in found]
+            # Entries of nodes from before accounts have three fields.
+            return [
+                events.Member(m[0], m[1], bool(m[3:4] and m[3]), (m[4:5] or [None])[0])
+                for m in found
+            ]
 
         return d.addCallback(members)
 

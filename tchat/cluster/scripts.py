@@ -139,7 +139,8 @@ return missing
 
 #: Claim a nick.  Answers {1, ""} when claimed (or already this owner's),
 #: {2, old owner} when taken over from the same session on another
-#: connection (a resume), {0, owner} when someone else has it.
+#: connection (a resume; or from anyone, when the code is "*": the nick's
+#: account's owner logged in), {0, owner} when someone else has it.
 #: KEYS: the nick's key.  ARGV: owner ("node code"), expiry (ms), code.
 CLAIM = """
 local v = redis.call('GET', KEYS[1])
@@ -148,7 +149,8 @@ if not v or v == ARGV[1] then
   return {1, ''}
 end
 local space = string.find(v, ' ', 1, true)
-if ARGV[3] ~= '' and space and string.sub(v, space + 1) == ARGV[3] then
+local code = space and string.sub(v, space + 1)
+if space and (ARGV[3] == '*' or (ARGV[3] ~= '' and code == ARGV[3])) then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return {2, v}
 end

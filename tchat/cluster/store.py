@@ -15,10 +15,11 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 
 from tchat import events
+from tchat.cluster.accounts import RedisAccounts
 from tchat.cluster.redis import RedisLink, dumps, logged
 from tchat.cluster.wire import message_from
 from tchat.config import HistoryConfig
-from tchat.history import Ban, Loaded, RoomRecord, Session
+from tchat.history import AccountStore, Ban, Loaded, RoomRecord, Session
 
 
 class RedisStore:
@@ -26,6 +27,7 @@ class RedisStore:
     Rooms, messages, resume codes and bans, in the cluster's Redis.
 
     @ivar names: The name of a room from its key (set by the backplane).
+    @ivar accounts: The registered accounts, in the same Redis.
     """
 
     observe_write: Callable[[float], None] | None = None
@@ -35,6 +37,8 @@ class RedisStore:
         self._link = link
         self.keep = keep
         self.resume_ttl = resume_ttl
+        # Typed as the interface's: the protocol's attribute is settable.
+        self.accounts: AccountStore = RedisAccounts(link)
         self.names: Callable[[str], str] = lambda key: key
         self.description = (
             f"in Redis, shared by the cluster (node {link.node}, "
@@ -143,6 +147,7 @@ class RedisStore:
                 return None
             data = json.loads(raw)
             data["rooms"] = tuple(tuple(r) for r in data["rooms"])
+            # (A session kept by an older tchat has no "account": none.)
             found = Session(**data)
             return found if found.saved >= oldest else None
 

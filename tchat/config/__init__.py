@@ -18,6 +18,7 @@ with its dataclass and the parsers of its keys:
   - L{tchat.config.history}: C{[history]};
   - L{tchat.config.onion}: C{[onion]};
   - L{tchat.config.cluster}: C{[cluster]};
+  - L{tchat.config.accounts}: C{[accounts]};
   - L{tchat.config.operators}: C{[operators]};
   - L{tchat.config.parse}: L{Config}, the whole, and reading it.
 
@@ -25,6 +26,7 @@ Everything is imported from here, as C{from tchat.config import X}.
 """
 
 from tchat.config._base import ConfigError
+from tchat.config.accounts import AccountsConfig
 from tchat.config.cluster import ClusterConfig, RedisTarget
 from tchat.config.history import HistoryConfig, SyncMode
 from tchat.config.limits import LimitsConfig
@@ -47,6 +49,7 @@ from tchat.config.server import (
 )
 
 __all__ = [
+    "AccountsConfig",
     "AdminConfig",
     "ClusterConfig",
     "Config",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tchat.config._base import ConfigError, Parsers
+from tchat.config.accounts import ACCOUNTS_PARSERS, AccountsConfig
 from tchat.config.cluster import CLUSTER_PARSERS, ClusterConfig
 from tchat.config.history import HISTORY_PARSERS, HistoryConfig
 from tchat.config.limits import LIMITS_PARSERS, LimitsConfig
@@ -53,6 +54,7 @@ class Config:
     onion: OnionConfig = field(default_factory=OnionConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     operators: OperatorsConfig = field(default_factory=OperatorsConfig)
     source: str = "built-in defaults"
@@ -84,6 +86,7 @@ _SECTIONS: Mapping[str, tuple[type[Any], Parsers]] = {
     "onion": (OnionConfig, ONION_PARSERS),
     "admin": (AdminConfig, ADMIN_PARSERS),
     "cluster": (ClusterConfig, CLUSTER_PARSERS),
+    "accounts": (AccountsConfig, ACCOUNTS_PARSERS),
     "log": (LogConfig, LOG_PARSERS),
 }
 

@@ -20,14 +20,19 @@ users who left.  See C{docs/delivery.md} for the guarantees this gives.
 from typing import Any
 
 from tchat.config import HistoryConfig
+from tchat.events import Mention
 from tchat.history.database import SCHEMA_VERSION
 from tchat.history.faults import Fault, StorageError
 from tchat.history.memory import MemoryStore
 from tchat.history.records import (
+    Account,
+    AccountStore,
     Ban,
     BanKind,
     HistoryStore,
     Loaded,
+    MailboxFullError,
+    Offline,
     RoomRecord,
     Session,
 )
@@ -37,12 +42,17 @@ __all__ = [
     "CLOSE_TIMEOUT",
     "MAX_BATCH",
     "SCHEMA_VERSION",
+    "Account",
+    "AccountStore",
     "Ban",
     "BanKind",
     "Fault",
     "HistoryStore",
     "Loaded",
+    "MailboxFullError",
     "MemoryStore",
+    "Mention",
+    "Offline",
     "RoomRecord",
     "SQLiteStore",
     "Session",

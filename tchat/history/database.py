@@ -16,22 +16,32 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from tchat.config import HistoryConfig
 from tchat.events import RoomMessage
-from tchat.history.faults import Fault, StorageError
+from tchat.history import account_tables
+from tchat.history.faults import STOPPED, Fault, StorageError
 from tchat.history.records import Ban, Loaded, RoomRecord, Session
 from tchat.palette import PALETTE
 from tchat.text import room_key
 
-SCHEMA_VERSION = 1
+T = TypeVar("T")
 
-_SCHEMA = """
+SCHEMA_VERSION = 2
+"""
+Schema 2 adds the accounts (L{account_tables.SCHEMA}) and the account of
+a session; a schema 1 file is brought to it in place when opened.
+"""
+
+_META = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
-);
+)
+"""
+
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
     key TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -67,7 +77,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     show_colours INTEGER NOT NULL,
     rooms TEXT NOT NULL,
     current TEXT,
-    saved REAL NOT NULL
+    saved REAL NOT NULL,
+    account TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_saved ON sessions (saved);
 CREATE TABLE IF NOT EXISTS bans (
@@ -80,6 +91,24 @@ CREATE TABLE IF NOT EXISTS bans (
     expires REAL
 );
 """
+
+
+def _create_tables(db: sqlite3.Connection) -> None:
+    """
+    Create what the file lacks of the schema, and add the columns schema 2
+    added to tables of a schema 1 file.  Statement by statement, in the
+    caller's transaction (C{executescript} would commit it first): a
+    migration that fails leaves the file as it was.
+    """
+    for statement in (_SCHEMA + account_tables.SCHEMA).split(";"):
+        if statement.strip():
+            db.execute(statement)
+    # By the columns rather than the schema number: a file whose first
+    # opening stopped before its meta were written has none.
+    columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+    if "account" not in columns:
+        db.execute("ALTER TABLE sessions ADD COLUMN account TEXT")
+
 
 _COLUMNS = "room, id, epoch, ts, nick, door, colour, text, action, client_id"
 
@@ -279,13 +308,14 @@ def session_change(session: Session) -> Change:
         json.dumps(session.rooms),
         session.current,
         session.saved,
+        session.account,
     )
 
     def run(db: sqlite3.Connection) -> None:
         db.execute(
             "INSERT OR REPLACE INTO sessions "
-            "(code, nick, colour, show_colours, rooms, current, saved) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "(code, nick, colour, show_colours, rooms, current, saved, account) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             values,
         )
 
@@ -370,9 +400,10 @@ class Database:
                 raise sqlite3.OperationalError(f"cannot use WAL mode (got {mode})")
             sync = "FULL" if self.config.sync == "full" else "NORMAL"
             db.execute(f"PRAGMA synchronous={sync}")
-            # executescript commits as it goes: schema first, then one
-            # transaction for the start-up changes.
-            db.executescript(_SCHEMA)
+            db.execute(_META)
+            # One transaction for the start-up changes, a migration
+            # included; the schema is read before anything is created, so
+            # that a newer tchat's file is left as it was.
             db.execute("BEGIN IMMEDIATE")
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             version = int(meta.get("schema", SCHEMA_VERSION))
@@ -381,12 +412,14 @@ class Database:
                     f"written by a newer tchat (schema {version}); "
                     f"this one knows schema {SCHEMA_VERSION}"
                 )
+            _create_tables(db)
             lossy = meta.get("clean") == "0" and meta.get("sync") != "full"
             loaded = Loaded(lossy=lossy)
             if lossy:
                 self._new_epochs(db, now)
             self._prune_all(db)
             self._expire_sessions(db, now)
+            account_tables.purge(db, now)
             db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 [
@@ -617,13 +650,13 @@ class Database:
         db = self.db
         assert db is not None
         row = db.execute(
-            "SELECT code, nick, colour, show_colours, rooms, current, saved "
-            "FROM sessions WHERE code = ? AND saved >= ?",
+            "SELECT code, nick, colour, show_colours, rooms, current, saved, "
+            "account FROM sessions WHERE code = ? AND saved >= ?",
             (code, oldest),
         ).fetchone()
         if row is None:
             return None
-        code, nick, colour, show, rooms, current, saved = row
+        code, nick, colour, show, rooms, current, saved, account = row
         return Session(
             code,
             nick,
@@ -632,7 +665,36 @@ class Database:
             tuple((str(n), int(e), int(i)) for n, e, i in json.loads(rooms)),
             current,
             saved,
+            account,
         )
+
+    def transact(self, work: Callable[..., T], writes: bool, *args: Any) -> T:
+        """
+        Run C{work(db, *args)} in a transaction of its own: one call of the
+        accounts (L{tchat.history.sqlite.SQLiteAccounts}).
+
+        @param writes: C{work} changes the file, so it is not run when the
+            file is no longer tchat's (see L{check}): what it wrote would
+            be lost when tchat stops.  Reads are answered from the file
+            open, which still holds everything.
+        @raise StorageError: Saying why it could not be done, as for
+            L{write}; what C{work} raises otherwise (L{MailboxFullError})
+            is raised as it is, after the transaction is rolled back.
+        """
+        db = self.db
+        if db is None:
+            raise StorageError(STOPPED)
+        if writes:
+            self.check()
+        done: list[T] = []
+        try:
+            if db.in_transaction:
+                # The rollback of an earlier batch failed.
+                db.execute("ROLLBACK")
+            in_transaction(db, lambda: done.append(work(db, *args)))
+        except sqlite3.Error as e:
+            raise StorageError(self._diagnose(e)) from e
+        return done[0]
 
     def finish(self, now: float, clean: bool) -> list[str]:
         """

@@ -7,11 +7,20 @@ L{MemoryStore}: history that lives as long as the process, for C{path =
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 
 from tchat.config import HistoryConfig
-from tchat.events import RoomMessage
-from tchat.history.records import Ban, Loaded, RoomRecord, Session
+from tchat.events import Mention, RoomMessage
+from tchat.history.records import (
+    Account,
+    AccountStore,
+    Ban,
+    Loaded,
+    MailboxFullError,
+    Offline,
+    RoomRecord,
+    Session,
+)
 from tchat.text import room_key
 
 
@@ -32,10 +41,122 @@ def _select(
     return chosen[-limit:] if before is not None else chosen[:limit]
 
 
+class MemoryAccounts:
+    """
+    Accounts that live as long as the process: the same behaviour as
+    L{tchat.history.sqlite.SQLiteAccounts}, with nothing on disk.  Each
+    call is answered at once.
+
+    An offline message or a login token is valid while C{expires} is later
+    than the time asked about: at C{expires} itself it has expired.
+    """
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, Account] = {}
+        # Each account's offline messages, oldest first, with their expiry.
+        self._offline: dict[str, list[tuple[Offline, float]]] = {}
+        self._mentions: dict[str, list[Mention]] = {}
+        # Each token's account and expiry, by its digest.
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def holder(self, key: str) -> Deferred[str | None]:
+        found = self._accounts.get(key)
+        return succeed(None if found is None else found.name)
+
+    def get(self, key: str) -> Deferred[Account | None]:
+        return succeed(self._accounts.get(key))
+
+    def create(self, account: Account) -> Deferred[bool]:
+        if account.key in self._accounts:
+            return succeed(False)
+        self._accounts[account.key] = account
+        # A new owner starts with nothing: a message or token kept for the
+        # key after its previous account was deleted is not theirs.
+        self._forget(account.key)
+        return succeed(True)
+
+    def save(self, account: Account) -> Deferred[None]:
+        if account.key in self._accounts:
+            self._accounts[account.key] = account
+        return succeed(None)
+
+    def delete(self, key: str) -> Deferred[None]:
+        self._accounts.pop(key, None)
+        self._forget(key)
+        return succeed(None)
+
+    def _forget(self, key: str) -> None:
+        """Forget what is kept for the account with key C{key}, but itself."""
+        self._offline.pop(key, None)
+        self._mentions.pop(key, None)
+        for digest, (holder, _) in list(self._tokens.items()):
+            if holder == key:
+                del self._tokens[digest]
+
+    def leave_message(
+        self, key: str, message: Offline, most: int, expires: float
+    ) -> Deferred[None]:
+        # Counted as of when the message was sent; those expired by then
+        # are forgotten.
+        kept = [(m, x) for m, x in self._offline.get(key, ()) if x > message.ts]
+        if len(kept) >= most:
+            return fail(MailboxFullError(key))
+        kept.append((message, expires))
+        self._offline[key] = kept
+        return succeed(None)
+
+    def take_messages(self, key: str, now: float) -> Deferred[list[Offline]]:
+        kept = self._offline.pop(key, [])
+        return succeed([m for m, x in kept if x > now])
+
+    def add_mentions(self, key: str, found: list[Mention], most: int) -> Deferred[None]:
+        kept = self._mentions.get(key, []) + list(found)
+        self._mentions[key] = kept[-most:] if most > 0 else []
+        return succeed(None)
+
+    def mentions(self, key: str) -> Deferred[list[Mention]]:
+        return succeed(list(self._mentions.get(key, ())))
+
+    def issue_token(self, key: str, digest: str, expires: float) -> Deferred[None]:
+        self._tokens[digest] = (key, expires)
+        return succeed(None)
+
+    def token_holder(self, digest: str, now: float) -> Deferred[str | None]:
+        found = self._tokens.get(digest)
+        if found is None or found[1] <= now:
+            return succeed(None)
+        return succeed(found[0])
+
+    def revoke_token(self, digest: str) -> Deferred[None]:
+        self._tokens.pop(digest, None)
+        return succeed(None)
+
+    def revoke_tokens(self, key: str) -> Deferred[None]:
+        for digest, (holder, _) in list(self._tokens.items()):
+            if holder == key:
+                del self._tokens[digest]
+        return succeed(None)
+
+    def tokens(self, key: str, now: float) -> Deferred[int]:
+        # Expired tokens are forgotten as they are come across.
+        count = 0
+        for digest, (holder, expires) in list(self._tokens.items()):
+            if expires <= now:
+                del self._tokens[digest]
+            elif holder == key:
+                count += 1
+        return succeed(count)
+
+    def waiting(self, key: str, now: float) -> Deferred[int]:
+        return succeed(sum(x > now for _, x in self._offline.get(key, ())))
+
+
 class MemoryStore:
     """
     History that lives as long as the process: the same behaviour as
     L{SQLiteStore}, with nothing on disk.
+
+    @ivar accounts: The registered accounts, in memory too.
     """
 
     observe_write: Callable[[float], None] | None = None
@@ -47,6 +168,8 @@ class MemoryStore:
         self._messages: dict[str, deque[RoomMessage]] = {}
         self._sessions: dict[str, Session] = {}
         self._bans: dict[int, Ban] = {}
+        # Typed as the interface's: the protocol's attribute is settable.
+        self.accounts: AccountStore = MemoryAccounts()
         why = "path = :memory:" if config.enabled else "enabled = false"
         self.description = f"in memory only ({why}); it is lost when tchat stops"
 

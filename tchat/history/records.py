@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 from twisted.internet.defer import Deferred
 
 from tchat.config import HistoryConfig
-from tchat.events import RoomMessage
+from tchat.events import Mention, RoomMessage
 
 
 @dataclass
@@ -46,6 +46,8 @@ class Session:
     @ivar rooms: (room name, epoch, last message id delivered) per room, in
         joining order.
     @ivar saved: When the record was written, in seconds since the epoch.
+    @ivar account: The key of the account the user was logged in to, if
+        any: resuming logs them in again (while it still exists).
     """
 
     code: str
@@ -55,6 +57,7 @@ class Session:
     rooms: tuple[tuple[str, int, int], ...]
     current: str | None
     saved: float
+    account: str | None = None
 
 
 BanKind = Literal["address", "nick", "session"]
@@ -111,9 +114,12 @@ class HistoryStore(Protocol):
 
     Writes are fire-and-forget and applied in the order they were made;
     reads see every write made before them.
+
+    @ivar accounts: The registered accounts, kept beside the history.
     """
 
     description: str
+    accounts: "AccountStore"
     observe_write: Callable[[float], None] | None
     """Told how many seconds each batch's transaction took, if set."""
 
@@ -208,3 +214,141 @@ class HistoryStore(Protocol):
         finishes, and never fails: what cannot be written in a bounded
         time is given up on, and logged as lost.
         """
+
+
+# -- accounts -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Account:
+    """
+    A registered nick: what the store keeps for it.
+
+    @ivar key: The key of the nick (L{tchat.text.nick_key}): unique.
+    @ivar name: The nick as it was registered, which its owner is given.
+    @ivar hash: The password's hash (L{tchat.passwords}); never shown.
+    @ivar created: When it was registered (seconds since the epoch).
+    @ivar last_login: When its owner last logged in; C{None}: never.
+    @ivar last_seen: When its owner's last logged-in connection ended.
+    @ivar rooms: (room name, epoch, latest id shown) of each room the owner
+        was in when they last left, where mentions are looked for.
+    @ivar ignores: The nicks the owner ignores, as they typed them.
+    """
+
+    key: str
+    name: str
+    hash: str
+    created: float
+    last_login: float | None = None
+    last_seen: float | None = None
+    rooms: tuple[tuple[str, int, int], ...] = ()
+    ignores: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Offline:
+    """
+    A private message kept for an account whose owner was offline.
+
+    @ivar colour: The sender's colour's name.
+    """
+
+    ts: float
+    sender: str
+    sender_door: str
+    colour: str
+    text: str
+
+
+class MailboxFullError(Exception):
+    """
+    An account keeps as many offline messages as it may: this one is not
+    kept.
+    """
+
+
+class AccountStore(Protocol):
+    """
+    Where accounts live, beside the history: every store has one, as its
+    C{accounts}.  Each call is answered when done (or failed with
+    L{StorageError} saying why, for L{SQLiteStore}); calls are carried out
+    in the order they were made.
+    """
+
+    def holder(self, key: str) -> Deferred[str | None]:
+        """
+        The nick registered under nick key C{key}, as registered; C{None}
+        when none is.  Asked at every nick change: cheap.
+        """
+
+    def get(self, key: str) -> Deferred[Account | None]:
+        """The account registered under nick key C{key}, if any."""
+
+    def create(self, account: Account) -> Deferred[bool]:
+        """
+        Register C{account}.
+
+        @return: C{False} (and nothing written) when its key is registered
+            already.
+        """
+
+    def save(self, account: Account) -> Deferred[None]:
+        """
+        Replace what is kept of an existing account (by its key): a new
+        hash, rooms, ignores, times.  Nothing when it no longer exists.
+        """
+
+    def delete(self, key: str) -> Deferred[None]:
+        """
+        Forget the account and everything kept for it: offline messages,
+        mentions and login tokens.
+        """
+
+    def leave_message(
+        self, key: str, message: Offline, most: int, expires: float
+    ) -> Deferred[None]:
+        """
+        Keep C{message} for the account with key C{key} until it logs in,
+        or until C{expires} (seconds since the epoch).
+
+        @param most: How many an account keeps at most: past it, fails
+            with L{MailboxFullError}, and the message is not kept.
+        """
+
+    def take_messages(self, key: str, now: float) -> Deferred[list[Offline]]:
+        """
+        The offline messages of the account not expired at C{now}, oldest
+        first; they are forgotten (delivered).
+        """
+
+    def add_mentions(self, key: str, found: list[Mention], most: int) -> Deferred[None]:
+        """
+        Add C{found} to the account's mentions, keeping the latest C{most}.
+        """
+
+    def mentions(self, key: str) -> Deferred[list[Mention]]:
+        """The account's mentions kept, oldest first."""
+
+    def issue_token(self, key: str, digest: str, expires: float) -> Deferred[None]:
+        """
+        Keep a login token for the account: its SHA-256 C{digest} (hex),
+        never the token itself, valid until C{expires}.
+        """
+
+    def token_holder(self, digest: str, now: float) -> Deferred[str | None]:
+        """
+        The key of the account whose token has SHA-256 C{digest}, unless
+        it expired at C{now} or was revoked.
+        """
+
+    def revoke_token(self, digest: str) -> Deferred[None]:
+        """Forget one login token."""
+
+    def revoke_tokens(self, key: str) -> Deferred[None]:
+        """Forget every login token of the account."""
+
+    def tokens(self, key: str, now: float) -> Deferred[int]:
+        """How many login tokens of the account are valid at C{now}."""
+
+    def waiting(self, key: str, now: float) -> Deferred[int]:
+        """How many offline messages wait for the account at C{now}."""

@@ -26,7 +26,8 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from tchat.config import HistoryConfig
-from tchat.events import RoomMessage
+from tchat.events import Mention, RoomMessage
+from tchat.history import account_tables
 from tchat.history.database import (
     Database,
     MessageWrite,
@@ -42,7 +43,15 @@ from tchat.history.database import (
     unban_change,
 )
 from tchat.history.faults import STOPPED, Fault, StorageError
-from tchat.history.records import Ban, Loaded, RoomRecord, Session
+from tchat.history.records import (
+    Account,
+    AccountStore,
+    Ban,
+    Loaded,
+    Offline,
+    RoomRecord,
+    Session,
+)
 
 T = TypeVar("T")
 
@@ -94,6 +103,7 @@ class SQLiteStore:
     History in one SQLite file, in WAL mode, from one thread of its own.
 
     @ivar description: For the start-up log line.
+    @ivar accounts: The registered accounts, in the same file.
     @ivar batches: Transactions committed; C{failed_batches}: not.
     @ivar fault: Why writes fail now, or C{None} while they work.
     """
@@ -161,6 +171,8 @@ class SQLiteStore:
         self.failed_batches = 0
         self.batches = 0
         self.observe_write: Callable[[float], None] | None = None
+        # Typed as the interface's: the protocol's attribute is settable.
+        self.accounts: AccountStore = SQLiteAccounts(self)
         self.description = (
             f"SQLite at {config.path} (WAL, locked for tchat alone; "
             f"keep {config.keep} per room, replay {config.replay}, "
@@ -387,6 +399,16 @@ class SQLiteStore:
         self._flush()
         return self._in_thread(self._database.read_session, code, oldest)
 
+    def _transact(
+        self, work: Callable[..., T], writes: bool, *args: Any
+    ) -> Deferred[T]:
+        """
+        Run C{work(db, *args)} in the thread, in a transaction of its own
+        (see L{Database.transact}), after every write queued before it.
+        """
+        self._flush()
+        return self._in_thread(self._database.transact, work, writes, *args)
+
     async def _close(self) -> None:
         self._closing = True
         if self._watch is not None and self._watch.active():
@@ -497,3 +519,72 @@ class SQLiteStore:
         if not self._running:
             return succeed(None)
         return Deferred.fromCoroutine(self._close())
+
+
+class SQLiteAccounts:
+    """
+    The accounts of an L{SQLiteStore}, in its file: each call is one
+    transaction on the store's thread, made after the history writes
+    queued before it (L{tchat.history.account_tables} has the SQL).  The
+    reactor thread never touches the file.
+
+    A call fails with L{StorageError} when the file cannot be read or
+    written, and a change when the file is no longer tchat's (deleted or
+    replaced: what was written there would be lost when tchat stops).
+    """
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def holder(self, key: str) -> Deferred[str | None]:
+        return self._store._transact(account_tables.holder, False, key)
+
+    def get(self, key: str) -> Deferred[Account | None]:
+        return self._store._transact(account_tables.get, False, key)
+
+    def create(self, account: Account) -> Deferred[bool]:
+        return self._store._transact(account_tables.create, True, account)
+
+    def save(self, account: Account) -> Deferred[None]:
+        return self._store._transact(account_tables.save, True, account)
+
+    def delete(self, key: str) -> Deferred[None]:
+        return self._store._transact(account_tables.delete, True, key)
+
+    def leave_message(
+        self, key: str, message: Offline, most: int, expires: float
+    ) -> Deferred[None]:
+        return self._store._transact(
+            account_tables.leave_message, True, key, message, most, expires
+        )
+
+    def take_messages(self, key: str, now: float) -> Deferred[list[Offline]]:
+        return self._store._transact(account_tables.take_messages, True, key, now)
+
+    def add_mentions(self, key: str, found: list[Mention], most: int) -> Deferred[None]:
+        return self._store._transact(
+            account_tables.add_mentions, True, key, list(found), most
+        )
+
+    def mentions(self, key: str) -> Deferred[list[Mention]]:
+        return self._store._transact(account_tables.mentions, False, key)
+
+    def issue_token(self, key: str, digest: str, expires: float) -> Deferred[None]:
+        return self._store._transact(
+            account_tables.issue_token, True, key, digest, expires
+        )
+
+    def token_holder(self, digest: str, now: float) -> Deferred[str | None]:
+        return self._store._transact(account_tables.token_holder, False, digest, now)
+
+    def revoke_token(self, digest: str) -> Deferred[None]:
+        return self._store._transact(account_tables.revoke_token, True, digest)
+
+    def revoke_tokens(self, key: str) -> Deferred[None]:
+        return self._store._transact(account_tables.revoke_tokens, True, key)
+
+    def tokens(self, key: str, now: float) -> Deferred[int]:
+        return self._store._transact(account_tables.tokens, False, key, now)
+
+    def waiting(self, key: str, now: float) -> Deferred[int]:
+        return self._store._transact(account_tables.waiting, False, key, now)
