@@ -54,6 +54,7 @@ from tchat.commands import (
     Ban,
     Join,
     Kick,
+    Login,
     Me,
     Msg,
     Mute,
@@ -61,6 +62,7 @@ from tchat.commands import (
     Oper,
     Part,
     Quit,
+    Register,
     Resume,
     Rooms,
     Say,
@@ -81,6 +83,7 @@ from tchat.config import (
 from tchat.hub import ChatFactory
 from tchat.model import User
 from tchat.palette import PALETTE
+from tchat.passwords import Checked
 from tchat.presence import BACK, OUTAGE
 from tests.support import FakeParticipant, Scrape, request
 
@@ -834,6 +837,19 @@ class FakeLink:
             self.on_state(up)
 
 
+class ClearPasswords:
+    """
+    Account passwords "hashed" as themselves, at once: the cluster tests
+    are about where accounts live, not about argon2.
+    """
+
+    def hash(self, password: str) -> Deferred[str]:
+        return succeed("clear:" + password)
+
+    def check(self, password: str, encoded: str | None) -> Deferred[Checked]:
+        return succeed(Checked(encoded == "clear:" + password))
+
+
 class Node:
     """
     One tchat node, wired as L{tchat.tap.makeService} wires cluster mode,
@@ -860,6 +876,7 @@ class Node:
             operators=OperatorsConfig((("root", "stored"),)),
             verify=_verify,
             backplane=self.cluster,
+            passwords=ClearPasswords(),
         )
 
     def connect(
@@ -2459,3 +2476,64 @@ class AdminTests(ClusterTestCase):
         found = scrape()
         self.assertEqual(found.value("tchat_cluster_up"), 0)
         self.assertEqual(found.value("tchat_cluster_outages_total"), 1)
+
+
+class AccountTests(ClusterTestCase):
+    """
+    Accounts live in Redis: registered on one node, they hold on every node.
+    """
+
+    def register(self, node: Node, nick: str) -> tuple[FakeParticipant, User]:
+        participant, user = node.user(nick)
+        node.hub.execute(user, Register("password1"))
+        self.assertTrue(user.registered, participant.received)
+        participant.take()
+        return participant, user
+
+    def test_protected_on_every_node(self) -> None:
+        """
+        A nick registered on A cannot be taken on B, online or offline, and
+        B's /who marks its owner registered.
+        """
+        alice, ua = self.register(self.a, "alice")
+        bob, ub = self.b.user("bob")
+        self.b.hub.execute(ub, WhoIs(None))
+        (who,) = of(events.Who, bob.take())
+        self.assertIn(events.Member("alice", "telnet", True), who.members)
+        self.a.hub.execute(ua, Quit(None))
+        self.b.hub.execute(ub, Nick("alice"))
+        (error,) = of(events.Error, bob.take())
+        self.assertEqual(error.code, "nick-registered")
+        self.assertEqual(ub.nick, "bob")
+
+    def test_login_on_another_node_takes_over(self) -> None:
+        """
+        Logging in on B while a connection on A holds the nick closes the
+        one on A; B's user becomes alice, logged in.
+        """
+        alice, ua = self.register(self.a, "alice")
+        there, uc = self.b.connect()
+        self.b.hub.execute(uc, Login("alice", "password1"))
+        self.assertEqual((uc.nick, uc.registered), ("alice", True))
+        self.assertFalse(ua.connected)
+        self.assertTrue(alice.closed)
+        (login,) = of(events.LoggedIn, there.take())
+        self.assertEqual(login.name, "alice")
+
+    def test_offline_message_across_nodes(self) -> None:
+        """
+        A private message sent on B to alice, registered on A and offline,
+        is kept in Redis and given to her when she logs in on A again.
+        """
+        alice, ua = self.register(self.a, "alice")
+        self.a.hub.execute(ua, Quit(None))
+        bob, ub = self.b.user("bob")
+        self.b.hub.execute(ub, Msg("alice", "see you at six"))
+        (status,) = of(events.Status, bob.take())
+        self.assertIn("alice is offline: your message is kept", status.text)
+        back, ua2 = self.a.connect()
+        self.a.hub.execute(ua2, Login("alice", "password1"))
+        (kept,) = of(events.PrivateMessage, back.take())
+        self.assertEqual(
+            (kept.sender, kept.text, kept.offline), ("bob", "see you at six", True)
+        )
