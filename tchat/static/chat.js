@@ -11,6 +11,12 @@
 // id).  After a reconnect the page sends one "resume" with the last
 // (epoch, id) it showed in each of its rooms instead of joining them again.
 //
+// Accounts and reloads: the login token the server gives (never the
+// password) is kept in localStorage, for every tab; the resume code and the
+// room shown in sessionStorage, for this tab.  The first connection of a
+// page load sends them in a "hello": the code makes a reload the same
+// session (nick, rooms, what it missed), the token logs the tab in.
+//
 // DOM hooks (tests and styles rely on them):
 //   #messages .msg                  every line of the room shown, in order
 //   .msg[data-room]                 the room whose log a line belongs to
@@ -21,7 +27,11 @@
 //   .msg.gap                        "some earlier messages are no longer available"
 //   #older                          "load older messages", first in #messages
 //   #message, #nick, #topic, #rooms [data-room], #status[data-state],
-//   #members .member[data-name] .badge
+//   #members .member[data-name] .badge; [data-registered] .reg (✓), [data-away] .away-mark
+//   .msg-private.msg-offline        a private message kept while we were offline
+//   .msg[data-event="mentions"] .mention   mentions kept while we were offline
+//   #account (Log in / the account name), #account-panel (a <dialog>) with
+//   #account-name, #account-password, #account-repeat, #account-error
 "use strict";
 
 (() => {
@@ -44,6 +54,11 @@
   const RESUME_WAIT_MS = 15000; // give up waiting for "resumed" before resending
   const SEND_TRIES = 2; // a message unconfirmed when the connection closed is sent once more
   const GAP_TEXT = "Some earlier messages are no longer available.";
+  const TOKEN_KEY = "tchat.token"; // localStorage: the login token
+  const CODE_KEY = "tchat.code"; // sessionStorage: this tab's resume code
+  const ROOM_KEY = "tchat.room"; // sessionStorage: this tab's room shown
+  // Typed commands that carry a password: kept out of the composer's history.
+  const SECRET = /^\/(login|identify|register|password|unregister)\b/i;
   const encoder = new TextEncoder();
 
   // -- DOM -------------------------------------------------------------------
@@ -70,7 +85,40 @@
     toggleRooms: $("toggle-rooms"),
     toggleMembers: $("toggle-members"),
     backdrop: $("backdrop"),
+    account: $("account"),
+    panel: $("account-panel"),
+    accountForm: $("account-form"),
+    accountTitle: $("account-title"),
+    accountName: $("account-name"),
+    password: $("account-password"),
+    repeatRow: $("repeat-row"),
+    repeat: $("account-repeat"),
+    accountError: $("account-error"),
+    submit: $("account-submit"),
+    switchMode: $("account-switch"),
+    accountInfo: $("account-info"),
+    accountWho: $("account-who"),
+    logout: $("account-logout"),
   };
+
+  // Storage may be switched off (or throw, in some private modes): the page
+  // then works as before, without resuming on reload or staying logged in.
+  function stored(area, key) {
+    try {
+      return window[area].getItem(key);
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function store(area, key, value) {
+    try {
+      if (value) window[area].setItem(key, value);
+      else window[area].removeItem(key);
+    } catch (e) {
+      // nothing kept
+    }
+  }
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -96,10 +144,14 @@
     return String(n).padStart(2, "0");
   }
 
-  function timeNode(ts) {
+  // [HH:MM], or [YYYY-MM-DD HH:MM] with the date.
+  function timeNode(ts, withDate = false) {
     const date =
       typeof ts === "number" && Number.isFinite(ts) ? new Date(ts * 1000) : new Date();
-    const node = el("time", "time", `[${pad2(date.getHours())}:${pad2(date.getMinutes())}]`);
+    const day = withDate
+      ? `${date.getFullYear()}-${pad2(date.getMonth() + 1)}-${pad2(date.getDate())} `
+      : "";
+    const node = el("time", "time", `[${day}${pad2(date.getHours())}:${pad2(date.getMinutes())}]`);
     node.dateTime = date.toISOString();
     node.title = date.toLocaleString();
     return node;
@@ -141,6 +193,16 @@
     nickRequest: null, // {name, clientId, retries}
     serverName: "tchat",
     welcomeJoinPending: false,
+    account: null, // the account we are logged in to, from login events
+    // A hello with our resume code or token is not answered yet: typed
+    // lines wait (they would be said by the guest the page was welcomed as).
+    waitCode: false,
+    waitToken: false,
+    helloDeadline: 0,
+    welcomeCode: "", // this connection's own code, kept if ours fails
+    restoreRoom: stored("sessionStorage", ROOM_KEY), // shown before a reload
+    panelWait: null, // client_id of the login panel's request awaiting its answer
+    typedCode: null, // a code typed as /resume CODE: ours once it is answered
   };
 
   let clientSeq = 0;
@@ -519,14 +581,17 @@
     }
   }
 
-  function requestOlder() {
-    const room = state.current;
+  // A page of a room's messages before the oldest shown (latest = true:
+  // the latest ones, for a room whose log is empty).
+  function requestOlder(room = state.current, latest = false) {
     if (!room || !connected()) return;
     const log = logFor(room);
-    if (log.loading !== null || log.minId === null) return;
+    if (log.loading !== null || (log.minId === null && !latest)) return;
     const cid = clientId("older");
     log.loading = cid;
-    send({ type: "history", room, before: log.minId, limit: HISTORY_PAGE, client_id: cid });
+    const frame = { type: "history", room, limit: HISTORY_PAGE, client_id: cid };
+    if (!latest) frame.before = log.minId;
+    send(frame);
     renderOlder();
     setTimeout(() => {
       if (log.loading === cid) {
@@ -536,7 +601,7 @@
     }, HISTORY_WAIT_MS);
   }
 
-  older.addEventListener("click", requestOlder);
+  older.addEventListener("click", () => requestOlder());
 
   // The end of a resume of one room: what we missed has been sent.
   function onResumed(f) {
@@ -570,14 +635,31 @@
       const key = { epoch: f.epoch, id: f.last_id };
       if (log.last === null || compareKeys(key, log.last) > 0) log.last = key;
     }
+    // A room taken back by a reload's resume code shows nothing yet.
+    if (log.minId === null && Number.isSafeInteger(f.last_id) && f.last_id > 0) {
+      requestOlder(room, true);
+    }
     if (room === viewRoom()) renderOlder();
+    if (state.resuming.size === 0) showRestoredRoom();
     sendUnsent();
+  }
+
+  // After a reload's code brought the rooms back: show the room that was
+  // shown (the server makes each room it joins us to current).
+  function showRestoredRoom() {
+    const room = state.restoreRoom;
+    state.restoreRoom = null;
+    if (!room || !findJoined(room) || sameName(room, state.current) || !connected()) return;
+    quietStatus(findJoined(room));
+    send({ type: "join", room: findJoined(room) });
   }
 
   function privateMessage(m) {
     const outgoing = m.outgoing === true;
+    const offline = m.offline === true; // kept while we were away: sent long ago
     const node = el("div", "msg msg-private " + (outgoing ? "msg-outgoing" : "msg-incoming"));
-    const parts = [timeNode(m.ts), space()];
+    if (offline) node.classList.add("msg-offline");
+    const parts = [timeNode(m.ts, offline), space()];
     if (outgoing) {
       const to = str(m.to);
       parts.push(
@@ -601,6 +683,7 @@
       node.dataset.nick = from;
     }
     parts.push(space(), el("span", "text", str(m.message)));
+    if (offline) parts.push(space(), el("span", "offline-mark", "(sent while you were away)"));
     node.replaceChildren(...parts);
     addLine(state.current, node, { unread: !outgoing });
   }
@@ -611,6 +694,29 @@
     node.append(timeNode(ts), space(), el("span", "text", text));
     addLine(room, node);
     return node;
+  }
+
+  // Messages that named us while we were away, as a short list.
+  function mentionsList(f) {
+    const list = Array.isArray(f.mentions)
+      ? f.mentions.filter((m) => m && typeof m === "object")
+      : [];
+    const text = str(f.message);
+    const node = systemLine(state.current, list.length ? text.split("\n")[0] : text, {
+      event: "mentions",
+    });
+    if (!list.length) return;
+    const items = el("ul", "mention-list");
+    for (const m of list) {
+      const name = str(m.name);
+      const item = el("li", "mention");
+      item.append(timeNode(m.ts, true), space(), el("span", "mention-room", str(m.room)), space());
+      if (m.action === true) item.append(el("span", "star", "*"), space());
+      item.append(nickNode(name, state.colors.get(name.toLowerCase())), space());
+      item.append(el("span", "text", str(m.message)));
+      items.append(item);
+    }
+    node.append(items);
   }
 
   function errorLine(text, code) {
@@ -678,11 +784,27 @@
       const li = el("li", "member");
       li.dataset.name = m.name;
       li.dataset.door = m.door;
+      li.dataset.registered = String(m.registered === true);
       if (isMe(m.name)) li.classList.add("me");
       const button = el("button", "member-button");
       button.type = "button";
       button.title = isMe(m.name) ? "You" : `Send ${m.name} a private message`;
-      button.append(nickNode(m.name, state.colors.get(m.name.toLowerCase())), space(), badge(m.door));
+      button.append(nickNode(m.name, state.colors.get(m.name.toLowerCase())));
+      if (m.registered === true) {
+        const mark = el("span", "reg", "✓");
+        mark.title = "registered";
+        mark.setAttribute("role", "img");
+        mark.setAttribute("aria-label", "registered");
+        button.append(mark);
+      }
+      if (typeof m.away === "string") {
+        li.dataset.away = m.away;
+        li.classList.add("away");
+        const away = el("span", "away-mark", "away");
+        away.title = m.away ? `away: ${m.away}` : "away";
+        button.append(space(), away);
+      }
+      button.append(space(), badge(m.door));
       li.append(button);
       return li;
     });
@@ -710,6 +832,7 @@
   function switchTo(room) {
     const changed = room !== state.current;
     state.current = room;
+    store("sessionStorage", ROOM_KEY, room);
     if (changed) showView();
     else logFor(viewRoom()).unread = 0;
     renderRooms();
@@ -722,10 +845,12 @@
     }
   }
 
-  function addMember(room, name, door) {
+  function addMember(room, name, door, registered = false) {
     const list = state.members.get(room);
     if (!list) return;
-    if (!list.some((m) => sameName(m.name, name))) list.push({ name, door });
+    if (!list.some((m) => sameName(m.name, name))) {
+      list.push({ name, door, registered, away: null });
+    }
   }
 
   function removeMember(room, name) {
@@ -838,7 +963,12 @@
             room,
             f.members
               .filter((m) => m && typeof m.name === "string")
-              .map((m) => ({ name: m.name, door: str(m.door) })),
+              .map((m) => ({
+                name: m.name,
+                door: str(m.door),
+                registered: m.registered === true,
+                away: typeof m.away === "string" ? m.away : null,
+              })),
           );
           if (sameName(room, state.current)) renderMembers();
           renderRooms();
@@ -850,6 +980,15 @@
       }
       case "status":
         return onStatus(f);
+      case "login":
+        return onLogin(f);
+      case "logout":
+        return onLogout(f);
+      case "mentions":
+        return mentionsList(f);
+      case "account_login":
+      case "account_logout":
+        return onAccountPresence(f);
       case "goodbye":
         state.quit = true;
         systemLine(state.current, text, { event: "goodbye" });
@@ -875,6 +1014,8 @@
     state.quiet = { rooms: 0, topic: 0, who: new Map(), status: new Map() };
     state.nickRequest = null;
     state.resuming.clear();
+    state.account = null; // until the token logs this connection in
+    renderAccount();
     for (const log of state.logs.values()) {
       log.loading = null;
       log.caughtUp = [];
@@ -885,13 +1026,70 @@
     const lines = [str(f.message)].concat(motd).filter((l) => l !== "");
     systemLine(state.welcomeRoom || state.current, lines.join("\n"), { event: "welcome" });
     setConnState("open", "connected");
+    const hello = sendHello(str(f.resume_code));
     const restore = state.restore;
     state.restore = null;
-    if (restore && state.everWelcomed) restoreSession(restore);
+    if (restore && state.everWelcomed) restoreSession(restore, hello.token !== undefined);
     state.everWelcomed = true;
     refreshRooms();
     renderOlder();
     sendUnsent();
+  }
+
+  // The first frame after the welcome.  On a page's first connection, a
+  // resume code kept by this tab (a reload) takes back that session: nick,
+  // rooms, what it missed (the page asks for nothing else; see
+  // onStatus and showRestoredRoom).  On every connection a kept token logs
+  // us in to our account without the password.  Later connections of the
+  // page take their session back themselves (restoreSession): the page
+  // knows better than the server what it showed.
+  function sendHello(code) {
+    state.waitCode = state.waitToken = false;
+    state.welcomeCode = code;
+    const hello = { type: "hello", client_id: clientId("hello") };
+    const kept = state.everWelcomed ? null : stored("sessionStorage", CODE_KEY);
+    if (kept && code && kept !== code) {
+      hello.code = kept;
+      state.waitCode = true;
+    } else {
+      store("sessionStorage", CODE_KEY, code);
+      state.restoreRoom = null;
+    }
+    const token = stored("localStorage", TOKEN_KEY);
+    if (token) {
+      hello.token = token;
+      state.waitToken = true;
+    }
+    if (hello.code !== undefined || hello.token !== undefined) {
+      const deadline = performance.now() + RESUME_WAIT_MS;
+      state.helloDeadline = deadline;
+      setTimeout(() => {
+        if (state.helloDeadline !== deadline) return;
+        if (state.waitCode) state.restoreRoom = null; // the code was never answered
+        state.waitCode = state.waitToken = false;
+        sendUnsent();
+      }, RESUME_WAIT_MS);
+      send(hello);
+    }
+    return hello;
+  }
+
+  // The answer to the hello's code: "welcome back, NICK: restoring #a, #b"
+  // (or "...: you were in no room"), then each room's catch-up and
+  // "resumed", which typed lines wait for as after a reconnect.
+  function onWelcomeBack(f, message) {
+    state.waitCode = false;
+    const listed = /: restoring (.+)$/.exec(message);
+    const rooms = Array.isArray(f.rooms) ? f.rooms.map(str) : listed ? listed[1].split(", ") : [];
+    for (const room of rooms) {
+      if (room) state.resuming.set(room.toLowerCase(), { room, point: logFor(room).last });
+    }
+    if (state.resuming.size) {
+      state.resumeDeadline = performance.now() + RESUME_WAIT_MS;
+      setTimeout(sendUnsent, RESUME_WAIT_MS);
+    } else {
+      state.restoreRoom = null;
+    }
   }
 
   // After a reconnect: take back the nick and the rooms, current one last,
@@ -899,8 +1097,12 @@
   // room from the last message we showed in it: the server joins us to
   // each (without the replay of a join), sends what we missed, then
   // "resumed".
-  function restoreSession(restore) {
-    if (restore.nick && !sameName(restore.nick, state.nick)) requestNick(restore.nick, true);
+  function restoreSession(restore, withToken) {
+    // The token gives us the account's name back (a guest cannot take it).
+    const named = withToken && sameName(restore.nick, restore.account);
+    if (restore.nick && !sameName(restore.nick, state.nick) && !named) {
+      requestNick(restore.nick, true);
+    }
     const lobby = state.welcomeRoom;
     // The server makes each room it joins us to current, so the current
     // room goes last.  It has already put us in its default room, which a
@@ -936,8 +1138,10 @@
   // Whether messages must wait: a resume is not answered yet, or a nick
   // we asked for is not ours yet.
   function holdingMessages() {
+    const now = performance.now();
     return (
-      (state.resuming.size > 0 && performance.now() < state.resumeDeadline) ||
+      (state.resuming.size > 0 && now < state.resumeDeadline) ||
+      ((state.waitCode || state.waitToken) && now < state.helloDeadline) ||
       state.nickRequest !== null
     );
   }
@@ -1009,7 +1213,7 @@
       systemLine(room, msgText(f), { event: "join", ts: f.ts });
       switchTo(room);
     } else {
-      addMember(room, name, str(f.door));
+      addMember(room, name, str(f.door), f.registered === true);
       systemLine(room, msgText(f), { event: "join", ts: f.ts });
       if (sameName(room, state.current)) {
         renderMembers();
@@ -1058,14 +1262,20 @@
     for (const room of rooms) {
       systemLine(room, msgText(f), { event: "nick", ts: f.ts });
       const list = state.members.get(room) || [];
-      for (const m of list) if (sameName(m.name, old)) m.name = now;
+      for (const m of list) {
+        if (!sameName(m.name, old)) continue;
+        m.name = now;
+        m.registered = f.registered === true;
+      }
     }
     const color = state.colors.get(old.toLowerCase());
     if (color) state.colors.set(now.toLowerCase(), color);
     if (isMe(old)) {
+      const request = state.nickRequest;
       state.nick = now;
       state.chosenNick = now;
       state.nickRequest = null;
+      if (request && request.then && sameName(request.name, now)) request.then();
       if (document.activeElement !== ui.nick || sameName(ui.nick.value.trim(), now)) {
         ui.nick.value = now;
       }
@@ -1075,8 +1285,25 @@
     if (isMe(now)) sendUnsent();
   }
 
+  // Someone logged in to (or out of) the registered account of their nick.
+  function onAccountPresence(f) {
+    const name = str(f.name);
+    for (const room of roomsOf(name)) {
+      systemLine(room, msgText(f), { event: str(f.event), ts: f.ts });
+      for (const m of state.members.get(room) || []) {
+        if (sameName(m.name, name)) m.registered = f.event === "account_login";
+      }
+    }
+    renderMembers();
+  }
+
   function onStatus(f) {
     const message = str(f.message);
+    if (/^welcome back\b/i.test(message)) {
+      if (state.waitCode) onWelcomeBack(f, message);
+      else if (state.typedCode) store("sessionStorage", CODE_KEY, state.typedCode);
+      state.typedCode = null;
+    }
     // The current room comes from the status text; a "room" field, should
     // the server add one, is preferred.
     let room = null;
@@ -1092,6 +1319,11 @@
       switchTo(room);
     } else if (noRoom) {
       switchTo(null);
+    } else {
+      // Away, back, and the like change how we show in the member list.
+      refreshWho();
+      // "too many failed logins lately: yours is checked in N s"
+      if (state.panelWait !== null && /log/i.test(message)) panelError(message);
     }
     if (!quiet) systemLine(state.current, message, { event: "status" });
   }
@@ -1118,6 +1350,20 @@
       for (const log of state.logs.values()) if (log.loading === cid) log.loading = null;
       renderOlder();
     }
+    // Answers to the hello: the code or the token did not work.
+    if (code === "token-invalid") {
+      store("localStorage", TOKEN_KEY, null);
+      state.account = null;
+      renderAccount();
+    }
+    if (code === "token-invalid" || code === "account-unavailable") state.waitToken = false;
+    const codeFailed = /^(no-such-session|history-unavailable|banned|bad-arguments)$/;
+    if (state.waitCode && codeFailed.test(code)) {
+      state.waitCode = false;
+      state.restoreRoom = null;
+      store("sessionStorage", CODE_KEY, state.welcomeCode); // we are this connection now
+    }
+    const asked = state.nickRequest;
     if (cid && state.pending.has(cid)) {
       const pending = state.pending.get(cid);
       state.pending.delete(cid);
@@ -1143,9 +1389,19 @@
     if (nickError) {
       state.nickRequest = null;
       if (state.nick) ui.nick.value = state.nick;
+      if (asked && asked.failed) asked.failed(message);
     }
-    errorLine(message, code);
-    if (nickError) sendUnsent();
+    const forPanel = cid !== "" && cid === state.panelWait;
+    if (code === "nick-registered") {
+      // Someone's account: log in to it, if it is ours.
+      openPanel(str(f.name) || (asked ? asked.name : ""));
+      panelError(message);
+    } else if (forPanel) {
+      state.panelWait = null;
+      panelError(message);
+    }
+    if (!forPanel || !ui.panel.open) errorLine(message, code);
+    sendUnsent();
   }
 
   function msgText(f) {
@@ -1165,9 +1421,11 @@
       if (state.nickRequest === request && request.clientId === cid) {
         state.nickRequest = null;
         if (document.activeElement !== ui.nick && state.nick !== null) ui.nick.value = state.nick;
+        if (request.failed) request.failed(`${name} did not become your nick.`);
         sendUnsent();
       }
     }, NICK_RETRY_MS * 2);
+    return request;
   }
 
   function submitNick() {
@@ -1218,6 +1476,8 @@
       return;
     }
     const trimmed = raw.trim();
+    const typedCode = /^\/resume\s+(\S+)/i.exec(trimmed);
+    if (typedCode) state.typedCode = typedCode[1];
     // Plain text (and //text, which the server sends as /text) comes back
     // as an acknowledgement; show it as pending until then.
     const text = !trimmed.startsWith("/") || trimmed.startsWith("//");
@@ -1245,7 +1505,7 @@
       (wait ? state.unsent : state.pending).set(cid, entry);
       addLine(state.current, node);
     }
-    if (history[history.length - 1] !== raw) history.push(raw);
+    if (history[history.length - 1] !== raw && !SECRET.test(trimmed)) history.push(raw);
     if (history.length > 100) history.shift();
     historyAt = history.length;
     draft = "";
@@ -1309,6 +1569,159 @@
     closeDrawers();
     ui.message.focus();
   });
+
+  // -- account: the login panel ------------------------------------------------
+  //
+  // The password goes to the server in one frame and is cleared from the
+  // fields at once; the page keeps only the token the server answers with.
+
+  function renderAccount() {
+    const name = state.account;
+    ui.account.textContent = name || "Log in";
+    ui.account.title = name ? `Logged in as ${name}` : "Log in or register";
+    ui.account.classList.toggle("logged-in", name !== null);
+    ui.accountWho.textContent = name || "";
+    ui.accountInfo.hidden = name === null;
+    ui.accountForm.hidden = name !== null;
+    // One error line, above the buttons of the view shown.
+    const view = name === null ? ui.accountForm : ui.accountInfo;
+    view.querySelector(".account-actions").before(ui.accountError);
+  }
+
+  function setMode(register) {
+    ui.repeatRow.hidden = !register;
+    ui.repeat.disabled = !register;
+    ui.password.autocomplete = register ? "new-password" : "current-password";
+    ui.accountTitle.textContent = register ? "Register" : "Log in";
+    ui.submit.textContent = register ? "Register" : "Log in";
+    ui.switchMode.textContent = register ? "Log in" : "Register";
+  }
+
+  // An error, or (hint) what the panel is doing or waits for.
+  function panelError(text, hint = false) {
+    ui.accountError.textContent = text;
+    ui.accountError.classList.toggle("hint", hint);
+  }
+
+  function clearPasswords() {
+    ui.password.value = "";
+    ui.repeat.value = "";
+  }
+
+  function openPanel(name) {
+    closeDrawers();
+    renderAccount();
+    panelError("");
+    if (state.account === null) {
+      setMode(false);
+      const nick = state.nick && !/^guest-/.test(state.nick) ? state.nick : "";
+      ui.accountName.value = name || ui.accountName.value || nick;
+    }
+    if (!ui.panel.open) ui.panel.showModal();
+    ui.account.setAttribute("aria-expanded", "true");
+    if (state.account !== null) ui.logout.focus();
+    else (ui.accountName.value ? ui.password : ui.accountName).focus();
+  }
+
+  function closePanel() {
+    if (ui.panel.open) ui.panel.close();
+  }
+
+  // Closed by Esc, Cancel, a click beside it, or an answer.
+  ui.panel.addEventListener("close", () => {
+    clearPasswords();
+    state.panelWait = null;
+    ui.account.setAttribute("aria-expanded", "false");
+  });
+  ui.panel.addEventListener("click", (e) => {
+    if (e.target === ui.panel) closePanel(); // the backdrop, outside the box
+  });
+  for (const button of ui.panel.querySelectorAll("[data-close]")) {
+    button.addEventListener("click", closePanel);
+  }
+  ui.account.addEventListener("click", () => openPanel(""));
+
+  ui.switchMode.addEventListener("click", () => {
+    const register = ui.repeatRow.hidden;
+    setMode(register);
+    panelError(register ? "Type the password again to register." : "", true);
+    (register && ui.password.value ? ui.repeat : ui.password).focus();
+  });
+
+  ui.accountForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const register = !ui.repeatRow.hidden;
+    const name = ui.accountName.value.trim();
+    const password = ui.password.value;
+    if (!connected()) return panelError("Not connected.");
+    if (!name) {
+      ui.accountName.focus();
+      return panelError("Type your name.");
+    }
+    if (!password) {
+      ui.password.focus();
+      return panelError("Type your password.");
+    }
+    if (register && ui.repeat.value !== password) {
+      ui.repeat.value = "";
+      ui.repeat.focus();
+      return panelError("The passwords differ: type it again.");
+    }
+    clearPasswords();
+    const cid = clientId("acct");
+    state.panelWait = cid;
+    panelError(register ? "Registering…" : "Logging in…", true);
+    if (!register) {
+      send({ type: "login", name, password, client_id: cid });
+    } else if (name === state.nick) {
+      send({ type: "register", password, client_id: cid });
+    } else {
+      // The server registers the nick we have: take the name first.
+      const request = requestNick(name);
+      request.then = () => {
+        if (state.panelWait === cid) send({ type: "register", password, client_id: cid });
+      };
+      request.failed = (why) => {
+        if (state.panelWait !== cid) return;
+        state.panelWait = null;
+        panelError(why);
+      };
+    }
+  });
+
+  ui.logout.addEventListener("click", () => {
+    // Forgotten here at once, whatever the server answers.
+    store("localStorage", TOKEN_KEY, null);
+    if (!connected()) {
+      state.account = null;
+      renderAccount();
+      return;
+    }
+    state.panelWait = clientId("acct");
+    send({ type: "logout", client_id: state.panelWait });
+  });
+
+  function onLogin(f) {
+    state.account = str(f.name) || state.nick;
+    state.waitToken = false;
+    if (typeof f.token === "string" && f.token) store("localStorage", TOKEN_KEY, f.token);
+    state.panelWait = null;
+    closePanel();
+    renderAccount();
+    systemLine(state.current, str(f.message), { event: "login" });
+    refreshWho(); // our registered mark
+    sendUnsent();
+  }
+
+  function onLogout(f) {
+    state.account = null;
+    store("localStorage", TOKEN_KEY, null);
+    state.panelWait = null;
+    closePanel();
+    renderAccount();
+    systemLine(state.current, str(f.message), { event: "logout" });
+    refreshWho();
+  }
 
   // -- scrolling ---------------------------------------------------------------
 
@@ -1406,6 +1819,7 @@
         nick: state.chosenNick,
         rooms: state.joined.slice(),
         current: state.current,
+        account: state.account,
       };
     }
     // Messages sent go before those still waiting to be: they came first.
@@ -1472,6 +1886,7 @@
   renderRooms();
   renderMembers();
   renderTopic();
+  renderAccount();
   connect();
   setInterval(() => {
     if (!document.hidden) refreshRooms();

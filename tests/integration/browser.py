@@ -28,7 +28,7 @@ from tests.integration.server import global_reactor
 from tests.support import require
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Locator
+    from playwright.sync_api import Browser, BrowserContext, Locator
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -123,21 +123,31 @@ class ChatPage:
     """
 
     def __init__(
-        self, browser: Browser, url: str, name: str, door: str = "web"
+        self,
+        browser: Browser,
+        url: str,
+        name: str,
+        door: str = "web",
+        context: BrowserContext | None = None,
     ) -> None:
+        """
+        @param context: Open the page as a new tab of this browser context
+            (sharing its storage) instead of in a context of its own.
+        """
         self.name = name
         self.door = door
         self.dialogs: list[str] = []
         self.errors: list[str] = []
-        context = browser.new_context(viewport={"width": 1100, "height": 700})
+        if context is None:
+            context = browser.new_context(viewport={"width": 1100, "height": 700})
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
         page.on("dialog", self._dialog)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
         # Every connection state the page ever shows, however briefly; every
         # WebSocket it opens, so that the test can cut one (see go_offline);
-        # and the latest frames in and out, for failure messages.  The
-        # subclass behaves exactly like WebSocket.
+        # and the latest frames in and out, for failure messages (with
+        # passwords hidden).  The subclass behaves exactly like WebSocket.
         page.add_init_script(
             """
             window.tchatStates = [];
@@ -154,8 +164,18 @@ class ChatPage:
                   if (window.tchatFrames.length > FRAMES) window.tchatFrames.shift();
                 };
                 const send = this.send.bind(this);
+                const secret = /^[/](login|identify|register|password|unregister) /i;
                 this.send = (data) => {
-                  note(`out ${data}`);
+                  let shown = data;
+                  try {
+                    const frame = JSON.parse(data);
+                    for (const key of ["password", "old", "new"]) {
+                      if (key in frame) frame[key] = "(hidden)";
+                    }
+                    if (secret.test(frame.message)) frame.message = "(hidden)";
+                    shown = JSON.stringify(frame);
+                  } catch (e) {}
+                  note(`out ${shown}`);
                   return send(data);
                 };
                 this.addEventListener("open", () => note("open"));

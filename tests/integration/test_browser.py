@@ -695,3 +695,162 @@ class BrowserTests(TestCase):
         lines = re.findall(rb"\] <alice> ([^\r]*)\r\n", heard)
         self.assertEqual([line.decode() for line in lines], [t for _, t in expected])
         self.assertEqual(alice.errors, [])
+
+    @async_test
+    async def test_accounts(self) -> None:
+        """
+        A page registers its nick through the login panel (name, password
+        twice); reloaded, it is the same user without the password typed
+        again: logged in (the account button names the account, the member
+        list marks it registered), in the same rooms, showing the same
+        room, with the room's earlier messages.  Closed, then opened again
+        as a new tab of the same browser, it logs in by itself, and shows
+        the private message sent to it meanwhile (with its date, marked)
+        and the message that mentioned it.  A guest page reloaded keeps its
+        guest nick and its rooms; a guest who asks for the registered nick
+        gets the login panel with the name filled in, which Esc closes.
+        The password is kept nowhere: not in the fields, not in storage.
+        """
+        require_browser()
+        # Cheap password hashing: the test checks the page, not Argon2.
+        ini = TAP_INI + "\n[accounts]\nhash_memory = 8192\nhash_time = 1\n"
+        server = await start_server(self, ini, web=f"tcp:0:interface={LOOPBACK}")
+        carol = await connect(self, server.port, "carol")
+        await carol.set_nick("carol")
+        await deferToThread(self._in_browser, self._accounts, server, carol)
+
+    def _accounts(
+        self, browser: Browser, server: TchatServer, carol: ChatClient
+    ) -> None:
+        """
+        The browser side of L{test_accounts}, on the worker thread.
+        """
+        from playwright.sync_api import expect
+
+        url = f"http://{LOOPBACK}:{server.web_port}/"
+        password = "correct horse battery"
+
+        def logged_in(page: ChatPage) -> None:
+            """The page is alice, logged in, and marked registered."""
+            expect(page.locator("#nick")).to_have_value("alice")
+            expect(page.locator("#account")).to_have_text("alice")
+            mark = page.locator('#members [data-name="alice"] .reg')
+            expect(mark).to_have_attribute("aria-label", "registered")
+            expect(mark).to_have_attribute("title", "registered")
+
+        def kept(page: ChatPage) -> str:
+            """Everything the page keeps in storage, as text."""
+            text: str = page.page.evaluate(
+                "() => JSON.stringify([{...localStorage}, {...sessionStorage}])"
+            )
+            return text
+
+        # -- alice registers through the panel ------------------------------
+        alice = ChatPage(browser, url, "alice")
+        guest = alice.wait_welcomed()
+        expect(alice.locator("#account")).to_have_text("Log in")
+        alice.locator("#account").click()
+        panel = alice.locator("#account-panel")
+        expect(panel).to_be_visible()
+        expect(alice.locator("#account-name")).to_be_focused()
+        alice.page.fill("#account-name", "alice")
+        alice.page.fill("#account-password", password)
+        alice.locator("#account-switch").click()  # Register: the password again
+        expect(alice.locator("#account-repeat")).to_be_focused()
+        expect(alice.locator("#account-password")).to_have_attribute(
+            "autocomplete", "new-password"
+        )
+        alice.page.fill("#account-repeat", password)
+        alice.locator("#account-submit").click()
+        expect(panel).to_be_hidden()
+        logged_in(alice)
+        on_reactor(carol.wait_for, f"*** {guest} (web) is now known as alice")
+        self.assertEqual(alice.locator("#account-password").input_value(), "")
+        self.assertEqual(alice.locator("#account-repeat").input_value(), "")
+        self.assertNotIn(password, kept(alice))
+        self.assertTrue(alice.page.evaluate("localStorage.getItem('tchat.token')"))
+
+        # alice talks in #dev, then shows #lobby.
+        alice.page.fill("#join-room", "#dev")
+        alice.page.press("#join-room", "Enter")
+        expect(alice.locator("#room-name")).to_have_text("#dev")
+        alice.say_confirmed("hello dev", "#dev")
+        alice.show_room("#lobby")
+
+        # -- reloaded: the same alice, logged in, in the same rooms ---------
+        alice.page.reload()
+        alice.expect_state("open")
+        logged_in(alice)
+        expect(alice.locator("#room-name")).to_have_text("#lobby")
+        expect(alice.locator('#rooms [data-room="#dev"]')).to_have_attribute(
+            "data-joined", "true"
+        )
+        alice.show_room("#dev")
+        alice.expect_message("alice", "web", "hello dev", room="#dev")
+        self.assertNotIn(password, kept(alice))
+        # carol saw the reloaded page go, and come back as alice.
+        on_reactor(carol.wait_for, re.compile(rb"\*\*\* alice \(web[^)]*\) quit"))
+        on_reactor(carol.wait_for, re.compile(rb"is now known as alice\b.*\r\n"))
+
+        # -- a guest page reloaded keeps its guest nick and rooms -----------
+        bob = ChatPage(browser, url, "bob")
+        bob_guest = bob.wait_welcomed()
+        bob.page.fill("#join-room", "#dev")
+        bob.page.press("#join-room", "Enter")
+        expect(bob.locator("#room-name")).to_have_text("#dev")
+        bob.page.reload()
+        bob.expect_state("open")
+        expect(bob.locator("#nick")).to_have_value(bob_guest)
+        expect(bob.locator("#room-name")).to_have_text("#dev")
+        bob.expect_members("alice", bob_guest)
+        expect(bob.locator("#account")).to_have_text("Log in")
+        expect(bob.locator(f'#members [data-name="{bob_guest}"]')).to_have_attribute(
+            "data-registered", "false"
+        )
+
+        # -- alice goes; what is said to her and of her waits ---------------
+        alice.page.close()
+        on_reactor(carol.wait_for, re.compile(rb"\*\*\* alice \(web[^)]*\) quit"))
+        said = ["/msg alice see you tomorrow", "alice: are you there?"]
+        on_reactor(say_lines, carol, said)
+
+        # A guest asking for her nick is offered the login panel.
+        bob.page.fill("#nick", "alice")
+        bob.page.press("#nick", "Enter")
+        expect(bob.locator("#account-panel")).to_be_visible()
+        expect(bob.locator("#account-name")).to_have_value("alice")
+        expect(bob.locator("#account-error")).to_have_text(re.compile("registered"))
+        expect(bob.locator("#account-password")).to_be_focused()
+        bob.page.keyboard.press("Escape")
+        expect(bob.locator("#account-panel")).to_be_hidden()
+        expect(bob.locator("#nick")).to_have_value(bob_guest)
+
+        # -- a new tab of alice's browser logs in by itself ------------------
+        tab = ChatPage(browser, url, "alice", context=alice.context)
+        tab.expect_state("open")
+        logged_in(tab)
+        offline = tab.locator("#messages .msg-private.msg-offline")
+        expect(offline.locator(".text")).to_have_text("see you tomorrow")
+        expect(offline.locator(".time")).to_have_text(
+            re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d\]$")
+        )
+        expect(offline.locator(".offline-mark")).to_be_visible()
+        mention = tab.locator('#messages .msg[data-event="mentions"] .mention')
+        expect(mention).to_have_count(1)
+        expect(mention.locator(".text")).to_have_text("alice: are you there?")
+        expect(mention.locator(".nick")).to_have_text("carol")
+        self.assertNotIn(password, kept(tab))
+
+        # -- its connection drops: back by itself, logged in by its token ---
+        tab.go_offline()
+        on_reactor(carol.wait_for, "*** alice (web, registered) lost connection")
+        tab.go_online()
+        tab.expect_state("open", timeout=RECONNECT_MS)
+        logged_in(tab)
+        tab.say_confirmed("back again", "#lobby")
+        on_reactor(carol.wait_for, "] <alice> back again\r\n")
+
+        for page in (tab, bob):
+            self.assertEqual(page.dialogs, [], f"{page.name}: no dialog opened")
+            self.assertEqual(page.errors, [], f"{page.name}: no script errors")
+        self.assertEqual(alice.errors, [])
