@@ -364,10 +364,13 @@ class Topic:
 class Status:
     """
     A short confirmation for one user ("Now talking in #dev").
+
+    @ivar data: Fields for clients besides the text (the web door adds
+        them to its frame).
     """
 
     text: str
-    data: dict[str, str] = field(default_factory=dict, compare=False)
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 ErrorCode = Literal[
@@ -415,11 +418,13 @@ class Error:
     @ivar text: A sentence for the user saying what is expected.
     @ivar client_id: The tag of the request it answers, when the answer
         comes later than the request (a check in the cluster).
+    @ivar name: For C{nick-registered}: the registered nick, to log in to.
     """
 
     code: ErrorCode
     text: str
     client_id: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)

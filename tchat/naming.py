@@ -114,12 +114,12 @@ class Naming:
                 return None
             if owner is not None and (user.account is None or user.account.key != key):
                 like = _looks_like(nick, owner)
-                error(
-                    user,
-                    "nick-registered",
+                text = (
                     f"{nick} is registered{like}; if it is yours, /login {owner} "
-                    "PASSWORD",
-                    tag,
+                    "PASSWORD"
+                )
+                self._delivery.tell(
+                    user, events.Error("nick-registered", text, tag, owner)
                 )
                 return None
             return self._claim_nick(user, nick, key, tag)

@@ -496,6 +496,10 @@ class Resume:
                     if session.rooms
                     else "you were in no room"
                 ),
+                {
+                    "rooms": [n for n, _, _ in session.rooms],
+                    "resume_code": user.code,
+                },
             ),
         )
         for name, epoch, last_id in session.rooms:

@@ -470,7 +470,7 @@ class WebChatProtocol(WebSocketServerProtocol):
         elif kind is events.Error and cast(events.Error, event).client_id:
             # The answer to one request: for this client alone.
             error = cast(events.Error, event)
-            self._error(error.code, error.text, error.client_id)
+            self._push(error_frame(error.code, error.text, error.client_id, error.name))
             return
         elif kind is events.History:
             for payload in history_frames(cast(events.History, event)):

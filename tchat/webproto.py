@@ -627,24 +627,32 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
                 "when it is back.",
                 reason=reason,
             )
-        case events.Status(text):
-            return _system("status", text)
-        case events.Error(code, text):
-            return {"type": "error", "code": code, "message": text}
+        case events.Status(text, data):
+            return _system("status", text, **data)
+        case events.Error(code, text, _, name):
+            frame = {"type": "error", "code": code, "message": text}
+            if name is not None:
+                frame["name"] = name
+            return frame
         case events.Goodbye(reason):
             return _system("goodbye", f"Goodbye ({reason})", reason=reason)
     raise TypeError(f"the web door cannot encode {event!r}")
 
 
-def error_frame(code: str, message: str, client_id: str | None = None) -> bytes:
+def error_frame(
+    code: str, message: str, client_id: str | None = None, name: str | None = None
+) -> bytes:
     """
     The payload of an C{error} frame, for one client only.
 
     @param client_id: The tag of the request that failed, if it had one.
+    @param name: See L{events.Error.name}.
     """
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if client_id is not None:
         frame["client_id"] = client_id
+    if name is not None:
+        frame["name"] = name
     return _dumps(frame)
 
 
