@@ -419,6 +419,16 @@ class Accounts:
         def restore(account: Account | None) -> bool:
             if account is None or not user.connected:
                 return False
+            if account.created > session.saved:
+                # Registered after the session was last kept: the account
+                # the session was logged in to was deleted, and this one,
+                # of the same nick, is someone else's.
+                return False
+            holder = self._directory.users.get(key)
+            if holder is not None and holder is not user:
+                # Its owner logged in again on another connection: that one
+                # stays the account's, and this one keeps its guest nick.
+                return True
             if user.account is not None:
                 self.end(user, keep=True)
             user.account = account

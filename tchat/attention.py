@@ -63,7 +63,8 @@ class Attention:
     def ignore(self, user: User, nick: str | None) -> None:
         """C{/ignore [NICK]}."""
         ignoring = user.ignoring or {}
-        if nick is None:
+        if nick is None or not nick.strip():
+            # The page sends an empty name for the list: no nick is blank.
             names = ", ".join(ignoring.values()) or "nobody"
             self._delivery.tell(user, events.Status(f"you ignore: {names}"))
             return

@@ -136,7 +136,12 @@ class Keeping:
         key = account.key
 
         def delivered(kept: list[Offline]) -> None:
+            ignoring = user.ignoring or {}
             for m in kept:
+                if nick_key(m.sender) in ignoring:
+                    # Kept while they were away, but an ignored sender's
+                    # private messages are hidden all the same.
+                    continue
                 colour = PALETTE.get(m.colour) or next(iter(PALETTE.values()))
                 self._delivery.tell(
                     user,
@@ -145,7 +150,9 @@ class Keeping:
                         m.sender,
                         m.sender_door,
                         colour,
-                        user.nick,
+                        # Not user.nick: resuming, they are logged in
+                        # before their nick is given back.
+                        account.name,
                         m.text,
                         False,
                         offline=True,
@@ -178,8 +185,14 @@ class Keeping:
             )
 
             def matched(messages: list[events.RoomMessage]) -> None:
+                ignoring = user.ignoring or {}
                 for m in messages:
-                    if nick_key(m.nick) != account.key and pattern.search(m.text):
+                    sender = nick_key(m.nick)
+                    if (
+                        sender != account.key
+                        and sender not in ignoring
+                        and pattern.search(m.text)
+                    ):
                         found.append(
                             events.Mention(m.ts, m.room, m.id, m.nick, m.text, m.action)
                         )
@@ -198,7 +211,9 @@ class Keeping:
                 return
             found.sort(key=lambda m: m.ts)
             most = self._settings.accounts.mentions
-            kept = found[-most:] if most else []
+            if not most:
+                return
+            kept = found[-most:]
             self._store.add_mentions(account.key, kept, most).addErrback(
                 logged_failure("keeping mentions")
             )

@@ -4,6 +4,7 @@ Tests for L{tchat.commands}: the command layer every door shares.
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tchat import commands as c
 from tchat.commands import (
     MAX_NAME,
     MAX_PASSWORD,
@@ -268,5 +269,142 @@ class MaximaTests(SynchronousTestCase):
             Rooms(),
             SetMotd(("x" * 2048, "y" * 2048)),
             ResumeRooms(tuple(("#r", 0, None) for _ in range(MAX_RESUME_ROOMS))),
+        ):
+            self.assertIsNone(too_long(command), command)
+
+
+class AccountCommandTests(SynchronousTestCase):
+    """
+    The account commands parse from typed lines; passwords are taken as
+    typed and never shown.
+    """
+
+    def test_parsed(self) -> None:
+        """
+        Each account command parses into its typed value; a password to
+        C{/register}, C{/unregister} and C{/login} is the rest of the line,
+        spaces and all.
+        """
+        for line, expected in (
+            ("/register my pass  phrase", c.Register("my pass  phrase")),
+            ("/unregister my pass  phrase", c.Unregister("my pass  phrase")),
+            ("/login alice two  spaces", c.Login("alice", "two  spaces")),
+            ("/LOGIN alice   hunter22", c.Login("alice", "hunter22")),
+            ("/logout", c.Logout()),
+            ("/password old-one new-one", c.Password("old-one", "new-one")),
+            ("/account", c.ShowAccount()),
+            ("/mentions", c.ShowMentions()),
+            ("/away", c.Away(None)),
+            ("/away gone  fishing", c.Away("gone  fishing")),
+            ("/back", c.Back()),
+            ("/ignore", c.Ignore(None)),
+            ("/ignore bob", c.Ignore("bob")),
+            ("/unignore bob", c.Unignore("bob")),
+        ):
+            self.assertEqual(parse_line(line), expected, line)
+
+    def test_identify(self) -> None:
+        """
+        C{/identify} is C{/login}: with one word, that word is the password
+        of the current nick's account; with two, a nick and its password.
+        """
+        self.assertEqual(parse_line("/identify hunter22"), c.Login(None, "hunter22"))
+        self.assertEqual(
+            parse_line("/identify alice hunter22"), c.Login("alice", "hunter22")
+        )
+        self.assertEqual(parse_line("/login hunter22"), c.Login(None, "hunter22"))
+
+    def test_errors(self) -> None:
+        """
+        Missing or extra arguments give the command's usage; C{/password}
+        says its passwords cannot hold spaces.
+        """
+        for line, usage in (
+            ("/register", "usage: /register PASSWORD"),
+            ("/unregister", "usage: /unregister PASSWORD"),
+            ("/login", "usage: /login NICK PASSWORD"),
+            ("/identify", "usage: /login NICK PASSWORD"),
+            ("/logout now", "usage: /logout"),
+            ("/account me", "usage: /account"),
+            ("/mentions all", "usage: /mentions"),
+            ("/back now", "usage: /back"),
+            ("/ignore bob carol", "usage: /ignore [NICK]"),
+            ("/unignore", "usage: /unignore NICK"),
+            ("/unignore bob carol", "usage: /unignore NICK"),
+            (
+                "/password only-one",
+                "usage: /password OLD NEW (passwords without spaces here; "
+                "the page's account panel takes any)",
+            ),
+            (
+                "/password one two three",
+                "usage: /password OLD NEW (passwords without spaces here; "
+                "the page's account panel takes any)",
+            ),
+        ):
+            with self.assertRaises(CommandError) as caught:
+                parse_line(line)
+            self.assertEqual(
+                (caught.exception.code, caught.exception.text),
+                ("bad-arguments", usage),
+                line,
+            )
+
+    def test_passwords_hidden(self) -> None:
+        """
+        No command that carries a password or a login token shows it in
+        its C{repr} or C{str} (which logs and tracebacks use); the nick is
+        shown.
+        """
+        secret = "hunter22-secret"
+        for command in (
+            c.Register(secret),
+            c.Unregister(secret),
+            c.Login("alice", secret),
+            c.Login(None, secret),
+            c.Password(secret, secret + "2"),
+            c.Password("old", secret),
+            c.TokenLogin(secret),
+            c.Oper("root", secret),
+            parse_line(f"/identify alice {secret}"),
+            parse_line(f"/password {secret} {secret}"),
+        ):
+            for shown in (repr(command), str(command), f"{command!r}"):
+                self.assertNotIn(secret, shown)
+        self.assertIn("alice", repr(c.Login("alice", secret)))
+
+    def test_maxima(self) -> None:
+        """
+        Passwords are refused past C{MAX_PASSWORD}, each named as the user
+        calls it; a login token past twice C{MAX_NAME}; a nick past
+        C{MAX_NAME}.
+        """
+        long = "p" * (MAX_PASSWORD + 1)
+        name = "n" * (MAX_NAME + 1)
+        for command, said in (
+            (c.Register(long), "the password is longer than 1024 characters"),
+            (c.Unregister(long), "the password is longer than 1024 characters"),
+            (c.Login("alice", long), "the password is longer than 1024 characters"),
+            (c.Login(name, "pw"), "the name is longer than 64 characters"),
+            (
+                c.Password(long, "new"),
+                "the old password is longer than 1024 characters",
+            ),
+            (
+                c.Password("old", long),
+                "the new password is longer than 1024 characters",
+            ),
+            (c.TokenLogin("t" * 129), "the login token is longer than 128 characters"),
+            (c.Ignore(name), "the nick is longer than 64 characters"),
+            (c.Unignore(name), "the nick is longer than 64 characters"),
+            (c.Away("x" * (MAX_TEXT + 1)), "the text is longer than 4096 characters"),
+        ):
+            self.assertEqual(too_long(command), said, command)
+        for command in (
+            c.Register("p" * MAX_PASSWORD),
+            c.TokenLogin("t" * 128),
+            c.Login(None, "pw"),
+            c.Away(None),
+            c.Ignore(None),
         ):
             self.assertIsNone(too_long(command), command)

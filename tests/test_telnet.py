@@ -5,16 +5,21 @@ Tests for L{tchat.telnet}: the telnet door over in-memory transports.
 import random
 import time
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import alsoProvides
 
 from tchat import events, telnet
 from tchat.config import LimitsConfig, ServerConfig
 from tchat.events import Renderings
 from tchat.hub import ChatFactory
 from tchat.output import GOODBYE_DRAIN
+from tchat.palette import PALETTE
+from tchat.passwords import Checked
 from tchat.telnet import NEGOTIATION_FLOOD, NEGOTIATION_MOST, TelnetFactory, encode
 from tests.support import TCPStringTransport
 from tests.support import TelnetClient as Client
@@ -596,4 +601,248 @@ class OperationsRenderTests(SynchronousTestCase):
             encode(events.Shutdown("the server is shutting down"), ()).startswith(
                 b"*** The server is going down (the server is shutting down)."
             )
+        )
+
+
+class ClearPasswords:
+    """
+    Account passwords "hashed" as themselves, at once: these tests are
+    about what a terminal shows, not about argon2.
+    """
+
+    def hash(self, password: str) -> Deferred[str]:
+        return succeed("clear:" + password)
+
+    def check(self, password: str, encoded: str | None) -> Deferred[Checked]:
+        return succeed(Checked(encoded == "clear:" + password))
+
+
+class AccountRenderTests(SynchronousTestCase):
+    """
+    How accounts read on a terminal.
+    """
+
+    ts = time.mktime((2020, 1, 2, 14, 3, 0, 0, 0, -1))
+    """A moment long past: history-like lines show its date."""
+
+    def test_logged_in(self) -> None:
+        """
+        A registration says the nick is the user's and how to log in to it
+        elsewhere; a login says when the last one was, if ever.
+        """
+        self.assertEqual(
+            encode(events.LoggedIn("alice", registered=True), ()),
+            b"*** alice is registered to you: nobody else can take it. Log in "
+            b"from any door with /login alice PASSWORD\r\n",
+        )
+        self.assertEqual(
+            encode(events.LoggedIn("alice", None, None, self.ts), ()),
+            b"*** You are logged in as alice (last login Jan 02 14:03)\r\n",
+        )
+        self.assertEqual(
+            encode(events.LoggedIn("alice", "never shown", 9.0), ()),
+            b"*** You are logged in as alice\r\n",
+        )
+
+    def test_logged_out(self) -> None:
+        """
+        A logout says why, and the nick the user has now.
+        """
+        self.assertEqual(
+            encode(events.LoggedOut("guest-1", "you logged out"), ()),
+            b"*** You logged out; you are guest-1 now\r\n",
+        )
+
+    def test_mentions(self) -> None:
+        """
+        Mentions are dated lines between a header and a footer; none is
+        said so.
+        """
+        found = (
+            events.Mention(self.ts, "#a", 3, "bo", "hi al"),
+            events.Mention(self.ts, "#b", 4, "bo", "pokes al", True),
+        )
+        self.assertEqual(
+            encode(events.Mentions(found, fresh=True), ()),
+            b"*** While you were away you were mentioned:\r\n"
+            b"  [Jan 02 14:03] #a <bo> hi al\r\n"
+            b"  [Jan 02 14:03] #b * bo pokes al\r\n"
+            b"*** End of mentions (/mentions shows them again)\r\n",
+        )
+        self.assertTrue(
+            encode(events.Mentions(found[:1]), ()).startswith(
+                b"*** Mentions of you (the latest kept):\r\n"
+            )
+        )
+        self.assertEqual(
+            encode(events.Mentions(()), ()), b"*** No mentions of you are kept\r\n"
+        )
+
+    def test_members(self) -> None:
+        """
+        C{/who} marks members logged in to their registered nick, and shows
+        away messages.
+        """
+        who = events.Who(
+            "#a",
+            (
+                events.Member("al", "web", True),
+                events.Member("bo", "telnet", False, "lunch"),
+                events.Member("cy", "onion", True, "brb"),
+            ),
+        )
+        self.assertEqual(
+            encode(who, ()),
+            b"*** #a (3): al (web, registered), bo (telnet, away: lunch), "
+            b"cy (onion, registered, away: brb)\r\n",
+        )
+
+    def test_private_offline(self) -> None:
+        """
+        A private message kept while its recipient was away says so, with
+        the date it was sent.
+        """
+        kept = events.PrivateMessage(
+            self.ts, "bo", "web", PALETTE["red"], "al", "hi", False, offline=True
+        )
+        self.assertEqual(
+            encode(kept, (False,)), b"[Jan 02 14:03] *bo* (while you were away) hi\r\n"
+        )
+        self.assertEqual(
+            encode(kept, (True,)),
+            b"[Jan 02 14:03] *\x1b[31mbo\x1b[0m* (while you were away) hi\r\n",
+        )
+
+    def test_presence(self) -> None:
+        """
+        A user logged in to their registered nick is marked; a rename marks
+        the new nick only; a login reads as one, to others and to oneself.
+        """
+        stamp = time.strftime("[%H:%M]", time.localtime(self.ts)).encode()
+        for event, is_self, text in (
+            (
+                events.Presence(self.ts, "join", "al", "web", "#a", registered=True),
+                False,
+                b"al (web, registered) joined #a",
+            ),
+            (
+                events.Presence(self.ts, "lost", "al", "web", registered=True),
+                False,
+                b"al (web, registered) lost connection",
+            ),
+            (
+                events.Presence(
+                    self.ts, "nick", "g-1", "web", new_nick="al", registered=True
+                ),
+                False,
+                b"g-1 (web) is now known as al (registered)",
+            ),
+            (
+                events.Presence(
+                    self.ts, "nick", "g-1", "web", new_nick="al", registered=True
+                ),
+                True,
+                b"you are now known as al (registered)",
+            ),
+            (
+                events.Presence(self.ts, "nick", "al", "web", new_nick="g-2"),
+                False,
+                b"al (web) is now known as g-2",
+            ),
+            (
+                events.Presence(self.ts, "login", "al", "web", registered=True),
+                False,
+                b"al (web, registered) is logged in to the registered nick al",
+            ),
+            (
+                events.Presence(self.ts, "login", "al", "web", registered=True),
+                True,
+                b"you are logged in to the registered nick al",
+            ),
+        ):
+            self.assertEqual(
+                encode(event, (is_self,)), stamp + b" *** " + text + b"\r\n"
+            )
+
+
+class AccountDoorTests(TelnetTestCase):
+    """
+    Accounts through the telnet door, plain and over TLS.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.hub = ChatFactory(
+            ServerConfig(name="Hub"),
+            self.clock,
+            random.Random(2),
+            passwords=ClearPasswords(),
+        )
+        self.factory = TelnetFactory(self.hub)
+
+    def test_plain_register(self) -> None:
+        """
+        On the plain port, a password is answered with a warning first;
+        the room sees the user marked registered.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"/register correct horse\r\n")
+        self.assertEqual(
+            alice.lines(),
+            [
+                "*** note: telnet is not encrypted, so your password crossed the "
+                "network readable; use the TLS telnet port, the onion service or "
+                "(soon) SSH to log in",
+                f"{self.stamp} *** you are logged in to the registered nick alice",
+                "*** alice is registered to you: nobody else can take it. Log in "
+                "from any door with /login alice PASSWORD",
+            ],
+        )
+        self.assertEqual(
+            bob.lines(),
+            [
+                f"{self.stamp} *** alice (telnet, registered) is logged in to the "
+                "registered nick alice"
+            ],
+        )
+        bob.send(b"/who\r\n")
+        self.assertEqual(
+            bob.lines(), ["*** #lobby (2): alice (telnet, registered), bob (telnet)"]
+        )
+
+    def test_tls_login(self) -> None:
+        """
+        Over TLS there is no warning; logging in renames the user, marked
+        registered, and closes the connection that held the nick.
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"/register correct horse\r\n")
+        bob.take()
+        guest = self.client()
+        alsoProvides(guest.transport, ISSLTransport)
+        nick = guest.user.nick
+        guest.take()
+        bob.take()
+        guest.send(b"/identify alice correct horse\r\n")
+        last = time.strftime("%b %d %H:%M", time.localtime(self.clock.seconds()))
+        self.assertEqual(
+            guest.lines(),
+            [
+                f"{self.stamp} *** alice (telnet, registered) quit (logged in from "
+                "another connection)",
+                f"{self.stamp} *** you are now known as alice (registered)",
+                f"*** You are logged in as alice (last login {last})",
+            ],
+        )
+        self.assertEqual(
+            alice.lines()[-1],
+            "*** Goodbye (logged in as alice from another connection)",
+        )
+        self.assertEqual(
+            bob.lines(),
+            [
+                f"{self.stamp} *** alice (telnet, registered) quit (logged in from "
+                "another connection)",
+                f"{self.stamp} *** {nick} (telnet) is now known as alice (registered)",
+            ],
         )

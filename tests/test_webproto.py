@@ -482,3 +482,272 @@ class OperationsEncodeTests(SynchronousTestCase):
         self.assertEqual(frame["message"], "tchat stats\nusers: 1")
         shutdown = to_json(events.Shutdown("the server is shutting down"))
         self.assertEqual((shutdown["type"], shutdown["event"]), ("system", "shutdown"))
+
+
+class AccountFrameTests(SynchronousTestCase):
+    """
+    The account requests, and what the page is told of accounts.
+    """
+
+    def parse(self, **fields: object) -> tuple[commands.Command, ...]:
+        return parse_frame(frame(**fields), "me").commands
+
+    def test_requests(self) -> None:
+        """
+        Each account request becomes its command; passwords are taken as
+        sent, spaces and all.
+        """
+        for fields, expected in (
+            (
+                {"type": "register", "password": " two  spaces "},
+                commands.Register(" two  spaces "),
+            ),
+            (
+                {"type": "login", "name": "alice", "password": "pw"},
+                commands.Login("alice", "pw"),
+            ),
+            ({"type": "login", "password": "pw"}, commands.Login(None, "pw")),
+            (
+                {"type": "identify", "name": "alice", "password": "pw"},
+                commands.Login("alice", "pw"),
+            ),
+            ({"type": "identify", "password": "pw"}, commands.Login(None, "pw")),
+            ({"type": "logout"}, commands.Logout()),
+            (
+                {"type": "password", "old": "old pw", "new": "new pw"},
+                commands.Password("old pw", "new pw"),
+            ),
+            ({"type": "unregister", "password": "pw"}, commands.Unregister("pw")),
+            ({"type": "account"}, commands.ShowAccount()),
+            ({"type": "mentions"}, commands.ShowMentions()),
+            ({"type": "away"}, commands.Away(None)),
+            ({"type": "away", "message": ""}, commands.Away(None)),
+            ({"type": "away", "message": "lunch"}, commands.Away("lunch")),
+            ({"type": "back"}, commands.Back()),
+            ({"type": "ignore"}, commands.Ignore(None)),
+            ({"type": "ignore", "name": "bob"}, commands.Ignore("bob")),
+            ({"type": "unignore", "name": "bob"}, commands.Unignore("bob")),
+        ):
+            self.assertEqual(self.parse(**fields), (expected,), fields)
+
+    def test_slash_commands(self) -> None:
+        """
+        The same commands typed as text work as on telnet.
+        """
+        self.assertEqual(
+            self.parse(type="message", message="/identify alice pw"),
+            (commands.Login("alice", "pw"),),
+        )
+
+    def test_bad_requests(self) -> None:
+        """
+        A missing or mistyped field is named.
+        """
+        for fields, said in (
+            ({"type": "register"}, "'password' is missing"),
+            ({"type": "login", "name": "alice"}, "'password' is missing"),
+            ({"type": "login", "password": 5}, "'password' must be a string"),
+            ({"type": "password", "old": "x"}, "'new' is missing"),
+            ({"type": "unregister"}, "'password' is missing"),
+            ({"type": "unignore"}, "'name' is missing"),
+            ({"type": "hello", "token": 7}, "'token' must be a string"),
+            ({"type": "hello", "code": ["x"]}, "'code' must be a string"),
+        ):
+            with self.assertRaises(FrameError) as caught:
+                self.parse(**fields)
+            self.assertEqual(
+                (caught.exception.code, caught.exception.message),
+                ("bad-request", said),
+                fields,
+            )
+
+    def test_hello(self) -> None:
+        """
+        A hello resumes the session of its code, then logs in with its
+        token, then takes back the nick and resumes the rooms; blank parts
+        are left out.
+        """
+        self.assertEqual(
+            self.parse(
+                type="hello",
+                resume={"#a": 4},
+                name="alice",
+                token=" tok ",
+                code=" ABCD-EFGH ",
+            ),
+            (
+                commands.Resume("ABCD-EFGH"),
+                commands.TokenLogin("tok"),
+                commands.Nick("alice"),
+                commands.ResumeRooms((("#a", 4, None),)),
+            ),
+        )
+        self.assertEqual(
+            self.parse(type="hello", code=" ", token="", name="alice"),
+            (commands.Nick("alice"),),
+        )
+        self.assertEqual(
+            self.parse(type="hello", token="tok"), (commands.TokenLogin("tok"),)
+        )
+
+    def test_login(self) -> None:
+        """
+        A login frame carries the token to keep, and when it expires, only
+        when one was issued; a registration says the nick is theirs.
+        """
+        self.assertEqual(
+            to_json(events.LoggedIn("alice", "tok", 5.0, 1.0)),
+            {
+                "type": "system",
+                "event": "login",
+                "message": "You are logged in as alice.",
+                "name": "alice",
+                "registered": False,
+                "last_login": 1.0,
+                "token": "tok",
+                "expires": 5.0,
+            },
+        )
+        plain = to_json(events.LoggedIn("alice"))
+        self.assertNotIn("token", plain)
+        self.assertNotIn("expires", plain)
+        self.assertIsNone(plain["last_login"])
+        registered = to_json(events.LoggedIn("alice", registered=True))
+        self.assertEqual(
+            (registered["message"], registered["registered"]),
+            ("alice is registered to you: nobody else can take it.", True),
+        )
+
+    def test_logout(self) -> None:
+        """
+        A logout frame says why, and the guest nick the user has now.
+        """
+        self.assertEqual(
+            to_json(events.LoggedOut("guest-1", "you logged out")),
+            {
+                "type": "system",
+                "event": "logout",
+                "message": "You logged out; you are guest-1 now.",
+                "name": "guest-1",
+                "reason": "you logged out",
+            },
+        )
+
+    def test_mentions(self) -> None:
+        """
+        Mentions are listed, readable and as data; none is said so.
+        """
+        found = to_json(
+            events.Mentions(
+                (
+                    events.Mention(1.0, "#a", 3, "bo", "hi al"),
+                    events.Mention(2.0, "#b", 4, "bo", "pokes al", True),
+                ),
+                fresh=True,
+            )
+        )
+        self.assertEqual(
+            (found["event"], found["fresh"], found["message"]),
+            (
+                "mentions",
+                True,
+                "While you were away you were mentioned:\n#a <bo> hi al\n"
+                "#b * bo pokes al",
+            ),
+        )
+        self.assertEqual(
+            found["mentions"][1],
+            {
+                "ts": 2.0,
+                "room": "#b",
+                "id": 4,
+                "name": "bo",
+                "message": "pokes al",
+                "action": True,
+            },
+        )
+        kept = to_json(events.Mentions((events.Mention(1.0, "#a", 3, "bo", "al"),)))
+        self.assertTrue(
+            kept["message"].startswith("Mentions of you (the latest kept):")
+        )
+        none = to_json(events.Mentions(()))
+        self.assertEqual(
+            (none["message"], none["mentions"]), ("No mentions of you are kept", [])
+        )
+
+    def test_members(self) -> None:
+        """
+        C{/who} marks members logged in to their registered nick, and shows
+        away messages.
+        """
+        who = to_json(
+            events.Who(
+                "#a",
+                (
+                    events.Member("al", "web", True),
+                    events.Member("bo", "telnet", False, "lunch"),
+                ),
+            )
+        )
+        self.assertEqual(
+            who["message"], "#a (2): al (web, registered), bo (telnet) (away: lunch)"
+        )
+        self.assertEqual(
+            who["members"],
+            [
+                {"name": "al", "door": "web", "registered": True, "away": None},
+                {"name": "bo", "door": "telnet", "registered": False, "away": "lunch"},
+            ],
+        )
+
+    def test_private_offline(self) -> None:
+        """
+        A private message kept while its recipient was away says so.
+        """
+        kept = to_json(
+            events.PrivateMessage(1.0, "bo", "web", RED, "al", "hi", False, True)
+        )
+        self.assertEqual((kept["offline"], kept["ts"]), (True, 1.0))
+        live = to_json(events.PrivateMessage(1.0, "bo", "web", RED, "al", "hi", False))
+        self.assertNotIn("offline", live)
+
+    def test_presence_registered(self) -> None:
+        """
+        Presence frames say whether the user is logged in to their nick's
+        account, and mark them; a rename marks the new nick only; a login
+        has its own event.
+        """
+        cases: list[tuple[events.Presence, str, str]] = [
+            (
+                events.Presence(1.0, "join", "al", "web", "#a", registered=True),
+                "join",
+                "al (web, registered) joined #a",
+            ),
+            (
+                events.Presence(1.0, "quit", "al", "web", reason="x", registered=True),
+                "quit",
+                "al (web, registered) quit (x)",
+            ),
+            (
+                events.Presence(
+                    1.0, "nick", "g-1", "web", new_nick="al", registered=True
+                ),
+                "nick",
+                "g-1 (web) is now known as al (registered)",
+            ),
+            (
+                events.Presence(1.0, "login", "al", "web", registered=True),
+                "account_login",
+                "al (web, registered) is logged in to the registered nick al",
+            ),
+        ]
+        for event, name, message in cases:
+            data = to_json(event)
+            self.assertEqual(
+                (data["event"], data["message"], data["registered"]),
+                (name, message, True),
+            )
+        plain = to_json(events.Presence(1.0, "join", "al", "web", "#a"))
+        self.assertEqual(
+            (plain["message"], plain["registered"]), ("al (web) joined #a", False)
+        )
