@@ -41,7 +41,7 @@ from tchat.passwords import Checked, Passwords
 from tchat.presence import Presence
 from tchat.proofs import Proofs, logged_failure, unavailable
 from tchat.seam import IBackplane, UnreachableError
-from tchat.sessions import Sessions
+from tchat.sessions import Sessions, sealed
 from tchat.text import describe_span, nick_key, normalize_nick
 
 CLEAR_TEXT = (
@@ -92,7 +92,7 @@ class Accounts:
             settings, delivery, store.accounts, passwords, metrics, clock
         )
         self.keeping = Keeping(settings, directory, delivery, store, metrics, clock)
-        self.attention = Attention(delivery, backplane, self.keep)
+        self.attention = Attention(directory, delivery, backplane, self.keep)
         self.credentials = Credentials(self, self._proofs, store.accounts, delivery)
 
     # -- what other concerns ask -------------------------------------------
@@ -362,7 +362,7 @@ class Accounts:
             account = replace(account, ignores=tuple(merged)[:MAX_IGNORES])
             user.account = account
             self.keep(account)
-        user.ignoring = {nick_key(n): n for n in account.ignores} or None
+        self._directory.ignore(user, {nick_key(n): n for n in account.ignores})
         issued: str | None = None
         expires: float | None = None
         if token is not None:
@@ -412,12 +412,16 @@ class Accounts:
         def owner(name: str | None) -> Deferred[Any] | bool:
             if name is None:
                 return True
-            if session.account != key:
+            if session.account is None or session.account.split(" ")[0] != key:
                 return False
             return self._store.get(key).addCallback(restore)
 
         def restore(account: Account | None) -> bool:
             if account is None or not user.connected:
+                return False
+            if sealed(account) != session.account:
+                # The password changed since the session was kept: its code
+                # no longer logs in (as the page's login tokens do not).
                 return False
             if account.created > session.saved:
                 # Registered after the session was last kept: the account

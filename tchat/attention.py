@@ -14,7 +14,7 @@ from dataclasses import replace
 from tchat import events
 from tchat.delivery import Delivery
 from tchat.history import Account
-from tchat.model import User
+from tchat.model import Directory, User
 from tchat.seam import IBackplane
 from tchat.text import clean_text, nick_key, normalize_nick
 
@@ -27,6 +27,7 @@ class Attention:
 
     def __init__(
         self,
+        directory: Directory,
         delivery: Delivery,
         backplane: IBackplane,
         keep: Callable[[Account], None],
@@ -34,6 +35,7 @@ class Attention:
         """
         @param keep: Saves a changed account.
         """
+        self._directory = directory
         self._delivery = delivery
         self._backplane = backplane
         self._keep = keep
@@ -79,7 +81,7 @@ class Attention:
             )
             return
         ignoring[key] = name
-        user.ignoring = ignoring
+        self._directory.ignore(user, ignoring)
         self._kept_ignores(user)
         kept = " (kept with your account)" if user.account is not None else ""
         self._delivery.tell(
@@ -97,7 +99,7 @@ class Attention:
         if ignoring.pop(nick_key(name), None) is None:
             self._delivery.error(user, "bad-arguments", f"you do not ignore {name}")
             return
-        user.ignoring = ignoring or None
+        self._directory.ignore(user, ignoring)
         self._kept_ignores(user)
         self._delivery.tell(user, events.Status(f"you see {name} again"))
 

@@ -108,8 +108,11 @@ class Delivery:
             for door, members in doors.items():
                 delivered[door] = delivered.get(door, 0) + members
         ignored: str | None = None
+        # Only while someone ignores anyone does a room message look at
+        # each recipient's ignores.
+        filtering = message and bool(self._directory.ignorers)
         for recipient in list(recipients):
-            if message and recipient.ignoring is not None:
+            if filtering and recipient.ignoring is not None:
                 if ignored is None:
                     ignored = nick_key(event.nick)  # type: ignore[union-attr]
                 if ignored in recipient.ignoring:

@@ -305,6 +305,8 @@ class Directory:
         cluster node does not (the cluster's Redis does).
     @ivar forgotten: Called with each room forgotten for good (nothing was
         said there and nobody is in it), to drop what the store has of it.
+    @ivar ignorers: This node's users who ignore someone: while there are
+        none, a fan-out costs nothing more per recipient for ignores.
     """
 
     def __init__(self, clock: IReactorTime, settings: Settings) -> None:
@@ -314,6 +316,7 @@ class Directory:
         self.codes: dict[str, User] = {}
         self.rooms: dict[str, Room] = {}
         self.remembers = True
+        self.ignorers: set[User] = set()
         self.forgotten: Callable[[Room], None] = lambda room: None
         self.new_room(settings.server.default_room)
 
@@ -378,10 +381,23 @@ class Directory:
 
     def remove(self, user: User) -> None:
         """C{user} left: forget their nick and code (not their rooms)."""
+        self.ignorers.discard(user)
         if self.codes.get(user.code) is user:
             del self.codes[user.code]
         if self.users.get(user.key) is user:
             del self.users[user.key]
+
+    def ignore(self, user: User, ignoring: dict[str, str] | None) -> None:
+        """
+        C{user} ignores the nicks with the keys of C{ignoring} from now on
+        (C{None} or empty: nobody).  Fan-out looks for ignored senders only
+        while someone ignores anyone (see L{ignorers}).
+        """
+        user.ignoring = ignoring or None
+        if user.ignoring is None:
+            self.ignorers.discard(user)
+        elif user.connected:
+            self.ignorers.add(user)
 
     def rename(self, user: User, nick: str) -> None:
         """C{user} is called C{nick} from now on."""

@@ -9,13 +9,14 @@ C{/resume CODE} (or the page, on its own) brings it all back.
 """
 
 import base64
+import hashlib
 import secrets
 from collections import OrderedDict
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from tchat.history import HistoryStore, Session
+from tchat.history import Account, HistoryStore, Session
 from tchat.limits import exempt
 from tchat.model import Directory, User
 
@@ -34,6 +35,17 @@ def new_code() -> str:
     """
     raw = base64.b32encode(secrets.token_bytes(5)).decode("ascii")
     return f"{raw[:4]}-{raw[4:]}"
+
+
+def sealed(account: Account) -> str:
+    """
+    What a session keeps of the account it is logged in to: its key and a
+    digest of its password's hash, so that a new password (or the account
+    deleted and registered again by someone else) ends what the session's
+    resume code can log in to.
+    """
+    digest = hashlib.sha256(account.hash.encode("utf-8")).hexdigest()[:16]
+    return f"{account.key} {digest}"
 
 
 def normalize_code(text: str) -> str:
@@ -78,7 +90,7 @@ class Sessions:
             tuple((r.name, r.epoch, r.delivered_id) for r in user.rooms),
             user.current.name if user.current is not None else None,
             self._clock.seconds(),
-            user.account.key if user.account is not None else None,
+            sealed(user.account) if user.account is not None else None,
         )
 
     def save(self, user: User) -> None:

@@ -46,8 +46,9 @@ class Session:
     @ivar rooms: (room name, epoch, last message id delivered) per room, in
         joining order.
     @ivar saved: When the record was written, in seconds since the epoch.
-    @ivar account: The key of the account the user was logged in to, if
-        any: resuming logs them in again (while it still exists).
+    @ivar account: The account the user was logged in to, if any, as
+        L{tchat.sessions.sealed} gives it: resuming logs them in again,
+        while its password is unchanged.
     """
 
     code: str
