@@ -162,9 +162,15 @@ class Proofs:
                     return None
                 if account is None or not result.ok:
                     self._metrics.drop("login-failed")
+                    # Only a registered nick is named: what was typed as a
+                    # name may be a password typed in the wrong place.
                     self._log.warn(
-                        "failed login to {account!r} by {nick} ({door}, {address})",
-                        account=key[:32],
+                        "failed login to {account} by {nick} ({door}, {address})",
+                        account=(
+                            f"the account {account.name}"
+                            if account is not None
+                            else "a nick nobody registered"
+                        ),
                         nick=user.nick,
                         door=user.door,
                         address=user.address or "onion",

@@ -1286,6 +1286,7 @@ class WebClient(_OneWait, WebSocketClientProtocol):  # type: ignore[misc]
                 "new_name": nick,
                 "door": "web",
                 "ts": RECENT,
+                "registered": False,
             }
         )
         self.nick = nick
@@ -1385,6 +1386,7 @@ def web_welcome(
             "epoch": Epoch(fresh=False) if epoch is None else epoch,
             "last_id": WHOLE if last_id is None else last_id,
             "ts": RECENT,
+            "registered": False,
         },
     ]
 

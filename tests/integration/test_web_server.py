@@ -237,6 +237,7 @@ class RoomMessageTests(TestCase):
                 "new_name": "classic",
                 "door": "web",
                 "ts": RECENT,
+                "registered": False,
             }
         )
         alice.nick = "classic"
@@ -274,6 +275,7 @@ class RoomMessageTests(TestCase):
                 "epoch": dev,
                 "last_id": 0,
                 "ts": RECENT,
+                "registered": False,
             }
         )
         self.assertEqual(await alice.sync(), [])
@@ -403,6 +405,7 @@ class NickTests(TestCase):
                 "new_name": "bob",
                 "door": "web",
                 "ts": RECENT,
+                "registered": False,
             }
         )
         carol.say("/nick caroline")
@@ -416,6 +419,7 @@ class NickTests(TestCase):
                 "new_name": "caroline",
                 "door": "telnet",
                 "ts": RECENT,
+                "registered": False,
             }
         )
         web.send({"type": "nick", "name": "Caroline", "client_id": "n-1"})
@@ -702,6 +706,7 @@ class LimitTests(TestCase):
                 "name": "alice",
                 "door": "web",
                 "ts": RECENT,
+                "registered": False,
             }
         )
         carol.send({"type": "message", "message": "still chatting"})
@@ -778,6 +783,7 @@ class LeavingTests(TestCase):
                 "name": "alice",
                 "door": "web",
                 "ts": RECENT,
+                "registered": False,
             }
         )
         assert server.web_port is not None
