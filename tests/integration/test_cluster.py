@@ -697,6 +697,7 @@ class HistoryAcrossNodesTests(TestCase):
                 "new_name": "alice",
                 "door": "web",
                 "ts": RECENT,
+                "registered": False,
             },
             got,
         )
