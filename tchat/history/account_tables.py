@@ -100,6 +100,11 @@ def _values(account: Account) -> tuple[Any, ...]:
     )
 
 
+def names(db: sqlite3.Connection) -> dict[str, str]:
+    """@return: Every registered nick, by key."""
+    return {str(k): str(n) for k, n in db.execute("SELECT key, name FROM accounts")}
+
+
 def holder(db: sqlite3.Connection, key: str) -> str | None:
     """@return: See L{tchat.history.AccountStore.holder}."""
     row = db.execute("SELECT name FROM accounts WHERE key = ?", (key,)).fetchone()

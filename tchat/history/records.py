@@ -115,12 +115,14 @@ class HistoryStore(Protocol):
 
     Writes are fire-and-forget and applied in the order they were made;
     reads see every write made before them.
-
-    @ivar accounts: The registered accounts, kept beside the history.
     """
 
     description: str
-    accounts: "AccountStore"
+
+    @property
+    def accounts(self) -> "AccountStore":
+        """The registered accounts, kept beside the history."""
+
     observe_write: Callable[[float], None] | None
     """Told how many seconds each batch's transaction took, if set."""
 

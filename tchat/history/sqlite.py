@@ -45,7 +45,6 @@ from tchat.history.database import (
 from tchat.history.faults import STOPPED, Fault, StorageError
 from tchat.history.records import (
     Account,
-    AccountStore,
     Ban,
     Loaded,
     Offline,
@@ -172,7 +171,7 @@ class SQLiteStore:
         self.batches = 0
         self.observe_write: Callable[[float], None] | None = None
         # Typed as the interface's: the protocol's attribute is settable.
-        self.accounts: AccountStore = SQLiteAccounts(self)
+        self.accounts = SQLiteAccounts(self)
         self.description = (
             f"SQLite at {config.path} (WAL, locked for tchat alone; "
             f"keep {config.keep} per room, replay {config.replay}, "
@@ -189,9 +188,9 @@ class SQLiteStore:
         opened.addCallback(self._opened)
         return opened
 
-    def _opened(self, loaded: Loaded) -> Loaded:
+    def _opened(self, loaded: Loaded) -> Deferred[Loaded]:
         self._watch = self._clock.callLater(self._check_interval, self._check)
-        return loaded
+        return self.accounts.prime().addCallback(lambda _: loaded)
 
     def health(self) -> str | None:
         """
@@ -535,21 +534,48 @@ class SQLiteAccounts:
 
     def __init__(self, store: SQLiteStore) -> None:
         self._store = store
+        # Every registered nick by key, read once at start and kept up to
+        # date by create and delete: holder() is asked at every nick change
+        # and every message to someone absent, and answers at once (so its
+        # answer comes in the order of the user's other requests).
+        self._names: dict[str, str] | None = None
+
+    def prime(self) -> Deferred[None]:
+        """Read every registered nick, once the file is open."""
+
+        def known(names: dict[str, str]) -> None:
+            self._names = names
+
+        return self._store._transact(account_tables.names, False).addCallback(known)
 
     def holder(self, key: str) -> Deferred[str | None]:
+        if self._names is not None and not self._store._closing:
+            return succeed(self._names.get(key))
         return self._store._transact(account_tables.holder, False, key)
 
     def get(self, key: str) -> Deferred[Account | None]:
         return self._store._transact(account_tables.get, False, key)
 
     def create(self, account: Account) -> Deferred[bool]:
-        return self._store._transact(account_tables.create, True, account)
+        def created(fresh: bool) -> bool:
+            if fresh and self._names is not None:
+                self._names[account.key] = account.name
+            return fresh
+
+        made = self._store._transact(account_tables.create, True, account)
+        return made.addCallback(created)
 
     def save(self, account: Account) -> Deferred[None]:
         return self._store._transact(account_tables.save, True, account)
 
     def delete(self, key: str) -> Deferred[None]:
-        return self._store._transact(account_tables.delete, True, key)
+        def deleted(_: object) -> None:
+            if self._names is not None:
+                self._names.pop(key, None)
+
+        return self._store._transact(account_tables.delete, True, key).addCallback(
+            deleted
+        )
 
     def leave_message(
         self, key: str, message: Offline, most: int, expires: float

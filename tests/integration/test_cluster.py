@@ -706,6 +706,8 @@ class HistoryAcrossNodesTests(TestCase):
                 "type": "system",
                 "event": "status",
                 "message": "welcome back, alice: restoring #lobby, #dev",
+                "rooms": ["#lobby", "#dev"],
+                "resume_code": code,
             },
             got,
         )

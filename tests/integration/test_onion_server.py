@@ -200,7 +200,10 @@ class OnionDoorTests(TestCase):
         await client.wait_for(b"<clear> hello, onion user\r\n", timeout=30.0)
         browser.send({"type": "who"})
         who = await browser.wait_for(type="system", event="who")
-        self.assertIn({"name": "hidden", "door": "onion"}, who["members"])
+        self.assertIn(
+            {"name": "hidden", "door": "onion", "registered": False, "away": None},
+            who["members"],
+        )
 
         # The page itself, over the onion: relative URLs, no external
         # resources, so it works unchanged in Tor Browser.
