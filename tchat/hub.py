@@ -473,12 +473,12 @@ class ChatFactory:
                 moderation.bans_known(request)
             case MotdChanged():
                 moderation.motd_changed(request)
-            case TakenOver(code):
+            case TakenOver(code, login):
                 user = self.directory.codes.get(code)
                 if user is not None:
                     # The session went on on another node.
                     user.moved = True
-                    self.concerns.presence.taken_over(user)
+                    self.concerns.presence.taken_over(user, login)
 
     def nick_lost(self, user: User) -> None:
         if user.connected:

@@ -296,13 +296,21 @@ class Presence:
         self.leave(user, "quit", said)
         user.participant.close(why, "policy")
 
-    def taken_over(self, user: User) -> None:
+    def taken_over(self, user: User, login: bool = False) -> None:
         """
-        C{user}'s session went on in a new connection: this one goes.
+        C{user}'s session went on in a new connection (or, with C{login},
+        their nick's account was logged in to there): this one goes.
         """
-        self._delivery.tell(user, events.Goodbye("resumed by a new connection"))
-        user.participant.close("resumed by a new connection")
-        self.leave(user, "quit", "reconnected")
+        if login:
+            said, reason = (
+                f"logged in as {user.nick} from another connection",
+                "logged in from another connection",
+            )
+        else:
+            said, reason = "resumed by a new connection", "reconnected"
+        self._delivery.tell(user, events.Goodbye(said))
+        user.participant.close(said)
+        self.leave(user, "quit", reason)
 
     def leave(self, user: User, kind: events.PresenceKind, reason: str | None) -> None:
         """
@@ -326,7 +334,12 @@ class Presence:
             # others; elsewhere they see why.
             self._backplane.share(
                 events.Presence(
-                    now, "quit", user.nick, user.door, reason="server shutting down"
+                    now,
+                    "quit",
+                    user.nick,
+                    user.door,
+                    reason="server shutting down",
+                    registered=user.account is not None,
                 ),
                 Audience(rooms=rooms),
             )
@@ -342,6 +355,11 @@ class Presence:
             reason=reason,
             registered=user.account is not None,
         )
+        if user.moved:
+            # The session goes on on another node, under the same nick:
+            # only the people here see this connection go.
+            self._delivery.here(notice, Audience(rooms=rooms))
+            return
         self._delivery.deliver(notice, Audience(rooms=rooms))
 
     # -- names and colours ---------------------------------------------------

@@ -220,9 +220,11 @@ class TakenOver:
     """
     The session with resume C{code} went on in a new connection on another
     node: its connection here must go, without saving it or freeing its nick.
+    C{login}: its nick's account was logged in to there (not a resume).
     """
 
     code: str
+    login: bool = False
 
 
 Request = OperatorRequest | BansMade | BansLifted | BansKnown | MotdChanged | TakenOver

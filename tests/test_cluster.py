@@ -533,9 +533,11 @@ class FakeRedis:
                 call("EXPIRE", part, ttl)
 
     def _leave(self, keys: list[str], argv: list[str]) -> int:
-        p, ttl, member, *rooms = argv
+        p, ttl, member, node, *rooms = argv
         for r in rooms:
-            self.command("HDEL", f"{p}:who:{r}", member)
+            entry = self.command("HGET", f"{p}:who:{r}", member)
+            if entry is not None and json.loads(entry)[2] == node:
+                self.command("HDEL", f"{p}:who:{r}", member)
             self._emptied(p, r, int(ttl))
         return 0
 

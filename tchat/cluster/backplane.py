@@ -273,9 +273,9 @@ class RedisBackplane:
                 return  # this node did it already
             case Shared(event, audience):
                 inbox.event(event, audience)
-            case TakeOver(node, code):
+            case TakeOver(node, code, login):
                 if node == self.node:
-                    inbox.request(TakenOver(code))
+                    inbox.request(TakenOver(code, login))
             case _:
                 inbox.request(value)
 

@@ -76,7 +76,7 @@ class Roster:
             outcome, old = int(result[0]), result[1]
             if outcome == 2:
                 node, _, code = old.partition(" ")
-                link.publish(encode(TakeOver(node, code))).addErrback(
+                link.publish(encode(TakeOver(node, code, force))).addErrback(
                     logged("closing a resumed session elsewhere")
                 )
             if outcome:
@@ -158,7 +158,9 @@ class Roster:
         left = list(rooms)
         if left:
             link.eval(
-                scripts.LEAVE, [], [link.prefix, self.room_ttl(), key, *left]
+                scripts.LEAVE,
+                [],
+                [link.prefix, self.room_ttl(), key, self.node, *left],
             ).addErrback(logged("forgetting a member"))
         if user is None or user.key != key:
             link.command("HDEL", link.key("users", self.node), key).addErrback(

@@ -103,14 +103,21 @@ keeps it again; see L{ROOM} and L{MEMBER}).  The room index drops an
 expired room when C{/rooms} comes across it (L{ROOMS}).
 """
 
-#: A member of this node leaves rooms (see L{_EMPTIED}).
-#: ARGV: prefix, room_ttl (s), the member's nick key, then room keys.
+#: A member of this node leaves rooms (see L{_EMPTIED}): their entry goes,
+#: unless another node's user has the nick now (a session or an account
+#: that went on there).
+#: ARGV: prefix, room_ttl (s), the member's nick key, this node, then room
+#: keys.
 LEAVE = (
     _EMPTIED
     + """
-local p, ttl, member = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-for i = 4, #ARGV do
-  redis.call('HDEL', p .. ':who:' .. ARGV[i], member)
+local p, ttl, member, node = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+for i = 5, #ARGV do
+  local who = p .. ':who:' .. ARGV[i]
+  local entry = redis.call('HGET', who, member)
+  if entry and cjson.decode(entry)[3] == node then
+    redis.call('HDEL', who, member)
+  end
   emptied(p, ARGV[i], ttl)
 end
 return 0

@@ -174,10 +174,14 @@ class Lost:
 
 @dataclass(frozen=True)
 class TakeOver:
-    """The session C{code} on node C{node} went on elsewhere: close it there."""
+    """
+    The session C{code} on node C{node} went on elsewhere: close it there.
+    C{login}: its nick's account was logged in to elsewhere (not a resume).
+    """
 
     node: str
     code: str
+    login: bool = False
 
 
 BusValue = Said | Shared | Lost | TakeOver | Request
@@ -203,8 +207,8 @@ def encode(value: BusValue) -> dict[str, Any]:
                 "t": "lost",
                 "users": [[u.nick, u.door, list(u.rooms), u.owner] for u in users],
             }
-        case TakeOver(node, code):
-            return {"t": "takeover", "node": node, "code": code}
+        case TakeOver(node, code, login):
+            return {"t": "takeover", "node": node, "code": code, "login": login}
         case OperatorRequest():
             return {
                 "t": "op",
@@ -268,7 +272,9 @@ def decode(data: dict[str, Any]) -> tuple[str | None, BusValue]:
             )
             return node, Lost(users)
         case "takeover":
-            return node, TakeOver(str(data["node"]), str(data["code"]))
+            return node, TakeOver(
+                str(data["node"]), str(data["code"]), bool(data.get("login"))
+            )
         case "op":
             action = data["do"]
             if action not in ("kick", "mute", "unmute", "ban"):
