@@ -2519,8 +2519,18 @@ class AccountTests(ClusterTestCase):
         self.assertEqual((uc.nick, uc.registered), ("alice", True))
         self.assertFalse(ua.connected)
         self.assertTrue(alice.closed)
-        (login,) = of(events.LoggedIn, there.take())
+        (goodbye,) = of(events.Goodbye, alice.take())
+        self.assertEqual(goodbye.reason, "logged in as alice from another connection")
+        told = there.take()
+        (login,) = of(events.LoggedIn, told)
         self.assertEqual(login.name, "alice")
+        # The new alice is not told she quit, and both nodes list her.
+        self.assertEqual([p for p in of(events.Presence, told) if p.kind == "quit"], [])
+        carol, uca = self.a.user("carol")
+        for node, participant, user in ((self.a, carol, uca), (self.b, there, uc)):
+            node.hub.execute(user, WhoIs(None))
+            (who,) = of(events.Who, participant.take())
+            self.assertIn(events.Member("alice", "telnet", True), who.members)
 
     def test_offline_message_across_nodes(self) -> None:
         """
