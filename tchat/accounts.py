@@ -282,12 +282,7 @@ class Accounts:
                     rooms=rooms,
                     last_seen=self._clock.seconds(),
                 )
-            self._delivery.tell(
-                holder,
-                events.Goodbye(f"logged in as {account.name} from another connection"),
-            )
-            holder.participant.close("logged in from another connection")
-            self._presence.leave(holder, "quit", "logged in from another connection")
+            self._presence.taken_over(holder, login=True)
         if user.account is not None:
             self.end(user, keep=True)
         tag = user.tag
@@ -351,17 +346,14 @@ class Accounts:
             user.account = account
             self._announce(user, "login")
         previous = account.last_login if not registered else None
-        account = replace(account, last_login=now)
-        user.account = account
-        self.keep(account)
+        ignores = account.ignores
         if user.ignoring:
             # Those ignored as a guest are kept with the account.
-            merged = dict.fromkeys(account.ignores) | dict.fromkeys(
-                user.ignoring.values()
-            )
-            account = replace(account, ignores=tuple(merged)[:MAX_IGNORES])
-            user.account = account
-            self.keep(account)
+            merged = dict.fromkeys(ignores) | dict.fromkeys(user.ignoring.values())
+            ignores = tuple(merged)[:MAX_IGNORES]
+        account = replace(account, last_login=now, ignores=ignores)
+        user.account = account
+        self.keep(account)
         self._directory.ignore(user, {nick_key(n): n for n in account.ignores})
         issued: str | None = None
         expires: float | None = None
@@ -420,13 +412,9 @@ class Accounts:
             if account is None or not user.connected:
                 return False
             if sealed(account) != session.account:
-                # The password changed since the session was kept: its code
-                # no longer logs in (as the page's login tokens do not).
-                return False
-            if account.created > session.saved:
-                # Registered after the session was last kept: the account
-                # the session was logged in to was deleted, and this one,
-                # of the same nick, is someone else's.
+                # The password changed since the session was kept, or the
+                # account was deleted and the nick registered again by
+                # someone else: its code no longer logs in.
                 return False
             holder = self._directory.users.get(key)
             if holder is not None and holder is not user:

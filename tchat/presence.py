@@ -302,15 +302,15 @@ class Presence:
         their nick's account was logged in to there): this one goes.
         """
         if login:
-            said, reason = (
-                f"logged in as {user.nick} from another connection",
-                "logged in from another connection",
-            )
-        else:
-            said, reason = "resumed by a new connection", "reconnected"
-        self._delivery.tell(user, events.Goodbye(said))
-        user.participant.close(said)
-        self.leave(user, "quit", reason)
+            reason = "logged in from another connection"
+            said = f"logged in as {user.nick} from another connection"
+            self._delivery.tell(user, events.Goodbye(said))
+            user.participant.close(reason)
+            self.leave(user, "quit", reason)
+            return
+        self._delivery.tell(user, events.Goodbye("resumed by a new connection"))
+        user.participant.close("resumed by a new connection")
+        self.leave(user, "quit", "reconnected")
 
     def leave(self, user: User, kind: events.PresenceKind, reason: str | None) -> None:
         """

@@ -17,7 +17,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, execute, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import Clock
@@ -560,3 +560,36 @@ class FakeNode:
 
     def metrics(self) -> Iterable[Metric]:
         return ()
+
+
+class FakeThread:
+    """
+    Stands in for L{SQLiteStore}'s thread.  Each call runs at once, or,
+    while C{held}, waits until the test calls L{run}: a test can then look
+    at the store with a batch in flight.
+    """
+
+    def __init__(self) -> None:
+        self.held = False
+        self.calls: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]]
+        self.calls = []
+
+    def __call__(self, f: Callable[..., T], /, *args: Any) -> Deferred[T]:
+        if not self.held:
+            return execute(f, *args)
+        done: Deferred[T] = Deferred()
+        self.calls.append((f, args, done))
+        return done
+
+    def run(self) -> int:
+        """
+        Run the held calls, and those they lead to, in order.
+
+        @return: How many ran.
+        """
+        ran = 0
+        while self.calls:
+            f, args, done = self.calls.pop(0)
+            execute(f, *args).chainDeferred(done)
+            ran += 1
+        return ran

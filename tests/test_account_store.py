@@ -14,11 +14,10 @@ agree with the embedded stores'.
 import json
 import os
 import sqlite3
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from twisted.internet.defer import Deferred, execute
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -38,6 +37,7 @@ from tchat.history import (
     SQLiteStore,
     StorageError,
 )
+from tests.support import FakeThread
 from tests.test_cluster import FakeLink, FakeRedis
 
 T = TypeVar("T")
@@ -331,38 +331,6 @@ class MemoryAccountTests(AccountStoreTests, SynchronousTestCase):
         store = MemoryStore(HistoryConfig(path=":memory:"))
         self.successResultOf(store.load(self.clock.seconds()))
         return store
-
-
-class FakeThread:
-    """
-    Stands in for L{SQLiteStore}'s thread, as in L{tests.test_history}:
-    each call runs at once or, while C{held}, when the test calls L{run}.
-    """
-
-    def __init__(self) -> None:
-        self.held = False
-        self.calls: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]]
-        self.calls = []
-
-    def __call__(self, f: Callable[..., T], /, *args: Any) -> Deferred[T]:
-        if not self.held:
-            return execute(f, *args)
-        done: Deferred[T] = Deferred()
-        self.calls.append((f, args, done))
-        return done
-
-    def run(self) -> int:
-        """
-        Run the held calls in order.
-
-        @return: How many ran.
-        """
-        ran = 0
-        while self.calls:
-            f, args, done = self.calls.pop(0)
-            execute(f, *args).chainDeferred(done)
-            ran += 1
-        return ran
 
 
 class SQLiteCase(SynchronousTestCase):

@@ -11,7 +11,6 @@ stand-in for its thread that runs its work when the test says so.
 import os
 import random
 import sqlite3
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -42,7 +41,7 @@ from tchat.model import User
 from tchat.palette import PALETTE
 from tchat.resume import resume_point
 from tchat.sessions import normalize_code
-from tests.support import FakeParticipant
+from tests.support import FakeParticipant, FakeThread
 
 RED = PALETTE["red"]
 
@@ -636,39 +635,6 @@ def message(
     return events.RoomMessage(
         room, id, 1000.0 + id, "al", "web", RED, text, False, client_id, 7
     )
-
-
-class FakeThread:
-    """
-    Stands in for L{SQLiteStore}'s thread.  Each call runs at once, or,
-    while C{held}, waits until the test calls L{run}: a test can then look
-    at the store with a batch in flight.
-    """
-
-    def __init__(self) -> None:
-        self.held = False
-        self.calls: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]]
-        self.calls = []
-
-    def __call__(self, f: Callable[..., T], /, *args: Any) -> Deferred[T]:
-        if not self.held:
-            return execute(f, *args)
-        done: Deferred[T] = Deferred()
-        self.calls.append((f, args, done))
-        return done
-
-    def run(self) -> int:
-        """
-        Run the held calls, and those they lead to, in order.
-
-        @return: How many ran.
-        """
-        ran = 0
-        while self.calls:
-            f, args, done = self.calls.pop(0)
-            execute(f, *args).chainDeferred(done)
-            ran += 1
-        return ran
 
 
 class StoreTestCase(SynchronousTestCase):
