@@ -2061,6 +2061,37 @@ class UnconfirmedTests(ClusterTestCase):
         self.assertEqual(self.texts(self.alice), ["second chance"])
         self.assertEqual(self.texts(self.bob), ["second chance"])
 
+    def test_settled_after_a_failed_resync(self) -> None:
+        """
+        When Redis answers again but fails while the node looks for its
+        messages in doubt (still loading after a restart, say), they are
+        not dropped: the node tries again, and everyone sees the message
+        once.
+        """
+        self.a.link.lose_answers(executed=False)
+        self.a.hub.execute(self.ua, Say("try, try again"))
+        self.a.link.go_down()
+        self.a.link.lose_answers(None)
+        self.everyone(self.alice)
+        command, refused = self.redis.command, list[tuple[Any, ...]]()
+
+        def loading(*args: Any) -> Any:
+            if args[0] == "XRANGE" and not refused:
+                refused.append(args)
+                raise txredisapi.ResponseError("LOADING Redis is loading")
+            return command(*args)
+
+        self.redis.command = loading  # type: ignore[method-assign]
+        self.a.link.come_up()
+        self.assertEqual(len(refused), 1)
+        self.assertEqual(len(self.redis.errors), 1)  # the refusal, as planned
+        self.redis.errors.clear()
+        self.assertEqual(len(self.a.cluster.outbox.unsure), 1, "still in doubt")
+        self.advance(2)
+        self.assertEqual(self.texts(self.alice), ["try, try again"])
+        self.assertEqual(self.texts(self.bob), ["try, try again"])
+        self.assertEqual(self.a.cluster.outbox.unsure, {})
+
     def test_too_late_to_tell(self) -> None:
         """
         When the room moved on past what Redis keeps before the node could

@@ -67,6 +67,10 @@ from tchat.text import nick_key
 
 _log = Logger()
 
+RESYNC_RETRY = 1.0
+"""Seconds before a resynchronisation that failed while Redis answers is
+tried again."""
+
 
 @implementer(IBackplane)
 class RedisBackplane:
@@ -380,6 +384,10 @@ class RedisBackplane:
 
     # -- coming back ---------------------------------------------------------
 
+    def _retry_resync(self) -> None:
+        if self.link.up:
+            self.resync()
+
     def resync(self) -> Deferred[None]:
         """
         Redis is back (or this node just started): register this node's
@@ -409,6 +417,11 @@ class RedisBackplane:
                     self.roster.register(user)
             except Exception as e:
                 _log.warn("cluster: resynchronising after reconnecting: {e}", e=e)
+                if self.link.up:
+                    # Redis answers but failed midway (still loading after a
+                    # restart, say): try again, so that no message in doubt
+                    # waits for an outcome until the next outage.
+                    self._clock.callLater(RESYNC_RETRY, self._retry_resync)
             finally:
                 ledger.release()
             inbox.reachable(True)

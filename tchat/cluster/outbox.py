@@ -195,12 +195,20 @@ class Outbox:
             by_room.setdefault(sending.room.key, []).append(sending)
         link, (_, directory) = self._link, self._hub()
         keep = directory.settings.history.keep
-        for key, sendings in by_room.items():
+        for key, sendings in list(by_room.items()):
             low = min(s.after[1] for s in sendings) + 1
             stream = link.key("room", key, "log")
-            entries = await link.command(
-                "XRANGE", stream, f"{low}-0", "+", "COUNT", keep
-            )
+            try:
+                entries = await link.command(
+                    "XRANGE", stream, f"{low}-0", "+", "COUNT", keep
+                )
+            except BaseException:
+                # Still in doubt: settled on the next try, never dropped.
+                for left in by_room.values():
+                    for sending in left:
+                        self.unsure.setdefault(sending.stamp, sending)
+                raise
+            del by_room[key]
             said: dict[str, Any] = {}
             first = None
             for entry_id, flat in entries:
