@@ -19,6 +19,7 @@ at worst a minute's wait for the real owner.  See C{docs/accounts.md}.
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -94,6 +95,9 @@ class Accounts:
         self.keeping = Keeping(settings, directory, delivery, store, metrics, clock)
         self.attention = Attention(directory, delivery, backplane, self.keep)
         self.credentials = Credentials(self, self._proofs, store.accounts, delivery)
+        # Set by the hub: a new connection carries on a session that is
+        # still here (see tchat.continuity).
+        self.carry_on: Callable[[User, User, str], None] = lambda fresh, held, why: None
 
     # -- what other concerns ask -------------------------------------------
 
@@ -272,6 +276,25 @@ class Accounts:
         @param token: The digest of the login token they used, if any.
         """
         holder = self._directory.users.get(account.key)
+        if (
+            holder is not None
+            and holder is not user
+            and holder.account is not None
+            and holder.account.key == account.key
+            and not holder.moved
+        ):
+            # The account's session is here (its connection lost, or open
+            # elsewhere): this connection carries it on.
+            self.carry_on(user, holder, "logged in from another connection")
+            if token is not None:
+                holder.token = token
+            else:
+                issued, expires = self.issue_token(holder, holder.account)
+                self._delivery.tell(
+                    holder,
+                    events.LoggedIn(holder.account.name, issued, expires, None, False),
+                )
+            return None
         if holder is not None and holder is not user:
             if holder.account is not None and holder.account.key == account.key:
                 # Where that connection is: the store's copy is older.

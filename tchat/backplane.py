@@ -169,7 +169,8 @@ class LocalBackplane:
         )
 
     def members(self, room: Room) -> Deferred[Listing[events.Member]]:
-        return succeed(Listing(tuple(map(member, room.members))))
+        # Those not announced yet are nobody's business (see Presence.settle).
+        return succeed(Listing(tuple(member(u) for u in room.members if u.settled)))
 
     def updated(self, user: User) -> None:
         pass

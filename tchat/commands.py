@@ -100,6 +100,15 @@ class ShowHelp:
 
 
 @dataclass(frozen=True)
+class Settle:
+    """
+    The client said who it is (a page's C{hello}, or a first line that is
+    neither C{/resume} nor a login): if it did not carry on a session that
+    was still here, the others are told it arrived.  Never typed.
+    """
+
+
+@dataclass(frozen=True)
 class Quit:
     """C{/quit [reason]}."""
 
@@ -371,7 +380,12 @@ Command = (
     | Ignore
     | Unignore
     | ShowMentions
+    | Settle
 )
+
+IDENTIFYING = (Resume, Login, TokenLogin, Nick, Settle)
+"""What a new connection may do before it is announced: carry on a session,
+log in, pick a nick (see L{Settle})."""
 
 OPERATOR_COMMANDS = (
     Kick,

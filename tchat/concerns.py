@@ -17,6 +17,7 @@ from tchat import commands as c
 from tchat import events
 from tchat.accounts import Accounts
 from tchat.bans import BanList, Mutes
+from tchat.continuity import Continuity
 from tchat.delivery import Delivery
 from tchat.history import HistoryStore
 from tchat.metrics import Metrics
@@ -58,6 +59,7 @@ class Concerns:
     bans: BanList
     accounts: Accounts
     naming: Naming
+    continuity: Continuity
 
 
 def assemble(
@@ -122,6 +124,9 @@ def assemble(
         clock,
     )
     resume.restore_account = accounts_concern.resumed
+    continuity = Continuity(directory, delivery, presence, resume, sessions, clock)
+    presence.linger = continuity.linger
+    resume.carry_on = accounts_concern.carry_on = continuity.take
     return Concerns(
         delivery,
         pacing,
@@ -162,6 +167,7 @@ def assemble(
         bans,
         accounts_concern,
         naming,
+        continuity,
     )
 
 
@@ -216,4 +222,5 @@ def handlers(parts: Concerns, settings: Settings) -> dict[type, Handler]:
         c.Back: lambda u, x: attention.back(u),
         c.Ignore: lambda u, x: attention.ignore(u, x.nick),
         c.Unignore: lambda u, x: attention.unignore(u, x.nick),
+        c.Settle: lambda u, x: presence.settle(u),
     }

@@ -38,7 +38,7 @@ from tchat.web import WebChatFactory
 
 # Keys applied the moment a reload reads them (besides the listeners).
 _LIVE = {
-    "server": ("name", "motd", "default_room", "shutdown_grace"),
+    "server": ("name", "motd", "default_room", "shutdown_grace", "reconnect_grace"),
     "web": ("allowed_origins", "allowed_hosts", "ping_interval", "ping_timeout"),
     "history": ("keep", "replay", "resume_ttl", "room_ttl"),
     "limits": tuple(f.name for f in fields(LimitsConfig)),

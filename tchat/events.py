@@ -9,7 +9,7 @@ shared L{Renderings} cache, never once per recipient.
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, TypeVar
 
 from tchat.palette import Colour
 
@@ -139,6 +139,7 @@ class Presence:
     @ivar registered: The user is logged in to the registered account of
         their nick (for C{nick}: under the new nick).  C{login}: they just
         logged in (or registered) under the nick they have.
+    @ivar colour: For C{join}: the colour of their nick.
     """
 
     ts: float
@@ -151,6 +152,7 @@ class Presence:
     epoch: int | None = None
     last_id: int | None = None
     registered: bool = False
+    colour: Colour | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -273,18 +275,21 @@ class RoomList:
     total: int | None = None
 
 
-class Member(NamedTuple):
+@dataclass(frozen=True)
+class Member:
     """
     One member in a C{/who} answer.
 
     @ivar registered: Logged in to the registered account of the nick.
     @ivar away: Their away message, while they are away.
+    @ivar colour: Their nick's colour, where known.
     """
 
     nick: str
     door: str
     registered: bool = False
     away: str | None = None
+    colour: Colour | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -428,6 +433,30 @@ class Error:
 
 
 @dataclass(frozen=True)
+class Continued:
+    """
+    A new connection carries on a session that was still here (lingering
+    after its connection broke, or still open elsewhere): who the user is,
+    where, and how many events they missed, which follow.
+
+    @ivar rooms: The user's rooms, in joining order.
+    @ivar current: Where a plain line goes, if anywhere.
+    @ivar account: The account the session is logged in to, if any.
+    @ivar missed: How many events follow (what was said meanwhile in the
+        user's rooms comes from history instead when there was too much).
+    """
+
+    nick: str
+    colour: Colour
+    rooms: tuple[str, ...]
+    current: str | None
+    resume_code: str
+    account: str | None
+    away: str | None
+    missed: int
+
+
+@dataclass(frozen=True)
 class Goodbye:
     """
     The last thing a user is told before the hub closes their connection.
@@ -451,6 +480,7 @@ Event = (
     | Status
     | Error
     | Goodbye
+    | Continued
     | Notice
     | Listing
     | Shutdown

@@ -403,8 +403,13 @@ class ChatFactory:
         @param tag: The client's tag of the request, which errors it causes
             carry.
         """
-        if user.connected:
-            self._in_order.execute(user, command, tag)
+        if not user.connected:
+            return
+        if not user.settled and not isinstance(command, c.IDENTIFYING):
+            # Whoever this connection is, it is not carrying on a session
+            # that is still here: the others are told it came, first.
+            self._in_order.execute(user, c.Settle(), None)
+        self._in_order.execute(user, command, tag)
 
     def _dispatch(self, user: User, command: c.Command) -> Deferred[Any] | None:
         problem = c.too_long(command)

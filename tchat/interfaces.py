@@ -21,7 +21,10 @@ class IParticipant(Interface):
         Called once by the hub, before any event is delivered, with the
         hub's record of this user (a L{tchat.hub.User}): the door passes it
         back with every command, and reads it (current room, colour
-        preference) when rendering.
+        preference) when rendering.  Called again when the user's session
+        moves onto this connection (see L{tchat.continuity}), and with
+        C{None} when it moved away from it: from then on this connection
+        speaks for nobody.
         """
 
     def deliver(event: object, renderings: object) -> None:

@@ -7,7 +7,7 @@ presence, talk, resume, moderation, ...) and the backplane share one
 L{Directory}, as the concerns of L{twisted.words.service} share one realm.
 """
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -96,6 +96,11 @@ class User:
     @ivar away: The user's away message, while they are away.
     @ivar ignoring: The nicks whose room lines and private messages the
         user does not see, by key, as they typed them; C{None}: none.
+    @ivar settled: Whether the others have been told the user is here.  A
+        new connection is not announced until it shows it is not carrying
+        on a session that is still here (see L{Presence.settle
+        <tchat.presence.Presence.settle>}): until then only the user sees
+        their joins and renames, and lists leave them out.
     @ivar deliver: C{participant.deliver}, bound once: fan-out calls it
         for every recipient of every event.
     """
@@ -130,6 +135,7 @@ class User:
     token: str | None = None
     away: str | None = None
     ignoring: dict[str, str] | None = None
+    settled: bool = True
     deliver: Callable[[object, object], None] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -169,6 +175,8 @@ class Room:
     @ivar sending: The room's message rate limit, once someone talks.
     @ivar doors: How many members came by each door, for the delivery
         counts of a fan-out to all of them.
+    @ivar colours: How many members have each colour: a newcomer gets one
+        nobody there has, while there is one.
     """
 
     name: str
@@ -186,6 +194,7 @@ class Room:
     quiet_since: float = 0.0
     sending: TokenBucket | None = None
     doors: dict[str, int] = field(default_factory=dict)
+    colours: Counter[Colour] = field(default_factory=Counter)
 
     @property
     def key(self) -> str:
@@ -271,7 +280,9 @@ class Room:
 
 def member(user: User) -> events.Member:
     """C{user} as a C{/who} answer lists them."""
-    return events.Member(user.nick, user.door, user.account is not None, user.away)
+    return events.Member(
+        user.nick, user.door, user.account is not None, user.away, user.colour
+    )
 
 
 def arrival(user: User, room: Room, now: float) -> events.Presence:
@@ -288,6 +299,7 @@ def arrival(user: User, room: Room, now: float) -> events.Presence:
         epoch=room.epoch,
         last_id=room.delivered_id,
         registered=user.account is not None,
+        colour=user.colour,
     )
 
 
@@ -412,6 +424,13 @@ class Directory:
         user.code = code
         self.codes[code] = user
 
+    def recolour(self, user: User, colour: Colour) -> None:
+        """C{user}'s nick is shown in C{colour} from now on."""
+        for room in user.rooms:
+            room.colours[user.colour] -= 1
+            room.colours[colour] += 1
+        user.colour = colour
+
     def enter(self, user: User, room: Room, first: int) -> None:
         """
         C{user} becomes a member of C{room}, where they talk from now on.
@@ -420,6 +439,7 @@ class Directory:
         """
         room.members[user] = first
         room.doors[user.door] = room.doors.get(user.door, 0) + 1
+        room.colours[user.colour] += 1
         user.rooms.append(room)
         user.current = room
 
@@ -429,6 +449,7 @@ class Directory:
         """
         del room.members[user]
         room.doors[user.door] -= 1
+        room.colours[user.colour] -= 1
         user.rooms.remove(room)
         if user.current is room:
             user.current = user.rooms[-1] if user.rooms else None

@@ -185,7 +185,7 @@ class Naming:
             user.show_colours = choice == "on"
             self._delivery.tell(user, events.Status(f"colours are {choice}"))
         elif choice in PALETTE:
-            user.colour = PALETTE[choice]
+            self._directory.recolour(user, PALETTE[choice])
             self._delivery.tell(user, events.Status(f"your colour is now {choice}"))
         else:
             self._delivery.error(

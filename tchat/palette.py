@@ -2,12 +2,15 @@
 """
 The colours a nick can be shown in.
 
-One palette serves every door: telnet shows the ANSI code, the web page the
-CSS colour. Users pick from it by name (C{/color NAME}) and can never inject
-a colour of their own.
+One palette serves every door: telnet shows the ANSI code (the first twelve
+are the classic ones, the rest from the 256-colour set every terminal in
+use has), the web page the CSS colour (and, by the colour's name, its
+variant for the page's theme).  Users pick from it by name (C{/color
+NAME}) and can never inject a colour of their own.
 """
 
 import zlib
+from collections.abc import Container
 from dataclasses import dataclass
 
 
@@ -41,17 +44,40 @@ PALETTE: dict[str, Colour] = {
         Colour("bright-blue", "94", "#1e88e5"),
         Colour("bright-magenta", "95", "#8e24aa"),
         Colour("bright-cyan", "96", "#00897b"),
+        Colour("orange", "38;5;208", "#b34700"),
+        Colour("pink", "38;5;205", "#c2185b"),
+        Colour("purple", "38;5;135", "#6a1b9a"),
+        Colour("teal", "38;5;30", "#00695c"),
+        Colour("lime", "38;5;112", "#4f7a00"),
+        Colour("indigo", "38;5;63", "#3949ab"),
+        Colour("brown", "38;5;130", "#8d4e1f"),
+        Colour("olive", "38;5;142", "#6b6b00"),
+        Colour("sky", "38;5;39", "#0b6fa8"),
+        Colour("coral", "38;5;209", "#c2402a"),
+        Colour("violet", "38;5;177", "#8e44ad"),
+        Colour("gold", "38;5;178", "#8a6a00"),
     )
 }
 
 
-def colour_for(seed: str) -> Colour:
+_COLOURS = tuple(PALETTE.values())
+
+
+def colour_for(seed: str, taken: Container[Colour] = ()) -> Colour:
     """
-    Pick a palette colour from a seed, the same one every time.
+    Pick a palette colour from a seed, the same one every time for the
+    same colours C{taken}.
 
     @param seed: Any text; the hub uses a user's first nick so their colour
         stays put when they change nick.
+    @param taken: Colours to avoid while the palette has others (those of
+        the people in the room a newcomer lands in).
     @return: A colour from L{PALETTE}.
     """
-    colours = list(PALETTE.values())
-    return colours[zlib.crc32(seed.encode("utf-8")) % len(colours)]
+    count = len(_COLOURS)
+    start = zlib.crc32(seed.encode("utf-8")) % count
+    for step in range(count):
+        colour = _COLOURS[(start + step) % count]
+        if colour not in taken:
+            return colour
+    return _COLOURS[start]

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from tchat import events
@@ -20,7 +20,7 @@ from tchat.bans import BanList, Mutes, banned_text
 from tchat.delivery import Delivery
 from tchat.interfaces import IParticipant
 from tchat.metrics import Metrics
-from tchat.model import Directory, Room, User
+from tchat.model import Directory, Room, User, arrival
 from tchat.pacing import ALLOW, Close, Drop, Pacing
 from tchat.palette import colour_for
 from tchat.rooms import Rooms
@@ -58,6 +58,11 @@ OUTAGE = (
 """What each user is told, once, when this node loses the other nodes."""
 BACK = "the cluster is back: you chat with everyone again"
 """...and when it has them again."""
+
+QUIET_ARRIVAL = 3.0
+"""Seconds a new connection that says nothing stays unannounced (see
+L{Presence.settle}): a client carrying on a session sends its code or login
+at once, and whoever it was stays the only one the others ever saw."""
 
 
 class Presence:
@@ -105,6 +110,11 @@ class Presence:
             None
         )
         self.on_leave: Callable[[User], None] = lambda user: None
+        # Set by the hub: keep a user whose connection ended in the chat
+        # for the reconnect grace period (see tchat.continuity); whether
+        # it did.
+        self.linger: Callable[[User, bool], bool] = lambda user, clean: False
+        self._unsettled: dict[User, IDelayedCall] = {}
         self._cut_off = False
         self._told: set[User] = set()
         self._drained: Deferred[None] | None = None
@@ -145,15 +155,25 @@ class Presence:
             return user
         user.code = self._sessions.unused_code()
         self._directory.add(user)
+        if server.reconnect_grace:
+            user.settled = False
+            self._unsettled[user] = self._clock.callLater(
+                QUIET_ARRIVAL, self.settle, user
+            )
         self._mutes.apply(user, now)
         lobby = self._directory.lobby
         landing = self._landing(user, lobby)
+        # A colour nobody in the room has, while the palette has one.
+        taken = {colour for colour, count in landing.colours.items() if count}
+        user.colour = colour_for(nick, taken)
         resume_ttl = self._directory.settings.history.resume_ttl
         self._delivery.tell(
             user,
             events.Welcome(
                 server.name,
-                server.motd,
+                # Not shown again to a connection that turns out to carry
+                # on a session: it comes when this one settles.
+                server.motd if user.settled else (),
                 nick,
                 landing.name,
                 user.colour,
@@ -192,6 +212,39 @@ class Presence:
             room = self._directory.room(name) or self._directory.new_room(name)
         return room
 
+    def settle(self, user: User) -> None:
+        """
+        Tell the others C{user} is here: in each of their rooms, the join
+        only they saw so far; and show the user the message of the day,
+        held back until now.  A new connection is not announced at once:
+        if it carries on a session still here (a page reloaded, a network
+        that came back), it is dropped without a word and nobody sees it
+        (see L{tchat.continuity}).  Idempotent.
+        """
+        timer = self._unsettled.pop(user, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        if user.settled or not user.connected:
+            return
+        user.settled = True
+        motd = self._directory.settings.server.motd
+        if motd:
+            self._delivery.tell(user, events.Motd(motd))
+        now = self._clock.seconds()
+        for room in user.rooms:
+            self._delivery.deliver(
+                arrival(user, room, now), Audience(rooms=(room.key,), besides=(user,))
+            )
+        self._log.info("{nick} arrived", nick=user.nick)
+
+    def discard(self, user: User, reason: str) -> None:
+        """
+        C{user}'s connection carries on another session now: this one goes,
+        silently unless the others were told it arrived.
+        """
+        self._sessions.forget(user)
+        self.leave(user, "quit", reason)
+
     def guest_nick(self) -> str:
         """A guest nick nobody on this node has."""
         while True:
@@ -225,6 +278,13 @@ class Presence:
             or was dropped (others see "lost connection").
         """
         if not user.connected:
+            return
+        if user.settled and self.linger(user, clean):
+            self._log.info(
+                "{nick} lost their connection ({reason}); they may come back",
+                nick=user.nick,
+                reason=reason,
+            )
             return
         if clean:
             self.leave(user, "quit", "connection closed")
@@ -317,11 +377,14 @@ class Presence:
         C{user} is gone: keep their session, take them out of their rooms
         and tell the people there (everywhere).
         """
-        if not user.moved:
+        if not user.moved and user.settled:
             self._sessions.save(user)
         if user.account is not None:
             self.on_leave(user)
         user.connected = False
+        timer = self._unsettled.pop(user, None)
+        if timer is not None and timer.active():
+            timer.cancel()
         self._told.discard(user)
         rooms = tuple(r.key for r in user.rooms)
         self._backplane.left(user)
@@ -355,6 +418,9 @@ class Presence:
             reason=reason,
             registered=user.account is not None,
         )
+        if not user.settled:
+            # Nobody was told this connection came.
+            return
         if user.moved:
             # The session goes on on another node, under the same nick:
             # only the people here see this connection go.
@@ -365,7 +431,12 @@ class Presence:
     # -- names and colours ---------------------------------------------------
 
     def audience(self, user: User) -> Audience:
-        """C{user} and everyone who shares a room with them, everywhere."""
+        """
+        C{user} and everyone who shares a room with them, everywhere; only
+        C{user} until the others are told they are here.
+        """
+        if not user.settled:
+            return Audience(users=(user,))
         return Audience(rooms=tuple(r.key for r in user.rooms), users=(user,))
 
     def rename(self, user: User, nick: str, chosen: bool = True) -> None:
@@ -386,8 +457,10 @@ class Presence:
             new_nick=nick,
             registered=user.account is not None,
         )
-        audience = Audience(rooms=tuple(r.key for r in user.rooms), users=(user,))
-        self._delivery.deliver(notice, audience)
+        if user.settled:
+            self._delivery.deliver(notice, self.audience(user))
+        else:
+            self._delivery.tell(user, notice)
         self._backplane.renamed(user, old)
         self._sessions.save(user)
 

@@ -118,6 +118,9 @@ class Resume:
         self.restore_account: Callable[[User, Session], Deferred[bool]] = (
             lambda user, session: succeed(True)
         )
+        # Set by the hub: a new connection carries on a session that is
+        # still here (see tchat.continuity).
+        self.carry_on: Callable[[User, User, str], None] = lambda fresh, held, why: None
 
     # -- history pages -------------------------------------------------------
 
@@ -272,6 +275,13 @@ class Resume:
             allowed.append(name)
         return allowed
 
+    def catch_up(self, user: User, room: Room, after: int) -> None:
+        """
+        Send C{user}, a member of C{room}, the messages after C{after} up to
+        those their connection was given live (see L{tchat.continuity}).
+        """
+        self._resume_room(user, room, after, None)
+
     def _resume_room(
         self, user: User, room: Room, last_id: int, epoch: int | None
     ) -> None:
@@ -353,9 +363,12 @@ class Resume:
                 user, "bad-arguments", "that is this connection's own code"
             )
             return None
+        if live is not None and not live.moved:
+            # The session is still here (its connection lost or not):
+            # this connection carries it on, nobody else the wiser.
+            self.carry_on(user, live, "resumed by a new connection")
+            return None
         if live is not None:
-            # The old connection is still here (its loss not yet noticed):
-            # take over from it.
             session = self._sessions.snapshot(live)
             self._presence.taken_over(live)
             return self._restore(user, session)
@@ -485,7 +498,7 @@ class Resume:
 
     def _rejoin(self, user: User, session: Session, keys: set[str]) -> None:
         if session.colour in PALETTE:
-            user.colour = PALETTE[session.colour]
+            self._directory.recolour(user, PALETTE[session.colour])
         user.show_colours = session.show_colours
         self._delivery.tell(
             user,

@@ -181,7 +181,10 @@ class Rooms:
             user, room, shown[0].id if shown else room.delivered_id + 1
         )
         notice = arrival(user, room, self._clock.seconds())
-        self._delivery.deliver(notice, Audience(rooms=(room.key,)))
+        if user.settled:
+            self._delivery.deliver(notice, Audience(rooms=(room.key,)))
+        else:
+            self._delivery.tell(user, notice)
         self._backplane.joined(user, room)
         if shown:
             self._delivery.tell(
@@ -213,7 +216,10 @@ class Rooms:
             room=room.name,
             registered=user.account is not None,
         )
-        self._delivery.deliver(notice, Audience(rooms=(room.key,)))
+        if user.settled:
+            self._delivery.deliver(notice, Audience(rooms=(room.key,)))
+        else:
+            self._delivery.tell(user, notice)
         self._directory.leave(user, room)
         self._backplane.parted(user, room)
 

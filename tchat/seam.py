@@ -62,6 +62,7 @@ class Audience:
     @ivar operators: Every operator.
     @ivar everyone: Every user.
     @ivar users: Users of this node told as well; never shared.
+    @ivar besides: Users of this node not told after all; never shared.
     """
 
     rooms: tuple[str, ...] = ()
@@ -69,6 +70,7 @@ class Audience:
     operators: bool = False
     everyone: bool = False
     users: tuple[User, ...] = field(default=(), compare=False)
+    besides: tuple[User, ...] = field(default=(), compare=False)
 
     def resolve(self, directory: Directory) -> dict[User, None]:
         """
@@ -87,6 +89,8 @@ class Audience:
                 told[user] = None
         if self.operators:
             told.update(dict.fromkeys(directory.operators()))
+        for user in self.besides:
+            told.pop(user, None)
         return told
 
 

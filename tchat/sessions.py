@@ -99,6 +99,12 @@ class Sessions:
             self._store.save_session(self.snapshot(user))
             self._count(user)
 
+    def forget(self, user: User) -> None:
+        """C{user}'s code will never be used: drop whatever was kept under it."""
+        codes = self._by_address.get(user.address or "onion")
+        if codes is not None and codes.pop(user.code, None) is not None:
+            self._store.delete_session(user.code)
+
     def _count(self, user: User) -> None:
         """
         Note C{user}'s code among those of their address, and forget the

@@ -300,7 +300,9 @@ def _reply(event: events.Event) -> bytes:
                 ),
             )
         case events.Who(room, members):
-            names = ", ".join(_who(*member) for member in members)
+            names = ", ".join(
+                _who(m.nick, m.door, m.registered, m.away) for m in members
+            )
             return _lines(f"*** {room} ({len(members)}): {names}")
         case events.Mentions(mentions, fresh):
             if not mentions:
@@ -344,6 +346,19 @@ def _reply(event: events.Event) -> bytes:
             return _lines(f"!!! {text}")
         case events.Goodbye(reason):
             return _lines(f"*** Goodbye ({reason})")
+        case events.Continued(nick, _, rooms, current, _, account, away, missed):
+            where = f"you are in {', '.join(rooms)}" if rooms else "you are in no room"
+            talking = f", talking in {current}" if current and len(rooms) > 1 else ""
+            login = f", logged in as {account}" if account else ""
+            still = f" You are still away: {away}" if away else ""
+            follows = (
+                f" Here is what you missed ({missed}):"
+                if missed
+                else " You missed nothing."
+            )
+            return _lines(
+                f"*** Welcome back, {nick}: {where}{talking}{login}.{still}{follows}"
+            )
     raise TypeError(f"the telnet door cannot render {event!r}")
 
 
@@ -466,7 +481,7 @@ class TelnetChatProtocol(LineReceiver, TelnetProtocol):
     # -- IParticipant ------------------------------------------------------
 
     def attached(self, user: object) -> None:
-        assert isinstance(user, User)
+        assert user is None or isinstance(user, User)
         self.user = user
 
     def deliver(self, event: object, renderings: object) -> None:

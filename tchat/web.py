@@ -455,7 +455,7 @@ class WebChatProtocol(WebSocketServerProtocol):
     # -- IParticipant ------------------------------------------------------
 
     def attached(self, user: object) -> None:
-        assert isinstance(user, User)
+        assert user is None or isinstance(user, User)
         self.user = user
 
     def deliver(self, event: object, renderings: object) -> None:

@@ -139,10 +139,10 @@ def _resume(frame: dict[str, Any]) -> commands.Command:
 def _hello(frame: dict[str, Any]) -> list[Command]:
     """
     C{{"type": "hello", "code": CODE, "token": TOKEN, "name": NICK,
-    "resume": {ROOM: LAST_ID, ...}}}: a reconnecting (or reloaded) page's
-    first frame: resume the session of its code, log in with its login
-    token, take back its nick and resume its rooms, in that order; every
-    part is optional.
+    "resume": {ROOM: LAST_ID, ...}}}: a page's first frame: carry on (or
+    resume) the session of its code, log in with its login token, take back
+    its nick, settle (see L{commands.Settle}) and resume its rooms, in
+    that order; every part is optional.
     """
     result: list[Command] = []
     code = _field(frame, "code", required=False)
@@ -154,6 +154,7 @@ def _hello(frame: dict[str, Any]) -> list[Command]:
     name = _field(frame, "name", required=False)
     if name is not None and name.strip():
         result.append(commands.Nick(name.strip()))
+    result.append(commands.Settle())
     rooms = frame.get("resume")
     if rooms is not None:
         result.append(_resume({"rooms": rooms}))
@@ -350,6 +351,9 @@ def _presence(event: events.Presence) -> dict[str, Any]:
         "ts": event.ts,
         "registered": event.registered,
     }
+    if event.colour is not None:
+        common["color"] = event.colour.css
+        common["color_name"] = event.colour.name
     match event.kind:
         case "join":
             return _system(
@@ -391,6 +395,7 @@ def _message(event: events.RoomMessage, sender_copy: bool) -> dict[str, Any]:
         "name": event.nick,
         "message": event.text,
         "color": event.colour.css,
+        "color_name": event.colour.name,
         "room": event.room,
         "id": event.id,
         "epoch": event.epoch,
@@ -464,6 +469,7 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
                 "to": event.recipient,
                 "message": event.text,
                 "color": event.sender_colour.css,
+                "color_name": event.sender_colour.name,
                 "door": event.sender_door,
                 "ts": event.ts,
                 "outgoing": event.outgoing,
@@ -499,6 +505,7 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
                 name=event.nick,
                 room=event.room,
                 color=event.colour.css,
+                color_name=event.colour.name,
                 palette={c.name: c.css for c in PALETTE.values()},
                 resume_code=event.resume_code,
                 **({"onion": event.onion} if event.onion else {}),
@@ -535,6 +542,11 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
                         "door": m.door,
                         "registered": m.registered,
                         "away": m.away,
+                        **(
+                            {"color": m.colour.css, "color_name": m.colour.name}
+                            if m.colour is not None
+                            else {}
+                        ),
                     }
                     for m in members
                 ],
@@ -636,6 +648,20 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
             return frame
         case events.Goodbye(reason):
             return _system("goodbye", f"Goodbye ({reason})", reason=reason)
+        case events.Continued(nick, colour, rooms, current, code, account, away, n):
+            return {
+                "type": "continued",
+                "message": f"Welcome back, {nick}.",
+                "name": nick,
+                "color": colour.css,
+                "color_name": colour.name,
+                "rooms": list(rooms),
+                "current": current,
+                "resume_code": code,
+                "account": account,
+                "away": away,
+                "missed": n,
+            }
     raise TypeError(f"the web door cannot encode {event!r}")
 
 

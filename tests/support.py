@@ -17,7 +17,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, execute, succeed
+from twisted.internet.defer import Deferred, execute, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import Clock
@@ -33,6 +33,7 @@ from tchat.config import LimitsConfig, ServerConfig, WebConfig
 from tchat.hub import ChatFactory
 from tchat.interfaces import IParticipant
 from tchat.model import Directory, Room, User, member
+from tchat.passwords import BusyError, Checked
 from tchat.seam import (
     Audience,
     Draft,
@@ -65,6 +66,57 @@ def require(available: bool, what: str) -> None:
     if os.environ.get("TCHAT_REQUIRE_ALL") == "1":
         raise AssertionError(f"TCHAT_REQUIRE_ALL=1 but {what}")
     raise SkipTest(what)
+
+
+def of(kind: type[T], received: Iterable[object]) -> list[T]:
+    """The events of C{kind} among C{received}, in order."""
+    return [event for event in received if isinstance(event, kind)]
+
+
+class FakePasswords:
+    """
+    Passwords "hashed" as C{v1$PASSWORD}, answered at once unless held.
+
+    @ivar version: The hash version made now: a password that matches a
+        hash of another version is hashed again (C{Checked.rehashed}).
+    @ivar busy: Every hash and check fails with L{BusyError}.
+    @ivar held: While not C{None}, the answers that wait for L{release}.
+    @ivar checked: How many checks were asked for.
+    """
+
+    def __init__(self) -> None:
+        self.version = 1
+        self.busy = False
+        self.held: list[Callable[[], None]] | None = None
+        self.checked = 0
+
+    def _answer(self, value: T) -> Deferred[T]:
+        if self.busy:
+            return fail(BusyError())
+        if self.held is None:
+            return succeed(value)
+        d: Deferred[T] = Deferred()
+        self.held.append(lambda: d.callback(value))
+        return d
+
+    def hash(self, password: str) -> Deferred[str]:
+        return self._answer(f"v{self.version}${password}")
+
+    def check(self, password: str, encoded: str | None) -> Deferred[Checked]:
+        self.checked += 1
+        ok = encoded is not None and encoded.partition("$")[2] == password
+        fresh = f"v{self.version}${password}"
+        return self._answer(Checked(ok, fresh if ok and encoded != fresh else None))
+
+    def hold(self) -> None:
+        """From now on, answers wait for L{release}."""
+        self.held = []
+
+    def release(self) -> None:
+        """Answer everything held, in order, and stop holding."""
+        held, self.held = self.held or [], None
+        for answer in held:
+            answer()
 
 
 @implementer(IParticipant)
@@ -107,7 +159,7 @@ class FakeParticipant:
         self.aborted = False
 
     def attached(self, user: object) -> None:
-        assert isinstance(user, User)
+        assert user is None or isinstance(user, User)
         self.user = user
 
     def deliver(self, event: object, renderings: object) -> None:
@@ -298,7 +350,7 @@ def started_hub(
     """
     options.setdefault("limits", LimitsConfig(silent_timeout=0))
     hub = ChatFactory(
-        server if server is not None else ServerConfig(),
+        server if server is not None else ServerConfig(reconnect_grace=0),
         clock,
         rng if rng is not None else random.Random(1),
         backplane=backplane,
@@ -330,7 +382,7 @@ class WebTestCase(SynchronousTestCase):
         self.clock.advance(1_700_000_000)
         autobahn_on(self, self.clock)
         self.hub = ChatFactory(
-            ServerConfig(),
+            ServerConfig(reconnect_grace=0),
             self.clock,
             random.Random(3),
             limits=LimitsConfig(max_frame=1024),
@@ -546,7 +598,7 @@ class FakeNode:
                 here = node.directory.room(room.name)
                 if here is not None:
                     found += [member(m) for m in here.members]
-            return Listing(tuple(sorted(found, key=lambda m: m[0].casefold())))
+            return Listing(tuple(sorted(found, key=lambda m: m.nick.casefold())))
 
         return self.chat.later(answer)
 

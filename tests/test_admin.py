@@ -94,7 +94,7 @@ class AdminTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.hub = ChatFactory(
-            ServerConfig(name="testchat"),
+            ServerConfig(reconnect_grace=0, name="testchat"),
             self.clock,
             random.Random(1),
             operators=OperatorsConfig((("root", "stored"),)),
@@ -154,7 +154,7 @@ class HealthTests(AdminTestCase):
         Until the hub has loaded its history the check answers 503
         "starting", and 200 once it has.
         """
-        hub = ChatFactory(ServerConfig(), self.clock)
+        hub = ChatFactory(ServerConfig(reconnect_grace=0), self.clock)
         site = make_admin_site(hub, self.clock)
         self.assertEqual(
             self.get_json(site, b"/healthz"),
@@ -188,7 +188,9 @@ class HealthTests(AdminTestCase):
             (503, {"status": "down", "checks": {"hub": "ok", "onion": "down"}}),
         )
         starting = make_admin_site(
-            ChatFactory(ServerConfig(), self.clock), self.clock, _Onion("down")
+            ChatFactory(ServerConfig(reconnect_grace=0), self.clock),
+            self.clock,
+            _Onion("down"),
         )
         code, body = self.get_json(starting, b"/healthz")
         self.assertEqual((code, body["status"]), (503, "down"))
@@ -203,7 +205,9 @@ class HistoryHealthTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.store = _FaultyStore(HistoryConfig())
-        self.hub = ChatFactory(ServerConfig(), self.clock, store=self.store)
+        self.hub = ChatFactory(
+            ServerConfig(reconnect_grace=0), self.clock, store=self.store
+        )
         self.successResultOf(self.hub.start())
 
     def health(self, site: Site) -> tuple[int, Any]:
@@ -242,7 +246,9 @@ class HistoryHealthTests(SynchronousTestCase):
         code, body = self.health(make_admin_site(self.hub, self.clock, _Onion("down")))
         self.assertEqual((code, body["status"]), (503, "down"))
         self.assertEqual(body["checks"]["history"], "deleted")
-        starting = ChatFactory(ServerConfig(), self.clock, store=self.store)
+        starting = ChatFactory(
+            ServerConfig(reconnect_grace=0), self.clock, store=self.store
+        )
         code, body = self.health(make_admin_site(starting, self.clock))
         self.assertEqual((code, body["status"]), (503, "starting"))
 
@@ -361,7 +367,7 @@ class MetricsTests(AdminTestCase):
         A door nobody uses still reports 0, so dashboards show a line; a
         hub not yet ready reports tchat_ready 0.
         """
-        hub = ChatFactory(ServerConfig(), self.clock)
+        hub = ChatFactory(ServerConfig(reconnect_grace=0), self.clock)
         text = self.metrics(make_admin_site(hub, self.clock))
         for door in ("telnet", "web", "onion"):
             self.assertIn(f'tchat_users{{door="{door}"}} 0.0\n', text)
@@ -464,7 +470,9 @@ class MetricsTests(AdminTestCase):
         exist in one process without clashing in a shared registry.
         """
         first = make_admin_site(self.hub, self.clock)
-        second = make_admin_site(ChatFactory(ServerConfig(), self.clock), self.clock)
+        second = make_admin_site(
+            ChatFactory(ServerConfig(reconnect_grace=0), self.clock), self.clock
+        )
         self.assertIn('tchat_users{door="web"} 1.0\n', self.metrics(first))
         self.assertIn('tchat_users{door="web"} 0.0\n', self.metrics(second))
 
@@ -591,7 +599,9 @@ class HistoryMetricsTests(AdminTestCase):
         idle = self.scrape(make_admin_site(self.hub, self.clock))
         self.assertEqual(idle.value("tchat_history_queue_depth"), 0)
         busy = ChatFactory(
-            ServerConfig(), self.clock, store=_BusyStore(HistoryConfig())
+            ServerConfig(reconnect_grace=0),
+            self.clock,
+            store=_BusyStore(HistoryConfig()),
         )
         scrape = self.scrape(make_admin_site(busy, self.clock))
         self.assertEqual(scrape.value("tchat_history_queue_depth"), 7)

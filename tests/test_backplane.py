@@ -118,7 +118,9 @@ class BackplaneTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         history = HistoryConfig(enabled=False, sync=self.sync)
-        self.directory = Directory(self.clock, Settings(ServerConfig(), history))
+        self.directory = Directory(
+            self.clock, Settings(ServerConfig(reconnect_grace=0), history)
+        )
         self.store = RecordingStore(history)
         self.inbox = RecordingInbox()
         self.backplane = LocalBackplane(self.store)
@@ -154,7 +156,7 @@ class InterfaceTests(SynchronousTestCase):
         """
         The hub provides L{IHubInbox}: it is what a backplane hands back to.
         """
-        hub = ChatFactory(ServerConfig(), Clock(), random.Random(1))
+        hub = ChatFactory(ServerConfig(reconnect_grace=0), Clock(), random.Random(1))
         self.assertTrue(verifyObject(IHubInbox, hub))
 
 

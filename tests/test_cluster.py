@@ -870,7 +870,7 @@ class Node:
         self.store = RedisStore(link, history.keep, history.resume_ttl)
         self.cluster = RedisBackplane(link, self.store, redis.clock, NODE_TIMEOUT)
         self.hub = ChatFactory(
-            ServerConfig(name="tchat", motd=("hello",)),
+            ServerConfig(reconnect_grace=0, name="tchat", motd=("hello",)),
             redis.clock,
             random.Random(seed),
             history=history,

@@ -54,7 +54,9 @@ class DeliveryTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
-        self.directory = Directory(self.clock, Settings(ServerConfig()))
+        self.directory = Directory(
+            self.clock, Settings(ServerConfig(reconnect_grace=0))
+        )
         self.backplane = RecordingBackplane()
         self.metrics = Metrics()
         self.delivery = Delivery(self.directory, self.backplane, self.metrics)

@@ -141,7 +141,7 @@ class GateTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.hub = ChatFactory(
-            ServerConfig(),
+            ServerConfig(reconnect_grace=0),
             self.clock,
             random.Random(1),
             limits=LimitsConfig(per_address=1, exempt=()),

@@ -76,7 +76,7 @@ class HistoryTestCase(SynchronousTestCase):
         self.clock.advance(1_700_000_000)
         self.store = self.make_store()
         self.hub = ChatFactory(
-            ServerConfig(motd=("hi",)),
+            ServerConfig(reconnect_grace=0, motd=("hi",)),
             self.clock,
             random.Random(2),
             history=self.history,
@@ -508,7 +508,8 @@ class ResumeCodeTests(HistoryTestCase):
 
     def test_take_over_live_connection(self) -> None:
         """
-        When the old connection is still open, the new one takes over.
+        When the old connection is still open, the new one carries on its
+        session, and the old one is closed.
         """
         alice_p, alice = self.connect("alice")
         code = alice.code
@@ -516,8 +517,9 @@ class ResumeCodeTests(HistoryTestCase):
         back = self.hub.connect(back_p)
         self.hub.execute(back, Resume(code))
         self.assertEqual(alice_p.closed, "resumed by a new connection")
-        self.assertFalse(alice.connected)
-        self.assertEqual(back.nick, "alice")
+        self.assertFalse(back.connected)
+        self.assertTrue(alice.connected)
+        self.assertIs(back_p.user, alice)
 
     def test_unknown_code(self) -> None:
         participant, user = self.connect("carol")
@@ -942,7 +944,9 @@ class SQLiteStoreTests(StoreTestCase):
             store = SQLiteStore(
                 config, clock, recent=config.replay, run_in_thread=self.thread
             )
-            hub = ChatFactory(ServerConfig(), clock, history=config, store=store)
+            hub = ChatFactory(
+                ServerConfig(reconnect_grace=0), clock, history=config, store=store
+            )
             self.successResultOf(hub.start())
             return hub
 

@@ -36,7 +36,9 @@ class HubTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.hub = ChatFactory(
-            ServerConfig(name="tchat", motd=("hello",)), self.clock, random.Random(1)
+            ServerConfig(reconnect_grace=0, name="tchat", motd=("hello",)),
+            self.clock,
+            random.Random(1),
         )
 
     def connect(self, nick: str | None = None, door: str = "telnet"):
@@ -107,7 +109,7 @@ class ConnectTests(HubTestCase):
             def getrandbits(self, k: int) -> int:
                 return next(self.values)
 
-        hub = ChatFactory(ServerConfig(), self.clock, Repeating())
+        hub = ChatFactory(ServerConfig(reconnect_grace=0), self.clock, Repeating())
         first = hub.connect(FakeParticipant())
         second = hub.connect(FakeParticipant())
         self.assertEqual((first.nick, second.nick), ("guest-0005", "guest-0006"))

@@ -45,7 +45,10 @@ class HubLimitsTests(SynchronousTestCase):
 
     def make_hub(self, **limits: Any) -> ChatFactory:
         hub = ChatFactory(
-            ServerConfig(), self.clock, random.Random(1), limits=LimitsConfig(**limits)
+            ServerConfig(reconnect_grace=0),
+            self.clock,
+            random.Random(1),
+            limits=LimitsConfig(**limits),
         )
         self.successResultOf(hub.start())
         self.addCleanup(hub.stop, 0)
@@ -262,7 +265,7 @@ class SlowTelnetTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.hub = ChatFactory(
-            ServerConfig(),
+            ServerConfig(reconnect_grace=0),
             self.clock,
             random.Random(1),
             limits=LimitsConfig(

@@ -268,7 +268,8 @@ class DirectoryTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_700_000_000.25)
         self.settings = Settings(
-            ServerConfig(default_room="#Lobby"), HistoryConfig(keep=100, replay=5)
+            ServerConfig(reconnect_grace=0, default_room="#Lobby"),
+            HistoryConfig(keep=100, replay=5),
         )
         self.directory = Directory(self.clock, self.settings)
 

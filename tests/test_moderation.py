@@ -79,7 +79,7 @@ class ModerationTestCase(SynchronousTestCase):
         return started_hub(
             self,
             self.clock,
-            server=ServerConfig(name="tchat", motd=("hello",)),
+            server=ServerConfig(reconnect_grace=0, name="tchat", motd=("hello",)),
             rng=random.Random(seed),
             history=HistoryConfig(enabled=False),
             store=store,

@@ -59,7 +59,7 @@ class OperatorTestCase(SynchronousTestCase):
 
     def make_hub(self, verify: Any = verify_now) -> ChatFactory:
         hub = ChatFactory(
-            ServerConfig(name="tchat", motd=("hello",)),
+            ServerConfig(reconnect_grace=0, name="tchat", motd=("hello",)),
             self.clock,
             random.Random(1),
             store=self.store,
@@ -679,7 +679,9 @@ class ReconfigureTests(OperatorTestCase):
         """
         bob_p, bob = self.connect("bob")
         self.hub.reconfigure(
-            ServerConfig(name="Hub", motd=("new",), default_room="#main"),
+            ServerConfig(
+                reconnect_grace=0, name="Hub", motd=("new",), default_room="#main"
+            ),
             HistoryConfig(enabled=False, replay=5),
             self.hub.settings.operators,
         )

@@ -185,7 +185,7 @@ class OneNodeTests(WebTestCase):
         check: Deferred[bool] = Deferred()
         clock = Clock()
         hub = ChatFactory(
-            ServerConfig(),
+            ServerConfig(reconnect_grace=0),
             clock,
             random.Random(1),
             history=HistoryConfig(enabled=False),
@@ -220,7 +220,7 @@ class TwoNodeTests(SynchronousTestCase):
 
     def hub(self, name: str, seed: int) -> ChatFactory:
         hub = ChatFactory(
-            ServerConfig(),
+            ServerConfig(reconnect_grace=0),
             self.clock,
             random.Random(seed),
             history=HistoryConfig(enabled=False),

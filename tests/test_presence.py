@@ -585,7 +585,9 @@ class NickTests(PresenceTestCase):
         The reserved names and the server's configured name are refused;
         another server's name is not.
         """
-        self.hub = self.make_hub(self.node, server=ServerConfig(name="Relay"))
+        self.hub = self.make_hub(
+            self.node, server=ServerConfig(reconnect_grace=0, name="Relay")
+        )
         alice_p, alice = self.connect("alice")
         for name in ("RELAY", "root", "Admin"):
             self.naming.nick(alice, name)
@@ -719,7 +721,9 @@ class NickTests(PresenceTestCase):
         A look-alike of a reserved name or of the server's name is
         reserved, saying which name it looks like.
         """
-        self.hub = self.make_hub(self.node, server=ServerConfig(name="Relay"))
+        self.hub = self.make_hub(
+            self.node, server=ServerConfig(reconnect_grace=0, name="Relay")
+        )
         alice_p, alice = self.connect("alice")
         for name, like in [
             ("\u0430dmin", "admin"),

@@ -26,7 +26,7 @@ from tchat.model import Room, User
 from tchat.palette import PALETTE
 from tchat.resume import RESUME_FAILURES, Resume, resume_point
 from tchat.seam import IBackplane, OperatorRequest, UnreachableError
-from tests.support import FakeChat, FakeNode, FakeParticipant, started_hub
+from tests.support import FakeChat, FakeNode, FakeParticipant, of, started_hub
 
 
 class ControlledStore(MemoryStore):
@@ -142,7 +142,7 @@ class ResumeTestCase(SynchronousTestCase):
         return started_hub(
             self,
             self.clock,
-            server=ServerConfig(name="tchat"),
+            server=ServerConfig(reconnect_grace=0, name="tchat"),
             rng=random.Random(seed),
             history=self.history,
             store=store,
@@ -604,24 +604,26 @@ class ResumeCodeTests(ResumeTestCase):
     def test_take_over_live_session(self) -> None:
         """
         When the code's connection is still here, it is told it was resumed
-        by a new one and closed; the new one becomes who it was, rooms and
-        current room included.
+        by a new one and closed; the new one carries on its session, rooms
+        and current room included.
         """
         old_p, old = self.connect("alice")
         self.hub.execute(old, Join("#dev"))
         code = old.code
         back_p, back = self.connect()
         old_p.take()
-        done = self.resume.resume_code(back, code)
-        assert done is not None
-        self.successResultOf(done)
-        self.assertEqual(old_p.take(), [events.Goodbye("resumed by a new connection")])
+        self.assertIsNone(self.resume.resume_code(back, code))
+        self.assertEqual(
+            of(events.Goodbye, old_p.take()),
+            [events.Goodbye("resumed by a new connection")],
+        )
         self.assertEqual(old_p.closed, "resumed by a new connection")
-        self.assertFalse(old.connected)
-        self.assertEqual((back.nick, back.code), ("alice", code))
-        self.assertIs(self.hub.directory.codes[code], back)
-        self.assertEqual([r.name for r in back.rooms], ["#lobby", "#dev"])
-        self.assertIs(back.current, self.room("#dev"))
+        self.assertFalse(back.connected)
+        self.assertIs(back_p.user, old)
+        self.assertEqual((old.nick, old.code), ("alice", code))
+        self.assertIs(self.hub.directory.codes[code], old)
+        self.assertEqual([r.name for r in old.rooms], ["#lobby", "#dev"])
+        self.assertIs(old.current, self.room("#dev"))
 
     def test_unknown_or_expired(self) -> None:
         """

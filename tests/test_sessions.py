@@ -59,7 +59,9 @@ class SessionsTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(START)
-        self.settings = Settings(ServerConfig(), HistoryConfig(resume_ttl=3600))
+        self.settings = Settings(
+            ServerConfig(reconnect_grace=0), HistoryConfig(resume_ttl=3600)
+        )
         self.directory = Directory(self.clock, self.settings)
         self.store = MemoryStore(self.settings.history)
         self.sessions = Sessions(self.store, self.directory, self.clock)

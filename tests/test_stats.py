@@ -46,7 +46,8 @@ class StatsTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(START)
         self.directory = Directory(
-            self.clock, Settings(ServerConfig(name="testchat"), HistoryConfig())
+            self.clock,
+            Settings(ServerConfig(reconnect_grace=0, name="testchat"), HistoryConfig()),
         )
         self.store = MemoryStore(HistoryConfig(enabled=False))
         self.backplane = ReportingBackplane(self.store)

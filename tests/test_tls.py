@@ -607,7 +607,7 @@ class TelnetsTests(_Directory):
             tls = ServerTLS(description, parse_ssl(description))
         self.clock = Clock()
         self.hub = ChatFactory(
-            ServerConfig(),
+            ServerConfig(reconnect_grace=0),
             self.clock,
             random.Random(1),
             limits=LimitsConfig(silent_timeout=60),

@@ -57,6 +57,8 @@ class ConnectTests(WebTestCase):
                 "last_id": 0,
                 "ts": 1_700_000_000,
                 "registered": False,
+                "color": server.user.colour.css,
+                "color_name": server.user.colour.name,
             },
         )
 
@@ -122,6 +124,7 @@ class MessageTests(WebTestCase):
             "name": "alice",
             "message": "hello",
             "color": self.hub.directory.user("alice").colour.css,  # type: ignore[union-attr]
+            "color_name": self.hub.directory.user("alice").colour.name,  # type: ignore[union-attr]
             "room": "#lobby",
             "id": 1,
             "epoch": self.hub.directory.rooms["#lobby"].epoch,

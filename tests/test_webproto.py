@@ -102,7 +102,11 @@ class ParseHistoryTests(SynchronousTestCase):
         """
         self.assertEqual(
             self.parse(type="hello", name="alice", resume={"#a": 4}),
-            (commands.Nick("alice"), commands.ResumeRooms((("#a", 4, None),))),
+            (
+                commands.Nick("alice"),
+                commands.Settle(),
+                commands.ResumeRooms((("#a", 4, None),)),
+            ),
         )
 
     def test_bad(self) -> None:
@@ -290,6 +294,7 @@ class EncodeTests(SynchronousTestCase):
             "name": "al",
             "message": "hi",
             "color": RED.css,
+            "color_name": "red",
             "room": "#dev",
             "id": 3,
             "epoch": 7,
@@ -432,6 +437,7 @@ class EncodeTests(SynchronousTestCase):
                 "to": "bo",
                 "message": "psst",
                 "color": RED.css,
+                "color_name": "red",
                 "door": "web",
                 "ts": 1.0,
                 "outgoing": True,
@@ -579,16 +585,19 @@ class AccountFrameTests(SynchronousTestCase):
                 commands.Resume("ABCD-EFGH"),
                 commands.TokenLogin("tok"),
                 commands.Nick("alice"),
+                commands.Settle(),
                 commands.ResumeRooms((("#a", 4, None),)),
             ),
         )
         self.assertEqual(
             self.parse(type="hello", code=" ", token="", name="alice"),
-            (commands.Nick("alice"),),
+            (commands.Nick("alice"), commands.Settle()),
         )
         self.assertEqual(
-            self.parse(type="hello", token="tok"), (commands.TokenLogin("tok"),)
+            self.parse(type="hello", token="tok"),
+            (commands.TokenLogin("tok"), commands.Settle()),
         )
+        self.assertEqual(self.parse(type="hello"), (commands.Settle(),))
 
     def test_login(self) -> None:
         """

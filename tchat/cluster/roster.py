@@ -20,6 +20,7 @@ from tchat.cluster import scripts
 from tchat.cluster.redis import RedisLink, dumps, logged
 from tchat.cluster.wire import TakeOver, encode
 from tchat.model import User
+from tchat.palette import PALETTE
 from tchat.text import nick_key, normalize_nick
 
 
@@ -136,7 +137,14 @@ class Roster:
         ).addErrback(logged("recording a user"))
         if rooms:
             entry = dumps(
-                [user.nick, user.door, self.node, user.account is not None, user.away]
+                [
+                    user.nick,
+                    user.door,
+                    self.node,
+                    user.account is not None,
+                    user.away,
+                    user.colour.name,
+                ]
             )
             recorded = link.eval(scripts.MEMBER, [], [link.prefix, key, entry, *rooms])
             recorded.addCallback(lambda missing: missing and self.missing(missing))
@@ -175,9 +183,16 @@ class Roster:
         def members(flat: list[str]) -> list[events.Member]:
             found = [json.loads(v) for v in flat[1::2]]
             found.sort(key=lambda m: m[0].casefold())
-            # Entries of nodes from before accounts have three fields.
+            # Entries of nodes from before accounts have three fields, from
+            # before colours five.
             return [
-                events.Member(m[0], m[1], bool(m[3:4] and m[3]), (m[4:5] or [None])[0])
+                events.Member(
+                    m[0],
+                    m[1],
+                    bool(m[3:4] and m[3]),
+                    (m[4:5] or [None])[0],
+                    PALETTE.get((m[5:6] or [""])[0]),
+                )
                 for m in found
             ]
 

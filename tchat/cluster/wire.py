@@ -63,7 +63,7 @@ def decode_event(data: dict[str, Any]) -> Any:
     for f in fields(cls):
         if f.name in data:
             value = data[f.name]
-            if f.name.endswith("colour"):
+            if f.name.endswith("colour") and value is not None:
                 value = PALETTE.get(value, _FALLBACK_COLOUR)
             values[f.name] = value
     return cls(**values)

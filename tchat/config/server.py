@@ -30,6 +30,10 @@ class ServerConfig:
     @ivar default_room: The room every user starts in.
     @ivar shutdown_grace: Seconds a stop (SIGTERM, SIGINT) gives users'
         connections to close after they are told, before they are cut.
+    @ivar reconnect_grace: Seconds a user whose connection broke (or who
+        closed it without C{/quit}) stays in the chat, nobody told: a new
+        connection that carries on the session within it is a
+        continuation nobody notices; 0 makes every drop a departure.
     """
 
     name: str = "tchat"
@@ -39,6 +43,7 @@ class ServerConfig:
     )
     default_room: str = "#lobby"
     shutdown_grace: float = 5.0
+    reconnect_grace: float = 60.0
 
 
 def _name(raw: str) -> str:
@@ -75,6 +80,7 @@ SERVER_PARSERS: Parsers = {
     "motd": _lines,
     "default_room": _room,
     "shutdown_grace": _seconds(0, 300),
+    "reconnect_grace": _seconds(0, 3600),
 }
 
 

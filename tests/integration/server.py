@@ -38,6 +38,8 @@ from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import FailTest, TestCase
 
+from tchat.palette import PALETTE
+
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 """The C{twistd} of the interpreter running the tests."""
 
@@ -66,6 +68,9 @@ TAP_INI = """\
 name = tchat
 motd = {motd}
 default_room = #lobby
+# Off here: most tests watch people come and go at once. Tests of
+# reconnects nobody notices use GRACEFUL_TAP_INI.
+reconnect_grace = 0
 
 [telnet]
 # Replaced by --telnet on the command line.
@@ -77,6 +82,10 @@ listen = tcp:4444:interface=127.0.0.1
 listen =
 """.format(motd="\n    ".join(MOTD), limits=TEST_LIMITS)
 """The configuration every test server runs with unless told otherwise."""
+
+GRACEFUL_TAP_INI = TAP_INI.replace("reconnect_grace = 0", "reconnect_grace = 60")
+"""L{TAP_INI} with the shipped reconnect grace: a dropped connection that
+comes back within a minute is a continuation nobody notices."""
 
 STAMP = b"[HH:MM]"
 """How L{ChatClient.expect_lines} shows a current C{[HH:MM]} time stamp."""
@@ -995,6 +1004,33 @@ WHOLE: Any = _Whole()
 """Put in an expected frame where any message id (0 for none) belongs."""
 
 
+class _PaletteColour:
+    """
+    Compares equal to the CSS colour, or with C{name} the name, of any
+    colour of the server's palette.
+    """
+
+    def __init__(self, name: bool) -> None:
+        self._name = name
+
+    def __eq__(self, other: object) -> bool:
+        if self._name:
+            return other in PALETTE
+        return other in {c.css for c in PALETTE.values()}
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "COLOUR_NAME" if self._name else "COLOUR"
+
+
+COLOUR: Any = _PaletteColour(name=False)
+"""Put in an expected frame where a nick's CSS colour belongs."""
+COLOUR_NAME: Any = _PaletteColour(name=True)
+"""...and where its name belongs."""
+
+
 class Epoch:
     """
     Stands for one room's C{epoch} in expected frames: it compares equal to
@@ -1387,6 +1423,8 @@ def web_welcome(
             "last_id": WHOLE if last_id is None else last_id,
             "ts": RECENT,
             "registered": False,
+            "color": COLOUR,
+            "color_name": COLOUR_NAME,
         },
     ]
 
@@ -1442,7 +1480,8 @@ async def connect_web(
             raise FailTest(f"{name}: no guest nick in the welcome {first!r}")
         palette = first.pop("palette", None)
         colour = first.pop("color", None)
-        if not isinstance(palette, dict) or colour not in palette.values():
+        colour_name = first.pop("color_name", None)
+        if not isinstance(palette, dict) or palette.get(colour_name) != colour:
             raise FailTest(f"{name}: the welcome's colour is not in its palette")
         code = first.pop("resume_code", None)
         if not isinstance(code, str) or not RESUME_CODE.fullmatch(code):

@@ -848,10 +848,10 @@ class TelnetResumeTests(TestCase):
     async def test_resume_takes_over_an_open_connection(self) -> None:
         """
         When alice's old connection is still open, C{/resume CODE} from a
-        new one closes the old one (others see "alice (telnet) quit
-        (reconnected)"), gives the new one her nick and her only room,
-        #dev, and parts it from #lobby, where alice was no longer; she
-        had seen everything, so nothing is new in #dev.
+        new one carries her session on: the old one is told why and closed,
+        the new one is alice in her only room, #dev, with nothing missed.
+        bob sees only the guest the new connection was go (the reconnect
+        grace is off here, so it was announced at once).
         """
         server = await start_server(self, history_ini())
         alice = await telnet_user(self, server, "alice")
@@ -874,11 +874,7 @@ class TelnetResumeTests(TestCase):
         await bob.expect_lines(f"[HH:MM] *** {guest} (telnet) joined #lobby")
         again.say(f"/resume {alice.code}")
         await again.expect_lines(
-            "[HH:MM] *** you are now known as alice",
-            "*** welcome back, alice: restoring #dev",
-            "[HH:MM] *** you joined #dev",
-            "*** Nothing new in #dev since you left",
-            "[HH:MM] *** you left #lobby",
+            "*** Welcome back, alice: you are in #dev. You missed nothing."
         )
         await alice.expect_closed()
         self.assertEqual(
@@ -887,10 +883,7 @@ class TelnetResumeTests(TestCase):
             "the old connection is told why it is closed",
         )
         await bob.expect_lines(
-            "[HH:MM] *** alice (telnet) quit (reconnected)",
-            f"[HH:MM] *** {guest} (telnet) is now known as alice",
-            "[HH:MM] *** alice (telnet) joined #dev",
-            "[HH:MM] *** alice (telnet) left #lobby",
+            f"[HH:MM] *** {guest} (telnet) quit (came back as alice)",
         )
         again.say("here again")
         await bob.expect_lines("[HH:MM] <alice> here again")

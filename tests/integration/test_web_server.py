@@ -18,6 +18,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
 from tests.integration.server import (
+    COLOUR,
+    COLOUR_NAME,
     RECENT,
     TAP_INI,
     ChatClient,
@@ -276,6 +278,8 @@ class RoomMessageTests(TestCase):
                 "last_id": 0,
                 "ts": RECENT,
                 "registered": False,
+                "color": COLOUR,
+                "color_name": COLOUR_NAME,
             }
         )
         self.assertEqual(await alice.sync(), [])
