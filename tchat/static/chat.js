@@ -1,34 +1,47 @@
 // tchat browser client: speaks the JSON protocol of docs/protocol.md over
-// the WebSocket at /ws.  Plain ES2020, no dependencies.
+// the WebSocket at /ws.  Plain ES2020, no dependencies, no build step.
+// docs/page.md describes what the page does and how it is tested.
 //
 // Safety rule for this file: text from the server (nicks, messages, topics,
 // room names, reasons, the MOTD, error messages) only ever reaches the page
 // through textContent / createTextNode; no HTML string is ever parsed.
 //
-// History and reconnects: each room's log is one list ordered by message
-// (epoch, id), whatever order messages arrive in (a join replay, a resume's
-// catch-up, an older page), and a message is shown once per (room, epoch,
-// id).  After a reconnect the page sends one "resume" with the last
-// (epoch, id) it showed in each of its rooms instead of joining them again.
+// Views: the log shows one room (the server's current room) or one private
+// conversation at a time.  Each room and conversation has its own log,
+// ordered by message (epoch, id) whatever order messages arrive in (a join
+// replay, a resume's catch-up, an older page), showing each (room, epoch,
+// id) once.
 //
-// Accounts and reloads: the login token the server gives (never the
-// password) is kept in localStorage, for every tab; the resume code and the
-// room shown in sessionStorage, for this tab.  The first connection of a
-// page load sends them in a "hello": the code makes a reload the same
-// session (nick, rooms, what it missed), the token logs the tab in.
+// Sessions: the page sends a "hello" as its first frame after every
+// welcome, with the resume code of the session it wants to continue (the
+// tab's kept code on a reload, its own code after a network drop) and its
+// login token.  If the server still holds that session it answers
+// "continued" (nick, rooms, account) and the frames the session missed; the
+// provisional welcome (a guest nick, the MOTD) is then never shown.
+// Otherwise the page starts afresh, taking its nick and rooms back itself.
 //
 // DOM hooks (tests and styles rely on them):
-//   #messages .msg                  every line of the room shown, in order
-//   .msg[data-room]                 the room whose log a line belongs to
+//   #messages .msg                  every line of the view shown, in order
+//   .msg[data-room]                 the room (or "@nick" conversation) of a line
 //   .msg-user / .msg-action         a room message (.msg-own: ours; .msg-pending:
 //                                   not acknowledged yet; .msg-failed: not sent)
 //   .msg[data-id][data-epoch]       a room message's id and epoch
+//   .msg[data-door], .nick[title]   the door of who wrote a line (no badge on lines)
+//   .msg-cont                       grouped under the line before (same person)
+//   .msg-presence                   a join, leave or quit line (hidden by a setting)
 //   .msg-history                    a message that was sent to catch up, not live
+//   .msg-mention                    a message that names us
 //   .msg.gap                        "some earlier messages are no longer available"
+//   #unread-marker                  "New since you left", before the first unread line
 //   #older                          "load older messages", first in #messages
-//   #message, #nick, #topic, #rooms [data-room], #status[data-state],
+//   .msg[data-event="history"]      the answer to a typed /history, as a list
+//   .msg-private (.msg-incoming / .msg-outgoing, .msg-offline): in a conversation
+//   #conversations .conversation[data-nick] .unread; #rooms [data-room] .unread
+//   #open-mentions #mention-count; #mentions-panel #mention-list li
+//   #help-panel #help-commands; #settings-panel (theme, clock, #set-presence,
+//   #set-notify, #settings-nick); #composer-error; #notice #notice-reconnect
+//   #message, #nick, #topic, #status[data-state], #room-name, #leave
 //   #members .member[data-name] .badge; [data-registered] .reg (✓), [data-away] .away-mark
-//   .msg-private.msg-offline        a private message kept while we were offline
 //   .msg[data-event="mentions"] .mention   mentions kept while we were offline
 //   #account (Log in / the account name), #account-panel (a <dialog>) with
 //   #account-name, #account-password, #account-repeat, #account-error
@@ -52,14 +65,41 @@
   const HISTORY_PAGE = 50; // messages per "load older messages"
   const HISTORY_WAIT_MS = 10000; // give up waiting for a page of history
   const RESUME_WAIT_MS = 15000; // give up waiting for "resumed" before resending
+  const HELLO_WAIT_MS = 8000; // give up waiting for the answer to a hello
   const SEND_TRIES = 2; // a message unconfirmed when the connection closed is sent once more
+  const GROUP_S = 300; // lines by one person within 5 minutes are grouped
+  const QUIET_MS = 400; // how long the log stays unannounced after a bulk change
+  const MENTIONS_KEPT = 200;
   const GAP_TEXT = "Some earlier messages are no longer available.";
   const TOKEN_KEY = "tchat.token"; // localStorage: the login token
+  const SETTINGS_KEY = "tchat.settings"; // localStorage: the settings panel
   const CODE_KEY = "tchat.code"; // sessionStorage: this tab's resume code
   const ROOM_KEY = "tchat.room"; // sessionStorage: this tab's room shown
   // Typed commands that carry a password: kept out of the composer's history.
   const SECRET = /^\/(login|identify|register|password|unregister)\b/i;
+  // How the server tells a connection that a newer one took its session.
+  const TAKEN_CODES = new Set(["taken-over", "session-taken", "replaced"]);
+  const TAKEN_TEXT = /taken over|from another connection|continued elsewhere/i;
   const encoder = new TextEncoder();
+
+  // Nick colours by palette name: [light theme, dark theme], each at least
+  // 4.5:1 against every background of its theme a nick is shown on (the log,
+  // the side panels, a mention's highlight).  A colour the table does not
+  // name is shown as the server's CSS value.  Add a line per new name.
+  const NICK_COLOURS = {
+    red: ["#b71c1c", "#ff8a80"],
+    green: ["#27692b", "#81c784"],
+    yellow: ["#8a5d00", "#ffd54f"],
+    blue: ["#1565c0", "#90caf9"],
+    magenta: ["#ad1457", "#f48fb1"],
+    cyan: ["#00707a", "#4dd0e1"],
+    "bright-red": ["#a93209", "#ffab91"],
+    "bright-green": ["#356a0a", "#c5e1a5"],
+    "bright-yellow": ["#716000", "#fff59d"],
+    "bright-blue": ["#3949ab", "#9fa8da"],
+    "bright-magenta": ["#8e24aa", "#ce93d8"],
+    "bright-cyan": ["#00695c", "#80cbc4"],
+  };
 
   // -- DOM -------------------------------------------------------------------
 
@@ -69,22 +109,43 @@
     reconnect: $("reconnect"),
     brand: $("brand"),
     rooms: $("rooms"),
+    convs: $("conversations"),
+    noConvs: $("no-convs"),
     joinForm: $("join-form"),
     joinRoom: $("join-room"),
     roomName: $("room-name"),
     topic: $("topic"),
     topicBy: $("topic-by"),
     leave: $("leave"),
+    notice: $("notice"),
+    noticeText: $("notice-text"),
+    noticeReconnect: $("notice-reconnect"),
     messages: $("messages"),
     newBelow: $("new-below"),
     nick: $("nick"),
     composer: $("composer"),
+    composerError: $("composer-error"),
     message: $("message"),
     members: $("members"),
     memberCount: $("member-count"),
     toggleRooms: $("toggle-rooms"),
     toggleMembers: $("toggle-members"),
     backdrop: $("backdrop"),
+    openMentions: $("open-mentions"),
+    mentionCount: $("mention-count"),
+    mentionsPanel: $("mentions-panel"),
+    mentionList: $("mention-list"),
+    noMentions: $("no-mentions"),
+    openHelp: $("open-help"),
+    helpPanel: $("help-panel"),
+    helpCommands: $("help-commands"),
+    openSettings: $("open-settings"),
+    settingsPanel: $("settings-panel"),
+    settingsForm: $("settings-form"),
+    settingsNick: $("settings-nick"),
+    setPresence: $("set-presence"),
+    setNotify: $("set-notify"),
+    notifyNote: $("notify-note"),
     account: $("account"),
     panel: $("account-panel"),
     accountForm: $("account-form"),
@@ -144,21 +205,73 @@
     return String(n).padStart(2, "0");
   }
 
-  // [HH:MM], or [YYYY-MM-DD HH:MM] with the date.
-  function timeNode(ts, withDate = false) {
-    const date =
-      typeof ts === "number" && Number.isFinite(ts) ? new Date(ts * 1000) : new Date();
+  function str(value) {
+    return typeof value === "string" ? value : value == null ? "" : String(value);
+  }
+
+  const lower = (s) => str(s).toLowerCase();
+
+  // -- the settings panel's choices, kept in localStorage ----------------------
+
+  const settings = { theme: "system", clock: "24", presence: true, notify: false };
+  try {
+    const kept = JSON.parse(stored("localStorage", SETTINGS_KEY) || "{}");
+    if (["system", "light", "dark"].includes(kept.theme)) settings.theme = kept.theme;
+    if (["12", "24"].includes(kept.clock)) settings.clock = kept.clock;
+    if (typeof kept.presence === "boolean") settings.presence = kept.presence;
+    if (typeof kept.notify === "boolean") settings.notify = kept.notify;
+  } catch (e) {
+    // the defaults
+  }
+
+  function applySettings() {
+    const root = document.documentElement;
+    if (settings.theme === "system") delete root.dataset.theme;
+    else root.dataset.theme = settings.theme;
+    document.body.classList.toggle("hide-presence", !settings.presence);
+  }
+
+  function saveSettings() {
+    store("localStorage", SETTINGS_KEY, JSON.stringify(settings));
+  }
+
+  // [HH:MM] or [h:MM AM], with the date before it when asked.
+  function clockText(date, withDate) {
+    let h = date.getHours();
+    let time = `${pad2(h)}:${pad2(date.getMinutes())}`;
+    if (settings.clock === "12") {
+      const pm = h >= 12;
+      h = h % 12 || 12;
+      time = `${h}:${pad2(date.getMinutes())} ${pm ? "PM" : "AM"}`;
+    }
     const day = withDate
       ? `${date.getFullYear()}-${pad2(date.getMonth() + 1)}-${pad2(date.getDate())} `
       : "";
-    const node = el("time", "time", `[${day}${pad2(date.getHours())}:${pad2(date.getMinutes())}]`);
+    return `[${day}${time}]`;
+  }
+
+  function timeNode(ts, withDate = false) {
+    const date =
+      typeof ts === "number" && Number.isFinite(ts) ? new Date(ts * 1000) : new Date();
+    const node = el("time", "time", clockText(date, withDate));
     node.dateTime = date.toISOString();
+    if (withDate) node.dataset.date = "1";
     node.title = date.toLocaleString();
     return node;
   }
 
-  function str(value) {
-    return typeof value === "string" ? value : value == null ? "" : String(value);
+  function retime() {
+    for (const node of document.querySelectorAll("time.time")) {
+      node.textContent = clockText(new Date(node.dateTime), node.dataset.date === "1");
+    }
+    for (const log of state.logs.values()) {
+      for (const line of log.nodes) {
+        if (line.isConnected) continue;
+        for (const node of line.querySelectorAll("time.time")) {
+          node.textContent = clockText(new Date(node.dateTime), node.dataset.date === "1");
+        }
+      }
+    }
   }
 
   // -- state -----------------------------------------------------------------
@@ -168,16 +281,22 @@
     welcomed: false, // on the current connection
     everWelcomed: false,
     quit: false, // the server said goodbye: do not reconnect on our own
+    elsewhere: false, // a newer connection took our session
     nick: null, // the real nick, from welcome and nick events
     chosenNick: null, // a nick the user took (restored after a reconnect)
     welcomeRoom: null,
     current: null, // the room we talk in
+    view: null, // a conversation shown ("@nick"), or null: the current room
     joined: [], // rooms we are in, in joining order
-    logs: new Map(), // room -> {nodes: Element[], unread: number}
+    logs: new Map(), // room or "@nick" -> log (see logFor)
+    convs: new Map(), // nick (lower case) -> {nick}: private conversations
     members: new Map(), // room -> [{name, door}]
     topics: new Map(), // room -> {topic, setBy}
     serverRooms: [], // last rooms list: [{name, members, topic}]
-    colors: new Map(), // nick (lower case) -> CSS colour, as seen in messages
+    colors: new Map(), // nick (lower case) -> {name, css}, as seen in frames
+    paletteByCss: new Map(), // CSS colour -> palette name, from the welcome
+    mentions: [], // {room, name, text, ts, id, action}: the Mentions view
+    mentionsUnseen: 0,
     // client_id -> {node, frame, nick, tries}: messages sent and not yet
     // acknowledged; unsent: those whose connection closed first, sent again
     // (same client_id, so the server does not repeat them) after a resume,
@@ -185,6 +304,8 @@
     // and rooms back (tries 0: never sent), sent after them in order.
     pending: new Map(),
     unsent: new Map(),
+    pmPending: [], // {node, to, text, cid}: private messages not echoed yet
+    typed: new Set(), // client_ids of what was typed: errors show by the composer
     resuming: new Map(), // room (lower case) -> {room, point}: resumes not answered yet
     resumeDeadline: 0,
     // Replies to requests the page made on its own are not shown as notices.
@@ -194,15 +315,25 @@
     serverName: "tchat",
     welcomeJoinPending: false,
     account: null, // the account we are logged in to, from login events
-    // A hello with our resume code or token is not answered yet: typed
-    // lines wait (they would be said by the guest the page was welcomed as).
-    waitCode: false,
-    waitToken: false,
-    helloDeadline: 0,
-    welcomeCode: "", // this connection's own code, kept if ours fails
+    // The hello of this connection is not answered yet: frames wait in
+    // held (they belong to a provisional session if the answer is
+    // "continued") and typed lines wait.
+    hello: null, // {cid, code, token, sentCode, tokenSent, welcomeBack, restore}
+    held: [],
+    helloTimer: null,
+    welcomeFrame: null,
+    sessionCode: "", // the resume code of the session this page is
+    codeSent: null, // the code of this connection's hello, until answered
+    missedLeft: 0, // frames still to come that the session missed while away
     restoreRoom: stored("sessionStorage", ROOM_KEY), // shown before a reload
     panelWait: null, // client_id of the login panel's request awaiting its answer
     typedCode: null, // a code typed as /resume CODE: ours once it is answered
+    typedMsgTo: null, // a /msg typed here: its conversation opens when sent
+    typedMentions: false,
+    flash: null, // {room, id}: a message to show once its room is
+    showNext: null, // a room picked in the list: shown once it is current
+    historyAsked: [], // {cid, room}: typed /history requests not answered
+    helpLoaded: false,
   };
 
   let clientSeq = 0;
@@ -220,10 +351,45 @@
     return state.joined.find((r) => sameName(r, room)) || null;
   }
 
+  // -- nick colours ------------------------------------------------------------
+
+  function colourFrom(f, cssKey = "color", nameKey = "color_name") {
+    const css = typeof f[cssKey] === "string" ? f[cssKey] : "";
+    let name = typeof f[nameKey] === "string" ? f[nameKey] : "";
+    if (!name && css) name = state.paletteByCss.get(css.toLowerCase()) || "";
+    return css || name ? { name, css } : null;
+  }
+
+  function noteColour(nick, colour) {
+    if (nick && colour) state.colors.set(lower(nick), colour);
+  }
+
+  function paint(node, colour) {
+    if (!colour) return;
+    const pair = Object.prototype.hasOwnProperty.call(NICK_COLOURS, colour.name)
+      ? NICK_COLOURS[colour.name]
+      : null;
+    if (pair) node.style.setProperty("--nc", `light-dark(${pair[0]}, ${pair[1]})`);
+    else if (/^#[0-9a-f]{3,8}$/i.test(colour.css)) node.style.setProperty("--nc", colour.css);
+  }
+
+  function nickNode(name, colour, door) {
+    const node = el("span", "nick", name);
+    paint(node, colour === undefined ? state.colors.get(lower(name)) : colour);
+    if (door) node.title = `${name} (${door})`;
+    return node;
+  }
+
   // -- sending ---------------------------------------------------------------
 
+  // Connected, welcomed, and the hello answered: requests may go.
   function connected() {
-    return state.ws !== null && state.ws.readyState === WebSocket.OPEN && state.welcomed;
+    return (
+      state.ws !== null &&
+      state.ws.readyState === WebSocket.OPEN &&
+      state.welcomed &&
+      state.hello === null
+    );
   }
 
   function send(frame) {
@@ -294,11 +460,13 @@
       log = {
         nodes: [],
         unread: 0,
+        firstUnread: null, // where "New since you left" goes
         seen: new Set(),
         last: null,
         minId: null,
         more: null,
         loading: null,
+        asked: [], // "older" / "typed": the history pages asked for, in order
         caughtUp: [], // keys of catch-up messages since the last "resumed"
         // Where a resume that was never answered started: the next one
         // starts there too (a join replay may have moved last past
@@ -310,8 +478,16 @@
     return log;
   }
 
-  function viewRoom() {
-    return state.current || NO_ROOM;
+  const convKey = (nick) => "@" + lower(nick);
+  const isConv = (key) => typeof key === "string" && key.startsWith("@");
+
+  function viewKey() {
+    return state.view || state.current || NO_ROOM;
+  }
+
+  // Where answers to what the user typed go: the view they look at.
+  function here() {
+    return viewKey();
   }
 
   // -- message keys: (epoch, id) -----------------------------------------------
@@ -358,6 +534,7 @@
   }
 
   function forget(log, node) {
+    if (log.firstUnread === node) log.firstUnread = null;
     const key = nodeKey(node);
     if (key === null) return;
     log.seen.delete(keyText(key));
@@ -367,6 +544,59 @@
         const k = nodeKey(n);
         if (k !== null && (log.minId === null || k.id < log.minId)) log.minId = k.id;
       }
+    }
+  }
+
+  // -- grouping: a run of lines by one person shows the nick once -------------
+
+  function shown(node) {
+    return settings.presence || !node.classList.contains("msg-presence");
+  }
+
+  function groupAt(log, i) {
+    const node = log.nodes[i];
+    if (!node) return;
+    let prev = null;
+    for (let j = i - 1; j >= 0 && prev === null; j--) {
+      if (shown(log.nodes[j])) prev = log.nodes[j];
+    }
+    const cont =
+      node.dataset.kind === "say" &&
+      prev !== null &&
+      prev.dataset.kind === "say" &&
+      sameName(prev.dataset.from, node.dataset.from) &&
+      prev.classList.contains("msg-incoming") === node.classList.contains("msg-incoming") &&
+      Math.abs(Number(node.dataset.ts) - Number(prev.dataset.ts)) < GROUP_S;
+    node.classList.toggle("msg-cont", cont);
+  }
+
+  function regroup(log) {
+    for (let i = 0; i < log.nodes.length; i++) groupAt(log, i);
+  }
+
+  function regroupNear(log, node) {
+    const i = log.nodes.indexOf(node);
+    if (i < 0) return;
+    groupAt(log, i);
+    for (let j = i + 1; j < log.nodes.length; j++) {
+      groupAt(log, j);
+      if (shown(log.nodes[j])) break;
+    }
+  }
+
+  // -- the live region ----------------------------------------------------------
+
+  // #messages is role=log, aria-live=polite: screen readers read lines as
+  // they arrive.  Lines that are not news (a view shown again, catch-up,
+  // older pages, what a reload brings back) go in while it is off.
+  let quietTimer = null;
+  function quietly(fn) {
+    ui.messages.setAttribute("aria-live", "off");
+    try {
+      return fn();
+    } finally {
+      clearTimeout(quietTimer);
+      quietTimer = setTimeout(() => ui.messages.setAttribute("aria-live", "polite"), QUIET_MS);
     }
   }
 
@@ -383,7 +613,11 @@
     ui.newBelow.hidden = true;
   }
 
-  // Adds a line to a room's log: at the end, or before the line `before`.
+  const marker = el("div", "unread-marker", "New since you left");
+  marker.id = "unread-marker";
+
+  // Adds a line to a log: at the end, or before the line `before`.  unread:
+  // a message someone wrote (counted while its view is not shown).
   function addLine(room, node, { unread = false, before = null } = {}) {
     const key = room || NO_ROOM;
     node.dataset.room = key;
@@ -397,15 +631,20 @@
       forget(log, old);
     }
     if (!log.nodes.includes(node)) return; // older than all the log keeps
-    if (key === viewRoom()) {
+    regroupNear(log, node);
+    const viewed = key === viewKey();
+    if (unread && (!viewed || document.hidden || state.missedLeft > 0) && !log.firstUnread) {
+      log.firstUnread = node;
+    }
+    if (viewed) {
       if (at < 0) ui.messages.append(node);
       else before.before(node);
       if (stickToBottom) scrollToBottom();
       else if (at < 0) ui.newBelow.hidden = false;
-      if (unread && document.hidden) bumpTitle();
     } else if (unread) {
       log.unread += 1;
-      renderRooms();
+      if (isConv(key)) renderConvs();
+      else renderRooms();
     }
   }
 
@@ -415,6 +654,7 @@
       const i = log.nodes.indexOf(node);
       if (i >= 0) log.nodes.splice(i, 1);
       forget(log, node);
+      if (i >= 0 && i < log.nodes.length) groupAt(log, i);
     }
     node.remove();
   }
@@ -427,8 +667,9 @@
 
   function renderOlder() {
     const room = state.current;
-    const log = logFor(viewRoom());
+    const log = logFor(viewKey());
     older.hidden =
+      state.view !== null ||
       !room ||
       !connected() ||
       !findJoined(room) ||
@@ -440,34 +681,73 @@
     older.textContent = log.loading !== null ? "Loading older messages…" : "Load older messages";
   }
 
-  function showView() {
-    const log = logFor(viewRoom());
-    log.unread = 0;
-    ui.messages.replaceChildren(older, ...log.nodes);
-    renderOlder();
-    scrollToBottom();
+  // "New since you left" before the first line that came while away.
+  function placeMarker(log) {
+    const first = log.firstUnread;
+    log.firstUnread = null;
+    if (!first || !first.isConnected) return false;
+    first.before(marker);
+    return true;
   }
 
-  let hiddenUnread = 0;
-  function bumpTitle() {
-    hiddenUnread += 1;
-    document.title = `(${hiddenUnread}) ${state.serverName || "tchat"}`;
-  }
-  document.addEventListener("visibilitychange", () => {
-    if (!document.hidden) {
-      hiddenUnread = 0;
-      document.title = state.serverName || "tchat";
-      refreshRooms();
+  function showView() {
+    const key = viewKey();
+    const log = logFor(key);
+    log.unread = 0;
+    quietly(() => {
+      marker.remove();
+      regroup(log);
+      ui.messages.replaceChildren(older, ...log.nodes);
+    });
+    renderOlder();
+    if (placeMarker(log)) {
+      marker.scrollIntoView({ block: "start" });
+      stickToBottom = atBottom();
+    } else {
+      scrollToBottom();
     }
+    showFlash();
+  }
+
+  function renderTitle() {
+    const name = state.serverName || "tchat";
+    document.title = hiddenCount > 0 ? `(${hiddenCount}) ${name}` : name;
+  }
+
+  // Mentions and private messages while the tab is hidden: "(3) tchat".
+  let hiddenCount = 0;
+  function attention(title, body, key) {
+    if (!document.hidden) return;
+    hiddenCount += 1;
+    renderTitle();
+    if (!settings.notify || typeof Notification !== "function") return;
+    if (Notification.permission !== "granted") return;
+    try {
+      const note = new Notification(title, { body, tag: key });
+      note.onclick = () => {
+        window.focus();
+        openKey(key);
+        note.close();
+      };
+    } catch (e) {
+      // some browsers only notify from a service worker: the title says it
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) return;
+    hiddenCount = 0;
+    renderTitle();
+    const log = logFor(viewKey());
+    log.unread = 0;
+    marker.remove();
+    placeMarker(log);
+    renderRooms();
+    renderConvs();
+    refreshRooms();
   });
 
   // -- rendering lines -------------------------------------------------------
-
-  function nickNode(name, color) {
-    const node = el("span", "nick", name);
-    if (color) node.style.color = color;
-    return node;
-  }
 
   function fillUserMessage(node, m) {
     const action = m.action === true;
@@ -484,9 +764,14 @@
     }
     node.classList.toggle("msg-history", m.history === true);
     node.dataset.nick = str(m.name);
-    const parts = [timeNode(m.ts), space(), badge(m.door), space()];
+    node.dataset.from = str(m.name);
+    node.dataset.kind = action ? "act" : "say";
+    node.dataset.ts = String(typeof m.ts === "number" ? m.ts : Date.now() / 1000);
+    node.dataset.door = str(m.door);
+    const parts = [timeNode(m.ts), space()];
     if (action) parts.push(el("span", "star", "*"), space());
-    parts.push(nickNode(str(m.name), m.color), space(), el("span", "text", text));
+    parts.push(nickNode(str(m.name), colourFrom(m), str(m.door)), space());
+    parts.push(el("span", "text", text));
     node.replaceChildren(...parts);
   }
 
@@ -500,7 +785,7 @@
   // is shown once, at its place in the room's log.
   function userMessage(m, { page = false } = {}) {
     const room = str(m.room) || state.current;
-    if (typeof m.color === "string" && m.name) state.colors.set(str(m.name).toLowerCase(), m.color);
+    noteColour(str(m.name), colourFrom(m));
     const log = logFor(room);
     const key = messageKey(m);
     const catchUp = m.history === true && !page;
@@ -525,6 +810,7 @@
       if (node.dataset.room === room) {
         node.removeAttribute("title"); // "Sending…" no longer
         fillUserMessage(node, m);
+        regroupNear(log, node);
         if (key !== null) {
           noteShown(log, key);
           // Messages that arrived while this one waited for its id may
@@ -540,7 +826,7 @@
             addLine(room, node, { before: placeOf(log, key) });
           }
         }
-        if (room === viewRoom()) renderOlder();
+        if (room === viewKey()) renderOlder();
         return;
       }
       removeLine(pending.node);
@@ -550,28 +836,38 @@
     // Live messages are the room's newest; earlier ones go to their place.
     const before = key !== null && m.history === true ? placeOf(log, key) : null;
     if (key !== null) noteShown(log, key);
-    addLine(room, node, { unread: !page, before });
-    if (room === viewRoom()) renderOlder();
+    const add = () => addLine(room, node, { unread: !page, before });
+    if (m.history === true || state.missedLeft > 0) quietly(add);
+    else add();
+    // A mention is news when live, or when missed while away.
+    const fresh = !page && (m.history !== true || state.resuming.has(lower(room)));
+    if (fresh && node.classList.contains("msg-mention")) noteMention(m, room, node);
+    if (room === viewKey()) renderOlder();
   }
 
-  // The answer to a "load older messages": one page, oldest first.
+  // The answer to a history request: a page asked for by "load older
+  // messages", or the lines of a typed /history, which are listed where
+  // the user looks as well as merged into the log.
   function historyPage(f) {
     const room = str(f.room);
     if (!room) return;
     const log = logFor(room);
-    log.loading = null;
-    if (typeof f.more === "boolean") log.more = f.more;
-    const viewed = room === viewRoom();
+    const asked = log.asked.length ? log.asked.shift() : "typed";
+    if (asked === "older") log.loading = null;
+    if (typeof f.more === "boolean" && asked === "older") log.more = f.more;
+    const list = Array.isArray(f.messages)
+      ? f.messages.filter((m) => m !== null && typeof m === "object" && m.type === "usermsg")
+      : [];
+    const viewed = room === viewKey();
     // Keep the lines on screen where they are while lines go in above.
     const fromBottom = ui.messages.scrollHeight - ui.messages.scrollTop;
     const stuck = stickToBottom;
     stickToBottom = false;
-    if (Array.isArray(f.messages)) {
-      for (const m of f.messages) {
-        if (m === null || typeof m !== "object" || m.type !== "usermsg") continue;
+    quietly(() => {
+      for (const m of list) {
         userMessage({ ...m, room: str(m.room) || room, history: true }, { page: true });
       }
-    }
+    });
     if (viewed) {
       ui.messages.scrollTop = ui.messages.scrollHeight - fromBottom;
       stickToBottom = atBottom();
@@ -579,6 +875,29 @@
     } else {
       stickToBottom = stuck;
     }
+    if (asked === "typed") {
+      const i = state.historyAsked.findIndex((a) => sameName(a.room, room));
+      if (i >= 0) state.historyAsked.splice(i, 1);
+      historyList(room, list);
+    }
+  }
+
+  function historyList(room, list) {
+    const title = list.length
+      ? `The last ${list.length} message${list.length === 1 ? "" : "s"} of ${room}:`
+      : `${room} has no earlier messages.`;
+    const node = systemLine(here(), title, { event: "history" });
+    const items = el("ul", "mention-list");
+    for (const m of list) {
+      const item = el("li");
+      item.append(timeNode(m.ts), space());
+      if (m.action === true) item.append(el("span", "star", "*"), space());
+      item.append(nickNode(str(m.name), colourFrom(m), str(m.door)), space());
+      item.append(el("span", "text", str(m.message)));
+      items.append(item);
+    }
+    if (list.length) node.append(items);
+    if (stickToBottom) scrollToBottom();
   }
 
   // A page of a room's messages before the oldest shown (latest = true:
@@ -589,6 +908,7 @@
     if (log.loading !== null || (log.minId === null && !latest)) return;
     const cid = clientId("older");
     log.loading = cid;
+    log.asked.push("older");
     const frame = { type: "history", room, limit: HISTORY_PAGE, client_id: cid };
     if (!latest) frame.before = log.minId;
     send(frame);
@@ -596,7 +916,9 @@
     setTimeout(() => {
       if (log.loading === cid) {
         log.loading = null;
-        if (room === viewRoom()) renderOlder();
+        const i = log.asked.indexOf("older");
+        if (i >= 0) log.asked.splice(i, 1);
+        if (room === viewKey()) renderOlder();
       }
     }, HISTORY_WAIT_MS);
   }
@@ -609,7 +931,8 @@
     if (!room) return;
     const log = logFor(room);
     const asked = state.resuming.get(room.toLowerCase());
-    state.resuming.delete(room.toLowerCase());
+    if (asked && asked.n > 1) asked.n -= 1;
+    else state.resuming.delete(room.toLowerCase());
     log.resumeFrom = undefined;
     const count = Number.isSafeInteger(f.count) ? f.count : 0;
     const batch = log.caughtUp.slice(Math.max(0, log.caughtUp.length - count));
@@ -624,10 +947,16 @@
         const first = batch.reduce((a, b) => (compareKeys(a, b) <= 0 ? a : b));
         before = placeOf(log, { epoch: first.epoch, id: first.id - 1 });
       }
-      const node = el("div", "msg msg-system gap");
-      node.dataset.event = "gap";
-      node.append(timeNode(), space(), el("span", "text", GAP_TEXT));
-      addLine(room, node, { before });
+      // One marker per spot: a second resume of the same stretch (the
+      // server's own after "welcome back", then ours) finds it there.
+      let i = before === null ? log.nodes.length : log.nodes.indexOf(before);
+      while (i > 0 && nodeKey(log.nodes[i - 1]) === null && !log.nodes[i - 1].classList.contains("gap")) i--;
+      if (!(i > 0 && log.nodes[i - 1].classList.contains("gap"))) {
+        const node = el("div", "msg msg-system gap");
+        node.dataset.event = "gap";
+        node.append(timeNode(), space(), el("span", "text", GAP_TEXT));
+        addLine(room, node, { before });
+      }
     }
     // We now have everything up to the room's latest message (but the gap):
     // the next resume starts there, in the room's current epoch.
@@ -639,7 +968,7 @@
     if (log.minId === null && Number.isSafeInteger(f.last_id) && f.last_id > 0) {
       requestOlder(room, true);
     }
-    if (room === viewRoom()) renderOlder();
+    if (room === viewKey()) renderOlder();
     if (state.resuming.size === 0) showRestoredRoom();
     sendUnsent();
   }
@@ -654,39 +983,180 @@
     send({ type: "join", room: findJoined(room) });
   }
 
+  // -- conversations -----------------------------------------------------------
+
+  function conversation(nick) {
+    const k = lower(nick);
+    let conv = state.convs.get(k);
+    if (!conv) {
+      conv = { nick };
+      state.convs.set(k, conv);
+      renderConvs();
+    }
+    return conv;
+  }
+
+  function openConversation(nick) {
+    conversation(nick);
+    state.view = convKey(nick);
+    closeDrawers();
+    showView();
+    renderAll();
+  }
+
+  function closeConversation() {
+    if (state.view === null) return;
+    const conv = state.convs.get(state.view.slice(1));
+    state.logs.delete(state.view);
+    if (conv) state.convs.delete(lower(conv.nick));
+    state.view = null;
+    showView();
+    renderAll();
+  }
+
+  // Shows a room or conversation by its log key (from a notification).
+  function openKey(key) {
+    if (isConv(key)) {
+      const conv = state.convs.get(key.slice(1));
+      if (conv) openConversation(conv.nick);
+    } else if (key) {
+      showRoom(key);
+    }
+  }
+
+  // A private message, in or out: into its conversation, never a room's log.
   function privateMessage(m) {
     const outgoing = m.outgoing === true;
     const offline = m.offline === true; // kept while we were away: sent long ago
-    const node = el("div", "msg msg-private " + (outgoing ? "msg-outgoing" : "msg-incoming"));
-    if (offline) node.classList.add("msg-offline");
-    const parts = [timeNode(m.ts, offline), space()];
+    const peer = str(outgoing ? m.to : m.from);
+    if (!peer) return;
+    const text = str(m.message);
+    if (!outgoing) noteColour(peer, colourFrom(m));
+    conversation(peer);
+    const key = convKey(peer);
+    let node = null;
     if (outgoing) {
-      const to = str(m.to);
-      parts.push(
-        el("span", "arrow", "->"),
-        space(),
-        el("span", "pm-mark", "*"),
-        nickNode(to, state.colors.get(to.toLowerCase())),
-        el("span", "pm-mark", "*"),
-      );
-      node.dataset.nick = to;
-    } else {
-      const from = str(m.from);
-      if (typeof m.color === "string") state.colors.set(from.toLowerCase(), m.color);
-      parts.push(
-        badge(m.door),
-        space(),
-        el("span", "pm-mark", "*"),
-        nickNode(from, m.color),
-        el("span", "pm-mark", "*"),
-      );
-      node.dataset.nick = from;
+      const i = state.pmPending.findIndex((p) => sameName(p.to, peer) && p.text === text);
+      if (i >= 0) {
+        node = state.pmPending[i].node;
+        state.pmPending.splice(i, 1);
+      }
     }
-    parts.push(space(), el("span", "text", str(m.message)));
+    const fresh = node === null;
+    if (fresh) node = el("div");
+    const from = outgoing ? state.nick || "" : peer;
+    node.className = "msg msg-private " + (outgoing ? "msg-outgoing msg-own" : "msg-incoming");
+    node.removeAttribute("title");
+    if (offline) node.classList.add("msg-offline");
+    node.dataset.nick = peer;
+    node.dataset.from = from;
+    node.dataset.kind = "say";
+    node.dataset.ts = String(typeof m.ts === "number" ? m.ts : Date.now() / 1000);
+    node.dataset.door = outgoing ? "web" : str(m.door);
+    const parts = [timeNode(m.ts, offline), space()];
+    parts.push(nickNode(from, undefined, outgoing ? null : str(m.door)), space());
+    parts.push(el("span", "text", text));
     if (offline) parts.push(space(), el("span", "offline-mark", "(sent while you were away)"));
     node.replaceChildren(...parts);
-    addLine(state.current, node, { unread: !outgoing });
+    if (fresh) {
+      const add = () => addLine(key, node, { unread: !outgoing });
+      if (offline || state.missedLeft > 0) quietly(add);
+      else add();
+    } else {
+      regroupNear(logFor(key), node);
+    }
+    if (outgoing && sameName(state.typedMsgTo, peer)) {
+      state.typedMsgTo = null;
+      if (state.view !== key) openConversation(peer);
+    }
+    if (!outgoing) attention(`${peer} (private)`, text, key);
   }
+
+  // -- mentions ------------------------------------------------------------------
+
+  function noteMention(m, room, node = null) {
+    const id = Number.isSafeInteger(m.id) ? m.id : null;
+    if (id !== null && state.mentions.some((x) => x.id === id && sameName(x.room, room))) return;
+    state.mentions.push({
+      room,
+      id,
+      name: str(m.name),
+      text: str(m.message),
+      ts: m.ts,
+      action: m.action === true,
+      colour: colourFrom(m),
+    });
+    if (state.mentions.length > MENTIONS_KEPT) state.mentions.shift();
+    const seen = node !== null && room === viewKey() && !document.hidden && state.missedLeft === 0;
+    if (!seen) state.mentionsUnseen += 1;
+    renderMentionCount();
+    if (ui.mentionsPanel.open) renderMentions();
+    attention(`${str(m.name)} in ${room}`, str(m.message), room);
+  }
+
+  function renderMentionCount() {
+    const n = state.mentionsUnseen;
+    ui.mentionCount.hidden = n === 0;
+    ui.mentionCount.textContent = n > 99 ? "99+" : String(n);
+    ui.openMentions.setAttribute(
+      "aria-label",
+      n ? `Mentions, ${n} new` : "Mentions",
+    );
+    renderToggleDot();
+  }
+
+  function renderMentions() {
+    const items = [...state.mentions].reverse().map((m) => {
+      const li = el("li", "mention");
+      li.dataset.key = `${m.room} ${m.id}`;
+      li.dataset.room = m.room;
+      if (m.id !== null) li.dataset.id = String(m.id);
+      const button = el("button", "mention-jump");
+      button.type = "button";
+      button.append(timeNode(m.ts, true), space(), el("span", "mention-room", m.room), space());
+      if (m.action) button.append(el("span", "star", "*"), space());
+      button.append(nickNode(m.name, m.colour), space(), el("span", "text", m.text));
+      li.append(button);
+      return li;
+    });
+    replaceList(ui.mentionList, items, null);
+    ui.noMentions.hidden = items.length > 0;
+  }
+
+  function openMentions() {
+    state.mentionsUnseen = 0;
+    renderMentionCount();
+    renderMentions();
+    closeDrawers();
+    openDialog(ui.mentionsPanel, ui.openMentions);
+    const first = ui.mentionList.querySelector("button");
+    if (first) first.focus();
+  }
+
+  ui.openMentions.addEventListener("click", openMentions);
+  ui.mentionList.addEventListener("click", (e) => {
+    const item = e.target.closest("li");
+    if (!item) return;
+    ui.mentionsPanel.close();
+    state.flash = item.dataset.id ? { room: item.dataset.room, id: item.dataset.id } : null;
+    showRoom(item.dataset.room);
+  });
+
+  // Scrolls to the message a mention jumped to, once its room is shown.
+  function showFlash() {
+    const f = state.flash;
+    if (!f || !sameName(f.room, viewKey())) return;
+    state.flash = null;
+    const node = logFor(viewKey()).nodes.find((n) => n.dataset.id === f.id);
+    if (!node) return;
+    node.scrollIntoView({ block: "center" });
+    stickToBottom = atBottom();
+    node.classList.remove("flash");
+    void node.offsetWidth; // restart the animation
+    node.classList.add("flash");
+  }
+
+  // -- notices and errors ---------------------------------------------------------
 
   function systemLine(room, text, { event = "", ts, cls = "msg-system" } = {}) {
     const node = el("div", "msg " + cls);
@@ -696,13 +1166,20 @@
     return node;
   }
 
-  // Messages that named us while we were away, as a short list.
+  // Messages that named us while we were away, as a short list; they go to
+  // the Mentions view too.  Asked for with /mentions, the view opens.
   function mentionsList(f) {
     const list = Array.isArray(f.mentions)
       ? f.mentions.filter((m) => m && typeof m === "object")
       : [];
+    for (const m of list) noteMention(m, str(m.room));
+    if (state.typedMentions) {
+      state.typedMentions = false;
+      openMentions();
+      return;
+    }
     const text = str(f.message);
-    const node = systemLine(state.current, list.length ? text.split("\n")[0] : text, {
+    const node = systemLine(here(), list.length ? text.split("\n")[0] : text, {
       event: "mentions",
     });
     if (!list.length) return;
@@ -712,7 +1189,7 @@
       const item = el("li", "mention");
       item.append(timeNode(m.ts, true), space(), el("span", "mention-room", str(m.room)), space());
       if (m.action === true) item.append(el("span", "star", "*"), space());
-      item.append(nickNode(name, state.colors.get(name.toLowerCase())), space());
+      item.append(nickNode(name), space());
       item.append(el("span", "text", str(m.message)));
       items.append(item);
     }
@@ -723,10 +1200,58 @@
     const node = el("div", "msg msg-error");
     if (code) node.dataset.code = code;
     node.append(timeNode(), space(), el("span", "text", text));
-    addLine(state.current, node);
+    addLine(here(), node);
   }
 
-  // -- rooms, members, topic -------------------------------------------------
+  // An error about what the user typed: next to the composer, until the
+  // next line is sent.
+  function composerError(text) {
+    ui.composerError.textContent = text || "";
+    ui.composerError.hidden = !text;
+  }
+
+  function showNotice(text) {
+    ui.noticeText.textContent = text;
+    ui.notice.hidden = false;
+  }
+
+  // -- rooms, conversations, members, topic -----------------------------------
+
+  // Replaces a list's items, keeping keyboard focus on the same item, with
+  // one item in the tab order (arrow keys move between them).
+  function replaceList(list, items, activeKey) {
+    const focusedItem = list.contains(document.activeElement)
+      ? document.activeElement.closest("li")
+      : null;
+    const focused = focusedItem ? focusedItem.dataset.key : null;
+    list.replaceChildren(...items);
+    const buttons = [...list.querySelectorAll("li > button")];
+    const want = focused !== null ? focused : activeKey;
+    let j = buttons.findIndex((b) => b.parentElement.dataset.key === want);
+    if (j < 0) j = 0;
+    buttons.forEach((b, k) => (b.tabIndex = k === j ? 0 : -1));
+    if (focused !== null && buttons[j]) buttons[j].focus();
+  }
+
+  function listKeys(list) {
+    list.addEventListener("keydown", (e) => {
+      const buttons = [...list.querySelectorAll("li > button")];
+      const i = buttons.indexOf(document.activeElement);
+      if (i < 0) return;
+      const moves = { ArrowDown: i + 1, ArrowUp: i - 1, Home: 0, End: buttons.length - 1 };
+      if (!(e.key in moves)) return;
+      e.preventDefault();
+      const j = Math.max(0, Math.min(buttons.length - 1, moves[e.key]));
+      buttons.forEach((b, k) => (b.tabIndex = k === j ? 0 : -1));
+      buttons[j].focus();
+    });
+  }
+
+  function unreadBadge(n, label) {
+    const node = el("span", "unread", n > 99 ? "99+" : n);
+    node.title = label;
+    return node;
+  }
 
   function renderRooms() {
     const byKey = new Map();
@@ -743,37 +1268,76 @@
       const current = sameName(r.name, state.current);
       const li = el("li", "room");
       li.dataset.room = r.name;
+      li.dataset.key = r.name;
       li.dataset.joined = joined ? "true" : "false";
       if (joined) li.classList.add("joined");
-      if (current) {
-        li.classList.add("current");
-        li.setAttribute("aria-current", "true");
-      }
       const button = el("button", "room-button");
       button.type = "button";
+      if (current && state.view === null) {
+        li.classList.add("current");
+        button.setAttribute("aria-current", "true");
+      }
       const topic = state.topics.get(r.name);
       const topicText = topic ? topic.topic : r.topic;
       button.title =
         (joined ? (current ? "Current room" : "Switch to ") : "Join ") +
         r.name +
         (topicText ? " — " + topicText : "");
-      button.append(el("span", "room-mark", joined ? "●" : "○"), el("span", "room-name", r.name));
+      const mark = el("span", "room-mark", joined ? "●" : "○");
+      mark.setAttribute("aria-hidden", "true");
+      button.append(mark, el("span", "room-name", r.name));
       const cached = state.members.get(r.name);
       const count = typeof r.members === "number" ? r.members : cached ? cached.length : null;
-      if (count !== null) button.append(el("span", "room-count", count));
+      if (count !== null) {
+        const people = el("span", "room-count", count);
+        people.setAttribute("aria-label", `${count} ${count === 1 ? "person" : "people"}`);
+        button.append(people);
+      }
       const log = state.logs.get(r.name);
-      if (log && log.unread > 0 && !current) {
-        const unread = el("span", "unread", log.unread > 99 ? "99+" : log.unread);
-        unread.title = `${log.unread} unread`;
-        button.append(unread);
+      if (log && log.unread > 0 && !(current && state.view === null)) {
+        button.append(unreadBadge(log.unread, `${log.unread} unread`));
       }
       li.append(button);
       return li;
     });
-    ui.rooms.replaceChildren(...items);
-    const anyUnread = [...state.logs.entries()].some(
-      ([room, log]) => room !== viewRoom() && log.unread > 0,
-    );
+    replaceList(ui.rooms, items, state.view === null ? state.current : null);
+    renderToggleDot();
+  }
+
+  function renderConvs() {
+    const items = [...state.convs.values()]
+      .sort((a, b) => (lower(a.nick) < lower(b.nick) ? -1 : 1))
+      .map((c) => {
+        const key = convKey(c.nick);
+        const li = el("li", "room conversation");
+        li.dataset.nick = c.nick;
+        li.dataset.key = c.nick;
+        const button = el("button", "room-button");
+        button.type = "button";
+        button.title = `Private conversation with ${c.nick}`;
+        if (state.view === key) {
+          li.classList.add("current");
+          button.setAttribute("aria-current", "true");
+        }
+        const name = nickNode(c.nick);
+        name.classList.add("room-name");
+        button.append(name);
+        const log = state.logs.get(key);
+        if (log && log.unread > 0 && state.view !== key) {
+          button.append(unreadBadge(log.unread, `${log.unread} unread`));
+        }
+        li.append(button);
+        return li;
+      });
+    replaceList(ui.convs, items, state.view ? state.view.slice(1) : null);
+    ui.noConvs.hidden = items.length > 0;
+    renderToggleDot();
+  }
+
+  function renderToggleDot() {
+    const anyUnread =
+      state.mentionsUnseen > 0 ||
+      [...state.logs.entries()].some(([key, log]) => key !== viewKey() && log.unread > 0);
     ui.toggleRooms.classList.toggle("has-unread", anyUnread);
   }
 
@@ -783,13 +1347,14 @@
     const items = list.map((m) => {
       const li = el("li", "member");
       li.dataset.name = m.name;
+      li.dataset.key = m.name;
       li.dataset.door = m.door;
       li.dataset.registered = String(m.registered === true);
       if (isMe(m.name)) li.classList.add("me");
       const button = el("button", "member-button");
       button.type = "button";
-      button.title = isMe(m.name) ? "You" : `Send ${m.name} a private message`;
-      button.append(nickNode(m.name, state.colors.get(m.name.toLowerCase())));
+      button.title = isMe(m.name) ? "You" : `Talk to ${m.name} privately`;
+      button.append(nickNode(m.name));
       if (m.registered === true) {
         const mark = el("span", "reg", "✓");
         mark.title = "registered";
@@ -808,12 +1373,26 @@
       li.append(button);
       return li;
     });
-    ui.members.replaceChildren(...items);
+    replaceList(ui.members, items, null);
     ui.memberCount.textContent = room ? String(list.length) : "";
   }
 
   function renderTopic() {
     const room = state.current;
+    const conv = state.view ? state.convs.get(state.view.slice(1)) : null;
+    document.body.classList.toggle("in-conversation", conv !== null && conv !== undefined);
+    if (conv) {
+      ui.roomName.textContent = conv.nick;
+      ui.topic.textContent = "";
+      ui.topicBy.textContent = "";
+      ui.leave.textContent = "Close";
+      ui.leave.title = "Close this conversation";
+      ui.leave.disabled = false;
+      document.body.classList.remove("no-room");
+      return;
+    }
+    ui.leave.textContent = "Leave";
+    ui.leave.title = "Leave this room";
     ui.roomName.textContent = room || "no room";
     const info = room ? state.topics.get(room) : null;
     ui.topic.textContent = info && info.topic ? info.topic : "";
@@ -822,26 +1401,45 @@
     document.body.classList.toggle("no-room", !room);
   }
 
+  function renderAll() {
+    renderRooms();
+    renderConvs();
+    renderMembers();
+    renderTopic();
+    renderOlder();
+  }
+
   function setTopic(room, topic, setBy) {
     state.topics.set(room, { topic: topic || "", setBy: setBy || null });
     if (sameName(room, state.current)) renderTopic();
   }
 
-  // The room we talk in changed (or was confirmed): show its log and refresh
-  // what we know about it.
-  function switchTo(room) {
+  // The room we talk in changed (or was confirmed): show its log, unless a
+  // conversation is shown, and refresh what we know about it.
+  function switchTo(room, { show = false } = {}) {
     const changed = room !== state.current;
     state.current = room;
+    if (show) state.view = null;
     store("sessionStorage", ROOM_KEY, room);
-    if (changed) showView();
-    else logFor(viewRoom()).unread = 0;
-    renderRooms();
-    renderMembers();
-    renderTopic();
-    renderOlder();
+    if ((changed || show) && state.view === null) showView();
+    else if (state.view === null) logFor(viewKey()).unread = 0;
+    renderAll();
     if (room) {
       refreshWho();
       refreshTopic();
+    }
+  }
+
+  // Shows a room the user picked: the current one at once, another once
+  // the server has made it current.
+  function showRoom(room) {
+    if (sameName(room, state.current)) {
+      state.view = null;
+      showView();
+      renderAll();
+    } else {
+      state.showNext = room;
+      joinRoom(room);
     }
   }
 
@@ -882,6 +1480,28 @@
       return;
     }
     if (frame === null || typeof frame !== "object") return;
+    const h = state.hello;
+    if (h !== null) {
+      // Until the hello is answered, frames belong to a session that may be
+      // void: they wait, and are dropped if the session continues.
+      if (frame.type === "continued") return onContinued(frame);
+      state.held.push(frame);
+      helloAnswered(h, frame);
+      if (!h.code && !h.token) settle();
+      return;
+    }
+    if (frame.type === "continued") return onContinued(frame); // to a /resume, say
+    dispatch(frame);
+    if (state.missedLeft > 0) {
+      state.missedLeft -= 1;
+      if (state.missedLeft === 0) {
+        marker.remove();
+        placeMarker(logFor(viewKey()));
+      }
+    }
+  }
+
+  function dispatch(frame) {
     switch (frame.type) {
       case "usermsg":
         userMessage(frame);
@@ -931,7 +1551,7 @@
         const room = str(f.room);
         if (room) setTopic(room, f.topic == null ? "" : str(f.topic), f.set_by == null ? null : str(f.set_by));
         if (state.quiet.topic > 0) state.quiet.topic -= 1;
-        else systemLine(state.current, text, { event: "topic_info" });
+        else systemLine(here(), text, { event: "topic_info" });
         return;
       }
       case "rooms": {
@@ -953,7 +1573,7 @@
           renderTopic();
         }
         if (state.quiet.rooms > 0) state.quiet.rooms -= 1;
-        else systemLine(state.current, text, { event: "rooms" });
+        else systemLine(here(), text, { event: "rooms" });
         return;
       }
       case "who": {
@@ -975,9 +1595,11 @@
         }
         const waiting = state.quiet.who.get(room) || 0;
         if (waiting > 0) state.quiet.who.set(room, waiting - 1);
-        else systemLine(state.current, text, { event: "who" });
+        else systemLine(here(), text, { event: "who" });
         return;
       }
+      case "help":
+        return onHelp(f);
       case "status":
         return onStatus(f);
       case "login":
@@ -991,98 +1613,240 @@
         return onAccountPresence(f);
       case "goodbye":
         state.quit = true;
-        systemLine(state.current, text, { event: "goodbye" });
+        if (TAKEN_CODES.has(str(f.code)) || TAKEN_TEXT.test(text)) return takenOver(text);
+        systemLine(here(), text, { event: "goodbye" });
         return;
       default:
-        // motd, help, and anything newer: the readable message is enough.
-        systemLine(state.current, text, { event: str(f.event) });
+        // motd and anything newer: the readable message is enough.
+        systemLine(here(), text, { event: str(f.event) });
         return;
     }
   }
+
+  // -- sessions: welcome, hello, continued -----------------------------------------
 
   function onWelcome(f) {
     state.welcomed = true;
     state.serverName = str(f.server) || "tchat";
     ui.brand.textContent = state.serverName;
-    if (!document.hidden) document.title = state.serverName;
+    renderTitle();
     attempt = 0; // a connection that got this far counts as successful
     state.nick = str(f.name);
     state.welcomeRoom = str(f.room) || null;
     state.welcomeJoinPending = state.welcomeRoom !== null;
+    state.welcomeFrame = f;
     state.joined = [];
     state.members.clear();
     state.quiet = { rooms: 0, topic: 0, who: new Map(), status: new Map() };
     state.nickRequest = null;
     state.resuming.clear();
+    state.missedLeft = 0;
     state.account = null; // until the token logs this connection in
-    renderAccount();
+    if (f.palette && typeof f.palette === "object") {
+      for (const [name, css] of Object.entries(f.palette)) {
+        if (typeof css === "string") state.paletteByCss.set(css.toLowerCase(), name);
+      }
+    }
+    noteColour(state.nick, colourFrom(f));
     for (const log of state.logs.values()) {
       log.loading = null;
+      log.asked = [];
       log.caughtUp = [];
     }
-    if (document.activeElement !== ui.nick) ui.nick.value = state.nick;
-    if (typeof f.color === "string") state.colors.set(state.nick.toLowerCase(), f.color);
-    const motd = Array.isArray(f.motd) ? f.motd.map(str) : [];
-    const lines = [str(f.message)].concat(motd).filter((l) => l !== "");
-    systemLine(state.welcomeRoom || state.current, lines.join("\n"), { event: "welcome" });
-    setConnState("open", "connected");
-    const hello = sendHello(str(f.resume_code));
+    const first = !state.everWelcomed;
+    state.everWelcomed = true;
     const restore = state.restore;
     state.restore = null;
-    if (restore && state.everWelcomed) restoreSession(restore, hello.token !== undefined);
-    state.everWelcomed = true;
+    if (restore && !first) {
+      // Resume from what we showed, whatever the server sends before the
+      // hello is answered (a join replay may move last on).
+      for (const room of restore.rooms) {
+        const log = logFor(room);
+        if (log.resumeFrom === undefined) log.resumeFrom = log.last;
+      }
+    }
+    sendHello(str(f.resume_code), first, first ? null : restore);
+  }
+
+  // The first frame after every welcome.  The code names the session to
+  // continue: on a page's first connection, the one this tab kept (a
+  // reload); later, the page's own (a network drop, a server restart).  A
+  // kept token logs us in, or continues the account's session in a new
+  // tab.  With either, what the server sends waits for the answer.
+  function sendHello(welcomeCode, first, restore) {
+    const hello = { type: "hello", client_id: clientId("hello") };
+    const code = first ? stored("sessionStorage", CODE_KEY) : state.sessionCode;
+    if (code && code !== welcomeCode) hello.code = code;
+    const token = stored("localStorage", TOKEN_KEY);
+    if (token) hello.token = token;
+    state.codeSent = hello.code || null;
+    if (!first && restore) state.restoreRoom = restore.current;
+    state.hello = {
+      cid: hello.client_id,
+      code: hello.code !== undefined,
+      token: hello.token !== undefined,
+      tokenSent: hello.token !== undefined,
+      welcomeCode,
+      welcomeBack: false,
+      restore,
+      first,
+    };
+    state.held = [];
+    send(hello);
+    if (!state.hello.code && !state.hello.token) {
+      settle();
+      return;
+    }
+    const h = state.hello;
+    clearTimeout(state.helloTimer);
+    state.helloTimer = setTimeout(() => {
+      if (state.hello === h) settle(); // never answered: a new session
+    }, HELLO_WAIT_MS);
+  }
+
+  // Notes which part of the hello a frame answers.
+  function helloAnswered(h, f) {
+    const code = str(f.code);
+    if (f.type === "error" && f.client_id === h.cid) {
+      // The server answers the code, then the token.
+      if (code === "token-invalid" || code === "account-unavailable") h.token = false;
+      else if (h.code) h.code = false;
+      else h.token = false;
+    } else if (f.type === "system" && f.event === "status" && /^welcome back\b/i.test(str(f.message))) {
+      h.code = false;
+      h.welcomeBack = true;
+    } else if (f.type === "system" && f.event === "login") {
+      h.token = false;
+    }
+  }
+
+  // The hello did not continue a session: this connection's welcome is the
+  // session (a new one, or one the server restored from its store: "welcome
+  // back"), and what waited is shown.
+  function settle() {
+    const h = state.hello;
+    state.hello = null;
+    clearTimeout(state.helloTimer);
+    const f = state.welcomeFrame;
+    if (!h.welcomeBack) {
+      state.sessionCode = h.welcomeCode;
+      store("sessionStorage", CODE_KEY, h.welcomeCode);
+      state.restoreRoom = null;
+    } else {
+      state.sessionCode = state.codeSent || h.welcomeCode;
+    }
+    if (document.activeElement !== ui.nick) setNickField(state.nick);
+    noteColour(state.nick, colourFrom(f));
+    const motd = Array.isArray(f.motd) ? f.motd.map(str) : [];
+    const lines = [str(f.message)].concat(motd).filter((l) => l !== "");
+    systemLine(state.welcomeRoom || here(), lines.join("\n"), { event: "welcome" });
+    renderAccount();
+    setConnState("open", "connected");
+    const held = state.held;
+    state.held = [];
+    quietly(() => {
+      for (const frame of held) dispatch(frame);
+    });
+    if (h.restore) {
+      if (h.welcomeBack) resumeRooms(h.restore.rooms);
+      else restoreSession(h.restore, h.tokenSent);
+    }
     refreshRooms();
     renderOlder();
     sendUnsent();
   }
 
-  // The first frame after the welcome.  On a page's first connection, a
-  // resume code kept by this tab (a reload) takes back that session: nick,
-  // rooms, what it missed (the page asks for nothing else; see
-  // onStatus and showRestoredRoom).  On every connection a kept token logs
-  // us in to our account without the password.  Later connections of the
-  // page take their session back themselves (restoreSession): the page
-  // knows better than the server what it showed.
-  function sendHello(code) {
-    state.waitCode = state.waitToken = false;
-    state.welcomeCode = code;
-    const hello = { type: "hello", client_id: clientId("hello") };
-    const kept = state.everWelcomed ? null : stored("sessionStorage", CODE_KEY);
-    if (kept && code && kept !== code) {
-      hello.code = kept;
-      state.waitCode = true;
-    } else {
+  // The server still had our session (lingering after a drop, or open in
+  // another tab): take its nick, colour, rooms and account; the welcome's
+  // guest and MOTD never were.  The frames it missed follow.
+  function onContinued(f) {
+    state.hello = null;
+    state.held = [];
+    clearTimeout(state.helloTimer);
+    state.codeSent = null;
+    state.nick = str(f.name) || state.nick;
+    state.chosenNick = state.nick;
+    noteColour(state.nick, colourFrom(f));
+    state.account = typeof f.account === "string" && f.account ? f.account : null;
+    const code = str(f.resume_code);
+    if (code) {
+      state.sessionCode = code;
       store("sessionStorage", CODE_KEY, code);
-      state.restoreRoom = null;
     }
-    const token = stored("localStorage", TOKEN_KEY);
-    if (token) {
-      hello.token = token;
-      state.waitToken = true;
-    }
-    if (hello.code !== undefined || hello.token !== undefined) {
-      const deadline = performance.now() + RESUME_WAIT_MS;
-      state.helloDeadline = deadline;
-      setTimeout(() => {
-        if (state.helloDeadline !== deadline) return;
-        if (state.waitCode) state.restoreRoom = null; // the code was never answered
-        state.waitCode = state.waitToken = false;
-        sendUnsent();
-      }, RESUME_WAIT_MS);
-      send(hello);
-    }
-    return hello;
+    state.joined = Array.isArray(f.rooms) ? f.rooms.map(str).filter((r) => r) : [];
+    state.welcomeJoinPending = false;
+    state.restoreRoom = null;
+    state.missedLeft = Number.isSafeInteger(f.missed) && f.missed > 0 ? f.missed : 0;
+    setNickField(state.nick);
+    renderAccount();
+    setConnState("open", "connected");
+    const current = findJoined(str(f.current));
+    switchTo(current, { show: state.view === null });
+    // Fill in what may have been lost in flight; a reloaded page, which
+    // shows nothing yet, gets each room's latest lines.
+    const fresh = state.joined.filter((room) => {
+      const log = state.logs.get(room);
+      return !log || log.last === null;
+    });
+    resumeRooms(state.joined.filter((room) => !fresh.includes(room)));
+    for (const room of fresh) requestOlder(room, true);
+    refreshRooms();
+    renderAll();
+    sendUnsent();
   }
+
+  // A "resumed" is to come for this room (one more, if the server resumes
+  // it on its own after "welcome back" too).
+  function expectResumed(room, point) {
+    const known = state.resuming.get(room.toLowerCase());
+    if (known) known.n += 1;
+    else state.resuming.set(room.toLowerCase(), { room, point, n: 1 });
+  }
+
+  // One "resume" for these rooms, each from the last message we showed.
+  function resumeRooms(rooms) {
+    if (!rooms.length) return;
+    const points = {};
+    for (const room of rooms) {
+      const log = state.logs.get(room);
+      const last = !log ? null : log.resumeFrom !== undefined ? log.resumeFrom : log.last;
+      if (last === null) points[room] = 0;
+      else if (last.epoch) points[room] = { id: last.id, epoch: last.epoch };
+      else points[room] = last.id; // a bare id: the room's current epoch
+      expectResumed(room, last);
+    }
+    state.resumeDeadline = performance.now() + RESUME_WAIT_MS;
+    setTimeout(sendUnsent, RESUME_WAIT_MS);
+    send({ type: "resume", rooms: points });
+  }
+
+  // A newer connection (another tab, or this one reloaded elsewhere) took
+  // our session: say so calmly, and do not take it back on our own.
+  function takenOver(text) {
+    state.quit = true;
+    state.elsewhere = true;
+    showNotice(text || "This chat continues in another tab or window.");
+  }
+
+  ui.noticeReconnect.addEventListener("click", () => {
+    ui.notice.hidden = true;
+    state.elsewhere = false;
+    state.quit = false;
+    attempt = 0;
+    if (state.ws === null) connect();
+  });
 
   // The answer to the hello's code: "welcome back, NICK: restoring #a, #b"
   // (or "...: you were in no room"), then each room's catch-up and
   // "resumed", which typed lines wait for as after a reconnect.
   function onWelcomeBack(f, message) {
-    state.waitCode = false;
     const listed = /: restoring (.+)$/.exec(message);
     const rooms = Array.isArray(f.rooms) ? f.rooms.map(str) : listed ? listed[1].split(", ") : [];
     for (const room of rooms) {
-      if (room) state.resuming.set(room.toLowerCase(), { room, point: logFor(room).last });
+      if (!room) continue;
+      const log = logFor(room);
+      const point = log.resumeFrom !== undefined ? log.resumeFrom : log.last;
+      expectResumed(room, point);
     }
     if (state.resuming.size) {
       state.resumeDeadline = performance.now() + RESUME_WAIT_MS;
@@ -1092,11 +1856,11 @@
     }
   }
 
-  // After a reconnect: take back the nick and the rooms, current one last,
-  // with what was said in them meanwhile.  One "resume" asks for every
-  // room from the last message we showed in it: the server joins us to
-  // each (without the replay of a join), sends what we missed, then
-  // "resumed".
+  // After a reconnect to a server that no longer had our session: take
+  // back the nick and the rooms, current one last, with what was said in
+  // them meanwhile.  One "resume" asks for every room from the last
+  // message we showed in it: the server joins us to each (without the
+  // replay of a join), sends what we missed, then "resumed".
   function restoreSession(restore, withToken) {
     // The token gives us the account's name back (a guest cannot take it).
     const named = withToken && sameName(restore.nick, restore.account);
@@ -1111,20 +1875,7 @@
     if (restore.current && restore.rooms.some((r) => sameName(r, restore.current))) {
       rooms.push(restore.current);
     }
-    if (rooms.length) {
-      const points = {};
-      for (const room of rooms) {
-        const log = state.logs.get(room);
-        const last = !log ? null : log.resumeFrom !== undefined ? log.resumeFrom : log.last;
-        if (last === null) points[room] = 0;
-        else if (last.epoch) points[room] = { id: last.id, epoch: last.epoch };
-        else points[room] = last.id; // a bare id: the room's current epoch
-        state.resuming.set(room.toLowerCase(), { room, point: last });
-      }
-      state.resumeDeadline = performance.now() + RESUME_WAIT_MS;
-      setTimeout(sendUnsent, RESUME_WAIT_MS);
-      send({ type: "resume", rooms: points });
-    }
+    resumeRooms(rooms);
     if (restore.current && lobby && sameName(restore.current, lobby) && rooms.length > 1) {
       quietStatus(restore.current);
       send({ type: "join", room: restore.current });
@@ -1141,7 +1892,7 @@
     const now = performance.now();
     return (
       (state.resuming.size > 0 && now < state.resumeDeadline) ||
-      ((state.waitCode || state.waitToken) && now < state.helloDeadline) ||
+      state.hello !== null ||
       state.nickRequest !== null
     );
   }
@@ -1182,6 +1933,8 @@
     entry.node.classList.remove("msg-pending");
     entry.node.classList.add("msg-failed");
     entry.node.title = why;
+    const log = state.logs.get(entry.node.dataset.room);
+    if (log) regroupNear(log, entry.node);
   }
 
   function quietStatus(room) {
@@ -1198,6 +1951,14 @@
     return waiting > 0;
   }
 
+  // -- presence --------------------------------------------------------------------
+
+  function presenceLine(room, f) {
+    const node = systemLine(room, msgText(f), { event: str(f.event), ts: f.ts });
+    node.classList.add("msg-presence");
+    regroupNear(logFor(room), node);
+  }
+
   function onJoin(f) {
     const room = str(f.room);
     const name = str(f.name);
@@ -1211,10 +1972,11 @@
         unquietStatus(room);
       }
       systemLine(room, msgText(f), { event: "join", ts: f.ts });
-      switchTo(room);
+      switchTo(room, { show: sameName(room, state.showNext) });
+      if (sameName(room, state.showNext)) state.showNext = null;
     } else {
       addMember(room, name, str(f.door), f.registered === true);
-      systemLine(room, msgText(f), { event: "join", ts: f.ts });
+      presenceLine(room, f);
       if (sameName(room, state.current)) {
         renderMembers();
         refreshWho();
@@ -1226,14 +1988,15 @@
   function onPart(f) {
     const room = str(f.room);
     const name = str(f.name);
-    systemLine(room, msgText(f), { event: "part", ts: f.ts });
     if (isMe(name)) {
+      systemLine(room, msgText(f), { event: "part", ts: f.ts });
       state.joined = state.joined.filter((r) => !sameName(r, room));
       state.members.delete(room);
       const log = state.logs.get(room);
       if (log) log.unread = 0;
       renderRooms();
     } else {
+      presenceLine(room, f);
       removeMember(room, name);
       if (sameName(room, state.current)) {
         renderMembers();
@@ -1247,9 +2010,10 @@
     const name = str(f.name);
     const rooms = roomsOf(name);
     for (const room of rooms) {
-      systemLine(room, msgText(f), { event: str(f.event), ts: f.ts });
+      presenceLine(room, f);
       removeMember(room, name);
     }
+    if (state.convs.has(lower(name))) presenceLine(convKey(name), f);
     renderMembers();
     refreshWho();
     refreshRooms();
@@ -1270,6 +2034,23 @@
     }
     const color = state.colors.get(old.toLowerCase());
     if (color) state.colors.set(now.toLowerCase(), color);
+    // A conversation follows its peer to the new nick.
+    const conv = state.convs.get(lower(old));
+    if (conv && !isMe(old) && !state.convs.has(lower(now))) {
+      state.convs.delete(lower(old));
+      conv.nick = now;
+      state.convs.set(lower(now), conv);
+      const log = state.logs.get(convKey(old));
+      if (log) {
+        state.logs.delete(convKey(old));
+        state.logs.set(convKey(now), log);
+        for (const node of log.nodes) node.dataset.room = convKey(now);
+      }
+      if (state.view === convKey(old)) state.view = convKey(now);
+      systemLine(convKey(now), msgText(f), { event: "nick", ts: f.ts });
+      renderConvs();
+      renderTopic();
+    }
     if (isMe(old)) {
       const request = state.nickRequest;
       state.nick = now;
@@ -1277,7 +2058,7 @@
       state.nickRequest = null;
       if (request && request.then && sameName(request.name, now)) request.then();
       if (document.activeElement !== ui.nick || sameName(ui.nick.value.trim(), now)) {
-        ui.nick.value = now;
+        setNickField(now);
       }
     }
     renderMembers();
@@ -1300,9 +2081,13 @@
   function onStatus(f) {
     const message = str(f.message);
     if (/^welcome back\b/i.test(message)) {
-      if (state.waitCode) onWelcomeBack(f, message);
-      else if (state.typedCode) store("sessionStorage", CODE_KEY, state.typedCode);
+      if (state.codeSent) onWelcomeBack(f, message);
+      else if (state.typedCode) {
+        store("sessionStorage", CODE_KEY, state.typedCode);
+        state.sessionCode = state.typedCode;
+      }
       state.typedCode = null;
+      state.codeSent = null;
     }
     // The current room comes from the status text; a "room" field, should
     // the server add one, is preferred.
@@ -1316,7 +2101,9 @@
     if (room) {
       quiet = unquietStatus(room);
       if (!findJoined(room)) state.joined.push(room);
-      switchTo(room);
+      const show = sameName(room, state.showNext);
+      if (show) state.showNext = null;
+      switchTo(room, { show });
     } else if (noRoom) {
       switchTo(null);
     } else {
@@ -1325,7 +2112,21 @@
       // "too many failed logins lately: yours is checked in N s"
       if (state.panelWait !== null && /log/i.test(message)) panelError(message);
     }
-    if (!quiet) systemLine(state.current, message, { event: "status" });
+    if (!quiet) systemLine(room && state.view === null ? room : here(), message, { event: "status" });
+  }
+
+  // /help: the commands in the help panel, not the log.
+  function onHelp(f) {
+    const list = Array.isArray(f.commands)
+      ? f.commands.filter((c) => c && typeof c === "object")
+      : [];
+    const parts = [];
+    for (const c of list) parts.push(el("dt", "", str(c.usage)), el("dd", "", str(c.description)));
+    if (!parts.length) parts.push(el("dd", "", str(f.message)));
+    ui.helpCommands.replaceChildren(...parts);
+    state.helpLoaded = true;
+    closeDrawers();
+    if (!ui.helpPanel.open) openDialog(ui.helpPanel, ui.openHelp);
   }
 
   function errorFrame(f) {
@@ -1346,8 +2147,14 @@
       }
       return;
     }
+    if (TAKEN_CODES.has(code) || (TAKEN_TEXT.test(message) && !cid)) return takenOver(message);
     if (cid.startsWith("older-")) {
-      for (const log of state.logs.values()) if (log.loading === cid) log.loading = null;
+      for (const log of state.logs.values()) {
+        if (log.loading !== cid) continue;
+        log.loading = null;
+        const i = log.asked.indexOf("older");
+        if (i >= 0) log.asked.splice(i, 1);
+      }
       renderOlder();
     }
     // Answers to the hello: the code or the token did not work.
@@ -1356,18 +2163,30 @@
       state.account = null;
       renderAccount();
     }
-    if (code === "token-invalid" || code === "account-unavailable") state.waitToken = false;
-    const codeFailed = /^(no-such-session|history-unavailable|banned|bad-arguments)$/;
-    if (state.waitCode && codeFailed.test(code)) {
-      state.waitCode = false;
-      state.restoreRoom = null;
-      store("sessionStorage", CODE_KEY, state.welcomeCode); // we are this connection now
+    const hello = cid.startsWith("hello-");
+    if (hello && code !== "token-invalid") {
+      // The welcome that came with this connection says what we are now.
+      state.codeSent = null;
+      return;
+    }
+    // A typed /history that failed: no page is coming for it.
+    const typedHistory = state.historyAsked.findIndex((a) => a.cid === cid);
+    if (cid && typedHistory >= 0) {
+      const log = logFor(state.historyAsked[typedHistory].room);
+      const i = log.asked.lastIndexOf("typed");
+      if (i >= 0) log.asked.splice(i, 1);
+      state.historyAsked.splice(typedHistory, 1);
     }
     const asked = state.nickRequest;
     if (cid && state.pending.has(cid)) {
       const pending = state.pending.get(cid);
       state.pending.delete(cid);
       failPending(pending, "Not sent: " + message);
+    }
+    const pm = state.pmPending.findIndex((p) => p.cid === cid);
+    if (cid && pm >= 0) {
+      failPending(state.pmPending[pm], "Not sent: " + message);
+      state.pmPending.splice(pm, 1);
     }
     const nickError = cid.startsWith("nick-") || code.startsWith("nick-");
     if (nickError && state.nickRequest && state.nickRequest.retries > 0 && code === "nick-taken") {
@@ -1379,7 +2198,7 @@
       }, NICK_RETRY_MS);
       if (request.retries === NICK_RETRIES - 1) {
         systemLine(
-          state.current,
+          here(),
           `${request.name} is still taken (perhaps by your previous connection); trying again…`,
           { event: "status" },
         );
@@ -1388,7 +2207,7 @@
     }
     if (nickError) {
       state.nickRequest = null;
-      if (state.nick) ui.nick.value = state.nick;
+      if (state.nick) setNickField(state.nick);
       if (asked && asked.failed) asked.failed(message);
     }
     const forPanel = cid !== "" && cid === state.panelWait;
@@ -1400,7 +2219,12 @@
       state.panelWait = null;
       panelError(message);
     }
-    if (!forPanel || !ui.panel.open) errorLine(message, code);
+    if (state.typed.has(cid)) {
+      state.typed.delete(cid);
+      if (!forPanel || !ui.panel.open) composerError(message);
+    } else if (!forPanel || !ui.panel.open) {
+      errorLine(message, code);
+    }
     sendUnsent();
   }
 
@@ -1410,17 +2234,29 @@
 
   // -- user actions ----------------------------------------------------------
 
+  // What the user typed, by client_id: its errors show by the composer.
+  function noteTyped(cid) {
+    state.typed.add(cid);
+    if (state.typed.size > 200) state.typed.delete(state.typed.values().next().value);
+  }
+
+  function setNickField(nick) {
+    ui.nick.value = nick || "";
+    if (document.activeElement !== ui.settingsNick) ui.settingsNick.value = nick || "";
+  }
+
   function requestNick(name, restoring = false, existing = null) {
     const cid = clientId("nick");
     const request = existing || { name, retries: restoring ? NICK_RETRIES : 0 };
     request.clientId = cid;
     state.nickRequest = request;
+    if (!restoring) noteTyped(cid);
     send({ type: "nick", name, client_id: cid });
     // A nick the server takes as unchanged gets no answer: stop waiting.
     setTimeout(() => {
       if (state.nickRequest === request && request.clientId === cid) {
         state.nickRequest = null;
-        if (document.activeElement !== ui.nick && state.nick !== null) ui.nick.value = state.nick;
+        if (document.activeElement !== ui.nick && state.nick !== null) setNickField(state.nick);
         if (request.failed) request.failed(`${name} did not become your nick.`);
         sendUnsent();
       }
@@ -1428,32 +2264,35 @@
     return request;
   }
 
-  function submitNick() {
-    const wanted = ui.nick.value.trim();
+  function submitNick(field = ui.nick) {
+    const wanted = field.value.trim();
     if (!wanted || state.nick === null || wanted === state.nick) {
-      if (state.nick !== null) ui.nick.value = state.nick;
+      if (state.nick !== null) setNickField(state.nick);
       return;
     }
     if (state.nickRequest && state.nickRequest.name === wanted) return; // already asked
     if (!connected()) {
-      errorLine("Not connected: your nick was not changed.", "offline");
-      ui.nick.value = state.nick;
+      composerError("Not connected: your nick was not changed.");
+      setNickField(state.nick);
       return;
     }
+    composerError("");
     requestNick(wanted);
   }
 
-  ui.nick.addEventListener("keydown", (e) => {
-    if (e.key === "Enter") {
-      e.preventDefault();
-      submitNick();
-      ui.message.focus();
-    } else if (e.key === "Escape") {
-      if (state.nick !== null) ui.nick.value = state.nick;
-      ui.message.focus();
-    }
-  });
-  ui.nick.addEventListener("blur", submitNick);
+  for (const field of [ui.nick, ui.settingsNick]) {
+    field.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") {
+        e.preventDefault();
+        submitNick(field);
+        if (field === ui.nick) ui.message.focus();
+      } else if (e.key === "Escape" && field === ui.nick) {
+        if (state.nick !== null) setNickField(state.nick);
+        ui.message.focus();
+      }
+    });
+    field.addEventListener("change", () => submitNick(field));
+  }
 
   const history = [];
   let historyAt = 0;
@@ -1463,41 +2302,54 @@
     e.preventDefault();
     const raw = ui.message.value;
     if (!raw.trim()) return;
-    if (!connected()) {
-      errorLine("Not connected: your message was not sent.", "offline");
+    composerError("");
+    if (!connected() && state.hello === null) {
+      composerError("Not connected: your message was not sent.");
       return;
     }
+    const trimmed = raw.trim();
+    const command = trimmed.startsWith("/") && !trimmed.startsWith("//");
+    const conv = state.view ? state.convs.get(state.view.slice(1)) : null;
+    if (conv && !command) return sendPrivate(conv.nick, raw, trimmed);
     const cid = clientId("c");
     const frame = { type: "message", message: raw, client_id: cid };
     if (state.current) frame.room = state.current;
     if (encoder.encode(JSON.stringify(frame)).length > MAX_FRAME_BYTES) {
       // The server would close the connection (1009) for a frame this big.
-      errorLine("That message is too long to send.", "too-long");
+      composerError("That message is too long to send.");
       return;
     }
-    const trimmed = raw.trim();
+    noteTyped(cid);
     const typedCode = /^\/resume\s+(\S+)/i.exec(trimmed);
     if (typedCode) state.typedCode = typedCode[1];
+    const msgTo = /^\/(?:msg|query)\s+(\S+)\s+\S/i.exec(trimmed);
+    if (msgTo) state.typedMsgTo = msgTo[1];
+    if (/^\/history\b/i.test(trimmed) && state.current) {
+      logFor(state.current).asked.push("typed");
+      state.historyAsked.push({ cid, room: state.current });
+    }
+    if (/^\/mentions\b/i.test(trimmed)) state.typedMentions = true;
     // Plain text (and //text, which the server sends as /text) comes back
-    // as an acknowledgement; show it as pending until then.
-    const text = !trimmed.startsWith("/") || trimmed.startsWith("//");
-    // After a reconnect, lines still to be sent again go first, and none
-    // goes before the nick is back: this one waits (see sendUnsent).
-    const wait = text && (state.unsent.size > 0 || holdingMessages());
+    // as an acknowledgement; show it as pending until then.  After a
+    // reconnect, lines still to be sent again go first, and none goes
+    // before the nick is back: this one waits (see sendUnsent).
+    const wait = !command && (state.unsent.size > 0 || holdingMessages());
     if (!wait && !send(frame)) {
-      errorLine("Not connected: your message was not sent.", "offline");
+      composerError("Not connected: your message was not sent.");
       return;
     }
-    if (text) {
+    if (!command) {
       const node = el("div", "msg msg-user msg-own msg-pending");
       node.dataset.clientId = cid;
+      node.dataset.from = state.nick || "";
+      node.dataset.kind = "say";
+      node.dataset.ts = String(Date.now() / 1000);
+      node.dataset.door = "web";
       node.title = "Sending…";
       node.append(
         timeNode(),
         space(),
-        badge("web"),
-        space(),
-        nickNode(state.nick || "", state.colors.get((state.nick || "").toLowerCase())),
+        nickNode(state.nick || "", undefined, "web"),
         space(),
         el("span", "text", trimmed.startsWith("//") ? trimmed.slice(1) : trimmed),
       );
@@ -1505,13 +2357,42 @@
       (wait ? state.unsent : state.pending).set(cid, entry);
       addLine(state.current, node);
     }
+    typedLine(raw, trimmed);
+  });
+
+  // A private message typed in its conversation: shown as pending until
+  // the server's copy comes back.
+  function sendPrivate(to, raw, trimmed) {
+    if (!connected()) {
+      composerError("Not connected: your message was not sent.");
+      return;
+    }
+    const text = trimmed.startsWith("//") ? trimmed.slice(1) : trimmed;
+    const cid = clientId("pm");
+    noteTyped(cid);
+    if (!send({ type: "msg", to, message: text, client_id: cid })) {
+      composerError("Not connected: your message was not sent.");
+      return;
+    }
+    const node = el("div", "msg msg-private msg-outgoing msg-own msg-pending");
+    node.dataset.from = state.nick || "";
+    node.dataset.kind = "say";
+    node.dataset.ts = String(Date.now() / 1000);
+    node.title = "Sending…";
+    node.append(timeNode(), space(), nickNode(state.nick || ""), space(), el("span", "text", text));
+    state.pmPending.push({ node, to, text, cid });
+    addLine(convKey(to), node);
+    typedLine(raw, trimmed);
+  }
+
+  function typedLine(raw, trimmed) {
     if (history[history.length - 1] !== raw && !SECRET.test(trimmed)) history.push(raw);
     if (history.length > 100) history.shift();
     historyAt = history.length;
     draft = "";
     ui.message.value = "";
     scrollToBottom();
-  });
+  }
 
   ui.message.addEventListener("keydown", (e) => {
     if (e.key === "ArrowUp" && historyAt > 0) {
@@ -1528,7 +2409,7 @@
 
   function joinRoom(room) {
     if (!connected()) {
-      errorLine("Not connected.", "offline");
+      composerError("Not connected.");
       return;
     }
     if (findJoined(room)) quietStatus(findJoined(room));
@@ -1538,9 +2419,14 @@
   ui.rooms.addEventListener("click", (e) => {
     const item = e.target.closest("[data-room]");
     if (!item || !ui.rooms.contains(item)) return;
-    const room = item.dataset.room;
     closeDrawers();
-    if (!sameName(room, state.current)) joinRoom(room);
+    showRoom(item.dataset.room);
+  });
+
+  ui.convs.addEventListener("click", (e) => {
+    const item = e.target.closest("[data-nick]");
+    if (!item || !ui.convs.contains(item)) return;
+    openConversation(item.dataset.nick);
   });
 
   ui.joinForm.addEventListener("submit", (e) => {
@@ -1548,15 +2434,17 @@
     let room = ui.joinRoom.value.trim();
     if (!room) return;
     if (!room.startsWith("#")) room = "#" + room;
+    state.showNext = room;
     joinRoom(room);
     ui.joinRoom.value = "";
     closeDrawers();
   });
 
   ui.leave.addEventListener("click", () => {
+    if (state.view !== null) return closeConversation();
     if (!state.current) return;
     if (!connected()) {
-      errorLine("Not connected.", "offline");
+      composerError("Not connected.");
       return;
     }
     send({ type: "part", room: state.current });
@@ -1565,10 +2453,95 @@
   ui.members.addEventListener("click", (e) => {
     const item = e.target.closest("[data-name]");
     if (!item || isMe(item.dataset.name)) return;
-    ui.message.value = `/msg ${item.dataset.name} `;
-    closeDrawers();
+    openConversation(item.dataset.name);
     ui.message.focus();
   });
+
+  for (const list of [ui.rooms, ui.convs, ui.members, ui.mentionList]) listKeys(list);
+
+  // -- dialogs: help, settings, mentions, account ------------------------------------
+
+  function openDialog(dialog, opener) {
+    closeDrawers();
+    if (!dialog.open) dialog.showModal();
+    if (opener) opener.setAttribute("aria-expanded", "true");
+    dialog.addEventListener(
+      "close",
+      () => {
+        if (opener) opener.setAttribute("aria-expanded", "false");
+      },
+      { once: true },
+    );
+  }
+
+  for (const dialog of [ui.helpPanel, ui.settingsPanel, ui.mentionsPanel, ui.panel]) {
+    dialog.addEventListener("click", (e) => {
+      if (e.target === dialog) dialog.close(); // the backdrop, outside the box
+    });
+    for (const button of dialog.querySelectorAll("[data-close]")) {
+      button.addEventListener("click", () => dialog.close());
+    }
+  }
+
+  ui.openHelp.addEventListener("click", () => {
+    if (!state.helpLoaded && connected()) send({ type: "help", client_id: clientId("help") });
+    else openDialog(ui.helpPanel, ui.openHelp);
+  });
+
+  ui.openSettings.addEventListener("click", () => {
+    const form = ui.settingsForm;
+    for (const input of form.querySelectorAll('input[name="theme"]')) {
+      input.checked = input.value === settings.theme;
+    }
+    for (const input of form.querySelectorAll('input[name="clock"]')) {
+      input.checked = input.value === settings.clock;
+    }
+    ui.setPresence.checked = settings.presence;
+    ui.setNotify.checked = settings.notify && notifyAllowed();
+    ui.settingsNick.value = state.nick || "";
+    ui.notifyNote.textContent = "";
+    openDialog(ui.settingsPanel, ui.openSettings);
+  });
+
+  ui.settingsForm.addEventListener("submit", (e) => e.preventDefault());
+
+  function notifyAllowed() {
+    return typeof Notification === "function" && Notification.permission === "granted";
+  }
+
+  ui.settingsForm.addEventListener("change", (e) => {
+    const input = e.target;
+    if (input.name === "theme") settings.theme = input.value;
+    else if (input.name === "clock") {
+      settings.clock = input.value;
+      retime();
+    } else if (input === ui.setPresence) {
+      settings.presence = input.checked;
+      applySettings();
+      regroup(logFor(viewKey()));
+      if (stickToBottom) scrollToBottom();
+    } else if (input === ui.setNotify) {
+      settings.notify = input.checked;
+      if (input.checked) askNotify();
+    }
+    applySettings();
+    saveSettings();
+  });
+
+  function askNotify() {
+    if (typeof Notification !== "function") {
+      settings.notify = ui.setNotify.checked = false;
+      ui.notifyNote.textContent = "This browser cannot show notifications.";
+      return;
+    }
+    if (Notification.permission === "granted") return;
+    Promise.resolve(Notification.requestPermission()).then((answer) => {
+      const granted = answer === "granted";
+      settings.notify = ui.setNotify.checked = granted;
+      ui.notifyNote.textContent = granted ? "" : "The browser does not allow notifications here.";
+      saveSettings();
+    });
+  }
 
   // -- account: the login panel ------------------------------------------------
   //
@@ -1617,8 +2590,7 @@
       const nick = state.nick && !/^guest-/.test(state.nick) ? state.nick : "";
       ui.accountName.value = name || ui.accountName.value || nick;
     }
-    if (!ui.panel.open) ui.panel.showModal();
-    ui.account.setAttribute("aria-expanded", "true");
+    openDialog(ui.panel, ui.account);
     if (state.account !== null) ui.logout.focus();
     else (ui.accountName.value ? ui.password : ui.accountName).focus();
   }
@@ -1631,14 +2603,7 @@
   ui.panel.addEventListener("close", () => {
     clearPasswords();
     state.panelWait = null;
-    ui.account.setAttribute("aria-expanded", "false");
   });
-  ui.panel.addEventListener("click", (e) => {
-    if (e.target === ui.panel) closePanel(); // the backdrop, outside the box
-  });
-  for (const button of ui.panel.querySelectorAll("[data-close]")) {
-    button.addEventListener("click", closePanel);
-  }
   ui.account.addEventListener("click", () => openPanel(""));
 
   ui.switchMode.addEventListener("click", () => {
@@ -1703,12 +2668,11 @@
 
   function onLogin(f) {
     state.account = str(f.name) || state.nick;
-    state.waitToken = false;
     if (typeof f.token === "string" && f.token) store("localStorage", TOKEN_KEY, f.token);
     state.panelWait = null;
     closePanel();
     renderAccount();
-    systemLine(state.current, str(f.message), { event: "login" });
+    systemLine(here(), str(f.message), { event: "login" });
     refreshWho(); // our registered mark
     sendUnsent();
   }
@@ -1719,7 +2683,7 @@
     state.panelWait = null;
     closePanel();
     renderAccount();
-    systemLine(state.current, str(f.message), { event: "logout" });
+    systemLine(here(), str(f.message), { event: "logout" });
     refreshWho();
   }
 
@@ -1752,17 +2716,35 @@
     setDrawer(null);
   }
 
+  function focusFirst(panel) {
+    const target = panel.querySelector('button[tabindex="0"], li > button, button, input');
+    if (target) target.focus();
+  }
+
   ui.toggleRooms.addEventListener("click", () => {
     const open = !document.body.classList.contains("show-rooms");
     setDrawer(open ? "rooms" : null);
-    if (open) refreshRooms();
+    if (open) {
+      refreshRooms();
+      focusFirst($("rooms-panel"));
+    }
   });
-  ui.toggleMembers.addEventListener("click", () =>
-    setDrawer(document.body.classList.contains("show-members") ? null : "members"),
-  );
+  ui.toggleMembers.addEventListener("click", () => {
+    const open = !document.body.classList.contains("show-members");
+    setDrawer(open ? "members" : null);
+    if (open) focusFirst($("members-panel"));
+  });
   ui.backdrop.addEventListener("click", closeDrawers);
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape") closeDrawers();
+    if (e.key !== "Escape") return;
+    const drawer = document.body.classList.contains("show-rooms")
+      ? ui.toggleRooms
+      : document.body.classList.contains("show-members")
+        ? ui.toggleMembers
+        : null;
+    setDrawer(null);
+    if (drawer) drawer.focus();
+    else if (!ui.composerError.hidden && document.activeElement === ui.message) composerError("");
   });
 
   // -- connection ------------------------------------------------------------
@@ -1808,10 +2790,17 @@
     });
   }
 
-  function onClose(event) {
-    const wasWelcomed = state.welcomed;
+  function onClose() {
+    const wasWelcomed = state.welcomed && state.hello === null;
     state.ws = null;
     state.welcomed = false;
+    if (state.hello !== null) {
+      // Closed before the hello was answered: the session is what it was.
+      state.restore = state.hello.restore;
+      state.hello = null;
+      state.held = [];
+      clearTimeout(state.helloTimer);
+    }
     cancelRefreshes();
     if (wasWelcomed) {
       // Remember what to take back after reconnecting.
@@ -1838,18 +2827,24 @@
       if (state.quit) failPending(entry, "Not sent: the connection closed");
       else state.unsent.set(cid, entry);
     }
+    // A private message has no id to send it again by: it may have gone.
+    for (const entry of state.pmPending) {
+      failPending(entry, "Not confirmed: the connection closed; it may not have been sent");
+    }
+    state.pmPending = [];
     for (const { room, point } of state.resuming.values()) {
       const log = logFor(room);
       if (log.resumeFrom === undefined) log.resumeFrom = point;
     }
     state.resuming.clear();
+    state.missedLeft = 0;
     renderOlder();
     state.nickRequest = null;
     state.members.clear();
     renderMembers();
-    if (wasWelcomed && !state.quit) {
-      const why = event.reason ? `: ${event.reason}` : "";
-      systemLine(state.current, `Connection lost (code ${event.code}${why})`, { event: "closed" });
+    if (state.elsewhere) {
+      setConnState("elsewhere", "continued elsewhere");
+      return;
     }
     if (state.quit) {
       setConnState("closed", "disconnected");
@@ -1883,10 +2878,10 @@
 
   // -- start -----------------------------------------------------------------
 
-  renderRooms();
-  renderMembers();
-  renderTopic();
+  applySettings();
+  renderAll();
   renderAccount();
+  renderMentionCount();
   connect();
   setInterval(() => {
     if (!document.hidden) refreshRooms();

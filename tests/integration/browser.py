@@ -129,17 +129,22 @@ class ChatPage:
         name: str,
         door: str = "web",
         context: BrowserContext | None = None,
+        **options: Any,
     ) -> None:
         """
         @param context: Open the page as a new tab of this browser context
             (sharing its storage) instead of in a context of its own.
+        @param options: For a context of its own: more options of
+            Playwright's C{new_context} (C{viewport}, C{color_scheme},
+            C{bypass_csp} to inject axe-core).
         """
         self.name = name
         self.door = door
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         if context is None:
-            context = browser.new_context(viewport={"width": 1100, "height": 700})
+            options.setdefault("viewport", {"width": 1100, "height": 700})
+            context = browser.new_context(**options)
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
         page.on("dialog", self._dialog)
@@ -153,6 +158,28 @@ class ChatPage:
             window.tchatStates = [];
             window.tchatSockets = [];
             window.tchatFrames = [];
+            // Desktop notifications the page shows, granted at once; and a
+            // way to hide the tab (headless Chromium's tab is never hidden).
+            window.tchatNotes = [];
+            window.Notification = class {
+              static permission = "granted";
+              static requestPermission() { return Promise.resolve("granted"); }
+              constructor(title, options) {
+                window.tchatNotes.push({title, body: (options || {}).body});
+              }
+              close() {}
+            };
+            let hidden = false;
+            Object.defineProperty(document, "hidden", {get: () => hidden});
+            Object.defineProperty(document, "visibilityState",
+              {get: () => hidden ? "hidden" : "visible"});
+            window.tchatSetHidden = (value) => {
+              hidden = value;
+              document.dispatchEvent(new Event("visibilitychange"));
+            };
+            // For each line added to the log: whether screen readers were
+            // to announce it (the log's aria-live when it went in).
+            window.tchatLive = [];
             window.WebSocket = class extends window.WebSocket {
               constructor(...args) {
                 super(...args);
@@ -188,6 +215,18 @@ class ChatPage:
               window.tchatStates.push(status.dataset.state);
               new MutationObserver(() => window.tchatStates.push(status.dataset.state))
                 .observe(status, {attributes: true, attributeFilter: ["data-state"]});
+              const log = document.getElementById("messages");
+              new MutationObserver((records) => {
+                for (const r of records) for (const n of r.addedNodes) {
+                  if (!n.classList || !n.classList.contains("msg")) continue;
+                  const text = n.querySelector(".text");
+                  window.tchatLive.push({
+                    text: text ? text.textContent : "",
+                    live: log.getAttribute("aria-live"),
+                  });
+                }
+                if (window.tchatLive.length > 500) window.tchatLive.splice(0, 100);
+              }).observe(log, {childList: true});
             });
             """.replace("FRAMES", str(FRAMES))
         )
@@ -267,7 +306,8 @@ class ChatPage:
     ) -> Locator:
         """
         Wait until the last user message shown is C{text} from C{nick},
-        then check its nick, door badge and room.
+        then check its nick, door (on the line and in its nick's title: a
+        line shows no door badge) and room.
 
         @return: That message.
         """
@@ -276,7 +316,10 @@ class ChatPage:
         last = self.locator("#messages .msg-user").last
         expect(last.locator(".text")).to_have_text(text, timeout=WAIT_MS)
         expect(last.locator(".nick")).to_have_text(nick, timeout=WAIT_MS)
-        expect(last.locator(".badge")).to_have_text(door, timeout=WAIT_MS)
+        expect(last).to_have_attribute("data-door", door, timeout=WAIT_MS)
+        expect(last.locator(".nick")).to_have_attribute(
+            "title", f"{nick} ({door})", timeout=WAIT_MS
+        )
         expect(last).to_have_attribute("data-room", room, timeout=WAIT_MS)
         return last
 

@@ -829,16 +829,24 @@ class BrowserTests(TestCase):
         tab = ChatPage(browser, url, "alice", context=alice.context)
         tab.expect_state("open")
         logged_in(tab)
+        # The private message waits in its conversation, not a room's log.
+        conversation = tab.locator('#conversations [data-nick="carol"]')
+        expect(conversation.locator(".unread")).to_have_text("1")
         offline = tab.locator("#messages .msg-private.msg-offline")
+        expect(offline).to_have_count(0)
+        mention = tab.locator('#messages .msg[data-event="mentions"] .mention')
+        expect(mention).to_have_count(1)
+        expect(mention.locator(".text")).to_have_text("alice: are you there?")
+        expect(mention.locator(".nick")).to_have_text("carol")
+        conversation.locator("button").click()
+        expect(tab.locator("#room-name")).to_have_text("carol")
         expect(offline.locator(".text")).to_have_text("see you tomorrow")
         expect(offline.locator(".time")).to_have_text(
             re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d\]$")
         )
         expect(offline.locator(".offline-mark")).to_be_visible()
-        mention = tab.locator('#messages .msg[data-event="mentions"] .mention')
-        expect(mention).to_have_count(1)
-        expect(mention.locator(".text")).to_have_text("alice: are you there?")
-        expect(mention.locator(".nick")).to_have_text("carol")
+        tab.locator("#leave").click()  # "Close": back to the room
+        expect(tab.locator("#room-name")).to_have_text("#lobby")
         self.assertNotIn(password, kept(tab))
 
         # -- its connection drops: back by itself, logged in by its token ---
