@@ -79,7 +79,7 @@
   const SECRET = /^\/(login|identify|register|password|unregister)\b/i;
   // How the server tells a connection that a newer one took its session.
   const TAKEN_CODES = new Set(["taken-over", "session-taken", "replaced"]);
-  const TAKEN_TEXT = /taken over|from another connection|continued elsewhere/i;
+  const TAKEN_TEXT = /resumed by a new connection|logged in from another connection|taken over/i;
   const encoder = new TextEncoder();
 
   // Nick colours by palette name: [light theme, dark theme], each at least
@@ -88,17 +88,29 @@
   // name is shown as the server's CSS value.  Add a line per new name.
   const NICK_COLOURS = {
     red: ["#b71c1c", "#ff8a80"],
+    "bright-red": ["#c0172c", "#ff7a8e"],
+    coral: ["#a93a1f", "#ffab91"],
+    orange: ["#a04000", "#ffb74d"],
+    brown: ["#7b4a1e", "#d7a77a"],
+    gold: ["#7a5f00", "#ffd740"],
+    yellow: ["#8a5d00", "#ffe9a0"],
+    "bright-yellow": ["#6b6300", "#fff59d"],
+    olive: ["#5c6300", "#d4d67a"],
+    lime: ["#467000", "#c6f57a"],
+    "bright-green": ["#1e7a1e", "#a5f0a8"],
     green: ["#27692b", "#81c784"],
-    yellow: ["#8a5d00", "#ffd54f"],
-    blue: ["#1565c0", "#90caf9"],
-    magenta: ["#ad1457", "#f48fb1"],
+    teal: ["#00695c", "#64e3c8"],
+    "bright-cyan": ["#00716f", "#84ffff"],
     cyan: ["#00707a", "#4dd0e1"],
-    "bright-red": ["#a93209", "#ffab91"],
-    "bright-green": ["#356a0a", "#c5e1a5"],
-    "bright-yellow": ["#716000", "#fff59d"],
-    "bright-blue": ["#3949ab", "#9fa8da"],
-    "bright-magenta": ["#8e24aa", "#ce93d8"],
-    "bright-cyan": ["#00695c", "#80cbc4"],
+    sky: ["#0b6aa0", "#81d4fa"],
+    blue: ["#1565c0", "#90caf9"],
+    "bright-blue": ["#1a53d1", "#82b1ff"],
+    indigo: ["#3949ab", "#a9b3ff"],
+    violet: ["#7b3fb0", "#d1a3ff"],
+    purple: ["#6a1b9a", "#ce93d8"],
+    "bright-magenta": ["#9c1ab0", "#ea80fc"],
+    magenta: ["#ad1457", "#f48fb1"],
+    pink: ["#b0105e", "#ff80ab"],
   };
 
   // -- DOM -------------------------------------------------------------------
