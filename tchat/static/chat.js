@@ -650,6 +650,8 @@
     }
     if (viewed) {
       if (at < 0) ui.messages.append(node);
+      // An earlier line goes above "New since you left", not under it.
+      else if (before.previousElementSibling === marker) marker.before(node);
       else before.before(node);
       if (stickToBottom) scrollToBottom();
       else if (at < 0) ui.newBelow.hidden = false;

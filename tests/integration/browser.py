@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import blockingCallFromThread
+from twisted.trial.unittest import FailTest
 
 from tests.integration.server import global_reactor
 from tests.support import require
@@ -86,6 +87,95 @@ def launch_chromium(playwright: Any, **options: Any) -> Browser:
         **options,
     )
     return browser
+
+
+def describe_pages(browser: Browser) -> str:
+    """
+    What each page of C{browser} shows and did, for failure messages: its
+    nick, its connection states, the lines of the room it shows, and its
+    latest WebSocket frames (see L{ChatPage}).
+    """
+    parts = []
+    for context in browser.contexts:
+        for page in context.pages:
+            try:
+                shown: dict[str, Any] = page.evaluate(
+                    """() => ({
+                         nick: document.getElementById("nick").value,
+                         states: window.tchatStates,
+                         lines: [...document.querySelectorAll("#messages .msg")].map(
+                           (n) => `[${n.className}`
+                             + (n.dataset.id ? ` id=${n.dataset.id}` : "")
+                             + (n.title ? ` (${n.title})` : "")
+                             + `] ${n.textContent}`),
+                         frames: window.tchatFrames,
+                       })"""
+                )
+            except Exception as e:
+                parts.append(f"a page that cannot be read: {e}")
+                continue
+            parts += [
+                f"The page of {shown['nick']}, connection states {shown['states']}:",
+                "  its messages:",
+                *(f"    {line}" for line in shown["lines"]),
+                f"  its last {len(shown['frames'])} WebSocket frames (seconds):",
+                *(f"    {frame}" for frame in shown["frames"]),
+            ]
+    return "\n".join(parts)
+
+
+def in_browser(scenario: Callable[..., None], *args: Any, **options: Any) -> None:
+    """
+    On a worker thread: launch Chromium and run the browser side of a
+    test, C{scenario(browser, *args)}; close the browser after.  A failure
+    says what every page showed and its latest frames (L{describe_pages}).
+    """
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright, **options)
+        try:
+            scenario(browser, *args)
+        except (AssertionError, PlaywrightError) as e:
+            raise FailTest(f"{e}\n\n{describe_pages(browser)}") from e
+        finally:
+            browser.close()
+
+
+AXE_HOME = os.path.expanduser("~/.cache/tchat-axe/node_modules/axe-core/axe.min.js")
+"""Where C{.ci/run} installs axe-core (npm's C{axe-core@4})."""
+
+
+def axe_script() -> str | None:
+    """
+    The path of C{axe.min.js}: C{$TCHAT_AXE}, where C{.ci/run} installs it,
+    or a C{node_modules} of this checkout; C{None} when none is there.
+    Nothing is ever downloaded while the tests run.
+    """
+    checkout = os.path.join(
+        os.path.dirname(__file__), "..", "..", "node_modules", "axe-core", "axe.min.js"
+    )
+    for path in (os.environ.get("TCHAT_AXE"), AXE_HOME, checkout):
+        if path and os.path.isfile(path):
+            return os.path.abspath(path)
+    return None
+
+
+def require_axe() -> str:
+    """
+    Skip the test without axe-core (fail under C{TCHAT_REQUIRE_ALL=1}).
+
+    @return: The path of C{axe.min.js}.
+    """
+    path = axe_script()
+    require(
+        path is not None,
+        "axe-core is missing: npm install --no-save --prefix ~/.cache/tchat-axe "
+        "axe-core@4 (or set TCHAT_AXE to its axe.min.js)",
+    )
+    assert path is not None
+    return path
 
 
 def _playwright_available() -> bool:
@@ -212,6 +302,7 @@ class ChatPage:
             };
             document.addEventListener("DOMContentLoaded", () => {
               const status = document.getElementById("status");
+              if (status === null) return;  // not the chat page (about:blank)
               window.tchatStates.push(status.dataset.state);
               new MutationObserver(() => window.tchatStates.push(status.dataset.state))
                 .observe(status, {attributes: true, attributeFilter: ["data-state"]});
@@ -241,6 +332,31 @@ class ChatPage:
     def locator(self, selector: str) -> Locator:
         return self.page.locator(selector)
 
+    def axe(self, script: str, what: str) -> list[str]:
+        """
+        Run axe-core on the page as it is (its context must bypass the
+        CSP, which forbids injected scripts).
+
+        @param script: The path of C{axe.min.js}.
+        @param what: What the page shows, for the messages.
+        @return: A line per violation of serious or critical impact.
+        """
+        if not self.page.evaluate("typeof window.axe === 'object'"):
+            self.page.add_script_tag(path=script)
+        found: list[dict[str, Any]] = self.page.evaluate(
+            """() => axe.run(document, {resultTypes: ["violations"]})
+                 .then((r) => r.violations
+                   .filter((v) => v.impact === "serious" || v.impact === "critical")
+                   .map((v) => ({id: v.id, impact: v.impact, help: v.help,
+                     nodes: v.nodes.slice(0, 5).map((n) =>
+                       n.target.join(" ") + ": " + n.failureSummary)})))"""
+        )
+        return [
+            f"{what}: {v['id']} ({v['impact']}): {v['help']}\n    "
+            + "\n    ".join(v["nodes"])
+            for v in found
+        ]
+
     def states(self) -> list[str]:
         """
         Every C{data-state} C{#status} has had, in order.
@@ -265,10 +381,17 @@ class ChatPage:
     def set_nick(self, nick: str) -> None:
         """
         Type a nick into the nick field and press Enter, then wait until
-        the member list shows it.
+        the member list shows it.  On a phone, where the composer has the
+        width, the nick field is in the settings panel.
         """
-        self.page.fill("#nick", nick)
-        self.page.press("#nick", "Enter")
+        if self.locator("#nick").is_visible():
+            self.page.fill("#nick", nick)
+            self.page.press("#nick", "Enter")
+        else:
+            self.locator("#open-settings").click()
+            self.page.fill("#settings-nick", nick)
+            self.page.press("#settings-nick", "Enter")
+            self.page.keyboard.press("Escape")
         self.expect_member(nick, self.door)
 
     def say(self, text: str) -> None:

@@ -26,13 +26,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import FailTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from tests.integration.browser import (
     RECONNECT_MS,
     WAIT_MS,
     ChatPage,
-    launch_chromium,
+    in_browser,
     on_reactor,
     require_browser,
 )
@@ -90,41 +90,6 @@ def lines_of(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
     L{GAP} for a gap marker.
     """
     return [GAP if e.get("gap") else (e["nick"], e["text"]) for e in entries]
-
-
-def describe_pages(browser: Browser) -> str:
-    """
-    What each page of C{browser} shows and did, for failure messages: its
-    nick, its connection states, the lines of the room it shows, and its
-    latest WebSocket frames (see L{ChatPage}).
-    """
-    parts = []
-    for context in browser.contexts:
-        for page in context.pages:
-            try:
-                shown: dict[str, Any] = page.evaluate(
-                    """() => ({
-                         nick: document.getElementById("nick").value,
-                         states: window.tchatStates,
-                         lines: [...document.querySelectorAll("#messages .msg")].map(
-                           (n) => `[${n.className}`
-                             + (n.dataset.id ? ` id=${n.dataset.id}` : "")
-                             + (n.title ? ` (${n.title})` : "")
-                             + `] ${n.textContent}`),
-                         frames: window.tchatFrames,
-                       })"""
-                )
-            except Exception as e:
-                parts.append(f"a page that cannot be read: {e}")
-                continue
-            parts += [
-                f"The page of {shown['nick']}, connection states {shown['states']}:",
-                "  its messages:",
-                *(f"    {line}" for line in shown["lines"]),
-                f"  its last {len(shown['frames'])} WebSocket frames (seconds):",
-                *(f"    {frame}" for frame in shown["frames"]),
-            ]
-    return "\n".join(parts)
 
 
 class BrowserTests(TestCase):
@@ -210,21 +175,7 @@ class BrowserTests(TestCase):
         assert not alice.errors, alice.errors
 
     def _in_browser(self, scenario: Callable[..., None], *args: Any) -> None:
-        """
-        On the worker thread: launch Chromium and run the browser side of a
-        test, C{scenario(browser, *args)}; close the browser after.
-        """
-        from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as playwright:
-            browser = launch_chromium(playwright)
-            try:
-                scenario(browser, *args)
-            except (AssertionError, PlaywrightError) as e:
-                raise FailTest(f"{e}\n\n{describe_pages(browser)}") from e
-            finally:
-                browser.close()
+        in_browser(scenario, *args)
 
     def _chat(
         self,
