@@ -130,8 +130,12 @@ class Telnet:
 def shoot(page: ChatPage, out: Path, name: str, **viewport: Any) -> None:
     if viewport:
         page.page.set_viewport_size(viewport)  # type: ignore[arg-type]
-    # Let layout and the scroll position settle, and hide the text cursor.
+    # Let layout and the scroll position settle; no text cursor, and the
+    # mouse over the top bar's empty middle, where nothing lights up.
     page.page.evaluate("document.activeElement && document.activeElement.blur()")
+    size = page.page.viewport_size
+    assert size is not None
+    page.page.mouse.move(size["width"] * 0.4, 4)
     page.page.evaluate(
         "new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
     )
