@@ -108,6 +108,8 @@ TAP_INI = """\
 [server]
 name = tchat
 default_room = #lobby
+# Every client that leaves is gone at once, as the figures assume.
+reconnect_grace = 0
 
 [limits]
 exempt =

@@ -85,6 +85,7 @@ TAP_INI = """\
 [server]
 name = tchat
 default_room = #lobby
+reconnect_grace = 0
 
 [telnet]
 listen = tcp:0:interface=127.0.0.1

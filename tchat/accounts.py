@@ -292,7 +292,13 @@ class Accounts:
                 issued, expires = self.issue_token(holder, holder.account)
                 self._delivery.tell(
                     holder,
-                    events.LoggedIn(holder.account.name, issued, expires, None, False),
+                    events.LoggedIn(
+                        holder.account.name,
+                        issued,
+                        expires,
+                        holder.account.last_login,
+                        False,
+                    ),
                 )
             return None
         if holder is not None and holder is not user:

@@ -26,6 +26,7 @@ from zope.interface import implementer
 from tchat import events
 from tchat.delivery import Delivery
 from tchat.interfaces import IParticipant
+from tchat.limits import exempt
 from tchat.model import Directory, User
 from tchat.presence import Presence
 from tchat.resume import Resume
@@ -117,6 +118,8 @@ class Continuity:
         self._resume = resume
         self._sessions = sessions
         self._clock = clock
+        # Those lingering, by client address, oldest first (see linger).
+        self._lingering: dict[str, dict[User, None]] = {}
 
     def linger(self, user: User, clean: bool) -> bool:
         """
@@ -128,7 +131,8 @@ class Continuity:
             closed)" rather than "lost connection").
         @return: Whether they are kept.
         """
-        grace = self._directory.settings.server.reconnect_grace
+        settings = self._directory.settings
+        grace = settings.server.reconnect_grace
         if not grace or self._presence.closing:
             return False
         absent = Absent(
@@ -137,16 +141,37 @@ class Continuity:
         absent.timer = self._clock.callLater(grace, self._expire, user, absent)
         absent.ended = lambda: self._expire(user, absent)
         self._attach(user, absent)
+        # Connecting, talking and dropping again and again must not fill the
+        # chat with people who are not there: per client address, as many
+        # may linger as may be connected; past that the oldest goes.
+        address, most = user.address, settings.limits.per_address
+        if most and address is not None and not exempt(address, settings.limits.exempt):
+            waiting = self._lingering.setdefault(address, {})
+            waiting[user] = None
+            if len(waiting) > most:
+                self._expire(next(iter(waiting)))
         return True
 
     def lingering(self, user: User) -> bool:
         """Whether C{user}'s connection ended and they may come back."""
         return isinstance(user.participant, Absent)
 
-    def _expire(self, user: User, absent: Absent) -> None:
-        """Nobody came back for C{user}: the others see them go, once."""
+    def _forget(self, user: User, absent: Absent) -> None:
+        """C{user} is no longer waited for (back, or gone)."""
         if absent.timer is not None and absent.timer.active():
             absent.timer.cancel()
+        waiting = self._lingering.get(user.address or "")
+        if waiting is not None:
+            waiting.pop(user, None)
+            if not waiting:
+                del self._lingering[user.address or ""]
+
+    def _expire(self, user: User, absent: Absent | None = None) -> None:
+        """Nobody came back for C{user}: the others see them go, once."""
+        if absent is None:
+            assert isinstance(user.participant, Absent)
+            absent = user.participant
+        self._forget(user, absent)
         if user.participant is not absent or not user.connected:
             return
         self._log.info("{nick} did not come back", nick=user.nick)
@@ -178,8 +203,7 @@ class Continuity:
         old = held.participant
         self._presence.discard(fresh, f"came back as {held.nick}")
         if isinstance(old, Absent):
-            if old.timer is not None and old.timer.active():
-                old.timer.cancel()
+            self._forget(held, old)
             absent: Absent | None = old
         else:
             absent = None

@@ -260,6 +260,23 @@ class ContinuationTests(ContinuityTestCase):
         ]
         self.assertEqual(shown, [f"m{n}" for n in range(count)])
 
+    def test_lingering_bounded_per_address(self) -> None:
+        """
+        Connecting, talking and dropping again and again from one address
+        leaves no more people lingering than it may have connected: past
+        that, the one who dropped first is seen go at once.
+        """
+        ((bob_p, _),) = self.people("bob")
+        most = self.hub.settings.limits.per_address
+        dropped = []
+        for n in range(most + 1):
+            _, user = self.arrive(c.Nick(f"drop{n}"), c.Settle())
+            self.hub.disconnect(user, "reset")
+            dropped.append(user)
+        gone = [(p.kind, p.nick) for p in of(events.Presence, bob_p.take())]
+        self.assertEqual(gone[-1], ("lost", "drop0"))
+        self.assertEqual([u.connected for u in dropped].count(True), most)
+
     def test_stop_with_someone_away(self) -> None:
         """A stop does not wait for a connection that is already gone."""
         ((_, carol),) = self.people("carol")

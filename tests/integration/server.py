@@ -1236,6 +1236,7 @@ class WebClient(_OneWait, WebSocketClientProtocol):  # type: ignore[misc]
                 f"{self.name}: expected frames {list(expected)!r}, got only "
                 f"{got!r}\n{e}"
             ) from None
+        got = [_named_colour(g, e) for g, e in zip(got, expected, strict=True)]
         if got != list(expected):
             raise FailTest(
                 f"{self.name}: expected frames\n  {list(expected)!r}\nbut got\n"
@@ -1361,6 +1362,20 @@ class WebClient(_OneWait, WebSocketClientProtocol):  # type: ignore[misc]
 
 
 _MISSING = object()
+
+
+def _named_colour(got: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    """
+    C{got} without its C{color_name} where C{expected} names no colour,
+    once it is checked to be the palette name of its C{color}: every frame
+    with a colour names it.
+    """
+    if "color_name" in expected or "color_name" not in got:
+        return got
+    name = got["color_name"]
+    if name not in PALETTE or PALETTE[name].css != got.get("color"):
+        raise FailTest(f"{name!r} is not the palette name of the colour in {got!r}")
+    return {key: value for key, value in got.items() if key != "color_name"}
 
 
 class _FrameWaiter:

@@ -157,16 +157,17 @@ async def telnet_login(
     once: the warning, the nick, the confirmation.
 
     @param holder: The door of a connection of alice's that held the nick
-        in #lobby, which the login closes: the client sees it quit.
+        in #lobby, which the login closes: the client carries on its session.
     """
     client.say(f"/login alice {password}")
     await client.expect_lines(CLEAR_TEXT)
     if holder is not None:
         await client.expect_lines(
-            f"[HH:MM] *** alice ({holder}, registered) quit (logged in from "
-            "another connection)"
+            "*** Welcome back, alice: you are in #lobby, logged in as alice. "
+            "You missed nothing."
         )
-    await client.expect_lines("[HH:MM] *** you are now known as alice (registered)")
+    else:
+        await client.expect_lines("[HH:MM] *** you are now known as alice (registered)")
     await client.wait_for(LAST_LOGIN)
     client.nick = "alice"
 
@@ -181,14 +182,25 @@ async def registered_alice(testcase: TestCase, server: TchatServer) -> None:
 
 
 async def web_login(
-    client: WebClient, password: str = PASSWORD, name: str = "alice"
+    client: WebClient,
+    password: str = PASSWORD,
+    name: str = "alice",
+    carries_on: bool = False,
 ) -> dict[str, Any]:
     """
     Log a web client in with a typed C{login} request and return the
     C{login} frame, after checking its rename and the frame's fields.
+
+    @param carries_on: The account's session is open on another connection,
+        which this one carries on (a C{continued} frame, no rename).
     """
     guest = client.nick
     client.send({"type": "login", "name": name, "password": password})
+    if carries_on:
+        continued = await client.wait_for(type="continued")
+        _assert_equal((continued["name"], continued["account"]), (name, name))
+        client.nick = name
+        return await client.wait_for(type="system", event="login")
     renamed = await client.wait_for(type="system", event="nick", name=guest)
     _assert_equal(
         renamed,
@@ -249,10 +261,11 @@ class LoginTests(TestCase):
         alice registers on the plain telnet door and is warned that her
         password crossed the network readable; others see her marked
         registered.  A WebSocket client logging in as alice gets a C{login}
-        frame with a login token; alice's telnet connection is told why it
-        ends (logged in from another connection) and is closed, and
-        everyone sees her telnet self quit for that reason and the page
-        take the nick.
+        frame with a login token, and carries on alice's session: alice's
+        telnet connection is told why it ends (logged in from another
+        connection) and is closed, and everyone sees only the page's guest
+        go (the reconnect grace is off here, so it was announced at once):
+        alice is still there, on the web door now.
         """
         server = await start_server(self, TAP, web=WEB)
         bob = await user(self, server, "bob")
@@ -269,28 +282,10 @@ class LoginTests(TestCase):
         await alice.wait_for(f"*** {page.nick} (web) joined #lobby\r\n")
         guest = page.nick
         page.send({"type": "login", "name": "alice", "password": PASSWORD})
-        await page.expect_frames(
-            {
-                "type": "system",
-                "event": "quit",
-                "message": "alice (telnet, registered) quit (logged in from "
-                "another connection)",
-                "reason": "logged in from another connection",
-                "name": "alice",
-                "door": "telnet",
-                "registered": True,
-                "ts": RECENT,
-            },
-            {
-                "type": "system",
-                "event": "nick",
-                "message": f"{guest} (web) is now known as alice (registered)",
-                "name": guest,
-                "new_name": "alice",
-                "door": "web",
-                "registered": True,
-                "ts": RECENT,
-            },
+        continued = await page.wait_for(type="continued")
+        self.assertEqual(
+            (continued["name"], continued["rooms"], continued["account"]),
+            ("alice", ["#lobby"], "alice"),
         )
         login = await page.next_frame()
         token = login.pop("token", None)
@@ -314,14 +309,11 @@ class LoginTests(TestCase):
         self.assertLess(abs(expires - (time.time() + 30 * 86400)), 120, "30 days")
 
         await alice.expect_lines(
-            "*** Goodbye (logged in as alice from another connection)"
+            f"[HH:MM] *** {guest} (web) quit (came back as alice)",
+            "*** Goodbye (logged in from another connection)",
         )
         await alice.expect_closed()
-        await bob.wait_for(
-            b"*** alice (telnet, registered) quit (logged in from another "
-            b"connection)\r\n"
-        )
-        await bob.wait_for(f"*** {guest} (web) is now known as alice (registered)\r\n")
+        await bob.expect_lines(f"[HH:MM] *** {guest} (web) quit (came back as alice)")
         bob.say("/who")
         await bob.expect_lines("*** #lobby (2): bob (telnet), alice (web, registered)")
         await assert_never_logged(self, server, [PASSWORD, token])
@@ -356,13 +348,12 @@ class ProtectionTests(TestCase):
         )
         page.send({"type": "who"})
         who = await page.wait_for(type="system", event="who")
+        shown = [
+            (m["name"], m["door"], m["registered"], m["away"]) for m in who["members"]
+        ]
         self.assertEqual(
-            who["members"][0],
-            {"name": "alice", "door": "telnet", "registered": True, "away": None},
-        )
-        self.assertEqual(
-            who["members"][1],
-            {"name": guest.nick, "door": "telnet", "registered": False, "away": None},
+            shown[:2],
+            [("alice", "telnet", True, None), (guest.nick, "telnet", False, None)],
         )
 
         alice.say("/quit")
@@ -420,13 +411,14 @@ class RestartTests(TestCase):
         token.  The server is stopped (SIGTERM) and started again on the
         same directory: the token logs the page in again with a C{hello}
         frame, a telnet guest still cannot take the nick, and her password
-        still logs her in on telnet (closing the page's connection).
+        still logs her in on telnet (carrying on the page's session, whose
+        connection is closed).
         """
         server = await start_server(self, TAP, web=WEB)
         alice = await user(self, server, "alice")
         await register(alice)
         page = await connect_web(self, web_port(server), "page")
-        login = await web_login(page)
+        login = await web_login(page, carries_on=True)
         token = login["token"]
         await alice.expect_closed()
         await page.close()
@@ -472,9 +464,7 @@ class RestartTests(TestCase):
         telnet = await connect(self, again.port, "alice on telnet")
         await telnet_login(telnet, holder="web")
         goodbye = await page.wait_for(type="system", event="goodbye")
-        self.assertEqual(
-            goodbye["reason"], "logged in as alice from another connection"
-        )
+        self.assertEqual(goodbye["reason"], "logged in from another connection")
         await page.expect_closed()
         mallory.say("/who")
         await mallory.wait_for(b"alice (telnet, registered)")
@@ -547,6 +537,7 @@ class KeptForOwnerTests(TestCase):
                 "to": "alice",
                 "message": "and one more",
                 "color": private["color"],
+                "color_name": private["color_name"],
                 "door": "telnet",
                 "ts": RECENT,
                 "outgoing": False,
@@ -617,7 +608,7 @@ class LogTests(TestCase):
         page = await connect_web(self, web_port(server), "page")
         page.send({"type": "login", "name": "alice", "password": secrets["webwrong"]})
         await page.wait_for(type="error", code="login-failed")
-        login = await web_login(page, secrets["new"])
+        login = await web_login(page, secrets["new"], carries_on=True)
         token = login["token"]
         await alice.expect_closed()
         page.send({"type": "password", "old": secrets["new"], "new": secrets["web"]})
@@ -858,20 +849,16 @@ class OnionLoginTests(TestCase):
         await onion.wait_for(b"*** colours are off\r\n", timeout=30.0)
         onion.say(f"/login alice {PASSWORD}")
         await onion.wait_for(
-            b"*** alice (telnet, registered) quit (logged in from another "
-            b"connection)\r\n",
+            b"*** Welcome back, alice: you are in #lobby, logged in as alice. "
+            b"You missed nothing.\r\n",
             timeout=30.0,
-        )
-        await onion.expect_lines(
-            "[HH:MM] *** you are now known as alice (registered)", timeout=30.0
         )
         await onion.wait_for(LAST_LOGIN, timeout=30.0)
         self.assertNotIn(b"not encrypted", bytes(onion.received.data))
         # (An earlier attempt of the client tor's may have come and gone.)
         await alice.wait_for(f"*** {guest} (onion) joined #lobby\r\n")
-        await alice.expect_lines(
-            "*** Goodbye (logged in as alice from another connection)"
-        )
+        await alice.wait_for(f"*** {guest} (onion) quit (came back as alice)\r\n")
+        await alice.expect_lines("*** Goodbye (logged in from another connection)")
         await alice.expect_closed()
         onion.say("/who")
         await onion.wait_for(b"*** #lobby (1): alice (onion, registered)\r\n", 30.0)

@@ -415,6 +415,7 @@ class PrivateMessageTests(TestCase):
                 "to": "bob",
                 "message": "psst",
                 "color": frame["color"],
+                "color_name": frame["color_name"],
                 "door": "telnet",
                 "ts": RECENT,
                 "outgoing": False,

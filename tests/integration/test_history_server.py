@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import FailTest, TestCase
 
 from tests.integration.server import (
+    COLOUR_NAME,
     RECENT,
     TAP_INI,
     ChatClient,
@@ -188,6 +189,7 @@ def history_message(
         "name": sender,
         "message": text,
         "color": colour,
+        "color_name": COLOUR_NAME,
         "room": room,
         "id": id,
         "epoch": epoch,
@@ -888,7 +890,7 @@ class TelnetResumeTests(TestCase):
         again.say("here again")
         await bob.expect_lines("[HH:MM] <alice> here again")
         bob.say("/who #dev")
-        await bob.expect_lines("*** #dev (2): bob (telnet), alice (telnet)")
+        await bob.expect_lines("*** #dev (2): alice (telnet), bob (telnet)")
 
     @async_test
     async def test_unknown_and_own_codes(self) -> None:

@@ -115,6 +115,8 @@ def tap_ini(
     text += f"name = {name}\n"
     text += "motd = " + "\n    ".join(motd) + "\n"
     text += "default_room = #lobby\n"
+    # Departures at once: the tests here watch people come and go.
+    text += "reconnect_grace = 0\n"
     if grace is not None:
         text += f"shutdown_grace = {grace:g}\n"
     text += server_extra

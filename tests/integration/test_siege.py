@@ -91,7 +91,8 @@ def tap_ini(**limits: object) -> str:
     lines = "".join(f"{key} = {value}\n" for key, value in limits.items())
     return (
         "# Written by tests/integration/test_siege.py.\n"
-        f"[server]\nname = tchat\nmotd = {motd}\ndefault_room = #lobby\n\n"
+        f"[server]\nname = tchat\nmotd = {motd}\ndefault_room = #lobby\n"
+        "reconnect_grace = 0\n\n"
         "[telnet]\n# Replaced by --telnet.\nlisten = tcp:4444:interface=127.0.0.1\n\n"
         "[web]\n# Replaced by --web.\nlisten =\n\n"
         f"[limits]\n{lines}"

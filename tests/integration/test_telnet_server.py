@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from twisted.trial.unittest import FailTest, TestCase
 
+from tchat.palette import PALETTE
 from tests.integration.server import (
     LOOPBACK,
     MOTD,
@@ -372,14 +373,13 @@ class MessageTests(TestCase):
         await alice.expect_lines("*** your colour is now red")
         alice.say("/color")
         await alice.expect_lines(
-            "*** your colour is red; colours are on; choose from: red, green, "
-            "yellow, blue, magenta, cyan, bright-red, bright-green, "
-            "bright-yellow, bright-blue, bright-magenta, bright-cyan"
+            "*** your colour is red; colours are on; choose from: "
+            + ", ".join(PALETTE)
         )
-        alice.say("/color purple")
+        alice.say("/color mauve")
         line = await alice.next_line()
         self.assertTrue(
-            line.startswith(b"!!! no colour called 'purple'; choose from: red, "), line
+            line.startswith(b"!!! no colour called 'mauve'; choose from: red, "), line
         )
 
         red_alice = b"\x1b[31malice\x1b[0m"

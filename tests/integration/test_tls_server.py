@@ -72,6 +72,7 @@ TLS_TAP_INI = """\
 [server]
 name = tchat
 default_room = #lobby
+reconnect_grace = 0
 
 [web]
 listen =
