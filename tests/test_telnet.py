@@ -826,12 +826,13 @@ class AccountDoorTests(TelnetTestCase):
         guest.take()
         bob.take()
         guest.send(b"/identify alice correct horse\r\n")
+        last = time.strftime("%b %d %H:%M", time.localtime(self.clock.seconds()))
         self.assertEqual(
             guest.lines(),
             [
                 "*** Welcome back, alice: you are in #lobby, logged in as alice. "
                 "You missed nothing.",
-                "*** You are logged in as alice",
+                f"*** You are logged in as alice (last login {last})",
             ],
         )
         self.assertEqual(
