@@ -38,6 +38,7 @@ from tchat.history import Account, AccountStore, HistoryStore, Session
 from tchat.keeping import Keeping
 from tchat.metrics import Metrics
 from tchat.model import Directory, Settings, User
+from tchat.palette import colour_for
 from tchat.passwords import Checked, Passwords
 from tchat.presence import Presence
 from tchat.proofs import Proofs, logged_failure, unavailable
@@ -331,6 +332,8 @@ class Accounts:
                 return
             user.account = account
             user.named = True
+            # The account's own colour, the same at every login.
+            self._directory.recolour(user, colour_for(account.key))
             if user.nick != account.name:
                 self._presence.rename(user, account.name)
             else:

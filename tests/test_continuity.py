@@ -133,6 +133,23 @@ class QuietArrivalTests(ContinuityTestCase):
         self.assertEqual(len({u.colour for u in users}), len(PALETTE))
 
 
+class AccountColourTests(ContinuityTestCase):
+    """A registered user's colour is their account's, at every login."""
+
+    def test_same_colour_at_every_login(self) -> None:
+        ((_, alice),) = self.people("alice")
+        self.hub.execute(alice, c.Register("correct horse"))
+        self.hub.execute(alice, c.Quit(None))
+        colours = set()
+        for _ in range(3):
+            # Others around take other colours first.
+            self.arrive()
+            _, again = self.arrive(c.Login("alice", "correct horse"))
+            colours.add(again.colour)
+            self.hub.execute(again, c.Quit(None))
+        self.assertEqual(len(colours), 1)
+
+
 class ContinuationTests(ContinuityTestCase):
     """
     A connection lost without /quit keeps its user for the grace period;
