@@ -73,6 +73,7 @@
   const GAP_TEXT = "Some earlier messages are no longer available.";
   const TOKEN_KEY = "tchat.token"; // localStorage: the login token
   const SETTINGS_KEY = "tchat.settings"; // localStorage: the settings panel
+  const NICK_KEY = "tchat.nick"; // localStorage: the nick last chosen here
   const CODE_KEY = "tchat.code"; // sessionStorage: this tab's resume code
   const ROOM_KEY = "tchat.room"; // sessionStorage: this tab's room shown
   // Typed commands that carry a password: kept out of the composer's history.
@@ -1693,6 +1694,10 @@
     if (code && code !== welcomeCode) hello.code = code;
     const token = stored("localStorage", TOKEN_KEY);
     if (token) hello.token = token;
+    // A new session starts under the nick this browser last chose, so the
+    // others see "alice joined", not a guest renamed.
+    const nick = stored("localStorage", NICK_KEY);
+    if (nick && !token && !hello.code && first) hello.name = nick;
     state.codeSent = hello.code || null;
     if (!first && restore) state.restoreRoom = restore.current;
     state.hello = {
@@ -2071,6 +2076,9 @@
       state.chosenNick = now;
       state.nickRequest = null;
       if (request && request.then && sameName(request.name, now)) request.then();
+      if (request && sameName(request.name, now) && f.registered !== true) {
+        store("localStorage", NICK_KEY, now);
+      }
       if (document.activeElement !== ui.nick || sameName(ui.nick.value.trim(), now)) {
         setNickField(now);
       }
@@ -2242,8 +2250,26 @@
     sendUnsent();
   }
 
+  // A line's text.  Presence lines are told without the door (the member
+  // list and a nick's title show it, once per person) and with the
+  // registered mark as the member list has it.
   function msgText(f) {
-    return str(f.message);
+    const name = str(f.name) + (f.registered === true && f.event !== "nick" ? " \u2713" : "");
+    const reason = f.reason ? ` (${str(f.reason)})` : "";
+    switch (f.type === "system" ? str(f.event) : "") {
+      case "join":
+        return `${name} joined ${str(f.room)}`;
+      case "part":
+        return `${name} left ${str(f.room)}${reason}`;
+      case "quit":
+        return `${name} quit${reason}`;
+      case "lost":
+        return `${name} lost connection`;
+      case "nick":
+        return `${name} is now known as ${str(f.new_name)}${f.registered === true ? " \u2713" : ""}`;
+      default:
+        return str(f.message);
+    }
   }
 
   // -- user actions ----------------------------------------------------------

@@ -276,6 +276,38 @@ class PageTests(TestCase):
         self.assertNotIn(b"***", heard, "carol saw no one come or go")
         no_script_errors(alice, tab)
 
+    @async_test
+    async def test_comes_back_by_name(self) -> None:
+        """
+        Someone who chose a nick, quit, and opens the chat again later (a
+        new session: no code, no login) arrives under that nick: the others
+        see "zed joined #lobby" and no guest renamed, and the page shows
+        presence lines without the door.
+        """
+        server, (carol,) = await self._start(GRACEFUL_TAP_INI)
+        await deferToThread(in_browser, self._by_name, server, carol)
+
+    def _by_name(
+        self, browser: Browser, server: TchatServer, carol: ChatClient
+    ) -> None:
+        from playwright.sync_api import expect
+
+        first = arrive(browser, server, "zed")
+        on_reactor(carol.wait_for, "(web) is now known as zed\r\n")
+        first.say("/quit")
+        on_reactor(carol.wait_for, "*** zed (web) quit\r\n")
+        on_reactor(carol.sync)
+        again = ChatPage(browser, url_of(server), "zed again", context=first.context)
+        expect(again.locator("#nick")).to_have_value("zed")
+        on_reactor(carol.wait_for, "*** zed (web) joined #lobby\r\n")
+        heard = on_reactor(carol.sync)
+        self.assertNotIn(b"known as", heard)
+        self.assertNotIn(b"guest-", heard)
+        on_reactor(carol.say, "/nick carla")
+        line = again.locator('#messages .msg[data-event="nick"]').last
+        expect(line).to_have_text(re.compile(r"carol is now known as carla$"))
+        no_script_errors(again)
+
     # -- 2 and 3. conversations, mentions, notifications ---------------------
 
     @async_test
@@ -427,7 +459,7 @@ class PageTests(TestCase):
         # Joins and quits, shown, then hidden by a setting that stays.
         on_reactor(dave.say, "/quit bye")
         presence = alice.locator("#messages .msg-presence")
-        expect(presence.last).to_contain_text("dave (telnet) quit")
+        expect(presence.last).to_have_text(re.compile(r"dave quit \(bye\)$"))
         alice.locator("#open-settings").click()
         alice.locator("#set-presence").uncheck()
         alice.locator('#settings-panel input[name="clock"][value="12"]').check()
