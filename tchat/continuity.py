@@ -207,7 +207,7 @@ class Continuity:
             absent: Absent | None = old
         else:
             absent = None
-            old.deliver(events.Goodbye(why), events.Renderings())
+            old.deliver(events.Goodbye(why, elsewhere=True), events.Renderings())
             old.close(why)
             # From now on that connection speaks for nobody.
             old.attached(None)

@@ -460,9 +460,13 @@ class Continued:
 class Goodbye:
     """
     The last thing a user is told before the hub closes their connection.
+
+    @ivar elsewhere: The session goes on in another connection (a resume
+        or a login there): a client must not take it back by itself.
     """
 
     reason: str
+    elsewhere: bool = False
 
 
 Event = (

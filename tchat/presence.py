@@ -364,11 +364,13 @@ class Presence:
         if login:
             reason = "logged in from another connection"
             said = f"logged in as {user.nick} from another connection"
-            self._delivery.tell(user, events.Goodbye(said))
+            self._delivery.tell(user, events.Goodbye(said, elsewhere=True))
             user.participant.close(reason)
             self.leave(user, "quit", reason)
             return
-        self._delivery.tell(user, events.Goodbye("resumed by a new connection"))
+        self._delivery.tell(
+            user, events.Goodbye("resumed by a new connection", elsewhere=True)
+        )
         user.participant.close("resumed by a new connection")
         self.leave(user, "quit", "reconnected")
 

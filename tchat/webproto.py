@@ -646,8 +646,13 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
             if name is not None:
                 frame["name"] = name
             return frame
-        case events.Goodbye(reason):
-            return _system("goodbye", f"Goodbye ({reason})", reason=reason)
+        case events.Goodbye(reason, elsewhere):
+            return _system(
+                "goodbye",
+                f"Goodbye ({reason})",
+                reason=reason,
+                **({"code": "taken-over"} if elsewhere else {}),
+            )
         case events.Continued(nick, colour, rooms, current, code, account, away, n):
             return {
                 "type": "continued",

@@ -485,7 +485,7 @@ class LoginTests(AccountsTestCase):
         self.do(new, c.Login("alice", PASSWORD))
         self.assertEqual(
             of(events.Goodbye, old_p.take()),
-            [events.Goodbye("logged in from another connection")],
+            [events.Goodbye("logged in from another connection", elsewhere=True)],
         )
         self.assertEqual(old_p.closed, "logged in from another connection")
         self.assertIsNone(old_p.user)

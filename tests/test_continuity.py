@@ -230,7 +230,10 @@ class ContinuationTests(ContinuityTestCase):
         """
         (bob_p, _), (old_p, carol) = self.people("bob", "carol")
         new_p, _ = self.arrive(c.Resume(carol.code))
-        self.assertEqual(old_p.take(), [events.Goodbye("resumed by a new connection")])
+        self.assertEqual(
+            old_p.take(),
+            [events.Goodbye("resumed by a new connection", elsewhere=True)],
+        )
         self.assertEqual(old_p.closed, "resumed by a new connection")
         self.assertIsNone(old_p.user)
         self.assertIs(new_p.user, carol)

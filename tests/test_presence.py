@@ -545,7 +545,8 @@ class LeaveTests(PresenceTestCase):
         """
         self.presence.taken_over(self.bob)
         self.assertEqual(
-            self.bob_p.take(), [events.Goodbye("resumed by a new connection")]
+            self.bob_p.take(),
+            [events.Goodbye("resumed by a new connection", elsewhere=True)],
         )
         self.assertEqual(self.bob_p.closed, "resumed by a new connection")
         self.assertEqual(self.alice_p.take(), [self.gone("bob", "quit", "reconnected")])

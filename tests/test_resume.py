@@ -615,7 +615,7 @@ class ResumeCodeTests(ResumeTestCase):
         self.assertIsNone(self.resume.resume_code(back, code))
         self.assertEqual(
             of(events.Goodbye, old_p.take()),
-            [events.Goodbye("resumed by a new connection")],
+            [events.Goodbye("resumed by a new connection", elsewhere=True)],
         )
         self.assertEqual(old_p.closed, "resumed by a new connection")
         self.assertFalse(back.connected)

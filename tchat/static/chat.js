@@ -78,9 +78,10 @@
   const ROOM_KEY = "tchat.room"; // sessionStorage: this tab's room shown
   // Typed commands that carry a password: kept out of the composer's history.
   const SECRET = /^\/(login|identify|register|password|unregister)\b/i;
-  // How the server tells a connection that a newer one took its session.
-  const TAKEN_CODES = new Set(["taken-over", "session-taken", "replaced"]);
-  const TAKEN_TEXT = /resumed by a new connection|logged in from another connection|taken over/i;
+  // How the server tells a connection that a newer one took its session (a
+  // goodbye's code; older servers only said so in words).
+  const TAKEN_CODE = "taken-over";
+  const TAKEN_TEXT = /resumed by a new connection|logged in (as \S+ )?from another connection/i;
   const encoder = new TextEncoder();
 
   // Nick colours by palette name: [light theme, dark theme], each at least
@@ -1628,7 +1629,7 @@
         return onAccountPresence(f);
       case "goodbye":
         state.quit = true;
-        if (TAKEN_CODES.has(str(f.code)) || TAKEN_TEXT.test(text)) return takenOver(text);
+        if (str(f.code) === TAKEN_CODE || TAKEN_TEXT.test(text)) return takenOver(text);
         systemLine(here(), text, { event: "goodbye" });
         return;
       default:
@@ -2169,7 +2170,7 @@
       }
       return;
     }
-    if (TAKEN_CODES.has(code) || (TAKEN_TEXT.test(message) && !cid)) return takenOver(message);
+    if (code === TAKEN_CODE || (TAKEN_TEXT.test(message) && !cid)) return takenOver(message);
     if (cid.startsWith("older-")) {
       for (const log of state.logs.values()) {
         if (log.loading !== cid) continue;
