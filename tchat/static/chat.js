@@ -76,6 +76,8 @@
   const NICK_KEY = "tchat.nick"; // localStorage: the nick last chosen here
   const CODE_KEY = "tchat.code"; // sessionStorage: this tab's resume code
   const ROOM_KEY = "tchat.room"; // sessionStorage: this tab's room shown
+  const CONVS_KEY = "tchat.convs"; // sessionStorage: this tab's conversations
+  const CONV_KEPT = 200; // private lines kept per conversation across a reload
   // Typed commands that carry a password: kept out of the composer's history.
   const SECRET = /^\/(login|identify|register|password|unregister)\b/i;
   // How the server tells a connection that a newer one took its session (a
@@ -1025,6 +1027,8 @@
     const conv = state.convs.get(state.view.slice(1));
     state.logs.delete(state.view);
     if (conv) state.convs.delete(lower(conv.nick));
+    if (conv) keptConvs.delete(lower(conv.nick));
+    saveConvs();
     state.view = null;
     showView();
     renderAll();
@@ -1040,8 +1044,59 @@
     }
   }
 
+  // Private lines, as frames, by conversation (lower-case nick): what a
+  // reload of this tab shows again once its session is carried on (the
+  // server keeps no private history).  Only in sessionStorage: this tab's.
+  const keptConvs = new Map();
+
+  function keepPrivate(peer, m) {
+    const lines = keptConvs.get(lower(peer)) || [];
+    lines.push({
+      type: "private",
+      from: str(m.from),
+      to: str(m.to),
+      message: str(m.message),
+      outgoing: m.outgoing === true,
+      offline: m.offline === true,
+      door: str(m.door),
+      ts: typeof m.ts === "number" ? m.ts : Date.now() / 1000,
+      color: str(m.color),
+      color_name: str(m.color_name),
+    });
+    keptConvs.set(lower(peer), lines.slice(-CONV_KEPT));
+    saveConvs();
+  }
+
+  function saveConvs() {
+    const open = [...state.convs.keys()];
+    const kept = open.filter((k) => keptConvs.has(k)).map((k) => keptConvs.get(k));
+    store("sessionStorage", CONVS_KEY, JSON.stringify({ session: state.sessionCode, kept }));
+  }
+
+  // After a reload's code carried the session on: its conversations again,
+  // read (what came while away follows as new).
+  function restoreConvs(code) {
+    let saved = null;
+    try {
+      saved = JSON.parse(stored("sessionStorage", CONVS_KEY) || "null");
+    } catch (e) {
+      saved = null;
+    }
+    if (!saved || saved.session !== code || !Array.isArray(saved.kept)) return;
+    quietly(() => {
+      for (const lines of saved.kept) {
+        if (!Array.isArray(lines)) continue;
+        for (const m of lines) {
+          if (m && typeof m === "object") privateMessage(m, true);
+        }
+      }
+    });
+    for (const log of state.logs.values()) log.unread = 0;
+  }
+
   // A private message, in or out: into its conversation, never a room's log.
-  function privateMessage(m) {
+  // (restored: one this tab showed before it was reloaded.)
+  function privateMessage(m, restored = false) {
     const outgoing = m.outgoing === true;
     const offline = m.offline === true; // kept while we were away: sent long ago
     const peer = str(outgoing ? m.to : m.from);
@@ -1049,9 +1104,10 @@
     const text = str(m.message);
     if (!outgoing) noteColour(peer, colourFrom(m));
     conversation(peer);
+    keepPrivate(peer, m);
     const key = convKey(peer);
     let node = null;
-    if (outgoing) {
+    if (outgoing && !restored) {
       const i = state.pmPending.findIndex((p) => sameName(p.to, peer) && p.text === text);
       if (i >= 0) {
         node = state.pmPending[i].node;
@@ -1060,7 +1116,7 @@
     }
     const fresh = node === null;
     if (fresh) node = el("div");
-    const from = outgoing ? state.nick || "" : peer;
+    const from = outgoing ? (restored && str(m.from)) || state.nick || "" : peer;
     node.className = "msg msg-private " + (outgoing ? "msg-outgoing msg-own" : "msg-incoming");
     node.removeAttribute("title");
     if (offline) node.classList.add("msg-offline");
@@ -1075,7 +1131,7 @@
     if (offline) parts.push(space(), el("span", "offline-mark", "(sent while you were away)"));
     node.replaceChildren(...parts);
     if (fresh) {
-      const add = () => addLine(key, node, { unread: !outgoing });
+      const add = () => addLine(key, node, { unread: !outgoing && !restored });
       if (offline || state.missedLeft > 0) quietly(add);
       else add();
     } else {
@@ -1085,7 +1141,7 @@
       state.typedMsgTo = null;
       if (state.view !== key) openConversation(peer);
     }
-    if (!outgoing) attention(`${peer} (private)`, text, key);
+    if (!outgoing && !restored) attention(`${peer} (private)`, text, key);
   }
 
   // -- mentions ------------------------------------------------------------------
@@ -1790,8 +1846,10 @@
     state.account = typeof f.account === "string" && f.account ? f.account : null;
     const code = str(f.resume_code);
     if (code) {
+      const reloaded = state.convs.size === 0;
       state.sessionCode = code;
       store("sessionStorage", CODE_KEY, code);
+      if (reloaded) restoreConvs(code);
     }
     state.joined = Array.isArray(f.rooms) ? f.rooms.map(str).filter((r) => r) : [];
     state.welcomeJoinPending = false;
@@ -2060,6 +2118,16 @@
       state.convs.delete(lower(old));
       conv.nick = now;
       state.convs.set(lower(now), conv);
+      const kept = keptConvs.get(lower(old));
+      if (kept) {
+        keptConvs.delete(lower(old));
+        const renamed = (n) => (sameName(n, old) ? now : n);
+        keptConvs.set(
+          lower(now),
+          kept.map((m) => ({ ...m, from: renamed(m.from), to: renamed(m.to) })),
+        );
+        saveConvs();
+      }
       const log = state.logs.get(convKey(old));
       if (log) {
         state.logs.delete(convKey(old));

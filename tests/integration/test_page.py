@@ -175,8 +175,9 @@ class PageTests(TestCase):
         opened again in the same tab, so that a line is said while it is
         away) is the same session: the same nick, colour and rooms, the
         line it missed shown once under "New since you left", no MOTD and
-        no welcome line; and nobody else (a telnet user, another page)
-        sees anything of it.
+        no welcome line, its private conversation there again with the
+        message that came meanwhile as new; and nobody else (a telnet user,
+        another page) sees anything of it.
         """
         server, (carol,) = await self._start(GRACEFUL_TAP_INI)
         await deferToThread(in_browser, self._reload, server, carol)
@@ -197,10 +198,15 @@ class PageTests(TestCase):
         on_reactor(carol.wait_for, "] <alice> before\r\n")
         bob.expect_message("alice", "web", "before")
         bob_lines = len(texts(bob, "#messages .msg"))
+        on_reactor(carol.say, "/msg alice psst")
+        conv = alice.locator('#conversations [data-nick="carol"]')
+        expect(conv.locator(".unread")).to_have_text("1")
 
         alice.page.goto("about:blank")
         on_reactor(carol.say, "said while you were away")
         bob.expect_message("carol", "telnet", "said while you were away")
+        on_reactor(carol.say, "/msg alice and one more")
+        on_reactor(carol.wait_for, "-> *alice* and one more\r\n")
         alice.page.goto(url_of(server))
         alice.expect_state("open")
         expect(alice.locator("#nick")).to_have_value("alice")
@@ -220,6 +226,17 @@ class PageTests(TestCase):
         )
         expect(alice.locator('#messages .msg[data-event="welcome"]')).to_have_count(0)
         expect(alice.locator("#messages")).not_to_contain_text(MOTD[0])
+        # The conversation this tab showed is there again, with what came
+        # while away as its one unread line.
+        expect(conv.locator(".unread")).to_have_text("1")
+        conv.locator("button").click()
+        expect(alice.locator("#messages .msg-private .text")).to_have_text(
+            ["psst", "and one more"]
+        )
+        expect(alice.locator("#unread-marker + .msg .text")).to_have_text(
+            "and one more"
+        )
+        alice.show_room("#lobby")
 
         # Nobody saw alice go or come back: only what she said.
         heard = on_reactor(carol.sync)
