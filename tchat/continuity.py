@@ -216,7 +216,6 @@ class Continuity:
         held.pings = getattr(participant, "pings", False)
         held.heard_at = self._clock.seconds()
         held.idle_warned = False
-        held.settled = True
         participant.attached(held)
         missed = absent.missed if absent is not None else []
         self._delivery.tell(

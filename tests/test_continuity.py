@@ -280,6 +280,19 @@ class ContinuationTests(ContinuityTestCase):
         ]
         self.assertEqual(shown, [f"m{n}" for n in range(count)])
 
+    def test_carried_on_before_anyone_was_told(self) -> None:
+        """
+        A session taken over before it was announced is announced once,
+        when it settles, as any new connection is.
+        """
+        ((bob_p, _),) = self.people("bob")
+        _, first = self.arrive(c.Nick("carol"))
+        second_p, _ = self.arrive(c.Resume(first.code))
+        self.assertIs(second_p.user, first)
+        self.assertEqual(self.presence(bob_p), [])
+        self.clock.advance(QUIET_ARRIVAL)
+        self.assertEqual(self.presence(bob_p), [("join", "carol")])
+
     def test_lingering_bounded_per_address(self) -> None:
         """
         Connecting, talking and dropping again and again from one address
