@@ -373,8 +373,7 @@ class MessageTests(TestCase):
         await alice.expect_lines("*** your colour is now red")
         alice.say("/color")
         await alice.expect_lines(
-            "*** your colour is red; colours are on; choose from: "
-            + ", ".join(PALETTE)
+            "*** your colour is red; colours are on; choose from: " + ", ".join(PALETTE)
         )
         alice.say("/color mauve")
         line = await alice.next_line()
@@ -396,7 +395,8 @@ class MessageTests(TestCase):
         carol.say("plain carol")
         line = await bob.next_line()
         match = _fullmatch(
-            rb"(\[\d\d:\d\d\]) <\x1b\[(3[1-6]|9[1-6])mcarol\x1b\[0m> plain carol",
+            rb"(\[\d\d:\d\d\]) <\x1b\[(3[1-6]|9[1-6]|38;5;\d+)mcarol"
+            rb"\x1b\[0m> plain carol",
             line,
         )
         self.assertEqual(unstamp(match.group(1)), b"[HH:MM]")
