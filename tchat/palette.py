@@ -9,8 +9,9 @@ variant for the page's theme).  Users pick from it by name (C{/color
 NAME}) and can never inject a colour of their own.
 """
 
+import colorsys
 import zlib
-from collections.abc import Container
+from collections.abc import Collection
 from dataclasses import dataclass
 
 
@@ -63,7 +64,24 @@ PALETTE: dict[str, Colour] = {
 _COLOURS = tuple(PALETTE.values())
 
 
-def colour_for(seed: str, taken: Container[Colour] = ()) -> Colour:
+def hue(colour: Colour) -> float:
+    """The hue of C{colour}'s CSS value, in degrees."""
+    r, g, b = (int(colour.css[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    return colorsys.rgb_to_hsv(r, g, b)[0] * 360
+
+
+_HUES = {colour: hue(colour) for colour in _COLOURS}
+
+
+def _apart(colour: Colour, taken: Collection[Colour]) -> float:
+    """How far C{colour}'s hue is from the nearest of C{taken}'s."""
+    hue = _HUES[colour]
+    return min(
+        min(abs(hue - _HUES[other]), 360 - abs(hue - _HUES[other])) for other in taken
+    )
+
+
+def colour_for(seed: str, taken: Collection[Colour] = ()) -> Colour:
     """
     Pick a palette colour from a seed, the same one every time for the
     same colours C{taken}.
@@ -71,13 +89,21 @@ def colour_for(seed: str, taken: Container[Colour] = ()) -> Colour:
     @param seed: Any text; the hub uses a user's first nick so their colour
         stays put when they change nick.
     @param taken: Colours to avoid while the palette has others (those of
-        the people in the room a newcomer lands in).
+        the people in the room a newcomer lands in): of the free ones, the
+        one whose hue is farthest from theirs, so that colours look apart,
+        not merely differ by name.
     @return: A colour from L{PALETTE}.
     """
     count = len(_COLOURS)
     start = zlib.crc32(seed.encode("utf-8")) % count
-    for step in range(count):
-        colour = _COLOURS[(start + step) % count]
-        if colour not in taken:
-            return colour
-    return _COLOURS[start]
+    free = [
+        colour
+        for colour in (_COLOURS[(start + step) % count] for step in range(count))
+        if colour not in taken
+    ]
+    if not free:
+        return _COLOURS[start]
+    if not taken:
+        return free[0]
+    # The first of the farthest, in the seed's order: ties go by the seed.
+    return max(free, key=lambda colour: _apart(colour, taken))

@@ -17,7 +17,7 @@ from tchat.continuity import MISSED_MOST
 from tchat.history import MemoryStore
 from tchat.hub import ChatFactory
 from tchat.model import User
-from tchat.palette import PALETTE
+from tchat.palette import PALETTE, hue
 from tchat.presence import QUIET_ARRIVAL
 from tchat.telnet import TelnetFactory
 from tests.support import (
@@ -131,6 +131,19 @@ class QuietArrivalTests(ContinuityTestCase):
         """
         users = [self.arrive()[1] for _ in PALETTE]
         self.assertEqual(len({u.colour for u in users}), len(PALETTE))
+
+    def test_first_colours_look_apart(self) -> None:
+        """
+        The first few people in a room get hues far apart, not red beside
+        bright red.
+        """
+        hues = [hue(self.arrive()[1].colour) for _ in range(6)]
+        gaps = [
+            min(abs(a - b), 360 - abs(a - b))
+            for i, a in enumerate(hues)
+            for b in hues[i + 1 :]
+        ]
+        self.assertGreaterEqual(min(gaps), 30, hues)
 
 
 class AccountColourTests(ContinuityTestCase):

@@ -1655,6 +1655,10 @@
             room,
             f.members
               .filter((m) => m && typeof m.name === "string")
+              .map((m) => {
+                noteColour(m.name, colourFrom(m));
+                return m;
+              })
               .map((m) => ({
                 name: m.name,
                 door: str(m.door),
@@ -2034,7 +2038,23 @@
   function presenceLine(room, f) {
     const node = systemLine(room, msgText(f), { event: str(f.event), ts: f.ts });
     node.classList.add("msg-presence");
+    node.dataset.who = str(f.name);
     regroupNear(logFor(room), node);
+  }
+
+  // A nick taken right after joining (a newcomer naming themselves) reads
+  // as one line, "alice joined #lobby", when nothing came in between.
+  function mergeRename(room, f) {
+    const log = state.logs.get(room);
+    const last = log && log.nodes.length ? log.nodes[log.nodes.length - 1] : null;
+    if (!last || last.dataset.event !== "join" || !sameName(last.dataset.who || "", str(f.name))) {
+      return false;
+    }
+    const joined = { ...f, type: "system", event: "join", name: str(f.new_name), room };
+    last.dataset.who = str(f.new_name);
+    const text = last.querySelector(".text");
+    if (text) text.textContent = msgText(joined);
+    return true;
   }
 
   function onJoin(f) {
@@ -2049,10 +2069,11 @@
       } else {
         unquietStatus(room);
       }
-      systemLine(room, msgText(f), { event: "join", ts: f.ts });
+      systemLine(room, msgText(f), { event: "join", ts: f.ts }).dataset.who = name;
       switchTo(room, { show: sameName(room, state.showNext) });
       if (sameName(room, state.showNext)) state.showNext = null;
     } else {
+      noteColour(name, colourFrom(f));
       addMember(room, name, str(f.door), f.registered === true);
       presenceLine(room, f);
       if (sameName(room, state.current)) {
@@ -2102,6 +2123,7 @@
     const now = str(f.new_name);
     const rooms = isMe(old) ? [state.current] : roomsOf(old);
     for (const room of rooms) {
+      if (mergeRename(room, f)) continue;
       systemLine(room, msgText(f), { event: "nick", ts: f.ts });
       const list = state.members.get(room) || [];
       for (const m of list) {

@@ -473,6 +473,14 @@ class PageTests(TestCase):
         live = {e["text"]: e["live"] for e in alice.page.evaluate("window.tchatLive")}
         self.assertEqual((live["early 1"], live["four"]), ("off", "polite"))
 
+        # A newcomer who names themselves at once reads as one line.
+        erin = on_reactor(connect, self, server.port, "erin")
+        on_reactor(erin.set_nick, "erin")
+        joined = alice.locator('#messages .msg-presence[data-who="erin"]')
+        expect(joined).to_have_text(re.compile(r"erin joined #lobby$"))
+        renames = alice.locator('#messages .msg[data-event="nick"]')
+        expect(renames.filter(has_text="erin")).to_have_count(0)
+
         # Joins and quits, shown, then hidden by a setting that stays.
         on_reactor(dave.say, "/quit bye")
         presence = alice.locator("#messages .msg-presence")
