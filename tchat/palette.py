@@ -73,12 +73,17 @@ def hue(colour: Colour) -> float:
 _HUES = {colour: hue(colour) for colour in _COLOURS}
 
 
-def _apart(colour: Colour, taken: Collection[Colour]) -> float:
-    """How far C{colour}'s hue is from the nearest of C{taken}'s."""
-    hue = _HUES[colour]
-    return min(
-        min(abs(hue - _HUES[other]), 360 - abs(hue - _HUES[other])) for other in taken
-    )
+def _gap(a: Colour, b: Colour) -> float:
+    """The distance between two colours' hues, in degrees."""
+    turn = abs(_HUES[a] - _HUES[b])
+    return min(turn, 360 - turn)
+
+
+_GAPS = [[_gap(a, b) for b in _COLOURS] for a in _COLOURS]
+"""The hue distance between every two colours (by their place in the
+palette), in degrees."""
+
+_PLACE = {colour: place for place, colour in enumerate(_COLOURS)}
 
 
 def colour_for(seed: str, taken: Collection[Colour] = ()) -> Colour:
@@ -96,14 +101,20 @@ def colour_for(seed: str, taken: Collection[Colour] = ()) -> Colour:
     """
     count = len(_COLOURS)
     start = zlib.crc32(seed.encode("utf-8")) % count
-    free = [
-        colour
-        for colour in (_COLOURS[(start + step) % count] for step in range(count))
-        if colour not in taken
-    ]
-    if not free:
-        return _COLOURS[start]
     if not taken:
-        return free[0]
-    # The first of the farthest, in the seed's order: ties go by the seed.
-    return max(free, key=lambda colour: _apart(colour, taken))
+        return _COLOURS[start]
+    if len(taken) >= count:
+        return _COLOURS[start]
+    places = [_PLACE[colour] for colour in taken]
+    best, farthest = start, -1.0
+    for step in range(count):
+        place = (start + step) % count
+        if place in places:
+            continue
+        gaps = _GAPS[place]
+        # The nearest colour taken; the first of the farthest wins, in the
+        # seed's order, so that ties go by the seed.
+        apart = min([gaps[other] for other in places])
+        if apart > farthest:
+            best, farthest = place, apart
+    return _COLOURS[best]

@@ -45,7 +45,9 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
 LOOPBACK = "127.0.0.1"
 
-DOOR_LISTENING = re.compile(rb"(telnet|web|admin) door listening on 127\.0\.0\.1:(\d+)")
+DOOR_LISTENING = re.compile(
+    rb"(telnet|web|ssh|admin) door listening on 127\.0\.0\.1:(\d+)"
+)
 """What the server logs once one of its doors is listening."""
 
 MOTD = ("Integration tests were here.", "Second line of the MOTD.")
@@ -809,6 +811,7 @@ class TchatServer:
     @ivar port: Where its telnet door listens on 127.0.0.1.
     @ivar directory: Its working directory, holding its C{tap.ini}.
     @ivar web_port: Where its web door listens on 127.0.0.1, if it has one.
+    @ivar ssh_port: Where its SSH door listens on 127.0.0.1, if it has one.
     @ivar admin_port: Where its admin door listens on 127.0.0.1.
     """
 
@@ -816,6 +819,7 @@ class TchatServer:
     port: int
     directory: str
     web_port: int | None = None
+    ssh_port: int | None = None
     admin_port: int = 0
 
     def log(self) -> str:
@@ -861,6 +865,7 @@ async def start_server(
     web: str | None = None,
     timeout: float = 15.0,
     directory: str | None = None,
+    ssh: str | None = None,
 ) -> TchatServer:
     """
     Start C{twistd -n tchat} in a fresh directory and wait until its telnet
@@ -873,6 +878,7 @@ async def start_server(
     @param telnet: The C{--telnet} endpoint.
     @param web: The C{--web} endpoint; C{None} for no web door (the
         default L{TAP_INI} configures none).
+    @param ssh: The C{--ssh} endpoint; C{None} for no SSH door.
     @param timeout: Seconds to wait for the listening lines.
     @param directory: Run in this directory (that of an earlier, stopped
         server, to restart it on its history) instead of a fresh one.
@@ -891,6 +897,9 @@ async def start_server(
     if web is not None:
         args += ["--web", web]
         doors.add("web")
+    if ssh is not None:
+        args += ["--ssh", ssh]
+        doors.add("ssh")
     process = ProcessOutput("twistd tchat")
     global_reactor().spawnProcess(
         process, TWISTD, args, env=dict(os.environ), path=directory
@@ -915,6 +924,7 @@ async def start_server(
         ports[match.group(1).decode()] = int(match.group(2))
     server.port = ports["telnet"]
     server.web_port = ports.get("web")
+    server.ssh_port = ports.get("ssh")
     server.admin_port = ports["admin"]
     return server
 
@@ -1481,6 +1491,8 @@ async def connect_web(
     """
     client = WebClient(name)
     factory = _OneClientFactory(client, f"ws://{LOOPBACK}:{port}/ws", origin)
+    # The handshake gets the caller's timeout, not Autobahn's own 5 s.
+    factory.setProtocolOptions(openHandshakeTimeout=timeout)
     await _endpoint(port, bind).connect(factory)
     testcase.addCleanup(lambda: ensureDeferred(client.close()))
     await client.wait_state(
