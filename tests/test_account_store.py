@@ -27,8 +27,11 @@ from tchat.config import HistoryConfig
 from tchat.events import Mention
 from tchat.history import (
     CLOSE_TIMEOUT,
+    MAX_KEYS,
     Account,
     AccountStore,
+    KeyLimitError,
+    KeyRecord,
     MailboxFullError,
     MemoryStore,
     Offline,
@@ -63,6 +66,16 @@ def _offline(text: str, ts: float = START) -> Offline:
 def _mention(id: int, action: bool = False) -> Mention:
     """A message of #dev that named the account's owner."""
     return Mention(START + id, "#dev", id, "bo", f"al: {id}", action)
+
+
+def _fingerprint(n: int) -> str:
+    """The fingerprint of the test's SSH key C{n} (the store checks none)."""
+    return f"SHA256:{n:043d}"
+
+
+def _line(n: int) -> str:
+    """The public key line of the test's SSH key C{n}."""
+    return f"ssh-ed25519 AAAA{n} key-{n}"
 
 
 class AccountStoreTests(_Base):
@@ -303,6 +316,91 @@ class AccountStoreTests(_Base):
         self.assertEqual(self.done(self.accounts.tokens("al", now)), 1)
         self.assertEqual(self.done(self.accounts.token_holder("long", now)), "al")
 
+    def add_key(self, key: str, n: int, at: float = START) -> bool:
+        """Add the test's SSH key C{n} to the account C{key}."""
+        return self.done(self.accounts.add_key(key, _fingerprint(n), _line(n), at))
+
+    def test_keys(self) -> None:
+        """
+        SSH keys are listed oldest first, with their line and when they
+        were added; each names its account; removing one unbinds it.
+        """
+        self.done(self.accounts.create(_account()))
+        self.assertEqual(self.done(self.accounts.keys("al")), [])
+        self.assertTrue(self.add_key("al", 2, START + 5))
+        self.assertTrue(self.add_key("al", 1, START + 9))
+        self.assertEqual(
+            self.done(self.accounts.keys("al")),
+            [
+                KeyRecord(_fingerprint(2), _line(2), START + 5),
+                KeyRecord(_fingerprint(1), _line(1), START + 9),
+            ],
+        )
+        self.assertEqual(self.done(self.accounts.key_owner(_fingerprint(1))), "al")
+        self.assertIsNone(self.done(self.accounts.key_owner(_fingerprint(3))))
+        self.assertTrue(self.done(self.accounts.remove_key("al", _fingerprint(2))))
+        self.assertFalse(self.done(self.accounts.remove_key("al", _fingerprint(2))))
+        self.assertIsNone(self.done(self.accounts.key_owner(_fingerprint(2))))
+        self.assertEqual(
+            [r.fingerprint for r in self.done(self.accounts.keys("al"))],
+            [_fingerprint(1)],
+        )
+
+    def test_one_key_one_account(self) -> None:
+        """
+        A key on an account cannot be added again, to it or to another,
+        nor removed by another; once removed, another may add it.
+        """
+        self.done(self.accounts.create(_account()))
+        self.done(self.accounts.create(_account("bo")))
+        self.assertTrue(self.add_key("al", 1))
+        self.assertFalse(self.add_key("al", 1))
+        self.assertFalse(self.add_key("bo", 1))
+        self.assertFalse(self.done(self.accounts.remove_key("bo", _fingerprint(1))))
+        self.assertEqual(self.done(self.accounts.key_owner(_fingerprint(1))), "al")
+        self.assertEqual(self.done(self.accounts.keys("bo")), [])
+        self.done(self.accounts.remove_key("al", _fingerprint(1)))
+        self.assertTrue(self.add_key("bo", 1))
+        self.assertEqual(self.done(self.accounts.key_owner(_fingerprint(1))), "bo")
+
+    def test_key_limit(self) -> None:
+        """
+        An account has at most L{MAX_KEYS} keys: the next one fails with
+        L{KeyLimitError} and is not bound; another account is not limited
+        by it, and a removal makes room.
+        """
+        self.done(self.accounts.create(_account()))
+        self.done(self.accounts.create(_account("bo")))
+        for n in range(MAX_KEYS):
+            self.assertTrue(self.add_key("al", n))
+        refused = self.accounts.add_key("al", _fingerprint(99), _line(99), START)
+        self.failureResultOf(refused, KeyLimitError)
+        self.assertIsNone(self.done(self.accounts.key_owner(_fingerprint(99))))
+        self.assertTrue(self.add_key("bo", 99))
+        self.done(self.accounts.remove_key("al", _fingerprint(0)))
+        self.assertTrue(self.add_key("al", 100))
+        self.assertEqual(len(self.done(self.accounts.keys("al"))), MAX_KEYS)
+
+    def test_keys_deleted_with_the_account(self) -> None:
+        """
+        Deleting an account unbinds its keys (others' stay), and whoever
+        registers the nick next starts with none.
+        """
+        self.done(self.accounts.create(_account()))
+        self.done(self.accounts.create(_account("bo")))
+        self.add_key("al", 1)
+        self.add_key("bo", 2)
+        self.done(self.accounts.delete("al"))
+        self.assertIsNone(self.done(self.accounts.key_owner(_fingerprint(1))))
+        self.assertEqual(self.done(self.accounts.keys("al")), [])
+        self.assertEqual(self.done(self.accounts.key_owner(_fingerprint(2))), "bo")
+        # Left for the deleted account as it was being deleted.
+        self.add_key("al", 3)
+        self.assertTrue(self.done(self.accounts.create(_account(hash="new"))))
+        self.assertEqual(self.done(self.accounts.keys("al")), [])
+        self.assertIsNone(self.done(self.accounts.key_owner(_fingerprint(3))))
+        self.assertTrue(self.add_key("bo", 1))
+
     def test_session_account(self) -> None:
         """
         A resume code brings back the account its user was logged in to,
@@ -416,6 +514,32 @@ CREATE TABLE bans (
 """
 """The schema tchat wrote before accounts (schema 1), as it was."""
 
+_ACCOUNTS_2 = """
+ALTER TABLE sessions ADD COLUMN account TEXT;
+CREATE TABLE accounts (
+    key TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL,
+    created REAL NOT NULL, last_login REAL, last_seen REAL,
+    rooms TEXT NOT NULL, ignores TEXT NOT NULL
+);
+CREATE TABLE offline (
+    seq INTEGER PRIMARY KEY, account TEXT NOT NULL, ts REAL NOT NULL,
+    sender TEXT NOT NULL, sender_door TEXT NOT NULL, colour TEXT NOT NULL,
+    text TEXT NOT NULL, expires REAL NOT NULL
+);
+CREATE INDEX offline_account ON offline (account);
+CREATE TABLE mentions (
+    seq INTEGER PRIMARY KEY, account TEXT NOT NULL, room TEXT NOT NULL,
+    id INTEGER NOT NULL, ts REAL NOT NULL, nick TEXT NOT NULL,
+    text TEXT NOT NULL, action INTEGER NOT NULL
+);
+CREATE INDEX mentions_account ON mentions (account);
+CREATE TABLE tokens (
+    digest TEXT PRIMARY KEY, account TEXT NOT NULL, expires REAL NOT NULL
+);
+CREATE INDEX tokens_account ON tokens (account);
+"""
+"""What schema 2 added to schema 1 (accounts), as it was."""
+
 
 class SQLiteFileTests(SQLiteCase):
     """
@@ -511,7 +635,7 @@ class SQLiteFileTests(SQLiteCase):
         """
         A file written before accounts existed opens with its rooms,
         messages, resume codes and bans, and accounts can be registered
-        in it at once; it is schema 2 from then on.
+        in it at once; it is schema 3 from then on.
         """
         self.write_schema_1()
         store = SQLiteStore(self.config(), self.clock, 3, run_in_thread=self.thread)
@@ -543,26 +667,83 @@ class SQLiteFileTests(SQLiteCase):
         self.assertEqual(again.account, "al")
         self.close(store)
         self.assertEqual(
-            self.query("SELECT value FROM meta WHERE key = 'schema'"), [("2",)]
+            self.query("SELECT value FROM meta WHERE key = 'schema'"), [("3",)]
         )
         self.assertEqual(
             self.query("SELECT code, account FROM sessions ORDER BY code"),
             [("AAAA", None), ("BBBB", "al")],
         )
 
+    def write_schema_2(self) -> None:
+        """A file as the tchat before SSH keys left it, with an account."""
+        self.write_schema_1()
+        db = sqlite3.connect(self.path)
+        db.executescript(_ACCOUNTS_2)
+        db.executescript(
+            f"""
+            UPDATE meta SET value = '2' WHERE key = 'schema';
+            INSERT INTO accounts VALUES ('al', 'Al', 'hash-1', {START},
+                {START + 1}, {START + 2}, '[["#Dev", 7, 2]]', '["troll"]');
+            INSERT INTO offline (account, ts, sender, sender_door, colour,
+                text, expires) VALUES ('al', {START}, 'bo', 'web', 'red',
+                'kept', {START + 600});
+            INSERT INTO mentions (account, room, id, ts, nick, text, action)
+                VALUES ('al', '#dev', 1, {START + 1}, 'bo', 'al: 1', 0);
+            INSERT INTO tokens VALUES ('digest', 'al', {START + 600});
+            """
+        )
+        db.commit()
+        db.close()
+
+    def test_migration_from_2(self) -> None:
+        """
+        A file written before SSH keys existed opens with its accounts and
+        all kept for them, and keys can be added at once; it is schema 3
+        from then on, and its keys outlive a restart.
+        """
+        self.write_schema_2()
+        store = self.open()
+        accounts = store.accounts
+        now = self.clock.seconds()
+        self.assertEqual(
+            self.successResultOf(accounts.get("al")),
+            _account(
+                last_login=START + 1,
+                last_seen=START + 2,
+                rooms=(("#Dev", 7, 2),),
+                ignores=("troll",),
+            ),
+        )
+        self.assertEqual(self.successResultOf(accounts.waiting("al", now)), 1)
+        self.assertEqual(self.successResultOf(accounts.mentions("al")), [_mention(1)])
+        self.assertEqual(
+            self.successResultOf(accounts.token_holder("digest", now)), "al"
+        )
+        self.assertEqual(self.successResultOf(accounts.keys("al")), [])
+        added = accounts.add_key("al", _fingerprint(1), _line(1), now)
+        self.assertTrue(self.successResultOf(added))
+        self.close(store)
+        self.assertEqual(
+            self.query("SELECT value FROM meta WHERE key = 'schema'"), [("3",)]
+        )
+        store = self.open()
+        self.assertEqual(
+            self.successResultOf(store.accounts.key_owner(_fingerprint(1))), "al"
+        )
+
     def test_newer_schema_refused(self) -> None:
         """
-        A file written by a newer tchat (schema 3) is refused, saying so,
+        A file written by a newer tchat (schema 4) is refused, saying so,
         and left as it was: no table of this tchat's is added to it.
         """
         self.write_schema_1()
         db = sqlite3.connect(self.path)
-        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema'")
         db.commit()
         db.close()
         store = SQLiteStore(self.config(), self.clock, 3, run_in_thread=self.thread)
         failure = self.failureResultOf(store.load(START), sqlite3.DatabaseError)
-        self.assertIn("written by a newer tchat (schema 3)", failure.getErrorMessage())
+        self.assertIn("written by a newer tchat (schema 4)", failure.getErrorMessage())
         tables = self.query("SELECT name FROM sqlite_master WHERE type = 'table'")
         self.assertNotIn(("accounts",), tables)
 

@@ -182,6 +182,8 @@ class FakeRedis:
             account_scripts.TAKE: self._take_messages,
             account_scripts.MENTION: self._add_mentions,
             account_scripts.ISSUE: self._issue_token,
+            account_scripts.ADD_KEY: self._add_key,
+            account_scripts.REMOVE_KEY: self._remove_key,
         }
 
     def restart(self, persisted: bool) -> None:
@@ -643,21 +645,50 @@ class FakeRedis:
                 self.command("DEL", token)
         self.command("DEL", tokens)
 
+    def _forget_keys(self, p: str, ssh_keys: str, key: str) -> None:
+        for fingerprint in self.command("HGETALL", ssh_keys)[::2]:
+            owner = f"{p}:sshkey:{fingerprint}"
+            if self.command("GET", owner) == key:
+                self.command("DEL", owner)
+        self.command("DEL", ssh_keys)
+
     def _create_account(self, keys: list[str], argv: list[str]) -> int:
-        account, offline, mentions, tokens = keys
+        account, offline, mentions, tokens, ssh_keys = keys
         p, key, raw = argv
         if self.command("SET", account, raw, "NX") is None:
             return 0
         self.command("DEL", offline, mentions)
         self._forget_tokens(p, tokens, key)
+        self._forget_keys(p, ssh_keys, key)
         return 1
 
     def _delete_account(self, keys: list[str], argv: list[str]) -> int:
-        account, offline, mentions, tokens = keys
+        account, offline, mentions, tokens, ssh_keys = keys
         p, key = argv
         self.command("DEL", account, offline, mentions)
         self._forget_tokens(p, tokens, key)
+        self._forget_keys(p, ssh_keys, key)
         return 0
+
+    def _add_key(self, keys: list[str], argv: list[str]) -> int:
+        owner, ssh_keys = keys
+        key, fingerprint, entry, most = argv
+        if self.command("EXISTS", owner):
+            return 0
+        if self.command("HLEN", ssh_keys) >= int(most):
+            return -1
+        self.command("SET", owner, key)
+        self.command("HSET", ssh_keys, fingerprint, entry)
+        return 1
+
+    def _remove_key(self, keys: list[str], argv: list[str]) -> int:
+        owner, ssh_keys = keys
+        key, fingerprint = argv
+        if not self.command("HDEL", ssh_keys, fingerprint):
+            return 0
+        if self.command("GET", owner) == key:
+            self.command("DEL", owner)
+        return 1
 
     def _revoke_tokens(self, keys: list[str], argv: list[str]) -> int:
         (tokens,) = keys

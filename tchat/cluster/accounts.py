@@ -15,6 +15,9 @@ The keys (after the cluster's prefix):
   - C{tokens:<key>}: the set of the account's token digests, so that they
     can all be revoked; digests of expired tokens are dropped from it as
     tokens are issued, and it expires with its latest token.
+  - C{sshkey:<fingerprint>}: the account key an SSH public key is on.
+  - C{sshkeys:<key>}: a hash of the account's SSH keys, by fingerprint,
+    each as JSON C{{"line", "added"}}.
 
 Whatever must hold against other nodes' changes made meanwhile (a new
 account, a mailbox's limit, revoking every token) is one Lua script.
@@ -31,54 +34,94 @@ from twisted.internet.defer import Deferred
 
 from tchat.cluster.redis import RedisLink, dumps
 from tchat.events import Mention
-from tchat.history import Account, MailboxFullError, Offline
+from tchat.history import (
+    MAX_KEYS,
+    Account,
+    KeyLimitError,
+    KeyRecord,
+    MailboxFullError,
+    Offline,
+)
 
-_FORGET_TOKENS = """
-local function forget_tokens(p, set, key)
-  for _, digest in ipairs(redis.call('SMEMBERS', set)) do
-    local token = p .. ':token:' .. digest
-    if redis.call('GET', token) == key then redis.call('DEL', token) end
+_FORGET_OWNED = """
+local function forget_owned(prefix, names, key)
+  for _, name in ipairs(names) do
+    local owned = prefix .. name
+    if redis.call('GET', owned) == key then redis.call('DEL', owned) end
   end
+end
+local function forget_tokens(p, set, key)
+  forget_owned(p .. ':token:', redis.call('SMEMBERS', set), key)
   redis.call('DEL', set)
+end
+local function forget_keys(p, hash, key)
+  forget_owned(p .. ':sshkey:', redis.call('HKEYS', hash), key)
+  redis.call('DEL', hash)
 end
 """
 """
 Lua for L{CREATE}, L{DELETE} and L{REVOKE_TOKENS}: revoke every token of
-an account.
+an account (the set of their digests), or unbind every SSH key of it (the
+hash of its keys): each token or key still the account's is deleted.
 """
 
 #: Register an account, unless its key is registered already: answers 1
 #: when it was, 0 when not.  A new owner starts with nothing: messages,
 #: mentions or tokens kept for the key after its previous account was
 #: deleted (by another node, meanwhile) are not theirs.
-#: KEYS: account, offline list, mentions list, tokens set.
+#: KEYS: account, offline list, mentions list, tokens set, SSH keys hash.
 #: ARGV: prefix, account key, account JSON.
 CREATE = (
-    _FORGET_TOKENS
+    _FORGET_OWNED
     + """
 if not redis.call('SET', KEYS[1], ARGV[3], 'NX') then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3])
 forget_tokens(ARGV[1], KEYS[4], ARGV[2])
+forget_keys(ARGV[1], KEYS[5], ARGV[2])
 return 1
 """
 )
 
 #: Forget an account and everything kept for it.
-#: KEYS: account, offline list, mentions list, tokens set.
+#: KEYS: account, offline list, mentions list, tokens set, SSH keys hash.
 #: ARGV: prefix, account key.
 DELETE = (
-    _FORGET_TOKENS
+    _FORGET_OWNED
     + """
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 forget_tokens(ARGV[1], KEYS[4], ARGV[2])
+forget_keys(ARGV[1], KEYS[5], ARGV[2])
 return 0
 """
 )
 
+#: Bind an SSH key to an account, unless it is on an account already
+#: (answers 0) or the account has as many as it may (answers -1); 1 when
+#: it is bound.
+#: KEYS: the key's owner, the account's SSH keys hash.
+#: ARGV: account key, fingerprint, the entry (JSON), most kept.
+ADD_KEY = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[4]) then return -1 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+
+#: Unbind an SSH key from an account: answers 1 when it was the
+#: account's, 0 when not.
+#: KEYS: the key's owner, the account's SSH keys hash.
+#: ARGV: account key, fingerprint.
+REMOVE_KEY = """
+if redis.call('HDEL', KEYS[2], ARGV[2]) == 0 then return 0 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
 #: Revoke every login token of an account.
 #: KEYS: tokens set.  ARGV: prefix, account key.
 REVOKE_TOKENS = (
-    _FORGET_TOKENS
+    _FORGET_OWNED
     + """
 forget_tokens(ARGV[1], KEYS[1], ARGV[2])
 return 0
@@ -188,6 +231,7 @@ class RedisAccounts:
             link.key("offline", key),
             link.key("mentions", key),
             link.key("tokens", key),
+            link.key("sshkeys", key),
         ]
 
     def holder(self, key: str) -> Deferred[str | None]:
@@ -306,3 +350,43 @@ class RedisAccounts:
         return self._link.command(
             "LRANGE", self._link.key("offline", key), 0, -1
         ).addCallback(lambda entries: len(self._offline(entries, now)))
+
+    def add_key(
+        self, account_key: str, fingerprint: str, line: str, now: float
+    ) -> Deferred[bool]:
+        link = self._link
+
+        def added(answer: int) -> bool:
+            if answer < 0:
+                raise KeyLimitError(account_key)
+            return bool(answer)
+
+        return link.eval(
+            ADD_KEY,
+            [link.key("sshkey", fingerprint), link.key("sshkeys", account_key)],
+            [account_key, fingerprint, dumps({"line": line, "added": now}), MAX_KEYS],
+        ).addCallback(added)
+
+    def remove_key(self, account_key: str, fingerprint: str) -> Deferred[bool]:
+        link = self._link
+        return link.eval(
+            REMOVE_KEY,
+            [link.key("sshkey", fingerprint), link.key("sshkeys", account_key)],
+            [account_key, fingerprint],
+        ).addCallback(lambda removed: bool(removed))
+
+    def keys(self, account_key: str) -> Deferred[list[KeyRecord]]:
+        def records(flat: list[str]) -> list[KeyRecord]:
+            found = []
+            for fingerprint, raw in zip(flat[::2], flat[1::2], strict=True):
+                entry = json.loads(raw)
+                found.append(KeyRecord(fingerprint, entry["line"], entry["added"]))
+            # A hash has no order: oldest first, by when each was added.
+            return sorted(found, key=lambda r: (r.added, r.fingerprint))
+
+        return self._link.command(
+            "HGETALL", self._link.key("sshkeys", account_key)
+        ).addCallback(records)
+
+    def key_owner(self, fingerprint: str) -> Deferred[str | None]:
+        return self._link.command("GET", self._link.key("sshkey", fingerprint))

@@ -25,11 +25,14 @@ from tchat.history.database import SCHEMA_VERSION
 from tchat.history.faults import Fault, StorageError
 from tchat.history.memory import MemoryStore
 from tchat.history.records import (
+    MAX_KEYS,
     Account,
     AccountStore,
     Ban,
     BanKind,
     HistoryStore,
+    KeyLimitError,
+    KeyRecord,
     Loaded,
     MailboxFullError,
     Offline,
@@ -41,6 +44,7 @@ from tchat.history.sqlite import CLOSE_TIMEOUT, MAX_BATCH, SQLiteStore, ThreadRu
 __all__ = [
     "CLOSE_TIMEOUT",
     "MAX_BATCH",
+    "MAX_KEYS",
     "SCHEMA_VERSION",
     "Account",
     "AccountStore",
@@ -48,6 +52,8 @@ __all__ = [
     "BanKind",
     "Fault",
     "HistoryStore",
+    "KeyLimitError",
+    "KeyRecord",
     "Loaded",
     "MailboxFullError",
     "MemoryStore",

@@ -13,7 +13,14 @@ import sqlite3
 from typing import Any
 
 from tchat.events import Mention
-from tchat.history.records import Account, MailboxFullError, Offline
+from tchat.history.records import (
+    MAX_KEYS,
+    Account,
+    KeyLimitError,
+    KeyRecord,
+    MailboxFullError,
+    Offline,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -54,10 +61,18 @@ CREATE TABLE IF NOT EXISTS tokens (
     expires REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tokens_account ON tokens (account);
+CREATE TABLE IF NOT EXISTS ssh_keys (
+    seq INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    account TEXT NOT NULL,
+    line TEXT NOT NULL,
+    added REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ssh_keys_account ON ssh_keys (account);
 """
-"""The account tables (schema 2).  C{seq} (the rowid) keeps the order in
-which offline messages and mentions were kept: a new row's is always the
-highest."""
+"""The account tables (schema 3: schema 2 had all but C{ssh_keys}).
+C{seq} (the rowid) keeps the order in which offline messages, mentions
+and keys were kept: a new row's is always the highest."""
 
 _ACCOUNT = "key, name, hash, created, last_login, last_seen, rooms, ignores"
 _OFFLINE = "ts, sender, sender_door, colour, text"
@@ -121,7 +136,7 @@ def get(db: sqlite3.Connection, key: str) -> Account | None:
 
 def _forget(db: sqlite3.Connection, key: str) -> None:
     """Forget what is kept for the account with key C{key}, but itself."""
-    for table in ("offline", "mentions", "tokens"):
+    for table in ("offline", "mentions", "tokens", "ssh_keys"):
         db.execute(f"DELETE FROM {table} WHERE account = ?", (key,))
 
 
@@ -265,3 +280,54 @@ def waiting(db: sqlite3.Connection, key: str, now: float) -> int:
         "SELECT COUNT(*) FROM offline WHERE account = ? AND expires > ?", (key, now)
     ).fetchone()
     return int(count)
+
+
+def add_key(
+    db: sqlite3.Connection, account: str, fingerprint: str, line: str, now: float
+) -> bool:
+    """
+    @return: See L{tchat.history.AccountStore.add_key}.
+    @raise KeyLimitError: When the account has L{MAX_KEYS} keys.
+    """
+    row = db.execute(
+        "SELECT 1 FROM ssh_keys WHERE fingerprint = ?", (fingerprint,)
+    ).fetchone()
+    if row is not None:
+        return False
+    (count,) = db.execute(
+        "SELECT COUNT(*) FROM ssh_keys WHERE account = ?", (account,)
+    ).fetchone()
+    if count >= MAX_KEYS:
+        raise KeyLimitError(account)
+    db.execute(
+        "INSERT INTO ssh_keys (fingerprint, account, line, added) VALUES (?, ?, ?, ?)",
+        (fingerprint, account, line, now),
+    )
+    return True
+
+
+def remove_key(db: sqlite3.Connection, account: str, fingerprint: str) -> bool:
+    """@return: See L{tchat.history.AccountStore.remove_key}."""
+    return bool(
+        db.execute(
+            "DELETE FROM ssh_keys WHERE account = ? AND fingerprint = ?",
+            (account, fingerprint),
+        ).rowcount
+    )
+
+
+def keys(db: sqlite3.Connection, account: str) -> list[KeyRecord]:
+    """@return: See L{tchat.history.AccountStore.keys}."""
+    rows = db.execute(
+        "SELECT fingerprint, line, added FROM ssh_keys WHERE account = ? ORDER BY seq",
+        (account,),
+    ).fetchall()
+    return [KeyRecord(str(f), str(line), float(added)) for f, line, added in rows]
+
+
+def key_owner(db: sqlite3.Connection, fingerprint: str) -> str | None:
+    """@return: See L{tchat.history.AccountStore.key_owner}."""
+    row = db.execute(
+        "SELECT account FROM ssh_keys WHERE fingerprint = ?", (fingerprint,)
+    ).fetchone()
+    return None if row is None else str(row[0])

@@ -28,10 +28,11 @@ from tchat.text import room_key
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """
 Schema 2 adds the accounts (L{account_tables.SCHEMA}) and the account of
-a session; a schema 1 file is brought to it in place when opened.
+a session; schema 3, the accounts' SSH keys (the C{ssh_keys} table).  An
+older file is brought to it in place when opened, keeping what it holds.
 """
 
 _META = """
@@ -95,8 +96,9 @@ CREATE TABLE IF NOT EXISTS bans (
 
 def _create_tables(db: sqlite3.Connection) -> None:
     """
-    Create what the file lacks of the schema, and add the columns schema 2
-    added to tables of a schema 1 file.  Statement by statement, in the
+    Create what the file lacks of the schema (the tables schemas 2 and 3
+    added), and add the column schema 2 added to a table of a schema 1
+    file.  Statement by statement, in the
     caller's transaction (C{executescript} would commit it first): a
     migration that fails leaves the file as it was.
     """

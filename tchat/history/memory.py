@@ -12,9 +12,12 @@ from twisted.internet.defer import Deferred, fail, succeed
 from tchat.config import HistoryConfig
 from tchat.events import Mention, RoomMessage
 from tchat.history.records import (
+    MAX_KEYS,
     Account,
     AccountStore,
     Ban,
+    KeyLimitError,
+    KeyRecord,
     Loaded,
     MailboxFullError,
     Offline,
@@ -58,6 +61,9 @@ class MemoryAccounts:
         self._mentions: dict[str, list[Mention]] = {}
         # Each token's account and expiry, by its digest.
         self._tokens: dict[str, tuple[str, float]] = {}
+        # Each SSH key's account and record, by its fingerprint, oldest
+        # first.
+        self._keys: dict[str, tuple[str, KeyRecord]] = {}
 
     def holder(self, key: str) -> Deferred[str | None]:
         found = self._accounts.get(key)
@@ -92,6 +98,9 @@ class MemoryAccounts:
         for digest, (holder, _) in list(self._tokens.items()):
             if holder == key:
                 del self._tokens[digest]
+        for fingerprint, (owner, _) in list(self._keys.items()):
+            if owner == key:
+                del self._keys[fingerprint]
 
     def leave_message(
         self, key: str, message: Offline, most: int, expires: float
@@ -149,6 +158,30 @@ class MemoryAccounts:
 
     def waiting(self, key: str, now: float) -> Deferred[int]:
         return succeed(sum(x > now for _, x in self._offline.get(key, ())))
+
+    def add_key(
+        self, account_key: str, fingerprint: str, line: str, now: float
+    ) -> Deferred[bool]:
+        if fingerprint in self._keys:
+            return succeed(False)
+        if sum(owner == account_key for owner, _ in self._keys.values()) >= MAX_KEYS:
+            return fail(KeyLimitError(account_key))
+        self._keys[fingerprint] = (account_key, KeyRecord(fingerprint, line, now))
+        return succeed(True)
+
+    def remove_key(self, account_key: str, fingerprint: str) -> Deferred[bool]:
+        found = self._keys.get(fingerprint)
+        if found is None or found[0] != account_key:
+            return succeed(False)
+        del self._keys[fingerprint]
+        return succeed(True)
+
+    def keys(self, account_key: str) -> Deferred[list[KeyRecord]]:
+        return succeed([r for owner, r in self._keys.values() if owner == account_key])
+
+    def key_owner(self, fingerprint: str) -> Deferred[str | None]:
+        found = self._keys.get(fingerprint)
+        return succeed(None if found is None else found[0])
 
 
 class MemoryStore:

@@ -270,6 +270,33 @@ class MailboxFullError(Exception):
     """
 
 
+MAX_KEYS = 10
+"""The most SSH public keys one account has."""
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """
+    An SSH public key of an account: whoever connects to the SSH door with
+    it is logged in to the account (see L{tchat.sshkeys}).
+
+    @ivar fingerprint: C{SHA256:...}, as C{ssh-keygen -l} shows it: one
+        account's alone.
+    @ivar line: Its OpenSSH public key line (type, base64, comment).
+    @ivar added: When it was added (seconds since the epoch).
+    """
+
+    fingerprint: str
+    line: str
+    added: float
+
+
+class KeyLimitError(Exception):
+    """
+    An account has L{MAX_KEYS} keys already: this one is not added.
+    """
+
+
 class AccountStore(Protocol):
     """
     Where accounts live, beside the history: every store has one, as its
@@ -304,7 +331,7 @@ class AccountStore(Protocol):
     def delete(self, key: str) -> Deferred[None]:
         """
         Forget the account and everything kept for it: offline messages,
-        mentions and login tokens.
+        mentions, login tokens and SSH keys.
         """
 
     def leave_message(
@@ -355,3 +382,28 @@ class AccountStore(Protocol):
 
     def waiting(self, key: str, now: float) -> Deferred[int]:
         """How many offline messages wait for the account at C{now}."""
+
+    def add_key(
+        self, account_key: str, fingerprint: str, line: str, now: float
+    ) -> Deferred[bool]:
+        """
+        Bind an SSH public key to the account with key C{account_key}.
+
+        @param now: When it is added.
+        @return: C{False} (and nothing written) when C{fingerprint} is on
+            an account already, this one or another: one key, one account.
+            Fails with L{KeyLimitError} when the account has L{MAX_KEYS}.
+        """
+
+    def remove_key(self, account_key: str, fingerprint: str) -> Deferred[bool]:
+        """
+        Unbind a key from the account.
+
+        @return: Whether the account had it.
+        """
+
+    def keys(self, account_key: str) -> Deferred[list[KeyRecord]]:
+        """The account's SSH keys, oldest first."""
+
+    def key_owner(self, fingerprint: str) -> Deferred[str | None]:
+        """The key of the account the SSH key C{fingerprint} is on, if any."""

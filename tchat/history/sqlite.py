@@ -46,6 +46,7 @@ from tchat.history.faults import STOPPED, Fault, StorageError
 from tchat.history.records import (
     Account,
     Ban,
+    KeyRecord,
     Loaded,
     Offline,
     RoomRecord,
@@ -614,3 +615,21 @@ class SQLiteAccounts:
 
     def waiting(self, key: str, now: float) -> Deferred[int]:
         return self._store._transact(account_tables.waiting, False, key, now)
+
+    def add_key(
+        self, account_key: str, fingerprint: str, line: str, now: float
+    ) -> Deferred[bool]:
+        return self._store._transact(
+            account_tables.add_key, True, account_key, fingerprint, line, now
+        )
+
+    def remove_key(self, account_key: str, fingerprint: str) -> Deferred[bool]:
+        return self._store._transact(
+            account_tables.remove_key, True, account_key, fingerprint
+        )
+
+    def keys(self, account_key: str) -> Deferred[list[KeyRecord]]:
+        return self._store._transact(account_tables.keys, False, account_key)
+
+    def key_owner(self, fingerprint: str) -> Deferred[str | None]:
+        return self._store._transact(account_tables.key_owner, False, fingerprint)
