@@ -5,8 +5,9 @@ Accounts: registered nicks, and what is kept for their owners.
 A user registers the nick they have with a password; from then on nobody
 else may take it (or anything that looks like it: nicks are compared by
 their confusable skeleton), online or offline.  Its owner logs in from any
-door, by password or, on the page, with a login token the server issued;
-a connection of theirs still holding the nick elsewhere is closed.  While
+door, by password, on the page with a login token the server issued, or
+on the SSH door with a key they added (L{tchat.keyring}); a connection of
+theirs still holding the nick elsewhere is closed.  While
 they are offline, private messages to them are kept (bounded, expiring),
 and at their next login they get those and the lines of their rooms that
 named them.
@@ -36,6 +37,7 @@ from tchat.delivery import Delivery
 from tchat.guesses import Attempt
 from tchat.history import Account, AccountStore, HistoryStore, Session
 from tchat.keeping import Keeping
+from tchat.keyring import Keyring
 from tchat.metrics import Metrics
 from tchat.model import Directory, Settings, User
 from tchat.palette import colour_for
@@ -96,6 +98,7 @@ class Accounts:
         self.keeping = Keeping(settings, directory, delivery, store, metrics, clock)
         self.attention = Attention(directory, delivery, backplane, self.keep)
         self.credentials = Credentials(self, self._proofs, store.accounts, delivery)
+        self.keyring = Keyring(self, store.accounts, delivery, clock, self._take)
         # Set by the hub: a new connection carries on a session that is
         # still here (see tchat.continuity).
         self.carry_on: Callable[[User, User, str], None] = lambda fresh, held, why: None
@@ -265,6 +268,13 @@ class Accounts:
 
         reading = self._store.token_holder(digest, self._clock.seconds())
         return reading.addCallback(held).addCallback(found).addErrback(failed)
+
+    def key_login(self, user: User, fingerprint: str) -> Deferred[Any] | None:
+        """
+        The SSH door: C{user} connected with the SSH key C{fingerprint}, its
+        signature checked; see L{Keyring.login}.
+        """
+        return self.keyring.login(user, fingerprint)
 
     def _take(
         self, user: User, account: Account, token: str | None = None

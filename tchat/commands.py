@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, fields
 
 from tchat.events import ErrorCode, Help
+from tchat.sshkeys import MAX_KEY_LINE
 from tchat.text import clean_text
 
 
@@ -210,6 +211,20 @@ class TokenLogin:
 
 
 @dataclass(frozen=True)
+class KeyLogin:
+    """
+    The SSH door logs its user in to the account its key is on, if any
+    (L{tchat.accounts.Accounts.key_login}).  Never typed, nor built from
+    what a client sends: only the SSH door, once it checked the key, may
+    make it (a fingerprint is no secret).
+
+    @ivar fingerprint: The key's, as L{tchat.sshkeys.fingerprint} gives it.
+    """
+
+    fingerprint: str
+
+
+@dataclass(frozen=True)
 class Logout:
     """C{/logout}."""
 
@@ -269,6 +284,25 @@ class Unignore:
 @dataclass(frozen=True)
 class ShowMentions:
     """C{/mentions}."""
+
+
+@dataclass(frozen=True)
+class AddKey:
+    """C{/key add [LINE]}: C{None}, the key of this SSH connection."""
+
+    line: str | None
+
+
+@dataclass(frozen=True)
+class ListKeys:
+    """C{/key list}: the account's SSH keys."""
+
+
+@dataclass(frozen=True)
+class RemoveKey:
+    """C{/key remove FINGERPRINT}."""
+
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -371,6 +405,7 @@ Command = (
     | Register
     | Login
     | TokenLogin
+    | KeyLogin
     | Logout
     | Password
     | Unregister
@@ -380,10 +415,13 @@ Command = (
     | Ignore
     | Unignore
     | ShowMentions
+    | AddKey
+    | ListKeys
+    | RemoveKey
     | Settle
 )
 
-IDENTIFYING = (Resume, Login, TokenLogin, Nick, Settle)
+IDENTIFYING = (Resume, Login, TokenLogin, KeyLogin, Nick, Settle)
 """What a new connection may do before it is announced: carry on a session,
 log in, pick a nick (see L{Settle})."""
 
@@ -477,6 +515,12 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec("away", "/away [message]", "tell those who write to you you're away"),
     CommandSpec("back", "/back", "you are back"),
+    CommandSpec(
+        "key",
+        "/key add|list|remove",
+        "the SSH keys that log you in with no password: /key add PUBLIC-KEY "
+        "(alone: this SSH connection's key), /key list, /key remove FINGERPRINT",
+    ),
     CommandSpec(
         "ignore",
         "/ignore [NICK]",
@@ -596,6 +640,23 @@ def _text(name: str, value: str) -> str:
     return value
 
 
+KEY_USAGE = "usage: /key add [PUBLIC-KEY], /key list, /key remove FINGERPRINT"
+
+
+def _key(args: str) -> Command:
+    """C{/key add [LINE]}, C{/key list}, C{/key remove FINGERPRINT}."""
+    action, _, rest = args.partition(" ")
+    rest = rest.strip()
+    match action.lower():
+        case "add":
+            return AddKey(rest or None)
+        case "list" if not rest:
+            return ListKeys()
+        case "remove" | "rm" | "del" | "delete" if rest and " " not in rest:
+            return RemoveKey(rest)
+    raise CommandError("bad-arguments", KEY_USAGE)
+
+
 def _parse_command(name: str, args: str) -> Command:
     """
     Turn a command name and its argument text into a L{Command}.
@@ -685,6 +746,8 @@ def _parse_command(name: str, args: str) -> Command:
             if len(words) != 1:
                 raise _usage(name)
             return Unignore(words[0])
+        case "key":
+            return _key(args)
         case "kick":
             nick, _, reason = args.partition(" ")
             if not nick:
@@ -804,6 +867,8 @@ _MAXIMA = {
     "old": ("the old password", MAX_PASSWORD),
     "new": ("the new password", MAX_PASSWORD),
     "token": ("the login token", MAX_NAME * 2),
+    "line": ("the key", MAX_KEY_LINE),
+    "fingerprint": ("the fingerprint", MAX_NAME),
 }
 """The maximum of every string a command carries, by field name, with what
 the user calls it."""

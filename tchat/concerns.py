@@ -182,6 +182,7 @@ def handlers(parts: Concerns, settings: Settings) -> dict[type, Handler]:
     moderation, login, delivery = parts.moderation, parts.login, parts.delivery
     stats, accounts, naming = parts.stats, parts.accounts, parts.naming
     keeping, attention = accounts.keeping, accounts.attention
+    keyring = accounts.keyring
     return {
         c.Say: lambda u, x: talk.say(u, x.text, False, x.room, x.client_id),
         c.Me: lambda u, x: talk.say(u, x.text, True, x.room, x.client_id),
@@ -213,6 +214,7 @@ def handlers(parts: Concerns, settings: Settings) -> dict[type, Handler]:
         c.Register: lambda u, x: accounts.register(u, x.password),
         c.Login: lambda u, x: accounts.login(u, x.name, x.password),
         c.TokenLogin: lambda u, x: accounts.token_login(u, x.token),
+        c.KeyLogin: lambda u, x: accounts.key_login(u, x.fingerprint),
         c.Logout: lambda u, x: accounts.logout(u),
         c.Password: lambda u, x: accounts.credentials.password(u, x.old, x.new),
         c.Unregister: lambda u, x: accounts.credentials.unregister(u, x.password),
@@ -222,5 +224,8 @@ def handlers(parts: Concerns, settings: Settings) -> dict[type, Handler]:
         c.Back: lambda u, x: attention.back(u),
         c.Ignore: lambda u, x: attention.ignore(u, x.nick),
         c.Unignore: lambda u, x: attention.unignore(u, x.nick),
+        c.AddKey: lambda u, x: keyring.add(u, x.line),
+        c.ListKeys: lambda u, x: keyring.list(u),
+        c.RemoveKey: lambda u, x: keyring.remove(u, x.fingerprint),
         c.Settle: lambda u, x: presence.settle(u),
     }

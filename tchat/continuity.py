@@ -213,6 +213,8 @@ class Continuity:
             old.attached(None)
         self._attach(held, participant)
         held.address = getattr(participant, "address", None)
+        # The key this connection authenticated with, if any (SSH).
+        held.ssh_key = fresh.ssh_key
         held.pings = getattr(participant, "pings", False)
         held.heard_at = self._clock.seconds()
         held.idle_warned = False

@@ -411,6 +411,10 @@ ErrorCode = Literal[
     "account-unavailable",
     "token-invalid",
     "mailbox-full",
+    "key-invalid",
+    "key-taken",
+    "too-many-keys",
+    "no-such-key",
 ]
 
 

@@ -44,7 +44,8 @@ def _mentioner(nick: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w-]){re.escape(nick)}(?![\w-])", re.IGNORECASE)
 
 
-def _date(ts: float | None) -> str:
+def describe_date(ts: float | None) -> str:
+    """A time as C{/account} shows it (the server's local time), or C{never}."""
     if ts is None:
         return "never"
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
@@ -244,9 +245,9 @@ class Keeping:
             rooms = ", ".join(n for n, _, _ in account.rooms) or "none"
             ignores = ", ".join(account.ignores) or "nobody"
             lines = (
-                f"nick: {account.name} (registered {_date(account.created)})",
+                f"nick: {account.name} (registered {describe_date(account.created)})",
                 "password: an argon2id hash (the password itself is never kept)",
-                f"last login: {_date(account.last_login)}",
+                f"last login: {describe_date(account.last_login)}",
                 f"rooms when you last left: {rooms}",
                 f"ignoring: {ignores}",
                 f"offline messages waiting: {waiting} "

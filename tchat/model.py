@@ -101,6 +101,11 @@ class User:
         on a session that is still here (see L{Presence.settle
         <tchat.presence.Presence.settle>}): until then only the user sees
         their joins and renames, and lists leave them out.
+    @ivar ssh_key: The OpenSSH public key line (C{ssh-ed25519 AAAA...},
+        as L{Key.toString("OPENSSH")<twisted.conch.ssh.keys.Key.toString>}
+        gives it, decoded) of the key the user's SSH connection
+        authenticated with, set by the SSH door; C{None} on other doors.
+        C{/key add} alone adds it to the user's account.
     @ivar deliver: C{participant.deliver}, bound once: fan-out calls it
         for every recipient of every event.
     """
@@ -136,6 +141,7 @@ class User:
     away: str | None = None
     ignoring: dict[str, str] | None = None
     settled: bool = True
+    ssh_key: str | None = None
     deliver: Callable[[object, object], None] = field(init=False)
 
     def __post_init__(self) -> None:

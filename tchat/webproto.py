@@ -161,6 +161,24 @@ def _hello(frame: dict[str, Any]) -> list[Command]:
     return result
 
 
+def _key(frame: dict[str, Any]) -> Command:
+    """
+    C{{"type": "key", "action": "add"|"list"|"remove", "key": LINE,
+    "fingerprint": FP}}: C{/key}; C{key} is optional for C{add}.
+    """
+    match _field(frame, "action"):
+        case "add":
+            line = _field(frame, "key", required=False)
+            return commands.AddKey(line if line and line.strip() else None)
+        case "list":
+            return commands.ListKeys()
+        case "remove":
+            fingerprint = _field(frame, "fingerprint")
+            assert fingerprint is not None
+            return commands.RemoveKey(fingerprint)
+    raise FrameError("bad-request", "'action' must be add, list or remove")
+
+
 def _typed(kind: str, frame: dict[str, Any], client_id: str | None) -> list[Command]:
     def get(name: str, required: bool = True) -> str | None:
         return _field(frame, name, required)
@@ -232,6 +250,8 @@ def _typed(kind: str, frame: dict[str, Any], client_id: str | None) -> list[Comm
             command = commands.Ignore(get("name", False))
         case "unignore":
             command = commands.Unignore(req("name"))
+        case "key":
+            command = _key(frame)
         case _:
             raise FrameError("unknown-type", f"unknown request type {kind[:32]!r}")
     return [command] if command is not None else []

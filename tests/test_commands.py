@@ -6,6 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import commands as c
 from tchat.commands import (
+    KEY_USAGE,
     MAX_NAME,
     MAX_PASSWORD,
     MAX_RESUME_ROOMS,
@@ -32,6 +33,7 @@ from tchat.commands import (
     parse_line,
     too_long,
 )
+from tchat.sshkeys import MAX_KEY_LINE
 
 
 class ParseLineTests(SynchronousTestCase):
@@ -300,6 +302,10 @@ class AccountCommandTests(SynchronousTestCase):
             ("/ignore", c.Ignore(None)),
             ("/ignore bob", c.Ignore("bob")),
             ("/unignore bob", c.Unignore("bob")),
+            ("/key add", c.AddKey(None)),
+            ("/key add ssh-ed25519 AAAA a  b", c.AddKey("ssh-ed25519 AAAA a  b")),
+            ("/KEY LIST", c.ListKeys()),
+            ("/key remove SHA256:abc", c.RemoveKey("SHA256:abc")),
         ):
             self.assertEqual(parse_line(line), expected, line)
 
@@ -328,6 +334,11 @@ class AccountCommandTests(SynchronousTestCase):
             ("/account me", "usage: /account"),
             ("/mentions all", "usage: /mentions"),
             ("/back now", "usage: /back"),
+            ("/key", KEY_USAGE),
+            ("/key list all", KEY_USAGE),
+            ("/key remove", KEY_USAGE),
+            ("/key remove a b", KEY_USAGE),
+            ("/key drop x", KEY_USAGE),
             ("/ignore bob carol", "usage: /ignore [NICK]"),
             ("/unignore", "usage: /unignore NICK"),
             ("/unignore bob carol", "usage: /unignore NICK"),
@@ -397,6 +408,12 @@ class AccountCommandTests(SynchronousTestCase):
             (c.TokenLogin("t" * 129), "the login token is longer than 128 characters"),
             (c.Ignore(name), "the nick is longer than 64 characters"),
             (c.Unignore(name), "the nick is longer than 64 characters"),
+            (
+                c.AddKey("k" * (MAX_KEY_LINE + 1)),
+                "the key is longer than 8192 characters",
+            ),
+            (c.RemoveKey(name), "the fingerprint is longer than 64 characters"),
+            (c.KeyLogin(name), "the fingerprint is longer than 64 characters"),
             (c.Away("x" * (MAX_TEXT + 1)), "the text is longer than 4096 characters"),
         ):
             self.assertEqual(too_long(command), said, command)
@@ -406,5 +423,7 @@ class AccountCommandTests(SynchronousTestCase):
             c.Login(None, "pw"),
             c.Away(None),
             c.Ignore(None),
+            c.AddKey(None),
+            c.AddKey("k" * MAX_KEY_LINE),
         ):
             self.assertIsNone(too_long(command), command)

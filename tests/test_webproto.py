@@ -533,6 +533,17 @@ class AccountFrameTests(SynchronousTestCase):
             ({"type": "ignore"}, commands.Ignore(None)),
             ({"type": "ignore", "name": "bob"}, commands.Ignore("bob")),
             ({"type": "unignore", "name": "bob"}, commands.Unignore("bob")),
+            ({"type": "key", "action": "add"}, commands.AddKey(None)),
+            ({"type": "key", "action": "add", "key": " "}, commands.AddKey(None)),
+            (
+                {"type": "key", "action": "add", "key": "ssh-ed25519 AAAA x"},
+                commands.AddKey("ssh-ed25519 AAAA x"),
+            ),
+            ({"type": "key", "action": "list"}, commands.ListKeys()),
+            (
+                {"type": "key", "action": "remove", "fingerprint": "SHA256:x"},
+                commands.RemoveKey("SHA256:x"),
+            ),
         ):
             self.assertEqual(self.parse(**fields), (expected,), fields)
 
@@ -556,6 +567,10 @@ class AccountFrameTests(SynchronousTestCase):
             ({"type": "password", "old": "x"}, "'new' is missing"),
             ({"type": "unregister"}, "'password' is missing"),
             ({"type": "unignore"}, "'name' is missing"),
+            ({"type": "key"}, "'action' is missing"),
+            ({"type": "key", "action": "show"}, "'action' must be add, list or remove"),
+            ({"type": "key", "action": "remove"}, "'fingerprint' is missing"),
+            ({"type": "key", "action": "add", "key": 5}, "'key' must be a string"),
             ({"type": "hello", "token": 7}, "'token' must be a string"),
             ({"type": "hello", "code": ["x"]}, "'code' must be a string"),
         ):
