@@ -44,7 +44,17 @@ _LIVE = {
     "limits": tuple(f.name for f in fields(LimitsConfig)),
 }
 _LISTENERS = {"telnet": "listen", "web": "listen", "admin": "listen"}
-_SECTIONS = ("server", "telnet", "web", "limits", "history", "onion", "admin", "log")
+_SECTIONS = (
+    "server",
+    "telnet",
+    "web",
+    "ssh",
+    "limits",
+    "history",
+    "onion",
+    "admin",
+    "log",
+)
 
 
 def truncated(running: Config, new: Config) -> str | None:
@@ -398,7 +408,11 @@ class Reloader:
         )
         for web in self._web:
             web.reconfigure(new.web)
-        started, stopped, failed = await self._listeners.change(new.listeners())
+        # The SSH door's listeners change with a restart (its host key is
+        # read at start): those running stay.
+        wanted = [x for x in new.listeners() if x[0] != "ssh"]
+        wanted += [x for x in old.listeners() if x[0] == "ssh"]
+        started, stopped, failed = await self._listeners.change(wanted)
         self.config = new
         if restart:
             self._log.warn(

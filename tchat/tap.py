@@ -31,7 +31,7 @@ from tchat.output import Batcher
 from tchat.passwords import Hashing
 from tchat.seam import IBackplane
 from tchat.telnet import TelnetFactory
-from tchat.web import ChatSite, make_site
+from tchat.web import make_site
 
 DEFAULT_CONFIG = Path("tap.ini")
 
@@ -45,7 +45,7 @@ class Options(usage.Options):
 
     synopsis = (
         "[--config PATH] [--telnet ENDPOINT ...] [--web ENDPOINT ...] "
-        "[--admin ENDPOINT ...] [--check]"
+        "[--ssh ENDPOINT ...] [--admin ENDPOINT ...] [--check]"
     )
     longdesc = (
         "Run the tchat hub. Settings come from tap.ini (./tap.ini when present, "
@@ -64,6 +64,7 @@ class Options(usage.Options):
         super().__init__()
         self["telnet"] = []
         self["web"] = []
+        self["ssh"] = []
         self["admin"] = []
         self.config = Config()
 
@@ -80,6 +81,13 @@ class Options(usage.Options):
         replaces [web] listen).
         """
         self["web"].append(endpoint)
+
+    def opt_ssh(self, endpoint: str) -> None:
+        """
+        Listen for SSH users on this endpoint (repeatable; replaces [ssh]
+        listen).
+        """
+        self["ssh"].append(endpoint)
 
     def opt_admin(self, endpoint: str) -> None:
         """
@@ -107,6 +115,8 @@ class Options(usage.Options):
             print(f"tchat: configuration OK ({self.config.source})")
             for door, description in self.config.listeners():
                 print(f"{door}: {description}")
+            if self.config.ssh.listen:
+                print(f"ssh host key: {_ssh_fingerprint(self.config)}")
             raise SystemExit(0)
         install_log_observer(getattr(self, "parent", None), self.config.log.format)
 
@@ -134,6 +144,7 @@ class Options(usage.Options):
             config,
             telnet_listen=tuple(self["telnet"]) or None,
             web_listen=tuple(self["web"]) or None,
+            ssh_listen=tuple(self["ssh"]) or None,
             admin_listen=(
                 tuple(e for e in self["admin"] if e.lower() != "none")
                 if self["admin"]
@@ -151,6 +162,18 @@ class Options(usage.Options):
             _check_txredisapi(config)
         _check_history(config)
         return config
+
+
+def _ssh_fingerprint(config: Config) -> str:
+    """The SSH host key's fingerprint (made now if there is none yet)."""
+    from tchat.ssh import fingerprint, host_key
+
+    try:
+        return fingerprint(host_key(config.ssh.host_key))
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"{config.source}: [ssh] host_key: {config.ssh.host_key!r}: {e}"
+        ) from None
 
 
 def _check_txtorcon(config: Config) -> None:
@@ -244,9 +267,7 @@ def _exit_failed() -> None:
     os._exit(1)
 
 
-def _gated(
-    hub: ChatFactory, door: TelnetFactory | ChatSite, onion: bool = False
-) -> Gate:
+def _gated(hub: ChatFactory, door: Any, onion: bool = False) -> Gate:
     """
     A chat door behind the hub's connection limits.
     """
@@ -334,6 +355,16 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         "telnet": _gated(hub, telnet),
         "web": _gated(hub, web),
     }
+    if config.ssh.listen:
+        from tchat.ssh import SSHDoor, fingerprint, host_key
+
+        key = host_key(config.ssh.host_key)
+        Logger().info(
+            "ssh host key {path}: {fingerprint}",
+            path=config.ssh.host_key,
+            fingerprint=fingerprint(key),
+        )
+        factories["ssh"] = _gated(hub, SSHDoor(hub, key))
     telnets, webs = [telnet], [web.chat]
     onion: OnionService | None = None
     if config.onion.enabled:

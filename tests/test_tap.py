@@ -193,6 +193,24 @@ class OptionsTests(OptionsTestCase):
             "admin: tcp:9100:interface=127.0.0.1\n",
         )
 
+    def test_check_shows_the_ssh_host_key(self) -> None:
+        """
+        With the SSH door on, C{--check} also shows the host key's
+        fingerprint (making the key, owner-only, at first), so users can
+        be told what to expect; the same key every time.
+        """
+        Path("tap.ini").write_text("[ssh]\nlisten = tcp:2222:interface=127.0.0.1\n")
+        self.assertEqual(self.exit_code("--check"), 0)
+        out = self.stdout.getvalue()
+        self.assertIn("ssh: tcp:2222:interface=127.0.0.1\n", out)
+        shown = out.rsplit("ssh host key: ", 1)[1]
+        self.assertTrue(shown.startswith("SHA256:"), out)
+        self.assertEqual(Path("ssh_host_ed25519_key").stat().st_mode & 0o777, 0o600)
+        self.stdout.truncate(0)
+        self.stdout.seek(0)
+        self.assertEqual(self.exit_code("--check", "--ssh", "tcp:2223"), 0)
+        self.assertIn(f"ssh host key: {shown}", self.stdout.getvalue())
+
     def test_check_bad(self) -> None:
         """
         C{--check} with a broken file exits 1 with the error.

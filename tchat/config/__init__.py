@@ -44,6 +44,7 @@ from tchat.config.server import (
     LogConfig,
     LogFormat,
     ServerConfig,
+    SSHConfig,
     TelnetConfig,
     WebConfig,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "OnionDoor",
     "OperatorsConfig",
     "RedisTarget",
+    "SSHConfig",
     "ServerConfig",
     "SyncMode",
     "TelnetConfig",

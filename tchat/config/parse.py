@@ -24,11 +24,13 @@ from tchat.config.server import (
     ADMIN_PARSERS,
     LOG_PARSERS,
     SERVER_PARSERS,
+    SSH_PARSERS,
     TELNET_PARSERS,
     WEB_PARSERS,
     AdminConfig,
     LogConfig,
     ServerConfig,
+    SSHConfig,
     TelnetConfig,
     WebConfig,
 )
@@ -49,6 +51,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     telnet: TelnetConfig = field(default_factory=TelnetConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    ssh: SSHConfig = field(default_factory=SSHConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     onion: OnionConfig = field(default_factory=OnionConfig)
@@ -64,9 +67,11 @@ class Config:
         """
         Every (door, endpoint string) users chat through, onion aside.
         """
-        return [("telnet", d) for d in self.telnet.listen] + [
-            ("web", d) for d in self.web.listen
-        ]
+        return (
+            [("telnet", d) for d in self.telnet.listen]
+            + [("web", d) for d in self.web.listen]
+            + [("ssh", d) for d in self.ssh.listen]
+        )
 
     def listeners(self) -> list[tuple[str, str]]:
         """
@@ -81,6 +86,7 @@ _SECTIONS: Mapping[str, tuple[type[Any], Parsers]] = {
     "server": (ServerConfig, SERVER_PARSERS),
     "telnet": (TelnetConfig, TELNET_PARSERS),
     "web": (WebConfig, WEB_PARSERS),
+    "ssh": (SSHConfig, SSH_PARSERS),
     "history": (HistoryConfig, HISTORY_PARSERS),
     "limits": (LimitsConfig, LIMITS_PARSERS),
     "onion": (OnionConfig, ONION_PARSERS),
@@ -197,6 +203,7 @@ def with_overrides(
     telnet_listen: tuple[str, ...] | None,
     web_listen: tuple[str, ...] | None = None,
     admin_listen: tuple[str, ...] | None = None,
+    ssh_listen: tuple[str, ...] | None = None,
 ) -> Config:
     """
     Apply command-line overrides on top of a configuration.
@@ -206,6 +213,7 @@ def with_overrides(
         replace those in C{tap.ini}; C{None} to keep them.
     @param web_listen: Likewise for the web door.
     @param admin_listen: Likewise for the admin door.
+    @param ssh_listen: Likewise for the SSH door.
     @return: The configuration in force.
     """
     if telnet_listen is not None:
@@ -214,6 +222,8 @@ def with_overrides(
         config = replace(config, web=replace(config.web, listen=web_listen))
     if admin_listen is not None:
         config = replace(config, admin=replace(config.admin, listen=admin_listen))
+    if ssh_listen is not None:
+        config = replace(config, ssh=replace(config.ssh, listen=ssh_listen))
     return config
 
 

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_config -*-
 """
-The C{[server]}, C{[telnet]}, C{[web]}, C{[admin]} and C{[log]} sections:
+The C{[server]}, C{[telnet]}, C{[web]}, C{[ssh]}, C{[admin]} and C{[log]} sections:
 what users are told, the doors they come through, the operators' door and
 the log's format.
 """
@@ -181,6 +181,33 @@ WEB_PARSERS: Parsers = {
     "ping_interval": _bounded_int(0, 3600),
     "ping_timeout": _bounded_int(1, 3600),
 }
+
+
+def _key_file(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    if "\0" in value:
+        raise ValueError("must not contain NUL")
+    return value
+
+
+@dataclass(frozen=True)
+class SSHConfig:
+    """
+    The C{[ssh]} section: the encrypted terminal door (see C{docs/ssh.md}).
+
+    @ivar listen: Endpoint strings; none by default (the door is off).
+    @ivar host_key: The server's ed25519 host key, made at first start
+        (owner-only permissions) and reused afterwards; relative to the
+        directory tchat runs in.
+    """
+
+    listen: tuple[str, ...] = ()
+    host_key: str = "ssh_host_ed25519_key"
+
+
+SSH_PARSERS: Parsers = {"listen": _endpoints_or_none, "host_key": _key_file}
 
 
 @dataclass(frozen=True)

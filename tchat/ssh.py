@@ -1,0 +1,549 @@
+# -*- test-case-name: tests.test_ssh -*-
+"""
+The SSH door: C{ssh -p 2222 alice@host}, an encrypted terminal chat in the
+same rooms as every other door, built on twisted.conch (see
+C{docs/ssh.md}).
+
+  - Any client key is accepted, as ssh-chat does: its fingerprint is who
+    you are.  The name you log in as becomes your nick if it is free; a
+    key bound to an account logs you in to it (C{/key add}).
+  - Without a key, the password prompt logs you in to the account of
+    that name; an empty password lets you in as a guest.
+  - There is a terminal and nothing else: a shell request gets the chat,
+    and every other request (exec, subsystems, port forwarding, agent or
+    X11 forwarding) is refused.
+
+The chat is rendered as on the telnet door (L{tchat.telnet.encode}), wrapped
+to the terminal's width and printed above the line being typed, which a
+line editor with a history keeps intact.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from twisted.conch import avatar, recvline
+from twisted.conch.error import ValidPublicKey
+from twisted.conch.insults import insults
+from twisted.conch.interfaces import IConchUser, ISession
+from twisted.conch.ssh import _kex, factory, keys, session, userauth
+from twisted.cred import credentials, error, portal
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet import defer
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from tchat import commands as c
+from tchat import events
+from tchat.commands import CommandError, parse_line
+from tchat.gate import line_refusal
+from tchat.hub import ChatFactory
+from tchat.interfaces import IParticipant
+from tchat.model import User
+from tchat.telnet import encode, variant
+from tchat.text import clean_text
+
+_log = Logger()
+
+MAX_LINE = 4096
+"""The longest line the terminal takes (characters); more is not echoed."""
+
+_ANSI = re.compile(rb"\x1b\[[0-9;]*m")
+
+
+def fingerprint(key: keys.Key) -> str:
+    """C{key}'s fingerprint as C{ssh-keygen -l} shows it: C{SHA256:...}."""
+    digest: str = key.fingerprint(keys.FingerprintFormats.SHA256_BASE64)
+    return "SHA256:" + digest.rstrip("=")
+
+
+def host_key(path: str) -> keys.Key:
+    """
+    The server's ed25519 host key at C{path}: made there (readable by its
+    owner only) if there is none yet, read otherwise.  Blocking: call it
+    before the reactor runs.
+    """
+    file = Path(path)
+    if not file.exists():
+        private = ed25519.Ed25519PrivateKey.generate()
+        data = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        _log.info("ssh: made the host key {path}", path=str(file))
+    key: keys.Key = keys.Key.fromFile(str(file))
+    if key.type() != "Ed25519" or key.isPublic():
+        raise ValueError(f"{path} is not an ed25519 private key")
+    return key
+
+
+@dataclass(frozen=True)
+class Identity:
+    """
+    Who an SSH client said it is.
+
+    @ivar name: The user name it logged in as (C{ssh NAME@host}).
+    @ivar key: The public key it proved it holds, as an OpenSSH line.
+    @ivar fingerprint: That key's fingerprint.
+    @ivar password: The password it gave instead; empty for a guest.
+    """
+
+    name: str
+    key: str | None = None
+    fingerprint: str | None = None
+    password: str | None = None
+
+
+@implementer(ICredentialsChecker)
+class AnyKey:
+    """
+    Accepts every public key its client proves it holds: the key is the
+    identity, not a permission.
+    """
+
+    credentialInterfaces = (credentials.ISSHPrivateKey,)
+
+    def requestAvatarId(self, creds: Any) -> defer.Deferred[Any]:
+        try:
+            key = keys.Key.fromString(creds.blob)
+        except (keys.BadKeyError, ValueError):
+            return defer.fail(error.UnauthorizedLogin("not a public key"))
+        if creds.signature is None:
+            # The client asks whether this key would do: it would.
+            return defer.fail(ValidPublicKey())
+        if not key.verify(creds.signature, creds.sigData):
+            return defer.fail(error.UnauthorizedLogin("bad signature"))
+        line = key.toString("OPENSSH").decode("ascii")
+        return defer.succeed(
+            Identity(_name(creds.username), line, fingerprint(key), None)
+        )
+
+
+@implementer(ICredentialsChecker)
+class AnyPassword:
+    """
+    Lets in a client without a key: its password is checked as a login to
+    the account of its user name once it is in (so that failures count as
+    every other login's); an empty one makes it a guest.
+    """
+
+    credentialInterfaces = (credentials.IUsernamePassword,)
+
+    def requestAvatarId(self, creds: Any) -> defer.Deferred[Any]:
+        password = creds.password.decode("utf-8", errors="replace")
+        return defer.succeed(Identity(_name(creds.username), password=password))
+
+
+def _name(raw: bytes) -> str:
+    """The user name a client gave, as text fit to try as a nick."""
+    return clean_text(raw.decode("utf-8", errors="replace")).strip()[:64]
+
+
+@implementer(portal.IRealm)
+class ChatRealm:
+    """Makes an authenticated client a chat user of C{hub}."""
+
+    def __init__(self, hub: ChatFactory, door: str) -> None:
+        self.hub = hub
+        self.door = door
+
+    def requestAvatar(
+        self, avatarId: Any, mind: object, *interfaces: Any
+    ) -> tuple[Any, Any, Any]:
+        if IConchUser not in interfaces:
+            raise NotImplementedError("only conch users")
+        user = ChatAvatar(self.hub, self.door, avatarId)
+        return IConchUser, user, user.logout
+
+
+class ChatSession(session.SSHSession):
+    """A session channel that takes a terminal and a shell, and no more."""
+
+    def request_exec(self, data: bytes) -> int:
+        _log.info("ssh: refused a command")
+        return 0
+
+    def request_subsystem(self, data: bytes) -> int:
+        _log.info("ssh: refused a subsystem")
+        return 0
+
+    def request_x11_req(self, data: bytes) -> int:
+        return 0
+
+
+@implementer(ISession)
+class ChatAvatar(avatar.ConchUser):
+    """
+    One SSH login: a session channel with a terminal, and nothing else.
+    """
+
+    def __init__(self, hub: ChatFactory, door: str, identity: Identity) -> None:
+        super().__init__()
+        self.hub = hub
+        self.door = door
+        self.identity = identity
+        self.channelLookup = {b"session": ChatSession}
+        self.size = (80, 24)
+        self.terminal: ChatTerminal | None = None
+
+    # Port forwarding and the like: refused (no such channel, no such
+    # global request; subsystems are looked up in an empty table).
+    def gotGlobalRequest(self, requestType: bytes, data: bytes) -> int:
+        return 0
+
+    def logout(self) -> None:
+        self.terminal = None
+
+    # -- ISession ------------------------------------------------------------
+
+    def getPty(self, term: bytes, windowSize: Any, modes: Any) -> None:
+        self.size = _size(windowSize)
+
+    def openShell(self, transport: Any) -> None:
+        terminal = ChatTerminal(
+            self.hub, self.door, self.identity, self.size, transport.session
+        )
+        self.terminal = terminal
+        server = insults.ServerProtocol(lambda: terminal)
+        server.makeConnection(transport)
+        transport.makeConnection(session.wrapProtocol(server))
+
+    def execCommand(self, proto: Any, command: bytes) -> None:
+        # Never asked: ChatSession refuses commands first.
+        raise ValueError("this server runs no commands")
+
+    def windowChanged(self, newWindowSize: Any) -> None:
+        self.size = _size(newWindowSize)
+        if self.terminal is not None and self.terminal.terminal is not None:
+            self.terminal.terminalSize(*self.size)
+
+    def eofReceived(self) -> None:
+        if self.terminal is not None:
+            self.terminal.end("ctrl-d")
+
+    def closed(self) -> None:
+        pass
+
+
+def _size(window: Any) -> tuple[int, int]:
+    """(columns, rows) of a pty request's window; 80x24 when it says 0."""
+    rows, columns = window[0], window[1]
+    return (max(columns, 20) if columns else 80, max(rows, 2) if rows else 24)
+
+
+@implementer(IParticipant)
+class ChatTerminal(recvline.HistoricRecvLine):
+    """
+    One SSH user's terminal: a line editor (arrows, history, Ctrl-A/E/U/W,
+    Ctrl-D on an empty line to leave) whose lines are chat, with what the
+    hub tells them printed above the line being typed.
+    """
+
+    def __init__(
+        self,
+        hub: ChatFactory,
+        door: str,
+        identity: Identity,
+        size: tuple[int, int],
+        channel: Any = None,
+    ) -> None:
+        self.hub = hub
+        self._channel = channel
+        self.door = door
+        self.identity = identity
+        self.width, self.height = size
+        self.user: User | None = None
+        self.ps = (b"> ", b"> ")
+
+    # -- the terminal --------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        t = self.terminal
+        self.keyHandlers.update(
+            {
+                b"\x01": self.handle_HOME,  # Ctrl-A
+                b"\x05": self.handle_END,  # Ctrl-E
+                b"\x15": self.kill_line,  # Ctrl-U
+                b"\x17": self.kill_word,  # Ctrl-W
+                b"\x04": self.ctrl_d,
+                b"\x03": self.kill_line,  # Ctrl-C: forget the line
+                b"\x7f": self.handle_BACKSPACE,
+                t.BACKSPACE: self.handle_BACKSPACE,
+            }
+        )
+        user = self.hub.connect(self)
+        if not user.connected:
+            return
+        self._identify(user)
+
+    def initializeScreen(self) -> None:
+        # The chat starts on a fresh line, not a cleared screen.
+        self.terminal.write(b"\n")
+        self.setInsertMode()
+        self._prompt()
+
+    def _prompt(self) -> None:
+        user = self.user
+        room = user.current.name if user is not None and user.current else ""
+        self.ps = ((room + "> ").encode("utf-8"),) * 2
+
+    def _identify(self, user: User) -> None:
+        """Make the user who their SSH login says they are."""
+        identity = self.identity
+        user.ssh_key = identity.key
+        hub = self.hub
+        if identity.name and identity.name.lower() not in ("guest", "anonymous"):
+            hub.execute(user, c.Nick(identity.name))
+        if identity.password:
+            hub.execute(user, c.Login(identity.name or None, identity.password))
+        elif identity.fingerprint is not None:
+            # A key bound to an account logs in to it (carrying on its
+            # session if it is still here); any other key changes nothing.
+            hub.execute(user, c.KeyLogin(identity.fingerprint))
+        hub.execute(user, c.Settle())
+
+    def terminalSize(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.terminal.write(b"\r\x1b[2K")
+        self._redraw()
+
+    def keystrokeReceived(self, keyID: Any, modifier: Any) -> None:
+        if (
+            isinstance(keyID, bytes)
+            and keyID not in self.keyHandlers
+            and len(keyID) == 1
+            and keyID[0] >= 0x80
+        ):
+            # Part of a UTF-8 character: take it as typed.
+            self.characterReceived(keyID, False)
+            return
+        super().keystrokeReceived(keyID, modifier)
+
+    def characterReceived(self, ch: bytes, moreCharactersComing: bool) -> None:
+        if len(self.lineBuffer) >= MAX_LINE:
+            return
+        super().characterReceived(ch, moreCharactersComing)
+
+    def kill_line(self) -> None:
+        self.lineBuffer = self.lineBuffer[self.lineBufferIndex :]
+        self.lineBufferIndex = 0
+        self.terminal.write(b"\r\x1b[2K")
+        self._redraw()
+
+    def kill_word(self) -> None:
+        before = b"".join(self.lineBuffer[: self.lineBufferIndex])
+        kept = before.rstrip(b" ")
+        cut = kept.rfind(b" ") + 1
+        del self.lineBuffer[cut : self.lineBufferIndex]
+        self.lineBufferIndex = cut
+        self.terminal.write(b"\r\x1b[2K")
+        self._redraw()
+
+    def ctrl_d(self) -> None:
+        if not self.lineBuffer:
+            self.end("ctrl-d")
+        else:
+            self.handle_DELETE()
+
+    def _limit(self) -> int:
+        return self.hub.limits.output_queue or 1 << 62
+
+    def end(self, why: str) -> None:
+        """Leave the chat, as C{/quit} does."""
+        user = self.user
+        if user is not None and user.connected:
+            self.hub.execute(user, c.Quit(None))
+        else:
+            self.close(why)
+
+    def lineReceived(self, line: bytes) -> None:
+        user = self.user
+        self._redraw_prompt_only()
+        if user is None or not self.hub.received(user):
+            return
+        text = line.decode("utf-8", errors="replace")
+        if not text.strip():
+            return
+        try:
+            command = parse_line(text)
+        except CommandError as e:
+            self.deliver(events.Error(e.code, e.text), events.Renderings())
+            return
+        if command is not None:
+            self.hub.execute(user, command)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        user = self.user
+        if user is not None:
+            self.hub.disconnect(user, "ssh connection closed", clean=True)
+
+    # -- printing above the line being typed ---------------------------------
+
+    def _redraw(self) -> None:
+        """Write the prompt and the line typed so far, cursor where it was."""
+        self._prompt()
+        self.terminal.write(self.ps[0] + b"".join(self.lineBuffer))
+        back = len(self.lineBuffer) - self.lineBufferIndex
+        if back:
+            self.terminal.cursorBackward(back)
+
+    def _redraw_prompt_only(self) -> None:
+        self._prompt()
+        self.terminal.write(self.ps[0])
+
+    def _print(self, wire: bytes, prompt: bool = True) -> None:
+        """Print lines above the prompt, wrapped to the terminal's width."""
+        terminal = self.terminal
+        if terminal is None or terminal.transport is None:
+            return
+        channel = self._channel
+        if channel is not None and len(channel.buf) > self._limit():
+            # The client stopped reading (its window is shut): what waits
+            # for it is bounded like every door's output queue.
+            user = self.user
+            if user is not None and user.connected:
+                self.hub.too_slow(user, len(channel.buf))
+            self.user = None
+            channel.buf = b""
+            channel.conn.transport.loseConnection()
+            return
+        out = [b"\r\x1b[2K"]
+        for line in wire.split(b"\r\n"):
+            if line:
+                # (The terminal protocol makes each LF a CR LF.)
+                out.extend(part + b"\n" for part in wrap(line, self.width))
+        terminal.write(b"".join(out))
+        if prompt:
+            self._redraw()
+
+    # -- IParticipant --------------------------------------------------------
+
+    def attached(self, user: object) -> None:
+        assert user is None or isinstance(user, User)
+        self.user = user
+
+    def deliver(self, event: object, renderings: object) -> None:
+        user = self.user
+        if user is None:
+            return
+        shown = variant(event, user)  # type: ignore[arg-type]
+        if shown is None:
+            return
+        assert isinstance(renderings, events.Renderings)
+        key = ("telnet", shown)
+        wire = renderings.cache.get(key)
+        if wire is None:
+            wire = renderings.get(key, encode, event, shown)
+        # After a goodbye the session ends: no prompt under it.
+        self._print(wire, prompt=event.__class__ is not events.Goodbye)
+
+    @property
+    def address(self) -> str | None:
+        """See L{IParticipant.address}."""
+        if self.door == "onion" or self._channel is None:
+            return None
+        peer = self._channel.conn.transport.getPeer()
+        host = getattr(getattr(peer, "address", peer), "host", None)
+        return host if isinstance(host, str) else None
+
+    def close(self, reason: str, why: str = "normal") -> None:
+        """
+        End the session once what was sent is written: exit status 0, and
+        the screen left as it is (no terminal reset).
+        """
+        channel = self._channel
+        if channel is None or channel.closing:
+            return
+        channel.conn.sendRequest(channel, b"exit-status", struct.pack(">L", 0))
+        channel.loseConnection()
+
+    def abort(self) -> None:
+        self.close("aborted")
+
+
+def wrap(line: bytes, width: int) -> list[bytes]:
+    """
+    C{line} in pieces no wider than C{width} columns on the screen, colour
+    codes (which take none) kept with the text they colour.
+    """
+    if width <= 0 or len(_ANSI.sub(b"", line)) <= width:
+        return [line]
+    pieces: list[bytes] = []
+    current, shown, i = bytearray(), 0, 0
+    text = line.decode("utf-8", errors="replace")
+    while i < len(text):
+        match = _ANSI.match(text[i:].encode("utf-8"))
+        if match is not None:
+            current += match.group(0)
+            i += len(match.group(0).decode("ascii"))
+            continue
+        if shown == width:
+            pieces.append(bytes(current))
+            current, shown = bytearray(b"  "), 2
+        current += text[i].encode("utf-8")
+        shown += 1
+        i += 1
+    pieces.append(bytes(current))
+    return pieces
+
+
+class ChatUserAuth(userauth.SSHUserAuthServer):
+    """The user authentication service, with tchat's pace."""
+
+    # A client gets a few tries, not twenty; the password prompt answers
+    # at once (the password itself is checked once in, like any login).
+    attemptsBeforeDisconnect = 6
+    passwordDelay = 0
+    loginTimeout = 120
+
+
+class SSHDoor(factory.SSHFactory):
+    """
+    The SSH door's factory for one listener.
+
+    @ivar door: What users of this listener are shown as (C{ssh}).
+    """
+
+    noisy = False
+    refusal = staticmethod(line_refusal)
+    """How a connection over the limits is told why (L{tchat.gate.Gate}):
+    a line before the SSH banner, which clients show or ignore."""
+
+    def __init__(self, hub: ChatFactory, key: keys.Key, door: str = "ssh") -> None:
+        self.hub = hub
+        self.door = door
+        self.portal = portal.Portal(ChatRealm(hub, door), [AnyKey(), AnyPassword()])
+        self.privateKeys = {b"ssh-ed25519": key}
+        self.publicKeys = {b"ssh-ed25519": key.public()}
+        self.services = dict(factory.SSHFactory.services)
+        self.services[b"ssh-userauth"] = ChatUserAuth
+
+    def getPrimes(self) -> None:
+        return None
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        # As SSHFactory does, without its log line for every connection:
+        # no moduli file, so no exchange that needs one.
+        protocol = Factory.buildProtocol(self, addr)
+        assert protocol is not None
+        protocol.supportedPublicKeys = [b"ssh-ed25519"]
+        protocol.supportedKeyExchanges = [
+            kex
+            for kex in protocol.supportedKeyExchanges
+            if not _kex.isDynamicPrimesGroup(kex)
+        ]
+        return protocol

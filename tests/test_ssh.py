@@ -1,0 +1,242 @@
+"""
+Tests for L{tchat.ssh}, the SSH door, with conch's in-memory pieces: the
+host key, who a client is, what is refused, and the terminal.
+"""
+
+import base64
+import hashlib
+import os
+import random
+import stat
+from typing import Any
+
+from twisted.conch.error import ValidPublicKey
+from twisted.conch.insults import insults
+from twisted.cred import error
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from tchat import commands as c
+from tchat import events
+from tchat.config import LimitsConfig, ServerConfig
+from tchat.hub import ChatFactory
+from tchat.ssh import (
+    AnyKey,
+    AnyPassword,
+    ChatAvatar,
+    ChatSession,
+    ChatTerminal,
+    Identity,
+    fingerprint,
+    host_key,
+    wrap,
+)
+from tests.support import FakeParticipant, of
+
+
+class _Creds:
+    """What conch hands a checker for a public key or a password."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+
+class HostKeyTests(SynchronousTestCase):
+    def test_made_once_owner_only_then_reused(self) -> None:
+        """
+        The first start makes an ed25519 key readable by its owner alone;
+        later starts read the same key.
+        """
+        path = os.path.join(self.mktemp())
+        first = host_key(path)
+        self.assertEqual(first.type(), "Ed25519")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertEqual(host_key(path).public(), first.public())
+
+    def test_fingerprint_as_ssh_keygen_shows_it(self) -> None:
+        """SHA256 of the public key blob, base64 without padding."""
+        key = host_key(self.mktemp())
+        digest = hashlib.sha256(key.public().blob()).digest()
+        expected = "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+        self.assertEqual(fingerprint(key), expected)
+
+
+class IdentityTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.key = host_key(self.mktemp())
+        self.blob = self.key.public().blob()
+
+    def test_any_key_is_welcome(self) -> None:
+        """
+        A key offered without a signature is acceptable; with a good
+        signature its holder is that key's fingerprint, under the name
+        they gave.
+        """
+        checker = AnyKey()
+        offer = _Creds(username=b"alice", blob=self.blob, signature=None, sigData=b"")
+        self.failureResultOf(checker.requestAvatarId(offer), ValidPublicKey)
+        data = b"session data"
+        proof = _Creds(
+            username=b"alice",
+            blob=self.blob,
+            sigData=data,
+            signature=self.key.sign(data),
+        )
+        identity = self.successResultOf(checker.requestAvatarId(proof))
+        self.assertEqual(identity.name, "alice")
+        self.assertEqual(identity.fingerprint, fingerprint(self.key))
+        self.assertTrue(identity.key.startswith("ssh-ed25519 "))
+
+    def test_bad_signature_refused(self) -> None:
+        other = host_key(self.mktemp())
+        proof = _Creds(
+            username=b"alice",
+            blob=self.blob,
+            sigData=b"data",
+            signature=other.sign(b"data"),
+        )
+        self.failureResultOf(AnyKey().requestAvatarId(proof), error.UnauthorizedLogin)
+
+    def test_password_is_kept_for_the_login(self) -> None:
+        creds = _Creds(username=b"al\x1b[2Jice", password=b"correct horse")
+        identity = self.successResultOf(AnyPassword().requestAvatarId(creds))
+        self.assertEqual(identity, Identity("alice", password="correct horse"))
+
+
+class RefusalTests(SynchronousTestCase):
+    """Nothing but a terminal: other requests are refused."""
+
+    def test_refused(self) -> None:
+        hub = ChatFactory(ServerConfig(reconnect_grace=0), Clock())
+        avatar = ChatAvatar(hub, "ssh", Identity("alice"))
+        self.assertEqual(avatar.gotGlobalRequest(b"tcpip-forward", b""), 0)
+        self.assertEqual(list(avatar.channelLookup), [b"session"])
+        channel = ChatSession(avatar=avatar)
+        self.assertEqual(channel.request_exec(b"\x00\x00\x00\x02ls"), 0)
+        self.assertEqual(channel.request_subsystem(b"\x00\x00\x00\x04sftp"), 0)
+        self.assertEqual(channel.request_x11_req(b""), 0)
+
+
+class _Channel:
+    """Enough of an SSH session channel: its unsent buffer, its connection."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.closing = False
+        self.lost = False
+        self.requests: list[bytes] = []
+        self.conn = self
+        self.transport = self
+
+    def getPeer(self) -> Any:
+        return _Creds(address=_Creds(host="192.0.2.9"))
+
+    def sendRequest(self, channel: object, kind: bytes, data: bytes) -> None:
+        self.requests.append(kind)
+
+    def loseConnection(self) -> None:
+        self.lost = True
+
+
+class TerminalTests(SynchronousTestCase):
+    """The terminal: line editing, and lines printed above the prompt."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.hub = ChatFactory(
+            ServerConfig(reconnect_grace=0, motd=()),
+            self.clock,
+            random.Random(4),
+            limits=LimitsConfig(silent_timeout=0, output_queue=8192),
+        )
+        self.successResultOf(self.hub.start())
+        self.bob_p = FakeParticipant()
+        self.bob = self.hub.connect(self.bob_p)
+        self.hub.execute(self.bob, c.Nick("bob"))
+        self.channel = _Channel()
+        self.terminal = ChatTerminal(
+            self.hub, "ssh", Identity("alice"), (40, 24), self.channel
+        )
+        self.server = insults.ServerProtocol(lambda: self.terminal)
+        self.transport = StringTransport()
+        self.server.makeConnection(self.transport)
+        self.bob_p.take()
+
+    def type(self, keys: bytes) -> None:
+        self.server.dataReceived(keys)
+
+    def said(self) -> list[str]:
+        return [m.text for m in of(events.RoomMessage, self.bob_p.take())]
+
+    def test_lines_are_chat(self) -> None:
+        """alice@ is alice, in the lobby; what she types is said there."""
+        user = self.terminal.user
+        assert user is not None
+        self.assertEqual((user.nick, user.door), ("alice", "ssh"))
+        self.assertEqual(user.address, "192.0.2.9")
+        self.type(b"hello\r")
+        self.assertEqual(self.said(), ["hello"])
+
+    def test_editing_keys(self) -> None:
+        """Arrows, Ctrl-A/E/W/U, and the history of what was sent."""
+        self.type(b"wrld\x1b[D\x1b[D\x1b[Do\r")
+        self.type(b"ello\x01h\x05!\r")
+        self.type(b"keep drop\x17me\r")
+        self.type(b"gone\x15kept\r")
+        self.type(b"\x1b[A\x1b[A\r")
+        self.assertEqual(self.said(), ["world", "hello!", "keep me", "kept", "keep me"])
+
+    def test_incoming_line_above_what_is_typed(self) -> None:
+        """
+        A line that arrives while alice types is printed on a cleared line,
+        and her prompt and half-typed line are drawn again under it.
+        """
+        self.type(b"half typ")
+        self.transport.clear()
+        self.hub.execute(self.bob, c.Say("news", None))
+        out = self.transport.value()
+        self.assertIn(b"\r\x1b[2K", out)
+        self.assertIn(b"<\x1b[35mbob\x1b[0m> news\r\n", out)
+        self.assertTrue(out.endswith(b"#lobby> half typ"), out)
+        self.bob_p.take()
+        self.type(b"ed\r")
+        self.assertEqual(self.said(), ["half typed"])
+
+    def test_ctrl_d_leaves(self) -> None:
+        """Ctrl-D on an empty line is /quit: exit status 0, the others told."""
+        self.type(b"\x04")
+        quits = [p.kind for p in of(events.Presence, self.bob_p.take())]
+        self.assertEqual(quits, ["quit"])
+        self.assertEqual(self.channel.requests, [b"exit-status"])
+
+    def test_slow_reader_bounded(self) -> None:
+        """
+        A client that stops reading (its window shut, the channel's buffer
+        past the output queue) is disconnected, and the others told why.
+        """
+        self.channel.buf = b"x" * 9000
+        self.hub.execute(self.bob, c.Say("anyone?", None))
+        self.assertTrue(self.channel.lost)
+        gone = of(events.Presence, self.bob_p.take())
+        self.assertEqual(
+            [(p.kind, p.reason) for p in gone], [("quit", "could not keep up")]
+        )
+
+
+class WrapTests(SynchronousTestCase):
+    def test_wrapped_to_width_colours_aside(self) -> None:
+        line = b"<\x1b[31mbob\x1b[0m> " + b"x" * 30
+        pieces = wrap(line, 20)
+        self.assertEqual(pieces[0], b"<\x1b[31mbob\x1b[0m> " + b"x" * 14)
+        self.assertTrue(
+            all(
+                len(p.replace(b"\x1b[31m", b"").replace(b"\x1b[0m", b"")) <= 20
+                for p in pieces
+            )
+        )
+        self.assertEqual(b"".join(pieces).replace(b"  ", b"").count(b"x"), 30)
+
+    def test_short_line_untouched(self) -> None:
+        self.assertEqual(wrap(b"short", 80), [b"short"])
