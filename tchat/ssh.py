@@ -33,7 +33,8 @@ from twisted.conch import avatar, recvline
 from twisted.conch.error import ValidPublicKey
 from twisted.conch.insults import insults
 from twisted.conch.interfaces import IConchUser, ISession
-from twisted.conch.ssh import _kex, factory, keys, session, userauth
+from twisted.conch.ssh import _kex, connection, factory, keys, session, userauth
+from twisted.conch.ssh import transport as transport_module
 from twisted.cred import credentials, error, portal
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer
@@ -511,6 +512,18 @@ class ChatUserAuth(userauth.SSHUserAuthServer):
     loginTimeout = 120
 
 
+def _unfinished(protocol: Any) -> None:
+    """Disconnect C{protocol} unless its client has logged in."""
+    if isinstance(getattr(protocol, "service", None), connection.SSHConnection):
+        return
+    transport = protocol.transport
+    if transport is not None and getattr(transport, "connected", True):
+        _log.info("ssh: a client that did not log in in time was disconnected")
+        protocol.sendDisconnect(
+            transport_module.DISCONNECT_PROTOCOL_ERROR, b"too slow to log in"
+        )
+
+
 class SSHDoor(factory.SSHFactory):
     """
     The SSH door's factory for one listener.
@@ -546,4 +559,10 @@ class SSHDoor(factory.SSHFactory):
             for kex in protocol.supportedKeyExchanges
             if not _kex.isDynamicPrimesGroup(kex)
         ]
+        # A client that does not get as far as logging in (a stalled key
+        # exchange, a login never finished) is let go, like any silent
+        # connection.
+        deadline = self.hub.limits.silent_timeout
+        if deadline:
+            self.hub.clock.callLater(deadline, _unfinished, protocol)
         return protocol

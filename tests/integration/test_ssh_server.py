@@ -352,3 +352,37 @@ class SSHDoorTests(TestCase):
         self.assertIn(b"forwarding failed", forward.seen)
         bob.say("still here")
         await bob.sync()
+
+
+class BadInputTests(TestCase):
+    """What is not SSH, or not finished, goes; nobody else notices."""
+
+    def setUp(self) -> None:
+        require(SSH is not None and KEYGEN is not None, "ssh is not installed")
+
+    @async_test
+    async def test_garbage_stalls_and_floods(self) -> None:
+        """
+        Garbage instead of a banner is disconnected; a client that sends
+        its banner and stops is let go after C{silent_timeout}; a
+        100 KB paste is cut to the longest line taken; bob chats on.
+        """
+        ini = TAP_INI.replace("[limits]\n", "[limits]\nsilent_timeout = 2\n")
+        server = await start_server(self, ini, ssh=LISTEN)
+        assert server.ssh_port is not None
+        bob = await telnet_person(self, server, "bob")
+        garbage = await connect(self, server.ssh_port, "garbage", welcome=False)
+        garbage.send(b"GET / HTTP/1.0\r\n\r\n" + b"\x00\xff" * 1000 + b"\r\n")
+        await garbage.expect_closed(timeout=10)
+        stalled = await connect(self, server.ssh_port, "stalled", welcome=False)
+        stalled.send(b"SSH-2.0-OpenSSH_9.2\r\n")
+        await stalled.expect_closed(timeout=10)
+        key = await user_key(self, "paster")
+        paster = SSHUser(self, server, "paster", key=key)
+        await paster.wait_for(b"you are now known as paster")
+        await paster.wait_for(b"#lobby> ")
+        paster.type(b"y" * 100_000 + b"\r")
+        line = await bob.wait_for(re.compile(rb"<paster> (y+)\r\n"), timeout=20)
+        self.assertEqual(len(line.group(1)), 4096)
+        bob.say("/who")
+        await bob.wait_for(b"*** #lobby (2): bob (telnet), paster (ssh)\r\n")
