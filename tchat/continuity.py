@@ -120,6 +120,9 @@ class Continuity:
         self._clock = clock
         # Those lingering, by client address, oldest first (see linger).
         self._lingering: dict[str, dict[User, None]] = {}
+        # Those lingering who came with an SSH key, by that key: the key is
+        # who they are (see by_key).
+        self._keys: dict[str, User] = {}
 
     def linger(self, user: User, clean: bool) -> bool:
         """
@@ -141,6 +144,8 @@ class Continuity:
         absent.timer = self._clock.callLater(grace, self._expire, user, absent)
         absent.ended = lambda: self._expire(user, absent)
         self._attach(user, absent)
+        if user.ssh_key is not None:
+            self._keys[user.ssh_key] = user
         # Connecting, talking and dropping again and again must not fill the
         # chat with people who are not there: per client address, as many
         # may linger as may be connected; past that the oldest goes.
@@ -156,10 +161,20 @@ class Continuity:
         """Whether C{user}'s connection ended and they may come back."""
         return isinstance(user.participant, Absent)
 
+    def by_key(self, key: str) -> User | None:
+        """
+        The user lingering after a connection made with the SSH key
+        C{key} (an OpenSSH public key line), if any: a new connection that
+        proved it holds the key carries their session on.
+        """
+        return self._keys.get(key)
+
     def _forget(self, user: User, absent: Absent) -> None:
         """C{user} is no longer waited for (back, or gone)."""
         if absent.timer is not None and absent.timer.active():
             absent.timer.cancel()
+        if user.ssh_key is not None and self._keys.get(user.ssh_key) is user:
+            del self._keys[user.ssh_key]
         waiting = self._lingering.get(user.address or "")
         if waiting is not None:
             waiting.pop(user, None)

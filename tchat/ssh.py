@@ -307,6 +307,13 @@ class ChatTerminal(recvline.HistoricRecvLine):
         identity = self.identity
         user.ssh_key = identity.key
         hub = self.hub
+        if identity.key is not None and not identity.password:
+            # The same key, back within the reconnect grace: the session
+            # goes on, nobody else the wiser.
+            held = hub.concerns.continuity.by_key(identity.key)
+            if held is not None:
+                hub.concerns.continuity.take(user, held, "resumed by a new connection")
+                return
         if identity.name and identity.name.lower() not in ("guest", "anonymous"):
             hub.execute(user, c.Nick(identity.name))
         if identity.password:

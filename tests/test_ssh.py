@@ -225,6 +225,40 @@ class TerminalTests(SynchronousTestCase):
         )
 
 
+class ComingBackTests(SynchronousTestCase):
+    """The same key within the reconnect grace carries the session on."""
+
+    def test_same_key_carries_on(self) -> None:
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        hub = ChatFactory(ServerConfig(motd=()), clock, random.Random(5))
+        self.successResultOf(hub.start())
+        bob_p = FakeParticipant()
+        bob = hub.connect(bob_p)
+        hub.execute(bob, c.Nick("bob"))
+        hub.execute(bob, c.Settle())
+        key = host_key(self.mktemp()).public().toString("OPENSSH").decode()
+        identity = Identity("alice", key, "SHA256:x")
+
+        def arrive() -> ChatTerminal:
+            terminal = ChatTerminal(hub, "ssh", identity, (80, 24), _Channel())
+            insults.ServerProtocol(lambda: terminal).makeConnection(StringTransport())
+            return terminal
+
+        first = arrive()
+        alice = first.user
+        assert alice is not None
+        bob_p.take()
+        first.connectionLost(None)
+        hub.execute(bob, c.Msg("alice", "still there?"))
+        bob_p.take()
+        again = arrive()
+        self.assertIs(again.user, alice)
+        self.assertEqual(alice.nick, "alice")
+        clock.advance(120)
+        self.assertEqual(of(events.Presence, bob_p.take()), [])
+
+
 class WrapTests(SynchronousTestCase):
     def test_wrapped_to_width_colours_aside(self) -> None:
         line = b"<\x1b[31mbob\x1b[0m> " + b"x" * 30
