@@ -35,6 +35,7 @@ from twisted.conch.insults import insults
 from twisted.conch.interfaces import IConchUser, ISession
 from twisted.conch.ssh import _kex, connection, factory, keys, session, userauth
 from twisted.conch.ssh import transport as transport_module
+from twisted.conch.ssh.common import NS, getNS
 from twisted.cred import credentials, error, portal
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer
@@ -510,13 +511,67 @@ def wrap(line: bytes, width: int) -> list[bytes]:
 
 
 class ChatUserAuth(userauth.SSHUserAuthServer):
-    """The user authentication service, with tchat's pace."""
+    """
+    The user authentication service, with tchat's pace, and
+    keyboard-interactive besides public keys and passwords: one prompt
+    that says an empty answer makes you a guest.
+    """
 
     # A client gets a few tries, not twenty; the password prompt answers
     # at once (the password itself is checked once in, like any login).
     attemptsBeforeDisconnect = 6
     passwordDelay = 0
     loginTimeout = 120
+
+    _asked: defer.Deferred[bytes] | None = None
+
+    def serviceStarted(self) -> None:
+        super().serviceStarted()
+        if b"password" in self.supportedAuthentications:
+            self.supportedAuthentications.insert(
+                self.supportedAuthentications.index(b"password"),
+                b"keyboard-interactive",
+            )
+
+    def auth_keyboard_interactive(self, packet: bytes) -> defer.Deferred[Any]:
+        """Ask for the password of the account of the user name, once."""
+        if self._asked is not None:
+            return defer.fail(error.UnauthorizedLogin("already asking"))
+        user: bytes = self.user or b""
+        transport = self.transport
+        assert transport is not None
+        name = _name(user) or "this name"
+        prompt = f"Password of {name}'s account (Enter: come in as a guest): "
+        transport.sendPacket(
+            userauth.MSG_USERAUTH_INFO_REQUEST,
+            NS(b"tchat")
+            + NS(b"")
+            + NS(b"")
+            + struct.pack(">L", 1)
+            + NS(prompt.encode("utf-8"))
+            + b"\x00",
+        )
+        asked: defer.Deferred[bytes] = defer.Deferred()
+        self._asked = asked
+
+        def answered(password: bytes) -> defer.Deferred[Any]:
+            creds = credentials.UsernamePassword(user, password)
+            login: defer.Deferred[Any] = self.portal.login(creds, None, IConchUser)
+            return login
+
+        return asked.addCallback(answered)
+
+    def ssh_USERAUTH_INFO_RESPONSE(self, packet: bytes) -> None:
+        asked, self._asked = self._asked, None
+        if asked is None:
+            return
+        try:
+            (count,) = struct.unpack(">L", packet[:4])
+            answers = getNS(packet[4:], count) if count else [b""]
+        except (struct.error, ValueError):
+            asked.errback(error.UnauthorizedLogin("a garbled answer"))
+            return
+        asked.callback(answers[0] if count else b"")
 
 
 def _unfinished(protocol: Any) -> None:

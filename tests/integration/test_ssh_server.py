@@ -62,6 +62,7 @@ class SSHUser:
         rows: int = 30,
         extra: tuple[str, ...] = (),
         command: str | None = None,
+        method: str = "keyboard-interactive",
     ) -> None:
         assert SSH is not None and server.ssh_port is not None
         self.process = ProcessOutput(f"ssh {name}")
@@ -87,7 +88,7 @@ class SSHUser:
                 "-o",
                 "PubkeyAuthentication=no",
                 "-o",
-                "PreferredAuthentications=password",
+                f"PreferredAuthentications={method}",
             ]
         args += [*extra, f"{name}@127.0.0.1"]
         if command is not None:
@@ -271,9 +272,9 @@ class SSHDoorTests(TestCase):
     @async_test
     async def test_password_login(self) -> None:
         """
-        Without a key, the password prompt logs in to the account of the
-        user name; a wrong password leaves a guest who is told why; an
-        empty one is a guest.
+        Without a key, the keyboard-interactive prompt (or the password
+        method) logs in to the account of the user name; a wrong password
+        leaves a guest who is told why; an empty answer is a guest.
         """
         server = await self._server(TAP_INI + CHEAP)
         owner = await telnet_person(self, server, "alice")
@@ -282,15 +283,17 @@ class SSHDoorTests(TestCase):
         owner.say("/quit")
         await owner.expect_closed()
         alice = SSHUser(self, server, "alice")
-        await alice.wait_for(b"password:")
+        await alice.wait_for(
+            b"Password of alice's account (Enter: come in as a guest):"
+        )
         alice.type(b"correct horse\r")
         await alice.wait_for(b"You are logged in as alice")
-        wrong = SSHUser(self, server, "alice")
+        wrong = SSHUser(self, server, "alice", method="password")
         await wrong.wait_for(b"password:")
         wrong.type(b"battery staple\r")
         await wrong.wait_for(b"wrong nick or password")
         guest = SSHUser(self, server, "nobody")
-        await guest.wait_for(b"password:")
+        await guest.wait_for(b"(Enter: come in as a guest):")
         guest.type(b"\r")
         await guest.wait_for(re.compile(rb"you are now known as nobody|You are guest-"))
 
