@@ -13,6 +13,7 @@ and frozen under two nodes.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -67,25 +68,33 @@ def run_loadgen(*args: str) -> dict[str, Any]:
     return result
 
 
+def check_exact(testcase: TestCase, result: dict[str, Any]) -> None:
+    """
+    Fail C{testcase} unless a generator's C{result} shows exact delivery:
+    every expected copy once, in order, no error and no disconnect.
+    """
+    testcase.assertGreater(result["expected"], 0, result)
+    testcase.assertEqual(
+        (
+            result["delivered"],
+            result["lost"],
+            result["duplicates"],
+            result["reordered"],
+            result["errors"],
+            result["server_closes"],
+        ),
+        (result["expected"], 0, 0, 0, 0, 0),
+        result,
+    )
+
+
 class BenchSmokeTests(TestCase):
     """
     Short runs of the benchmark scenarios, checked for exact delivery.
     """
 
     def check_exact(self, result: dict[str, Any]) -> None:
-        self.assertGreater(result["expected"], 0, result)
-        self.assertEqual(
-            (
-                result["delivered"],
-                result["lost"],
-                result["duplicates"],
-                result["reordered"],
-                result["errors"],
-                result["server_closes"],
-            ),
-            (result["expected"], 0, 0, 0, 0, 0),
-            result,
-        )
+        check_exact(self, result)
 
     @async_test
     async def test_every_message_once_in_order(self) -> None:
@@ -118,6 +127,43 @@ class BenchSmokeTests(TestCase):
                 *("--seconds", "2", *common),
             )
             self.check_exact(saturated)
+
+
+class SSHLoadSmokeTests(TestCase):
+    """
+    The SSH door's load driver (C{bench/ssh_load.py}, asyncssh), as the
+    matrix runs it, on a short run.
+    """
+
+    @async_test
+    async def test_ssh_fanout_exact(self) -> None:
+        """
+        Five SSH users in the lobby, two of them saying five lines a second
+        for two seconds: every other user gets every line once, in order,
+        and the driver's result has C{loadgen}'s fields.
+        """
+        require(
+            importlib.util.find_spec("asyncssh") is not None,
+            "asyncssh is missing: pip install '.[test]'",
+        )
+        server = await start_server(
+            self,
+            (BENCH / "tap.ini").read_text(encoding="utf-8"),
+            ssh="tcp:0:interface=127.0.0.1",
+        )
+        result = await deferToThread(
+            run_bench,
+            "ssh_load.py",
+            *("--ssh", f"127.0.0.1:{server.ssh_port}", "--clients", "5"),
+            *("--senders", "2", "--rate", "5", "--seconds", "2"),
+            *("--settle", "0.5", "--drain", "5", "--max-seconds", "40"),
+            timeout=60,
+        )
+        self.assertEqual(result["event"], "result")
+        self.assertEqual((result["connected"], result["error"]), (5, None), result)
+        check_exact(self, result)
+        self.assertEqual(result["expected"], result["sent"] * 4, result)
+        self.assertIsNotNone(result["latency_ms"], result)
 
 
 def run_bench(script: str, *args: str, timeout: float = 90) -> dict[str, Any]:
