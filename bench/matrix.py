@@ -17,10 +17,14 @@ Scenarios (the C{SCENARIOS} table below):
     C{fanout-1000};
   - C{idle-10k}: 10,000 idle connections per door; server KiB per
     connection and the time to connect them all;
+  - C{idle-ssh}: 1,000 idle connections (C{--ssh-idle-clients}) on the
+    telnet door and on the SSH door, side by side;
   - C{history}: C{saturate-50} on each tchat door, SQLite history on and off.
 
 Servers: C{tchat-telnet}, C{tchat-web}, C{tchat-mixed} (both doors of one
 C{twistd -n tchat} with C{bench/tap.ini}, in a fresh temporary directory),
+C{tchat-ssh} (the same server with C{--ssh} too, driven through its SSH
+door by C{bench/ssh_load.py}, asyncssh; in C{fanout-100} and C{idle-ssh}),
 and the peers in C{bench/peers/}: C{twisted-line}, C{asyncio-line},
 C{autobahn}, C{websockets}, C{node-ws} (skipped, with the reason, when
 C{node} or C{bench/peers/node/node_modules} is missing).
@@ -48,6 +52,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import importlib.util
 import json
 import re
 import shutil
@@ -84,9 +89,11 @@ PEERS = BENCH / "peers"
 NODE_DIR = PEERS / "node"
 TAP_INI = BENCH / "tap.ini"
 TWISTD = Path(sys.executable).parent / "twistd"
+SSH_LOAD = BENCH / "ssh_load.py"
+"""The SSH door's generator: C{loadgen}'s flags and results, over asyncssh."""
 
 TCHAT_LISTENING = re.compile(
-    rf"(?P<door>telnet|web) door listening on {re.escape(HOST)}:(?P<port>\d+)"
+    rf"(?P<door>telnet|web|ssh) door listening on {re.escape(HOST)}:(?P<port>\d+)"
 )
 PEER_LISTENING = re.compile(rf"(?P<door>)listening on {re.escape(HOST)}:(?P<port>\d+)")
 
@@ -117,7 +124,8 @@ class ServerDef:
     A server the matrix can run.
 
     @ivar name: What C{--server} names.
-    @ivar transport: C{line}, C{ws}, or C{both} (tchat's two doors).
+    @ivar transport: C{line}, C{ws}, C{both} (tchat's two doors), or
+        C{ssh} (tchat's SSH door, driven by C{bench/ssh_load.py}).
     @ivar peer: The peer's program (under C{bench/peers/}); C{None} for
         tchat.
     @ivar history: For tchat: C{None} runs C{bench/tap.ini} as it is (SQLite
@@ -148,7 +156,9 @@ class ServerDef:
     def door(self) -> str:
         """The door the generator uses: telnet, web, mixed, line or ws."""
         if self.is_tchat:
-            return {"line": "telnet", "ws": "web", "both": "mixed"}[self.transport]
+            return {"line": "telnet", "ws": "web", "both": "mixed", "ssh": "ssh"}[
+                self.transport
+            ]
         return self.transport
 
     @property
@@ -162,6 +172,9 @@ class ServerDef:
     def argv(self) -> list[str]:
         """The command line that starts this server, listening on port 0."""
         if self.is_tchat:
+            ssh = (
+                ["--ssh", f"tcp:0:interface={HOST}"] if self.transport == "ssh" else []
+            )
             return [
                 str(self.baseline or TWISTD),
                 "-n",
@@ -173,6 +186,7 @@ class ServerDef:
                 f"tcp:0:interface={HOST}",
                 "--web",
                 f"tcp:0:interface={HOST}",
+                *ssh,
             ]
         assert self.peer is not None
         program = str(PEERS / self.peer)
@@ -182,13 +196,21 @@ class ServerDef:
 
     def doors(self) -> frozenset[str]:
         """The doors whose listening line the harness waits for."""
-        return frozenset({"telnet", "web"} if self.is_tchat else {""})
+        if not self.is_tchat:
+            return frozenset({""})
+        return frozenset(
+            {"telnet", "web", "ssh"} if self.transport == "ssh" else {"telnet", "web"}
+        )
 
     def skipped(self) -> str | None:
         """Why this server cannot run here, or C{None} if it can."""
         if self.is_tchat:
             twistd = self.baseline or TWISTD
-            return None if twistd.exists() else f"{twistd} not found"
+            if not twistd.exists():
+                return f"{twistd} not found"
+            if self.transport == "ssh" and importlib.util.find_spec("asyncssh") is None:
+                return "asyncssh is missing (pip install '.[bench]')"
+            return None
         assert self.peer is not None
         if not (PEERS / self.peer).exists():
             return f"bench/peers/{self.peer} not found"
@@ -206,6 +228,8 @@ class ServerDef:
         """The generator's target flags for the ports this server opened."""
         telnet = ["--telnet", f"{HOST}:{ports.get('telnet', ports.get(''))}"]
         web = ["--ws", f"{HOST}:{ports.get('web', ports.get(''))}", "--ws-path", "/ws"]
+        if self.transport == "ssh":
+            return ["--ssh", f"{HOST}:{ports['ssh']}"]
         if self.transport == "line":
             return telnet
         if self.transport == "ws":
@@ -219,6 +243,7 @@ SERVERS = {
         ServerDef("tchat-telnet", "line"),
         ServerDef("tchat-web", "ws"),
         ServerDef("tchat-mixed", "both"),
+        ServerDef("tchat-ssh", "ssh"),
         ServerDef("twisted-line", "line", "twisted_line.py"),
         ServerDef("asyncio-line", "line", "asyncio_line.py"),
         ServerDef("autobahn", "ws", "autobahn_broadcast.py"),
@@ -241,6 +266,8 @@ class Scenario:
     @ivar idle: Connect C{clients} and hold them; measure memory.
     @ivar rooms: tchat only: spread the clients over this many rooms.
     @ivar history: Run each tchat server with history on, then off.
+    @ivar ssh_idle: An idle scenario whose count is C{--ssh-idle-clients}
+        (SSH handshakes are slow to make by the ten thousand).
     """
 
     name: str
@@ -253,6 +280,7 @@ class Scenario:
     idle: bool = False
     rooms: int | None = None
     history: bool = False
+    ssh_idle: bool = False
 
     def server_defs(
         self, only: Sequence[str], baseline: Path | None = None
@@ -328,7 +356,14 @@ PEER_SERVERS = EVERY_SERVER[2:]
 SCENARIOS = {
     s.name: s
     for s in (
-        Scenario("fanout-100", EVERY_SERVER, 100, senders=10, rate=10, seconds=10),
+        Scenario(
+            "fanout-100",
+            (*EVERY_SERVER, "tchat-ssh"),
+            100,
+            senders=10,
+            rate=10,
+            seconds=10,
+        ),
         Scenario("fanout-1000", EVERY_SERVER, 1000, senders=10, rate=2, seconds=15),
         Scenario("saturate-50", EVERY_SERVER, 50, senders=5, window=16, seconds=10),
         Scenario("mixed-1000", ("tchat-mixed",), 1000, senders=10, rate=2, seconds=15),
@@ -338,6 +373,14 @@ SCENARIOS = {
             10_000,
             idle=True,
             rooms=100,
+        ),
+        Scenario(
+            "idle-ssh",
+            ("tchat-telnet", "tchat-ssh"),
+            1000,
+            idle=True,
+            rooms=100,
+            ssh_idle=True,
         ),
         Scenario(
             "history",
@@ -352,8 +395,12 @@ SCENARIOS = {
 }
 
 
-def scaled(scenario: Scenario, seconds_scale: float, idle_clients: int) -> Scenario:
-    """The scenario with C{--seconds-scale} and the idle count applied."""
+def scaled(
+    scenario: Scenario, seconds_scale: float, idle_clients: int, ssh_idle: int = 1000
+) -> Scenario:
+    """The scenario with C{--seconds-scale} and the idle counts applied."""
+    if scenario.ssh_idle:
+        return replace(scenario, clients=ssh_idle)
     if scenario.idle:
         return replace(scenario, clients=idle_clients)
     return replace(
@@ -375,9 +422,15 @@ class Setup:
         """The server's command, on its own CPU when pinning."""
         return pinned(server.argv(), SERVER_CPU if self.pin else None)
 
-    def gen_argv(self, flags: Sequence[str]) -> list[str]:
-        """The generator's command, on its own CPU when pinning."""
-        return pinned([str(self.loadgen), *flags], GEN_CPU if self.pin else None)
+    def gen_argv(self, flags: Sequence[str], server: ServerDef) -> list[str]:
+        """
+        The generator's command, on its own CPU when pinning: C{loadgen},
+        or C{bench/ssh_load.py} for the SSH door.
+        """
+        program = [str(self.loadgen)]
+        if server.transport == "ssh":
+            program = [sys.executable, str(SSH_LOAD)]
+        return pinned([*program, *flags], GEN_CPU if self.pin else None)
 
 
 @dataclass
@@ -434,7 +487,7 @@ async def drive(
     flags = [*server.targets(live.ports), *scenario.load_flags(server)]
     m.record["gen_argv"] = flags
     m.before(live.pid)
-    gen = await Generator.start(setup.gen_argv(flags), BENCH)
+    gen = await Generator.start(setup.gen_argv(flags, server), BENCH)
     try:
         if scenario.idle:
             await hold_idle(gen, live, m)
@@ -697,15 +750,18 @@ def figure(rows: Summary, scenario: str, label: str, attr: str) -> float | None:
     return float(value) if value is not None else None
 
 
-def ratio(scenario: str, top: str, bottom: str) -> Callable[[Summary], Any]:
-    """Deliveries/s of one server over another's."""
+def ratio(
+    scenario: str, top: str, bottom: str, attr: str = "deliveries_per_s"
+) -> Callable[[Summary], Any]:
+    """One server's median of C{attr} (deliveries/s) over another's."""
+    shown = ",.0f" if attr == "deliveries_per_s" else ",.2f"
 
     def measure(rows: Summary) -> tuple[float, str] | None:
-        a = figure(rows, scenario, top, "deliveries_per_s")
-        b = figure(rows, scenario, bottom, "deliveries_per_s")
+        a = figure(rows, scenario, top, attr)
+        b = figure(rows, scenario, bottom, attr)
         if a is None or not b:
             return None
-        return a / b, f"{a:,.0f} / {b:,.0f}"
+        return a / b, f"{a:{shown}} / {b:{shown}}"
 
     return measure
 
@@ -742,6 +798,22 @@ def history_cost(door: str) -> Callable[[Summary], Any]:
         if on is None or not off:
             return None
         return (off - on) / off * 100, f"on {on:,.0f} / off {off:,.0f}"
+
+    return measure
+
+
+def beside(
+    scenario: str, label: str, other: str, attr: str
+) -> Callable[[Summary], Any]:
+    """One median as it is, with another server's figure beside it."""
+
+    def measure(rows: Summary) -> tuple[float, str] | None:
+        value = figure(rows, scenario, label, attr)
+        theirs = figure(rows, scenario, other, attr)
+        if value is None:
+            return None
+        shown = "-" if theirs is None else f"{theirs:,.2f}"
+        return value, f"{other}: {shown}"
 
     return measure
 
@@ -820,6 +892,22 @@ TARGETS = (
         held("idle-10k", "tchat-mixed"),
         at_least(100.0),
         "%",
+    ),
+    Target(
+        "idle-ssh tchat-ssh: KiB/conn <= 48 (telnet's beside it)",
+        beside("idle-ssh", "tchat-ssh", "tchat-telnet", "kib_per_conn"),
+        at_most(48.0),
+        " KiB",
+    ),
+    Target(
+        "fanout-100 p99 ms: tchat-ssh / tchat-telnet <= 2.0",
+        ratio("fanout-100", "tchat-ssh", "tchat-telnet", "p99_ms"),
+        at_most(2.0),
+    ),
+    Target(
+        "fanout-100 tchat-ssh: lost == 0",
+        single("fanout-100", "tchat-ssh", "lost"),
+        at_most(0),
     ),
     Target(
         "history tchat-telnet: cost <= 20%",
@@ -1133,6 +1221,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--idle-clients", type=int, help="idle-10k's connections (default 10,000)"
     )
     parser.add_argument(
+        "--ssh-idle-clients",
+        type=int,
+        default=1000,
+        help="idle-ssh's connections per door (default 1,000)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="--runs 1 --seconds-scale 0.3 --idle-clients 2000 (unless given)",
@@ -1167,6 +1261,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--seconds-scale: 0.05..4")
     if not 2 <= args.idle_clients <= 10_000:
         parser.error("--idle-clients: 2..10000")
+    if not 2 <= args.ssh_idle_clients <= 10_000:
+        parser.error("--ssh-idle-clients: 2..10000")
     return args
 
 
@@ -1200,7 +1296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     loadgen = args.loadgen.resolve() if args.loadgen else build_loadgen()
     chosen = args.scenario or list(SCENARIOS)
     scenarios = [
-        scaled(SCENARIOS[name], args.seconds_scale, args.idle_clients)
+        scaled(
+            SCENARIOS[name],
+            args.seconds_scale,
+            args.idle_clients,
+            args.ssh_idle_clients,
+        )
         for name in dict.fromkeys(chosen)
     ]
     needed = max((s.clients for s in scenarios), default=0) + 100
@@ -1209,7 +1310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup = Setup(loadgen, pin=can_pin() and not args.no_pin)
     info = machine(setup.pin, NODE_DIR)
     info.update(
-        runs=args.runs, seconds_scale=args.seconds_scale, idle_clients=args.idle_clients
+        runs=args.runs,
+        seconds_scale=args.seconds_scale,
+        idle_clients=args.idle_clients,
+        ssh_idle_clients=args.ssh_idle_clients,
     )
     progress("machine: " + json.dumps(info))
     skipped: list[dict[str, Any]] = []
