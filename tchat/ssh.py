@@ -47,7 +47,7 @@ from zope.interface import implementer
 from tchat import commands as c
 from tchat import events
 from tchat.commands import CommandError, parse_line
-from tchat.gate import line_refusal
+from tchat.gate import line_refusal, unwrapped
 from tchat.hub import ChatFactory
 from tchat.interfaces import IParticipant
 from tchat.model import User
@@ -269,11 +269,20 @@ class ChatTerminal(recvline.HistoricRecvLine):
         self.width, self.height = size
         self.user: User | None = None
         self.ps = (b"> ", b"> ")
+        # What was printed this reactor turn, not yet written (see _print).
+        self._gathered: list[bytes] = []
+        self._prompt_after = True
 
     # -- the terminal --------------------------------------------------------
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        channel = self._channel
+        if channel is not None:
+            # Chat wants its lines out at once, as the telnet door does.
+            tcp = unwrapped(channel.conn.transport.transport)
+            if hasattr(tcp, "setTcpNoDelay"):
+                tcp.setTcpNoDelay(True)
         t = self.terminal
         self.keyHandlers.update(
             {
@@ -430,14 +439,42 @@ class ChatTerminal(recvline.HistoricRecvLine):
             channel.buf = b""
             channel.conn.transport.loseConnection()
             return
-        out = [b"\r\x1b[2K"]
-        for line in wire.split(b"\r\n"):
-            if line:
-                # (The terminal protocol makes each LF a CR LF.)
-                out.extend(part + b"\n" for part in wrap(line, self.width))
+        lines = [
+            # (The terminal protocol makes each LF a CR LF.)
+            part + b"\n"
+            for line in wire.split(b"\r\n")
+            if line
+            for part in wrap(line, self.width)
+        ]
+        self._prompt_after = self._prompt_after and prompt
+        batcher = self.hub.batcher
+        if batcher is None:
+            # No running server (tests): at once.
+            self._gathered.extend(lines)
+            self.flush()
+            return
+        # Everything for this terminal in one reactor turn goes out as one
+        # write, so one SSH packet, prompt included: packets, not the
+        # cipher, are what SSH costs (docs/performance.md).
+        if not self._gathered:
+            batcher.add(self)  # type: ignore[arg-type]
+        self._gathered.extend(lines)
+
+    def flush(self) -> None:
+        """Write the lines gathered, then the prompt and the typed line."""
+        lines, self._gathered = self._gathered, []
+        terminal = self.terminal
+        if not lines or terminal is None or terminal.transport is None:
+            return
+        out = [b"\r\x1b[2K", *lines]
+        if self._prompt_after:
+            self._prompt()
+            out.append(self.ps[0] + b"".join(self.lineBuffer))
+            back = len(self.lineBuffer) - self.lineBufferIndex
+            if back:
+                out.append(b"\x1b[%dD" % back)
+        self._prompt_after = True
         terminal.write(b"".join(out))
-        if prompt:
-            self._redraw()
 
     # -- IParticipant --------------------------------------------------------
 
@@ -477,6 +514,7 @@ class ChatTerminal(recvline.HistoricRecvLine):
         channel = self._channel
         if channel is None or channel.closing:
             return
+        self.flush()
         channel.conn.sendRequest(channel, b"exit-status", struct.pack(">L", 0))
         channel.loseConnection()
 
