@@ -37,9 +37,13 @@ from typing import IO, Any, Literal, cast
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import (
     FileLogObserver,
+    FilteringLogObserver,
+    ILogFilterPredicate,
+    ILogObserver,
     LogEvent,
     Logger,
     LogLevel,
+    PredicateResult,
     formatEvent,
     textFileLogObserver,
 )
@@ -47,6 +51,7 @@ from twisted.python import threadable, usage
 from twisted.python.failure import Failure
 from twisted.python.logfile import LogFile
 from twisted.python.reflect import safe_repr
+from zope.interface import implementer
 
 _log = Logger()
 
@@ -358,9 +363,11 @@ class ObserverFactory:
             return "-"
         return self.logfile or "twistd.log"
 
-    def __call__(self) -> FileLogObserver:
+    def __call__(self) -> ILogObserver:
         """
-        Open the log and make its observer.
+        Open the log and make its observer, without the SSH library's debug
+        chatter (a dozen lines for every SSH connection: key exchange,
+        ciphers, each authentication method tried).
 
         @return: An L{ILogObserver}.
         """
@@ -373,8 +380,10 @@ class ObserverFactory:
             self._on_sigusr1(lambda: _signalled(log_file))
             out = cast(IO[Any], log_file)
         if self.log_format == "json":
-            return json_file_observer(out)
-        return textFileLogObserver(out)
+            observer = json_file_observer(out)
+        else:
+            observer = textFileLogObserver(out)
+        return FilteringLogObserver(observer, [_NoConchDebug()])
 
     def open_file(self, path: str) -> TchatLogFile:
         """
@@ -419,6 +428,21 @@ class ObserverFactory:
                 pass
         assert isinstance(log_file, TchatLogFile)
         return log_file
+
+
+@implementer(ILogFilterPredicate)
+class _NoConchDebug:
+    """
+    Drops the debug events of twisted.conch (and of the SSH door's classes
+    built on it, which log under their own names); leaves everything else.
+    """
+
+    def __call__(self, event: LogEvent) -> Any:
+        if event.get("log_level") is LogLevel.debug and str(
+            event.get("log_namespace", "")
+        ).startswith(("twisted.conch", "tchat.ssh")):
+            return PredicateResult.no
+        return PredicateResult.maybe
 
 
 def install_log_observer(parent: usage.Options | None, log_format: str) -> None:

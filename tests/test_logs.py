@@ -302,6 +302,25 @@ class ObserverFactoryTests(InDirectory):
             self.assertEqual(actions, [])
         self.assertEqual(os.listdir("."), [])
 
+    def test_no_ssh_library_chatter(self) -> None:
+        """
+        twisted.conch's debug lines (a dozen for every SSH connection) are
+        left out; its other lines, and everyone's debug lines, are kept.
+        """
+        factory, actions, stdout = self.factory(nodaemon=True)
+        observer = factory()
+        Logger(namespace="twisted.conch.ssh.transport", observer=observer).debug(
+            "kex alg"
+        )
+        Logger(namespace="twisted.conch.ssh.transport", observer=observer).info(
+            "connection lost"
+        )
+        Logger(namespace="tchat.test", observer=observer).debug("ours")
+        out = stdout.getvalue()
+        self.assertNotIn("kex alg", out)
+        self.assertIn("connection lost", out)
+        self.assertIn("ours", out)
+
     def test_foreground_json(self) -> None:
         """
         C{[log] format = json} in the foreground writes JSON lines to
