@@ -390,7 +390,7 @@ class ChatTerminal(recvline.HistoricRecvLine):
 
     def lineReceived(self, line: bytes) -> None:
         user = self.user
-        self._redraw_prompt_only()
+        self._redraw()  # a fresh prompt: the line was just taken
         if user is None or not self.hub.received(user):
             return
         text = line.decode("utf-8", errors="replace")
@@ -411,17 +411,16 @@ class ChatTerminal(recvline.HistoricRecvLine):
 
     # -- printing above the line being typed ---------------------------------
 
+    def _input_line(self) -> bytes:
+        """The prompt and the line typed so far, the cursor where it was."""
+        self._prompt()
+        line = self.ps[0] + b"".join(self.lineBuffer)
+        back = len(self.lineBuffer) - self.lineBufferIndex
+        return line + b"\x1b[%dD" % back if back else line
+
     def _redraw(self) -> None:
         """Write the prompt and the line typed so far, cursor where it was."""
-        self._prompt()
-        self.terminal.write(self.ps[0] + b"".join(self.lineBuffer))
-        back = len(self.lineBuffer) - self.lineBufferIndex
-        if back:
-            self.terminal.cursorBackward(back)
-
-    def _redraw_prompt_only(self) -> None:
-        self._prompt()
-        self.terminal.write(self.ps[0])
+        self.terminal.write(self._input_line())
 
     def _print(self, wire: bytes, prompt: bool = True) -> None:
         """Print lines above the prompt, wrapped to the terminal's width."""
@@ -468,11 +467,7 @@ class ChatTerminal(recvline.HistoricRecvLine):
             return
         out = [b"\r\x1b[2K", *lines]
         if self._prompt_after:
-            self._prompt()
-            out.append(self.ps[0] + b"".join(self.lineBuffer))
-            back = len(self.lineBuffer) - self.lineBufferIndex
-            if back:
-                out.append(b"\x1b[%dD" % back)
+            out.append(self._input_line())
         self._prompt_after = True
         terminal.write(b"".join(out))
 

@@ -85,7 +85,7 @@ from tchat.model import User
 from tchat.palette import PALETTE
 from tchat.passwords import Checked
 from tchat.presence import BACK, OUTAGE
-from tests.support import FakeParticipant, Scrape, request
+from tests.support import FakeParticipant, Scrape, of, request
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -933,11 +933,6 @@ class Node:
     def assert_named(user: User, nick: str) -> None:
         if user.nick != nick:
             raise AssertionError(f"{user.nick!r} could not become {nick!r}")
-
-
-def of(kind: type[Any], received: list[object]) -> list[Any]:
-    """The events of type C{kind} among C{received}."""
-    return [e for e in received if isinstance(e, kind)]
 
 
 class ClusterTestCase(SynchronousTestCase):

@@ -22,12 +22,7 @@ from tchat.metrics import Metrics
 from tchat.model import Directory, Settings, User
 from tchat.ordering import MAX_WAITING, InOrder
 from tchat.palette import PALETTE
-from tests.support import FakeChat, FakeParticipant, WebTestCase
-
-
-def of(kind: type[Any], received: list[object]) -> list[Any]:
-    """The events of type C{kind} among C{received}."""
-    return [e for e in received if isinstance(e, kind)]
+from tests.support import FakeChat, FakeParticipant, WebTestCase, of
 
 
 def chatter(received: list[object]) -> list[str]:

@@ -10,7 +10,6 @@ backplane whose nick claims the test answers by hand.
 """
 
 import random
-from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -30,7 +29,7 @@ from tchat.palette import PALETTE
 from tchat.presence import BACK, OUTAGE, Presence
 from tchat.seam import IBackplane, UnreachableError
 from tchat.text import nick_key
-from tests.support import FakeChat, FakeParticipant, started_hub
+from tests.support import FakeChat, FakeParticipant, of, started_hub
 
 NOW = 1_700_000_000
 
@@ -79,11 +78,6 @@ class ClaimsByHand(LocalBackplane):
 
     def release(self, user: User, nick: str) -> None:
         self.released.append(nick)
-
-
-def of(kind: type, received: Iterable[object]) -> list[Any]:
-    """The events of one kind among what a user was told."""
-    return [event for event in received if isinstance(event, kind)]
 
 
 class PresenceTestCase(SynchronousTestCase):

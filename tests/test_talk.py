@@ -9,7 +9,6 @@ and C{tests/test_history.py}.
 
 import math
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -25,7 +24,7 @@ from tchat.hub import ChatFactory
 from tchat.model import Room, User
 from tchat.seam import Audience, Draft, IBackplane, NotKeptError, UnreachableError
 from tchat.talk import Talk
-from tests.support import FakeChat, FakeParticipant, started_hub
+from tests.support import FakeChat, FakeParticipant, of, started_hub
 
 NOW = 1_700_000_000
 
@@ -63,11 +62,6 @@ class LookupsByHand(LocalBackplane):
         answer: Deferred[str | None] = Deferred()
         self.lookups.append((nick, answer))
         return answer
-
-
-def of(kind: type, received: Iterable[object]) -> list[Any]:
-    """The events of one kind among what a user was told."""
-    return [event for event in received if isinstance(event, kind)]
 
 
 class TalkTestCase(SynchronousTestCase):

@@ -101,10 +101,15 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
     return _bounded(float, low, high, "a number of seconds")
 
 
-def _path(raw: str) -> str:
+def _path(raw: str, empty: str = "must not be empty (use :memory: for no file)") -> str:
     value = raw.strip()
     if not value:
-        raise ValueError("must not be empty (use :memory: for no file)")
+        raise ValueError(empty)
     if "\0" in value:
         raise ValueError("must not contain NUL")
     return value
+
+
+def _file(raw: str) -> str:
+    """A path that must name a file (no :memory: hint)."""
+    return _path(raw, "must not be empty")

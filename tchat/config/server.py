@@ -15,6 +15,7 @@ from tchat.config._base import (
     _bounded_int,
     _endpoints,
     _endpoints_or_none,
+    _file,
     _seconds,
 )
 from tchat.text import clean_text, normalize_room, room_problem
@@ -183,15 +184,6 @@ WEB_PARSERS: Parsers = {
 }
 
 
-def _key_file(raw: str) -> str:
-    value = raw.strip()
-    if not value:
-        raise ValueError("must not be empty")
-    if "\0" in value:
-        raise ValueError("must not contain NUL")
-    return value
-
-
 @dataclass(frozen=True)
 class SSHConfig:
     """
@@ -207,7 +199,7 @@ class SSHConfig:
     host_key: str = "ssh_host_ed25519_key"
 
 
-SSH_PARSERS: Parsers = {"listen": _endpoints_or_none, "host_key": _key_file}
+SSH_PARSERS: Parsers = {"listen": _endpoints_or_none, "host_key": _file}
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,10 @@ listen =
 """.format(motd="\n    ".join(MOTD), limits=TEST_LIMITS)
 """The configuration every test server runs with unless told otherwise."""
 
+CHEAP_ACCOUNTS = "\n[accounts]\nhash_memory = 1024\nhash_time = 1\n"
+"""An C{[accounts]} section with Argon2id at a cost a test can pay many
+times over: the tests check logins, not Argon2."""
+
 GRACEFUL_TAP_INI = TAP_INI.replace("reconnect_grace = 0", "reconnect_grace = 60")
 """L{TAP_INI} with the shipped reconnect grace: a dropped connection that
 comes back within a minute is a continuation nobody notices."""

@@ -24,6 +24,7 @@ from twisted.trial.unittest import FailTest, TestCase
 
 from tests.integration.cluster import RedisServer, start_node, until
 from tests.integration.server import (
+    CHEAP_ACCOUNTS,
     WELCOME,
     ChatClient,
     TchatServer,
@@ -34,8 +35,6 @@ from tests.integration.server import (
 CROSS = 10.0
 """Seconds anything sent through Redis may take to reach another node."""
 
-CHEAP = "\n[accounts]\nhash_memory = 1024\nhash_time = 1\n"
-"""Argon2id at a cost a test can pay many times over."""
 
 PASSWORD = "Tr0ub4dor-alice-17"
 """Alice's password."""
@@ -80,8 +79,8 @@ async def redis_and_nodes(
     """
     redis = RedisServer(testcase)
     await redis.start()
-    a = await start_node(testcase, redis, "a", web=False, extra=CHEAP)
-    b = await start_node(testcase, redis, "b", web=False, extra=CHEAP)
+    a = await start_node(testcase, redis, "a", web=False, extra=CHEAP_ACCOUNTS)
+    b = await start_node(testcase, redis, "b", web=False, extra=CHEAP_ACCOUNTS)
     return redis, a, b
 
 
@@ -433,7 +432,7 @@ class AccountClusterTests(TestCase):
         self.assertEqual(await who(carol), ["carol (telnet)"])
         self.assertEqual(len(await account_keys(redis, "account")), 1)
 
-        b = await start_node(self, redis, "b", web=False, extra=CHEAP)
+        b = await start_node(self, redis, "b", web=False, extra=CHEAP_ACCOUNTS)
         mallory = await guest(self, b, "mallory on B")
         await carol.wait_for(f"*** {mallory.nick} (telnet) joined #lobby\r\n", CROSS)
         await mallory.sync()

@@ -33,6 +33,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import FailTest, TestCase
 
 from tests.integration.server import (
+    CHEAP_ACCOUNTS,
     RECENT,
     TAP_INI,
     WELCOME,
@@ -56,13 +57,11 @@ from tests.support import require
 WEB = "tcp:0:interface=127.0.0.1"
 """The C{--web} endpoint of every test server here that has a web door."""
 
-CHEAP = "\n[accounts]\nhash_memory = 1024\nhash_time = 1\n"
-"""Argon2id at a cost a test can pay many times over."""
 
 REALISTIC = "\n[accounts]\nhash_memory = 65536\nhash_time = 3\n"
 """Argon2id at the default costs (64 MiB, 3 passes; C{hash_threads = 1})."""
 
-TAP = TAP_INI + CHEAP
+TAP = TAP_INI + CHEAP_ACCOUNTS
 """The configuration of every test server here but the brute-force one's."""
 
 PASSWORD = "Tr0ub4dor-alice-17"

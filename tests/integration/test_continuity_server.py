@@ -13,6 +13,7 @@ from typing import Any
 from twisted.trial.unittest import TestCase
 
 from tests.integration.server import (
+    CHEAP_ACCOUNTS,
     GRACEFUL_TAP_INI,
     MOTD,
     WELCOME,
@@ -26,7 +27,6 @@ from tests.integration.server import (
 )
 
 WEB = "tcp:0:interface=127.0.0.1"
-CHEAP = "\n[accounts]\nhash_memory = 1024\nhash_time = 1\nmin_password = 8\n"
 
 
 async def telnet_person(
@@ -154,7 +154,7 @@ class WebContinuationTests(TestCase):
         tab's session: the first is told why and closed, the second is anna
         (logged in) in her rooms, and bob sees nothing.
         """
-        server = await start_server(self, GRACEFUL_TAP_INI + CHEAP, web=WEB)
+        server = await start_server(self, GRACEFUL_TAP_INI + CHEAP_ACCOUNTS, web=WEB)
         bob = await telnet_person(self, server, "bob")
         tab = await web_person(self, server, "tab one", name="anna")
         await tab.wait_for(type="system", event="join")

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from tests.integration.server import (
+    CHEAP_ACCOUNTS,
     TAP_INI,
     ChatClient,
     ProcessOutput,
@@ -36,7 +37,6 @@ SSH = shutil.which("ssh")
 KEYGEN = shutil.which("ssh-keygen")
 LISTEN = "tcp:0:interface=127.0.0.1"
 WEB = "tcp:0:interface=127.0.0.1"
-CHEAP = "\n[accounts]\nhash_memory = 1024\nhash_time = 1\n"
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -276,7 +276,7 @@ class SSHDoorTests(TestCase):
         method) logs in to the account of the user name; a wrong password
         leaves a guest who is told why; an empty answer is a guest.
         """
-        server = await self._server(TAP_INI + CHEAP)
+        server = await self._server(TAP_INI + CHEAP_ACCOUNTS)
         owner = await telnet_person(self, server, "alice")
         owner.say("/register correct horse")
         await owner.wait_for(b"is registered to you")
@@ -304,7 +304,7 @@ class SSHDoorTests(TestCase):
         that key logs her in to her account with no password, whatever name
         she gives, and /key list shows it by its fingerprint.
         """
-        server = await self._server(TAP_INI + CHEAP)
+        server = await self._server(TAP_INI + CHEAP_ACCOUNTS)
         bob = await telnet_person(self, server, "bob")
         key = await user_key(self, "alice")
         first = SSHUser(self, server, "alice", key=key)
