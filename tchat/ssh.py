@@ -20,6 +20,7 @@ line editor with a history keeps intact.
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import struct
@@ -219,7 +220,7 @@ class ChatAvatar(avatar.ConchUser):
             self.hub, self.door, self.identity, self.size, transport.session
         )
         self.terminal = terminal
-        server = insults.ServerProtocol(lambda: terminal)
+        server = Screen(lambda: terminal)
         server.makeConnection(transport)
         transport.makeConnection(session.wrapProtocol(server))
 
@@ -238,6 +239,66 @@ class ChatAvatar(avatar.ConchUser):
 
     def closed(self) -> None:
         pass
+
+
+_TYPED = re.compile(rb"[\x20-\x7e\x80-\xff]+")
+"""Characters a line takes as typed (UTF-8 bytes included)."""
+
+
+class Screen(insults.ServerProtocol):
+    """
+    The terminal emulation of one session, answering each chunk the client
+    sends with one write: a pasted line (or a client that sends a line in
+    one packet) is echoed in one SSH packet, not one per character.
+    """
+
+    _held: list[bytes] | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self._held = []
+        try:
+            typed = getattr(self.terminalProtocol, "typed", None)
+            if typed is None or self.state != b"data" or b"\x1b" in data:
+                super().dataReceived(data)
+                return
+            # No escape sequence: runs of plain characters go to the line
+            # editor in one piece, the keys between them one by one.
+            at = 0
+            for run in _TYPED.finditer(data):
+                if run.start() > at:
+                    super().dataReceived(data[at : run.start()])
+                typed(run.group())
+                at = run.end()
+            if at < len(data):
+                super().dataReceived(data[at:])
+        finally:
+            self.release()
+
+    def raw(self, data: bytes, channel: Any = None) -> None:
+        """
+        Write bytes whose line ends are CR LF already, after what is held;
+        straight to C{channel} (the session's) when nothing is.
+        """
+        held = self._held
+        if held is not None:
+            held.append(data)
+        elif channel is not None:
+            channel.write(data)
+        elif self.transport is not None:
+            self.transport.write(data)
+
+    def release(self) -> None:
+        """Write what this chunk's answer holds so far."""
+        held, self._held = self._held, None
+        if held and self.transport is not None:
+            self.transport.write(b"".join(held))
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            super().write(data)
+        elif data:
+            held.append(b"\r\n".join(data.split(b"\n")))
 
 
 def _size(window: Any) -> tuple[int, int]:
@@ -351,6 +412,23 @@ class ChatTerminal(recvline.HistoricRecvLine):
             return
         super().keystrokeReceived(keyID, modifier)
 
+    def typed(self, run: bytes) -> None:
+        """
+        Characters typed or pasted together: what as many calls of
+        L{characterReceived} would do, with one echo.
+        """
+        run = run[: MAX_LINE - len(self.lineBuffer)]
+        if not run:
+            return
+        chars = [run[i : i + 1] for i in range(len(run))]
+        at = self.lineBufferIndex
+        if self.mode == "insert":
+            self.lineBuffer[at:at] = chars
+        else:
+            self.lineBuffer[at : at + len(chars)] = chars
+        self.lineBufferIndex = at + len(chars)
+        self.terminal.write(run)
+
     def characterReceived(self, ch: bytes, moreCharactersComing: bool) -> None:
         if len(self.lineBuffer) >= MAX_LINE:
             return
@@ -422,8 +500,11 @@ class ChatTerminal(recvline.HistoricRecvLine):
         """Write the prompt and the line typed so far, cursor where it was."""
         self.terminal.write(self._input_line())
 
-    def _print(self, wire: bytes, prompt: bool = True) -> None:
-        """Print lines above the prompt, wrapped to the terminal's width."""
+    def _print(self, text: bytes, prompt: bool = True) -> None:
+        """
+        Print lines above the prompt: C{text}, wrapped to the terminal's
+        width with CR LF line ends (L{screen_lines}).
+        """
         terminal = self.terminal
         if terminal is None or terminal.transport is None:
             return
@@ -438,18 +519,11 @@ class ChatTerminal(recvline.HistoricRecvLine):
             channel.buf = b""
             channel.conn.transport.loseConnection()
             return
-        lines = [
-            # (The terminal protocol makes each LF a CR LF.)
-            part + b"\n"
-            for line in wire.split(b"\r\n")
-            if line
-            for part in wrap(line, self.width)
-        ]
         self._prompt_after = self._prompt_after and prompt
         batcher = self.hub.batcher
         if batcher is None:
             # No running server (tests): at once.
-            self._gathered.extend(lines)
+            self._gathered.append(text)
             self.flush()
             return
         # Everything for this terminal in one reactor turn goes out as one
@@ -457,7 +531,7 @@ class ChatTerminal(recvline.HistoricRecvLine):
         # cipher, are what SSH costs (docs/performance.md).
         if not self._gathered:
             batcher.add(self)  # type: ignore[arg-type]
-        self._gathered.extend(lines)
+        self._gathered.append(text)
 
     def flush(self) -> None:
         """Write the lines gathered, then the prompt and the typed line."""
@@ -465,11 +539,16 @@ class ChatTerminal(recvline.HistoricRecvLine):
         terminal = self.terminal
         if not lines or terminal is None or terminal.transport is None:
             return
-        out = [b"\r\x1b[2K", *lines]
+        lines.insert(0, b"\r\x1b[2K")
         if self._prompt_after:
-            out.append(self._input_line())
+            lines.append(self._input_line())
         self._prompt_after = True
-        terminal.write(b"".join(out))
+        if isinstance(terminal, Screen):
+            # Past the terminal emulation's own write: these line ends are
+            # CR LF already.
+            terminal.raw(b"".join(lines), self._channel)
+        else:
+            terminal.transport.write(b"".join(lines))
 
     # -- IParticipant --------------------------------------------------------
 
@@ -485,12 +564,15 @@ class ChatTerminal(recvline.HistoricRecvLine):
         if shown is None:
             return
         assert isinstance(renderings, events.Renderings)
-        key = ("telnet", shown)
-        wire = renderings.cache.get(key)
-        if wire is None:
-            wire = renderings.get(key, encode, event, shown)
+        # Once per event for every terminal of this width.
+        key = ("ssh", shown, self.width)
+        text = renderings.cache.get(key)
+        if text is None:
+            text = renderings.get(
+                key, screen_lines, renderings, event, shown, self.width
+            )
         # After a goodbye the session ends: no prompt under it.
-        self._print(wire, prompt=event.__class__ is not events.Goodbye)
+        self._print(text, prompt=event.__class__ is not events.Goodbye)
 
     @property
     def address(self) -> str | None:
@@ -510,11 +592,32 @@ class ChatTerminal(recvline.HistoricRecvLine):
         if channel is None or channel.closing:
             return
         self.flush()
+        if isinstance(self.terminal, Screen):
+            self.terminal.release()  # before the exit status, in order
         channel.conn.sendRequest(channel, b"exit-status", struct.pack(">L", 0))
         channel.loseConnection()
 
     def abort(self) -> None:
         self.close("aborted")
+
+
+def screen_lines(
+    renderings: events.Renderings, event: object, shown: object, width: int
+) -> bytes:
+    """
+    What a terminal C{width} columns wide prints for an event: the telnet
+    door's rendering (shared with it), wrapped, each line ending in CR LF.
+    """
+    key = ("telnet", shown)
+    wire = renderings.cache.get(key)
+    if wire is None:
+        wire = renderings.get(key, encode, event, shown)
+    return b"".join(
+        part + b"\r\n"
+        for line in wire.split(b"\r\n")
+        if line
+        for part in wrap(line, width)
+    )
 
 
 def wrap(line: bytes, width: int) -> list[bytes]:
@@ -607,6 +710,55 @@ class ChatUserAuth(userauth.SSHUserAuthServer):
         asked.callback(answers[0] if count else b"")
 
 
+class ChatTransport(transport_module.SSHServerTransport):
+    """
+    conch's server transport, writing the chat's many small packets with
+    less Python per packet: the MAC in one call of OpenSSL's HMAC, and the
+    random padding cut from a pool of C{os.urandom} bytes rather than a
+    system call each. The packets are the ones conch makes (RFC 4253, 6);
+    during a key exchange, with compression or without a MAC, conch's own
+    writer makes them.
+    """
+
+    _pool = b""
+    _pool_at = 0
+    _mac: tuple[object, str] | None = None
+    """The ciphers in use and their MAC's hash, by its OpenSSL name."""
+
+    def sendPacket(self, messageType: int, payload: bytes) -> None:
+        ciphers = self.currentEncryptions
+        mac = ciphers.outMAC
+        if (
+            self._keyExchangeState != self._KEY_EXCHANGE_NONE
+            or self.outgoingCompression
+            or not mac[0]
+        ):
+            super().sendPacket(messageType, payload)
+            return
+        known = self._mac
+        if known is None or known[0] is not ciphers:
+            known = self._mac = (ciphers, mac[0]().name)
+        payload = bytes((messageType,)) + payload
+        size = ciphers.encBlockSize
+        total = 5 + len(payload)
+        pad = size - total % size
+        if pad < 4:
+            pad += size
+        at = self._pool_at
+        if at + pad > len(self._pool):
+            self._pool, at = os.urandom(4096), 0
+        self._pool_at = at + pad
+        packet = (
+            struct.pack("!LB", total + pad - 4, pad)
+            + payload
+            + self._pool[at : at + pad]
+        )
+        sequence = self.outgoingPacketSequence
+        digest = hmac.digest(mac.key, struct.pack(">L", sequence) + packet, known[1])
+        self.transport.write(ciphers.encrypt(packet) + digest)
+        self.outgoingPacketSequence = (sequence + 1) & 0xFFFFFFFF
+
+
 def _unfinished(protocol: Any) -> None:
     """Disconnect C{protocol} unless its client has logged in."""
     if isinstance(getattr(protocol, "service", None), connection.SSHConnection):
@@ -627,6 +779,7 @@ class SSHDoor(factory.SSHFactory):
     """
 
     noisy = False
+    protocol = ChatTransport
     refusal = staticmethod(line_refusal)
     """How a connection over the limits is told why (L{tchat.gate.Gate}):
     a line before the SSH banner, which clients show or ignore."""

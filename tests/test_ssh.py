@@ -11,7 +11,7 @@ import stat
 from typing import Any
 
 from twisted.conch.error import ValidPublicKey
-from twisted.conch.insults import insults
+from twisted.conch.ssh import transport as transport_module
 from twisted.cred import error
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -22,12 +22,15 @@ from tchat import events
 from tchat.config import LimitsConfig, ServerConfig
 from tchat.hub import ChatFactory
 from tchat.ssh import (
+    MAX_LINE,
     AnyKey,
     AnyPassword,
     ChatAvatar,
     ChatSession,
     ChatTerminal,
+    ChatTransport,
     Identity,
+    Screen,
     fingerprint,
     host_key,
     wrap,
@@ -119,9 +122,14 @@ class RefusalTests(SynchronousTestCase):
 
 
 class _Channel:
-    """Enough of an SSH session channel: its unsent buffer, its connection."""
+    """
+    Enough of an SSH session channel: its unsent buffer, its connection,
+    and what is written to it (into C{sink}, beside what the terminal
+    emulation writes).
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, sink: StringTransport | None = None) -> None:
+        self.sink = sink if sink is not None else StringTransport()
         self.buf = b""
         self.closing = False
         self.lost = False
@@ -134,6 +142,9 @@ class _Channel:
 
     def sendRequest(self, channel: object, kind: bytes, data: bytes) -> None:
         self.requests.append(kind)
+
+    def write(self, data: bytes) -> None:
+        self.sink.write(data)
 
     def loseConnection(self) -> None:
         self.lost = True
@@ -155,12 +166,12 @@ class TerminalTests(SynchronousTestCase):
         self.bob_p = FakeParticipant()
         self.bob = self.hub.connect(self.bob_p)
         self.hub.execute(self.bob, c.Nick("bob"))
-        self.channel = _Channel()
+        self.transport = StringTransport()
+        self.channel = _Channel(self.transport)
         self.terminal = ChatTerminal(
             self.hub, "ssh", Identity("alice"), (40, 24), self.channel
         )
-        self.server = insults.ServerProtocol(lambda: self.terminal)
-        self.transport = StringTransport()
+        self.server = Screen(lambda: self.terminal)
         self.server.makeConnection(self.transport)
         self.bob_p.take()
 
@@ -204,6 +215,33 @@ class TerminalTests(SynchronousTestCase):
         self.type(b"ed\r")
         self.assertEqual(self.said(), ["half typed"])
 
+    def test_pasted_line_echoed_at_once(self) -> None:
+        """
+        A line that arrives in one piece (pasted, or sent whole by the
+        client) is echoed in one write, not one per character, and is the
+        same line typed key by key would be, UTF-8 included.
+        """
+        writes: list[bytes] = []
+        self.transport.write = writes.append  # type: ignore[method-assign]
+        self.type("pasted café line".encode())
+        self.assertEqual(writes, ["pasted café line".encode()])
+        self.type(b"\r")
+        self.assertEqual(self.said(), ["pasted café line"])
+
+    def test_paste_inside_the_line(self) -> None:
+        """Pasted text goes where the cursor is, after it the rest."""
+        self.type(b"ac\x1b[D")
+        self.type(b"bbb")
+        self.type(b"\r")
+        self.assertEqual(self.said(), ["abbbc"])
+
+    def test_paste_past_the_longest_line(self) -> None:
+        """A paste stops at the longest line a terminal takes."""
+        self.transport.clear()
+        self.type(b"y" * (MAX_LINE + 100))
+        self.assertEqual(self.transport.value(), b"y" * MAX_LINE)
+        self.assertEqual(len(self.terminal.lineBuffer), MAX_LINE)
+
     def test_ctrl_d_leaves(self) -> None:
         """Ctrl-D on an empty line is /quit: exit status 0, the others told."""
         self.type(b"\x04")
@@ -225,6 +263,56 @@ class TerminalTests(SynchronousTestCase):
         )
 
 
+def _ciphers(mac: bytes) -> transport_module.SSHCiphers:
+    """aes256-ctr and C{mac} both ways, one set of keys for either side."""
+    ciphers = transport_module.SSHCiphers(b"aes256-ctr", b"aes256-ctr", mac, mac)
+    iv, key, mac_key = b"i" * 16, b"k" * 32, b"m" * 64
+    ciphers.setKeys(iv, key, iv, key, mac_key, mac_key)
+    return ciphers
+
+
+class PacketTests(SynchronousTestCase):
+    """The door's packet writer makes the packets conch itself reads."""
+
+    def test_conch_reads_what_the_door_writes(self) -> None:
+        """
+        Packets of every size, across the 2**32 wrap of the sequence
+        number, with each MAC conch offers: conch's own reader decrypts
+        them and finds each MAC right, in order.
+        """
+        for mac in (b"hmac-sha2-512", b"hmac-sha2-256", b"hmac-sha1"):
+            writer = ChatTransport()
+            writer.currentEncryptions = _ciphers(mac)
+            writer.transport = StringTransport()
+            writer.outgoingPacketSequence = 2**32 - 2
+            payloads = [b"x" * n for n in range(0, 70)]
+            for payload in payloads:
+                writer.sendPacket(94, payload)
+            reader = transport_module.SSHServerTransport()
+            reader.currentEncryptions = _ciphers(mac)
+            reader.buf = writer.transport.value()
+            reader.incomingPacketSequence = 2**32 - 2
+            got = []
+            for _ in payloads:
+                reader.incomingPacketSequence &= 0xFFFFFFFF
+                got.append(reader.getPacket())
+            self.assertEqual(got, [bytes([94]) + p for p in payloads], mac)
+            self.assertEqual(reader.buf, b"")
+
+    def test_padding_is_random(self) -> None:
+        """Two equal packets differ on the wire after their first block."""
+        writer = ChatTransport()
+        writer.currentEncryptions = _ciphers(b"hmac-sha2-256")
+        writer.transport = StringTransport()
+        writer.sendPacket(94, b"same")
+        first = writer.transport.value()
+        writer.transport.clear()
+        writer.outgoingPacketSequence = 0
+        writer.currentEncryptions = _ciphers(b"hmac-sha2-256")
+        writer.sendPacket(94, b"same")
+        self.assertNotEqual(first, writer.transport.value())
+
+
 class ComingBackTests(SynchronousTestCase):
     """The same key within the reconnect grace carries the session on."""
 
@@ -242,7 +330,7 @@ class ComingBackTests(SynchronousTestCase):
 
         def arrive() -> ChatTerminal:
             terminal = ChatTerminal(hub, "ssh", identity, (80, 24), _Channel())
-            insults.ServerProtocol(lambda: terminal).makeConnection(StringTransport())
+            Screen(lambda: terminal).makeConnection(StringTransport())
             return terminal
 
         first = arrive()
