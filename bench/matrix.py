@@ -24,7 +24,7 @@ Scenarios (the C{SCENARIOS} table below):
 Servers: C{tchat-telnet}, C{tchat-web}, C{tchat-mixed} (both doors of one
 C{twistd -n tchat} with C{bench/tap.ini}, in a fresh temporary directory),
 C{tchat-ssh} (the same server with C{--ssh} too, driven through its SSH
-door by C{bench/ssh_load.py}, asyncssh; in C{fanout-100} and C{idle-ssh}),
+door by C{loadgen --ssh}, libssh; in C{fanout-100} and C{idle-ssh}),
 and the peers in C{bench/peers/}: C{twisted-line}, C{asyncio-line},
 C{autobahn}, C{websockets}, C{node-ws} (skipped, with the reason, when
 C{node} or C{bench/peers/node/node_modules} is missing).
@@ -52,7 +52,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import importlib.util
 import json
 import re
 import shutil
@@ -89,8 +88,6 @@ PEERS = BENCH / "peers"
 NODE_DIR = PEERS / "node"
 TAP_INI = BENCH / "tap.ini"
 TWISTD = Path(sys.executable).parent / "twistd"
-SSH_LOAD = BENCH / "ssh_load.py"
-"""The SSH door's generator: C{loadgen}'s flags and results, over asyncssh."""
 
 TCHAT_LISTENING = re.compile(
     rf"(?P<door>telnet|web|ssh) door listening on {re.escape(HOST)}:(?P<port>\d+)"
@@ -125,7 +122,7 @@ class ServerDef:
 
     @ivar name: What C{--server} names.
     @ivar transport: C{line}, C{ws}, C{both} (tchat's two doors), or
-        C{ssh} (tchat's SSH door, driven by C{bench/ssh_load.py}).
+        C{ssh} (tchat's SSH door, driven by C{loadgen --ssh}).
     @ivar peer: The peer's program (under C{bench/peers/}); C{None} for
         tchat.
     @ivar history: For tchat: C{None} runs C{bench/tap.ini} as it is (SQLite
@@ -208,8 +205,6 @@ class ServerDef:
             twistd = self.baseline or TWISTD
             if not twistd.exists():
                 return f"{twistd} not found"
-            if self.transport == "ssh" and importlib.util.find_spec("asyncssh") is None:
-                return "asyncssh is missing (pip install '.[bench]')"
             return None
         assert self.peer is not None
         if not (PEERS / self.peer).exists():
@@ -423,14 +418,21 @@ class Setup:
         return pinned(server.argv(), SERVER_CPU if self.pin else None)
 
     def gen_argv(self, flags: Sequence[str], server: ServerDef) -> list[str]:
-        """
-        The generator's command, on its own CPU when pinning: C{loadgen},
-        or C{bench/ssh_load.py} for the SSH door.
-        """
-        program = [str(self.loadgen)]
-        if server.transport == "ssh":
-            program = [sys.executable, str(SSH_LOAD)]
-        return pinned([*program, *flags], GEN_CPU if self.pin else None)
+        """The generator's command (C{loadgen}), on its own CPU when pinning."""
+        return pinned([str(self.loadgen), *flags], GEN_CPU if self.pin else None)
+
+    @property
+    def ssh(self) -> bool:
+        """Whether this C{loadgen} speaks SSH (it was built with libssh)."""
+        return loadgen_speaks_ssh(self.loadgen)
+
+
+def loadgen_speaks_ssh(loadgen: Path) -> bool:
+    """Whether C{loadgen --help} offers C{--ssh} (a build with libssh)."""
+    done = subprocess.run(
+        [str(loadgen), "--help"], capture_output=True, text=True, timeout=10
+    )
+    return "--ssh A:P" in done.stdout and "without libssh" not in done.stdout
 
 
 @dataclass
@@ -1156,6 +1158,11 @@ async def run_matrix(
         servers = []
         for server in scenario.server_defs(only, baseline):
             reason = server.skipped()
+            if reason is None and server.transport == "ssh" and not setup.ssh:
+                reason = (
+                    f"{setup.loadgen} was built without libssh (apt-get install "
+                    "libssh-dev pkg-config; make -C bench/gen clean all)"
+                )
             if reason is None:
                 servers.append(server)
                 continue

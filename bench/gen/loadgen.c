@@ -3,18 +3,22 @@
  * the benchmark peers).
  *
  * It opens N client connections, over a line (telnet) door, a WebSocket
- * (RFC 6455) door or both, has the first S of them send messages, and
+ * (RFC 6455) door or both, or over tchat's SSH door (libssh, when built
+ * with it), has the first S of them send messages, and
  * measures what every client receives: throughput, latency, loss,
  * duplicates and reordering. One thread, one epoll loop, non-blocking
  * sockets with TCP_NODELAY, 64 KiB reads and no allocation per message, so
  * that the server, not the generator, is what a run measures.
  *
- * Build:   make -C bench/gen            (gcc, C11 + GNU extensions, libc only)
+ * Build:   make -C bench/gen            (gcc, C11 + GNU extensions, libc;
+ *                                       libssh too when pkg-config finds it)
  * Run:     bench/gen/loadgen --telnet 127.0.0.1:4444 --clients 100 \
  *              --senders 10 --rate 10 --seconds 5
  *          bench/gen/loadgen --ws 127.0.0.1:8080 --proto tchat --clients 50 \
  *              --senders 5 --window 8 --seconds 5
  *          bench/gen/loadgen --telnet 127.0.0.1:4444 --clients 10000 --idle
+ *          bench/gen/loadgen --ssh 127.0.0.1:2222 --proto tchat --clients 100 \
+ *              --senders 10 --rate 10 --seconds 10
  *          bench/gen/loadgen --help
  *
  * Each message is "bm:<sender>:<seq>:<t_ns>" (sender = client index, seq
@@ -31,7 +35,8 @@
  * Output (stdout): one JSON object per line. --idle prints
  * {"event":"ready","clients","connected","connect_s"} once the connect
  * phase and --settle are over; every run ends with {"event":"result",...}:
- *   clients line_clients ws_clients senders mode proto rooms rate window size
+ *   clients line_clients ws_clients ssh_clients senders mode proto rooms
+ *   rate window size
  *   seconds       the actual sending period
  *   sent          messages sent; expected = sum over sends of the ready
  *                 clients in the sender's room other than the sender
@@ -72,6 +77,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef WITH_SSH
+#include <libssh/libssh.h>
+#endif
 
 #define READ_SIZE     65536          /* bytes per read() */
 #define MAX_LINE      (1u << 20)     /* longest partial line kept */
@@ -90,7 +98,7 @@
 #define HIST_FINE   100000
 #define HIST_BINS   (HIST_FINE + 59901)
 
-enum { K_LINE, K_WS };
+enum { K_LINE, K_WS, K_SSH };
 enum { MODE_RATE, MODE_WINDOW, MODE_IDLE };
 enum { PROTO_RAW, PROTO_TCHAT };
 /* Client states. OPEN: connected (and upgraded), waiting for the greeting. */
@@ -104,6 +112,10 @@ typedef struct client {
     char *carry;  uint32_t clen, ccap;   /* unparsed bytes from the last read */
     char *frag;   uint32_t flen, fcap;   /* ws fragmented message so far */
     char *wbuf;   uint32_t woff, wlen, wcap; /* bytes the socket did not take */
+#ifdef WITH_SSH
+    ssh_session ssh;                 /* K_SSH: libssh owns fd */
+    ssh_channel chan;
+#endif
 } client_t;
 
 /* What receiver r got from sender s: a sliding bitmap of seqs. Every seq
@@ -122,8 +134,8 @@ typedef struct close_sample {
 } close_sample_t;
 
 static struct {
-    int have_line, have_ws;
-    struct sockaddr_in line_addr, ws_addr;
+    int have_line, have_ws, have_ssh;
+    struct sockaddr_in line_addr, ws_addr, ssh_addr;
     char ws_host[64];
     const char *ws_path;
     double ws_share;
@@ -140,7 +152,7 @@ static struct {
 static struct {
     uint64_t sent, expected, delivered, duplicates, reordered, self_echoes,
              foreign, late_sends, skipped_sends, errors, server_closes;
-    int ready, failed, inflight, next_connect, line_clients, ws_clients;
+    int ready, failed, inflight, next_connect, line_clients, ws_clients, ssh_clients;
     int n_err, n_close;
     char err_samples[N_SAMPLES][SAMPLE_LEN];
     close_sample_t close_samples[N_SAMPLES];
@@ -236,7 +248,10 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static const char *kind_name(int kind) { return kind == K_WS ? "ws" : "line"; }
+static const char *kind_name(int kind)
+{
+    return kind == K_WS ? "ws" : kind == K_SSH ? "ssh" : "line";
+}
 
 static void record_error(const char *fmt, ...)
 {
@@ -333,6 +348,17 @@ static void client_close(client_t *c, int why, int code, const char *fmt, ...)
             snprintf(s->reason, sizeof s->reason, "%s", msg);
         }
     }
+#ifdef WITH_SSH
+    if (c->ssh) {
+        /* libssh closes the socket: out of the epoll set first. */
+        if (c->fd >= 0) epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        if (c->chan) ssh_channel_free(c->chan);
+        ssh_disconnect(c->ssh);
+        ssh_free(c->ssh);
+        c->ssh = NULL;
+        c->chan = NULL;
+    } else
+#endif
     close(c->fd);
     c->fd = -1;
     c->state = S_CLOSED;
@@ -359,6 +385,17 @@ static void flush_out(client_t *c)
 static int client_write(client_t *c, const char *p, size_t n)
 {
     if (c->state == S_CLOSED) return -1;
+#ifdef WITH_SSH
+    if (c->kind == K_SSH) {
+        /* libssh queues what the socket does not take and sends it as
+         * it next handles the session (every read). */
+        if (ssh_channel_write(c->chan, p, (uint32_t)n) == SSH_ERROR) {
+            client_close(c, CL_SERVER, -1, "write: %s", ssh_get_error(c->ssh));
+            return -1;
+        }
+        return 0;
+    }
+#endif
     if (c->woff == c->wlen) {
         ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL);
         if (k == (ssize_t)n) return 0;
@@ -421,6 +458,10 @@ static int ws_send(client_t *c, int opcode, const char *p, size_t n)
  * frame, JSON-wrapped for tchat. text lives in tbuf with room to spare. */
 static int send_text(client_t *c, size_t len)
 {
+    if (c->kind == K_SSH) {
+        tbuf[len] = '\r';   /* typed: Enter */
+        return client_write(c, tbuf, len + 1);
+    }
     if (c->kind == K_LINE) {
         tbuf[len] = '\r';
         tbuf[len + 1] = '\n';
@@ -443,8 +484,73 @@ static int send_command(client_t *c, const char *cmd)
     return send_text(c, n);
 }
 
+#ifdef WITH_SSH
+static void on_readable(client_t *c);
+static ssh_key ssh_identity;   /* one ed25519 key for every client */
+
+/* Connect, log in as s<idx> with the key, open a shell on a pty: blocking
+ * (the door's key exchange, not the generator, is what takes the time),
+ * then non-blocking on the epoll loop like every client. */
+static void ssh_start(client_t *c)
+{
+    char user[32], host[INET_ADDRSTRLEN];
+    snprintf(user, sizeof user, "s%d", c->idx);
+    inet_ntop(AF_INET, &opt.ssh_addr.sin_addr, host, sizeof host);
+    unsigned int port = ntohs(opt.ssh_addr.sin_port);
+    int no = 0;
+    long timeout = (long)opt.connect_timeout + 1;
+    c->ssh = ssh_new();
+    if (!c->ssh) {
+        client_close(c, CL_ERROR, -1, "ssh_new failed");
+        return;
+    }
+    ssh_options_set(c->ssh, SSH_OPTIONS_PROCESS_CONFIG, &no);
+    ssh_options_set(c->ssh, SSH_OPTIONS_HOST, host);
+    ssh_options_set(c->ssh, SSH_OPTIONS_PORT, &port);
+    ssh_options_set(c->ssh, SSH_OPTIONS_USER, user);
+    ssh_options_set(c->ssh, SSH_OPTIONS_TIMEOUT, &timeout);
+    ssh_options_set(c->ssh, SSH_OPTIONS_NODELAY, &(int){ 1 });
+    if (ssh_connect(c->ssh) != SSH_OK) {
+        client_close(c, CL_ERROR, -1, "ssh connect: %s", ssh_get_error(c->ssh));
+        return;
+    }
+    /* The door takes any key: no known_hosts check for a loopback run. */
+    if (ssh_userauth_publickey(c->ssh, NULL, ssh_identity) != SSH_AUTH_SUCCESS) {
+        client_close(c, CL_ERROR, -1, "ssh login: %s", ssh_get_error(c->ssh));
+        return;
+    }
+    c->chan = ssh_channel_new(c->ssh);
+    if (!c->chan || ssh_channel_open_session(c->chan) != SSH_OK ||
+        ssh_channel_request_pty_size(c->chan, "xterm", 200, 50) != SSH_OK ||
+        ssh_channel_request_shell(c->chan) != SSH_OK) {
+        client_close(c, CL_ERROR, -1, "ssh shell: %s", ssh_get_error(c->ssh));
+        return;
+    }
+    ssh_set_blocking(c->ssh, 0);
+    c->fd = ssh_get_fd(c->ssh);
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+    c->events = EPOLLIN;
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+        client_close(c, CL_ERROR, -1, "epoll_ctl: %s", strerror(errno));
+        return;
+    }
+    c->state = S_OPEN;
+}
+#endif
+
 static void start_connect(client_t *c)
 {
+#ifdef WITH_SSH
+    if (c->kind == K_SSH) {
+        if (!st.first_connect) st.first_connect = now_ns();
+        c->state = S_CONNECTING;
+        st.inflight++;
+        ssh_start(c);
+        /* What came with the shell is in libssh's buffer already. */
+        if (c->state == S_OPEN) on_readable(c);
+        return;
+    }
+#endif
     const struct sockaddr_in *a = c->kind == K_WS ? &opt.ws_addr : &opt.line_addr;
     if (!st.first_connect) st.first_connect = now_ns();
     c->state = S_CONNECTING;
@@ -517,7 +623,7 @@ static void become_ready(client_t *c, int64_t t)
     st.inflight--;
     st.last_ready = t;
     if (opt.proto != PROTO_TCHAT) return;
-    if (c->kind == K_LINE && send_command(c, "/color off") < 0) return;
+    if (c->kind != K_WS && send_command(c, "/color off") < 0) return;
     if (opt.rooms > 0) {
         char cmd[64];
         snprintf(cmd, sizeof cmd, "/join #bench-%d", c->idx % opt.rooms);
@@ -747,7 +853,7 @@ static size_t parse_frames(client_t *c, char *buf, size_t len, int64_t t)
 
 static size_t parse_input(client_t *c, char *buf, size_t len, int64_t t)
 {
-    if (c->kind == K_LINE) return parse_lines(c, buf, len, t);
+    if (c->kind != K_WS) return parse_lines(c, buf, len, t);
     size_t off = 0;
     if (c->state == S_HANDSHAKE) {
         char *end = memmem(buf, len, "\r\n\r\n", 4);
@@ -770,11 +876,33 @@ static size_t parse_input(client_t *c, char *buf, size_t len, int64_t t)
 
 static void on_readable(client_t *c)
 {
+    int ssh_rounds = 0;
+    (void)ssh_rounds;
     for (int round = 0; round < 4 && c->state != S_CLOSED; round++) {
         size_t have = c->clen;
         reserve_sz(&gbuf, &gcap, have + READ_SIZE);
         if (have) memcpy(gbuf, c->carry, have);
-        ssize_t n = read(c->fd, gbuf + have, READ_SIZE);
+        ssize_t n;
+#ifdef WITH_SSH
+        if (c->kind == K_SSH) {
+            /* Everything libssh has decrypted for the channel; 0 once
+             * both it and the socket are empty. */
+            n = ssh_channel_read_nonblocking(c->chan, gbuf + have, READ_SIZE, 0);
+            if (n == SSH_ERROR) {
+                client_close(c, CL_SERVER, -1, "read: %s", ssh_get_error(c->ssh));
+                return;
+            }
+            if (n == 0) {
+                if (ssh_channel_is_eof(c->chan) || !ssh_channel_is_open(c->chan))
+                    client_close(c, CL_SERVER, -1,
+                                 c->state == S_READY ? "eof" : "eof before ready");
+                return;
+            }
+            /* Until libssh has nothing left (epoll cannot see its buffer). */
+            if (round == 3 && ++ssh_rounds < 1024) round = 2;
+        } else
+#endif
+        n = read(c->fd, gbuf + have, READ_SIZE);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
             client_close(c, CL_SERVER, -1, "read: %s%s", strerror(errno),
@@ -790,7 +918,7 @@ static void on_readable(client_t *c)
         size_t used = parse_input(c, gbuf, total, t);
         if (c->state == S_CLOSED) return;
         size_t left = total - used;
-        if (c->kind == K_LINE && left > MAX_LINE) {
+        if (c->kind != K_WS && left > MAX_LINE) {
             client_close(c, CL_ERROR, -1, "line over %u bytes", MAX_LINE);
             return;
         }
@@ -799,7 +927,7 @@ static void on_readable(client_t *c)
             memcpy(c->carry, gbuf + used, left);
         }
         c->clen = (uint32_t)left;
-        if (n < READ_SIZE) return;
+        if (n < READ_SIZE && c->kind != K_SSH) return;
     }
 }
 
@@ -951,8 +1079,8 @@ static void print_result(int connected, double cpu_s, double cpu_wall_s, const c
     double seconds = st.send_end > st.send_start ? (st.send_end - st.send_start) / 1e9 : 0.0;
     double dspan = st.last_delivery > st.first_send ? (st.last_delivery - st.first_send) / 1e9 : 0.0;
     fprintf(f, "{\"event\":\"result\",\"clients\":%d,\"line_clients\":%d,\"ws_clients\":%d,"
-               "\"senders\":%d,\"mode\":\"%s\",\"proto\":\"%s\",\"rooms\":%d,",
-            opt.clients, st.line_clients, st.ws_clients, opt.senders, modes[opt.mode],
+               "\"ssh_clients\":%d,\"senders\":%d,\"mode\":\"%s\",\"proto\":\"%s\",\"rooms\":%d,",
+            opt.clients, st.line_clients, st.ws_clients, st.ssh_clients, opt.senders, modes[opt.mode],
             opt.proto == PROTO_TCHAT ? "tchat" : "raw", opt.rooms);
     if (opt.mode == MODE_RATE) fprintf(f, "\"rate\":%g,", opt.rate);
     else fprintf(f, "\"rate\":null,");
@@ -1004,13 +1132,21 @@ static void print_result(int connected, double cpu_s, double cpu_wall_s, const c
 static void usage(FILE *f)
 {
     fprintf(f,
-"usage: loadgen (--telnet ADDR:PORT | --ws ADDR:PORT | both)\n"
+"usage: loadgen (--telnet ADDR:PORT | --ws ADDR:PORT | both | --ssh ADDR:PORT)\n"
 "               (--rate R | --window W | --idle) [options]\n"
 "\n"
 "Doors (IPv4 literals, e.g. 127.0.0.1:4444):\n"
 "  --telnet A:P            line clients: CR LF lines, telnet bytes ignored\n"
 "  --ws A:P                RFC 6455 clients (no extensions, no Origin)\n"
 "  --ws-path PATH          upgrade path (default /ws)\n"
+#ifdef WITH_SSH
+"  --ssh A:P               SSH clients (libssh; alone, not with the others):\n"
+"                          user s<i>, one ed25519 key, a 200x50 xterm pty,\n"
+"                          each line typed ending in CR\n"
+#else
+"  --ssh A:P               (this build is without libssh: apt-get install\n"
+"                          libssh-dev pkg-config; make -C bench/gen clean all)\n"
+#endif
 "  --ws-share F            with both doors, the share of ws clients, 0..1\n"
 "                          (default 0.5: client i is ws when\n"
 "                          floor((i+1)F) > floor(iF))\n"
@@ -1024,8 +1160,8 @@ static void usage(FILE *f)
 "  --seconds T             sending period, 0 < T <= 600 (default 10)\n"
 "  --size B                message text bytes, 1..1048576 (default 48)\n"
 "  --proto raw|tchat       raw: lines / text frames as is (default); tchat:\n"
-"                          ws frames are {\"message\":TEXT}, line clients send\n"
-"                          /color off when ready\n"
+"                          ws frames are {\"message\":TEXT}, line and ssh\n"
+"                          clients send /color off when ready\n"
 "  --rooms K               tchat only: client i joins #bench-(i%%K) and parts\n"
 "                          #lobby; deliveries are expected within rooms\n"
 "Timing:\n"
@@ -1096,9 +1232,9 @@ static void parse_args(int argc, char **argv)
 {
     enum { O_TELNET = 256, O_WS, O_WSPATH, O_WSSHARE, O_CLIENTS, O_SENDERS, O_RATE,
            O_WINDOW, O_IDLE, O_SECONDS, O_SIZE, O_PROTO, O_ROOMS, O_CONC, O_CTIMEOUT,
-           O_SETTLE, O_DRAIN, O_HOLD, O_MAXS, O_SEED };
+           O_SETTLE, O_DRAIN, O_HOLD, O_MAXS, O_SEED, O_SSH };
     static const struct option lo[] = {
-        { "telnet", 1, 0, O_TELNET }, { "ws", 1, 0, O_WS }, { "ws-path", 1, 0, O_WSPATH },
+        { "telnet", 1, 0, O_TELNET }, { "ws", 1, 0, O_WS }, { "ssh", 1, 0, O_SSH }, { "ws-path", 1, 0, O_WSPATH },
         { "ws-share", 1, 0, O_WSSHARE }, { "clients", 1, 0, O_CLIENTS },
         { "senders", 1, 0, O_SENDERS }, { "rate", 1, 0, O_RATE }, { "window", 1, 0, O_WINDOW },
         { "idle", 0, 0, O_IDLE }, { "seconds", 1, 0, O_SECONDS }, { "size", 1, 0, O_SIZE },
@@ -1113,6 +1249,14 @@ static void parse_args(int argc, char **argv)
         switch (o) {
         case O_TELNET: parse_addr("--telnet", optarg, &opt.line_addr, NULL, 0); opt.have_line = 1; break;
         case O_WS: parse_addr("--ws", optarg, &opt.ws_addr, opt.ws_host, sizeof opt.ws_host); opt.have_ws = 1; break;
+        case O_SSH:
+#ifdef WITH_SSH
+            parse_addr("--ssh", optarg, &opt.ssh_addr, NULL, 0);
+            opt.have_ssh = 1;
+            break;
+#else
+            die_usage("--ssh: this loadgen was built without libssh (apt install libssh-dev, make -C bench/gen clean all)");
+#endif
         case O_WSPATH:
             if (optarg[0] != '/' || strlen(optarg) > 256 || strpbrk(optarg, " \t\r\n"))
                 die_usage("--ws-path: a path starting with / without spaces, at most 256 bytes");
@@ -1149,7 +1293,10 @@ static void parse_args(int argc, char **argv)
         }
     }
     if (optind < argc) die_usage("unexpected argument %s", argv[optind]);
-    if (!opt.have_line && !opt.have_ws) die_usage("give --telnet and/or --ws");
+    if (opt.have_ssh && (opt.have_line || opt.have_ws))
+        die_usage("--ssh goes alone, without --telnet or --ws");
+    if (!opt.have_line && !opt.have_ws && !opt.have_ssh)
+        die_usage("give --telnet and/or --ws, or --ssh");
     if (modes != 1) die_usage("give exactly one of --rate, --window, --idle");
     if (opt.mode == MODE_IDLE) {
         if (senders_given && opt.senders) die_usage("--idle has no senders");
@@ -1202,11 +1349,14 @@ static void setup(void)
         client_t *c = &clients[i];
         c->idx = i;
         c->fd = -1;
-        if (opt.have_line && opt.have_ws)
+        if (opt.have_ssh)
+            c->kind = K_SSH;
+        else if (opt.have_line && opt.have_ws)
             c->kind = floor((i + 1) * opt.ws_share) > floor(i * opt.ws_share) ? K_WS : K_LINE;
         else
             c->kind = opt.have_ws ? K_WS : K_LINE;
         if (c->kind == K_WS) st.ws_clients++;
+        else if (c->kind == K_SSH) st.ssh_clients++;
         else st.line_clients++;
     }
     int s = opt.senders;
@@ -1222,6 +1372,12 @@ static void setup(void)
         while (ack_ring <= (uint32_t)opt.window) ack_ring *= 2;
         ack_count = xcalloc((size_t)s * ack_ring, sizeof *ack_count);
     }
+#ifdef WITH_SSH
+    if (opt.have_ssh && ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &ssh_identity) != SSH_OK) {
+        fprintf(stderr, "loadgen: could not make an ed25519 key\n");
+        exit(1);
+    }
+#endif
     reserve_sz(&tbuf, &tcap, (size_t)opt.size + 256);
     reserve_sz(&gbuf, &gcap, READ_SIZE + 4096);
 }
