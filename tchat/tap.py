@@ -115,7 +115,7 @@ class Options(usage.Options):
             print(f"tchat: configuration OK ({self.config.source})")
             for door, description in self.config.listeners():
                 print(f"{door}: {description}")
-            if self.config.ssh.listen:
+            if self.config.serves_ssh():
                 print(f"ssh host key: {_ssh_fingerprint(self.config)}")
             raise SystemExit(0)
         install_log_observer(getattr(self, "parent", None), self.config.log.format)
@@ -355,16 +355,18 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         "telnet": _gated(hub, telnet),
         "web": _gated(hub, web),
     }
-    if config.ssh.listen:
+    ssh_key = None
+    if config.serves_ssh():
         from tchat.ssh import SSHDoor, fingerprint, host_key
 
-        key = host_key(config.ssh.host_key)
+        ssh_key = host_key(config.ssh.host_key)
         Logger().info(
             "ssh host key {path}: {fingerprint}",
             path=config.ssh.host_key,
-            fingerprint=fingerprint(key),
+            fingerprint=fingerprint(ssh_key),
         )
-        factories["ssh"] = _gated(hub, SSHDoor(hub, key))
+    if ssh_key is not None and config.ssh.listen:
+        factories["ssh"] = _gated(hub, SSHDoor(hub, ssh_key))
     telnets, webs = [telnet], [web.chat]
     onion: OnionService | None = None
     if config.onion.enabled:
@@ -376,6 +378,9 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
             "telnet": _gated(hub, onion_telnet, onion=True),
             "web": _gated(hub, onion_web, onion=True),
         }
+        if ssh_key is not None and config.serves_ssh(onion=True):
+            onion_ssh = SSHDoor(hub, ssh_key, door="onion")
+            onion_doors["ssh"] = _gated(hub, onion_ssh, onion=True)
 
         def published(address: str | None) -> None:
             hub.onion_address = address

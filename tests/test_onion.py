@@ -480,6 +480,18 @@ class OnionConfigTests(SynchronousTestCase):
     def test_ports(self) -> None:
         config = config_from_string("[onion]\nports = 2323 = telnet, 8080 = web\n")
         self.assertEqual(config.onion.ports, ((2323, "telnet"), (8080, "web")))
+        self.assertFalse(config.serves_ssh())
+
+    def test_ssh_port(self) -> None:
+        """
+        C{22 = ssh} publishes the SSH door on the onion, with the host key
+        of C{[ssh]} though C{[ssh]} listens nowhere else.
+        """
+        config = config_from_string("[onion]\nenabled = true\nports = 22 = ssh\n")
+        self.assertEqual(config.onion.ports, ((22, "ssh"),))
+        self.assertEqual(config.ssh.listen, ())
+        self.assertTrue(config.serves_ssh(onion=True))
+        self.assertTrue(config.serves_ssh())
 
     def test_bad(self) -> None:
         for text, words in [

@@ -79,6 +79,17 @@ class Config:
         """
         return self.chat_listeners() + [("admin", d) for d in self.admin.listen]
 
+    def serves_ssh(self, onion: bool = False) -> bool:
+        """
+        Whether SSH is served (and so needs C{[ssh]}'s host key): on an
+        C{[ssh]} listener or an C{[onion]} port; only the latter with
+        C{onion}.
+        """
+        on_onion = self.onion.enabled and any(
+            door == "ssh" for _, door in self.onion.ports
+        )
+        return on_onion if onion else on_onion or bool(self.ssh.listen)
+
 
 # The sections with a fixed set of keys, in the order messages and
 # known_keys() list them.

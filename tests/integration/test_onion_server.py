@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import stat
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,13 @@ from tests.integration.server import (
     make_directory,
     start_server,
 )
+from tests.integration.test_ssh_server import (
+    KEYGEN,
+    SSH,
+    SSHUser,
+    telnet_person,
+    user_key,
+)
 from tests.integration.tornet import (
     OneProtocolFactory,
     SocksError,
@@ -46,6 +54,7 @@ from tests.integration.tornet import (
     fetch_descriptor,
     shared_network,
 )
+from tests.support import require
 
 PUBLISHED = re.compile(rb"onion service published at ([a-z2-7]{56}\.onion)")
 
@@ -314,6 +323,46 @@ class OnionDoorTests(TestCase):
             network.client_socks_port, address, 23, OneProtocolFactory(alice)
         )
         await alice.wait_for(WELCOME, timeout=30.0)
+
+    @async_test
+    async def test_ssh_through_tor(self) -> None:
+        """
+        C{22 = ssh} among the onion's ports: the real OpenSSH client,
+        through the client tor's SOCKS port, logs in with its key and
+        chats with a clear-net telnet user, who sees it come by onion;
+        the host key it is shown is the one the log names.
+        """
+        require(SSH is not None and KEYGEN is not None, "ssh is missing")
+        require(shutil.which("nc") is not None, "nc is missing: netcat-openbsd")
+        network = await shared_network()
+        tap_ini = control_tap_ini(network).replace(
+            "ports = 23 = telnet, 80 = web", "ports = 23 = telnet, 80 = web, 22 = ssh"
+        )
+        server = await start_server(self, tap_ini)
+        found = await server.process.output.wait_for(PUBLISHED, 300.0)
+        address = found.group(1).decode()
+        logged = re.search(r"ssh host key \S+: (SHA256:\S+)", server.log())
+        assert logged is not None, server.log()
+        self.assertIn("ssh on port 22", server.log())
+
+        control = await connect_control(network.client_control_port)
+        self.addCleanup(lambda: ensureDeferred(close_control(control)))
+        await fetch_descriptor(control, address.removesuffix(".onion"))
+
+        bob = await telnet_person(self, server, "bob")
+        key = await user_key(self, "alice")
+        proxy = f"ProxyCommand=nc -X 5 -x 127.0.0.1:{network.client_socks_port} %h %p"
+        alice = SSHUser(
+            self, server, "alice", key, host=address, port=22, extra=("-o", proxy)
+        )
+        await alice.wait_for(b"you are now known as alice", timeout=120.0)
+        await bob.wait_for(b"(onion) is now known as alice\r\n", timeout=30.0)
+        alice.type(b"hello over tor\r")
+        await bob.wait_for(b"<alice> hello over tor\r\n", timeout=30.0)
+        bob.say("hi alice")
+        await alice.wait_for(b"<bob> hi alice", timeout=30.0)
+        bob.say("/who")
+        await bob.wait_for(b"alice (onion)", timeout=30.0)
 
     @async_test
     async def test_page_in_a_browser_through_tor(self) -> None:

@@ -49,7 +49,8 @@ def plain(data: bytes) -> bytes:
 class SSHUser:
     """
     One real C{ssh} client in a pseudo-terminal of C{columns} x C{rows},
-    logging in as C{name} (with a key of its own unless C{key} is false).
+    logging in as C{name} (with a key of its own unless C{key} is false),
+    to the server's SSH door, or to C{host} and C{port} when given.
     """
 
     def __init__(
@@ -63,13 +64,16 @@ class SSHUser:
         extra: tuple[str, ...] = (),
         command: str | None = None,
         method: str = "keyboard-interactive",
+        host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
-        assert SSH is not None and server.ssh_port is not None
+        port = port if port is not None else server.ssh_port
+        assert SSH is not None and port is not None
         self.process = ProcessOutput(f"ssh {name}")
         args = [
             SSH,
             "-p",
-            str(server.ssh_port),
+            str(port),
             "-o",
             "StrictHostKeyChecking=no",
             "-o",
@@ -90,7 +94,7 @@ class SSHUser:
                 "-o",
                 f"PreferredAuthentications={method}",
             ]
-        args += [*extra, f"{name}@127.0.0.1"]
+        args += [*extra, f"{name}@{host}"]
         if command is not None:
             args.append(command)
         script = f"stty cols {columns} rows {rows}; exec " + " ".join(
