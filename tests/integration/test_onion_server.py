@@ -349,11 +349,26 @@ class OnionDoorTests(TestCase):
         self.addCleanup(lambda: ensureDeferred(close_control(control)))
         await fetch_descriptor(control, address.removesuffix(".onion"))
 
+        # A first connection through Tor waits for the circuits however
+        # long a loaded machine takes (connect_onion retries until then).
+        probe = ChatClient("probe")
+        self.addCleanup(lambda: ensureDeferred(probe.close()))
+        await connect_onion(
+            network.client_socks_port, address, 23, OneProtocolFactory(probe)
+        )
+        await probe.wait_for(WELCOME, timeout=60.0)
         bob = await telnet_person(self, server, "bob")
         key = await user_key(self, "alice")
         proxy = f"ProxyCommand=nc -X 5 -x 127.0.0.1:{network.client_socks_port} %h %p"
         alice = SSHUser(
-            self, server, "alice", key, host=address, port=22, extra=("-o", proxy)
+            self,
+            server,
+            "alice",
+            key,
+            host=address,
+            port=22,
+            extra=("-o", proxy),
+            connect_timeout=120,
         )
         await alice.wait_for(b"you are now known as alice", timeout=120.0)
         await bob.wait_for(b"(onion) is now known as alice\r\n", timeout=30.0)

@@ -66,6 +66,7 @@ class SSHUser:
         method: str = "keyboard-interactive",
         host: str = "127.0.0.1",
         port: int | None = None,
+        connect_timeout: int = 10,
     ) -> None:
         port = port if port is not None else server.ssh_port
         assert SSH is not None and port is not None
@@ -81,7 +82,7 @@ class SSHUser:
             "-o",
             "LogLevel=ERROR",
             "-o",
-            "ConnectTimeout=10",
+            f"ConnectTimeout={connect_timeout}",
             "-o",
             "NumberOfPasswordPrompts=1",
         ]
