@@ -1,7 +1,6 @@
 # -*- test-case-name: tests.test_commands -*-
 """
-The command layer every door shares: from a line of user text to a typed
-command.
+The command layer every door shares: from a line of user text to a command.
 
 Parsing is pure: no hub, no transport.  A door that has structured requests
 (the WebSocket door's JSON) builds the same L{Command} values directly, so
@@ -77,9 +76,10 @@ class WhoIs:
 
 @dataclass(frozen=True)
 class SetTopic:
-    """C{/topic [text]}: C{None} shows the topic."""
+    """C{/topic [text]} (C{room}'s, or the current one's): C{None} shows it."""
 
     text: str | None
+    room: str | None = None
 
 
 @dataclass(frozen=True)

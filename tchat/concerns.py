@@ -191,7 +191,7 @@ def handlers(parts: Concerns, settings: Settings) -> dict[type, Handler]:
         c.Part: lambda u, x: rooms.part(u, x.room),
         c.Rooms: lambda u, x: rooms.list_rooms(u, x.page),
         c.WhoIs: lambda u, x: rooms.who(u, x.room),
-        c.SetTopic: lambda u, x: rooms.topic(u, x.text),
+        c.SetTopic: lambda u, x: rooms.topic(u, x.text, x.room),
         c.Msg: lambda u, x: talk.private(u, x.nick, x.text),
         c.ShowMotd: lambda u, x: delivery.tell(u, events.Motd(settings.server.motd)),
         c.ShowHelp: lambda u, x: delivery.tell(u, c.help_for(u.operator is not None)),

@@ -10,7 +10,7 @@ The admin door turns these into metrics when it is scraped.
 from bisect import bisect_left
 from collections import deque
 
-DOORS = ("telnet", "web", "onion")
+DOORS = ("telnet", "web", "ssh", "irc", "onion")
 
 # Fan-out: from the hub taking a message to the last transport write.
 FANOUT_BUCKETS = (

@@ -122,10 +122,7 @@ class Presence:
     # -- arriving ----------------------------------------------------------
 
     def arrive(self, participant: IParticipant) -> User:
-        """
-        A user arrived through a door: give them a guest nick, welcome them
-        and put them in the default room.
-        """
+        """A guest nick, a welcome, and the default room unless C{lands} is false."""
         nick = self.guest_nick()
         door = participant.door
         user = User(participant, nick, door, colour_for(nick))
@@ -184,8 +181,9 @@ class Presence:
         if self._cut_off:
             self._tell_cut_off(user)
         self.claim_guest(user)
-        self._rooms.join(user, landing, save=False)
-        if landing is not lobby:
+        if getattr(participant, "lands", True):  # (IRC clients pick their own)
+            self._rooms.join(user, landing, save=False)
+        if landing is not lobby and landing in user.rooms:
             most = self._directory.settings.limits.max_users_per_room
             self._delivery.tell(
                 user,

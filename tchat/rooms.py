@@ -273,9 +273,17 @@ class Rooms:
             self._delivery.tell(user, events.Status(ONLY_HERE))
         return True
 
-    def topic(self, user: User, text: str | None) -> None:
-        """C{/topic [TEXT]}: show or set the current room's topic."""
-        room = user.current
+    def topic(self, user: User, text: str | None, name: str | None = None) -> None:
+        """
+        C{/topic [TEXT]}: show or set the topic of the current room (or of
+        C{name}, a room the user is in).
+        """
+        if name is not None:
+            room = self.joined(user, name)
+            if room is None:
+                return
+        else:
+            room = user.current
         if room is None:
             self._delivery.error(
                 user, "no-room", "you are in no room; /join #room first"

@@ -289,9 +289,27 @@ class StatsTests(AdminTestCase):
                 "users_by_door": {"telnet": 2, "web": 1, "onion": 1},
                 "rooms": 1,
                 "messages_per_minute": {"1m": 0.0, "15m": 0.0},
-                "connections_total": {"telnet": 2, "web": 1, "onion": 1},
-                "messages_received": {"telnet": 0, "web": 0, "onion": 0},
-                "messages_delivered": {"telnet": 0, "web": 0, "onion": 0},
+                "connections_total": {
+                    "telnet": 2,
+                    "web": 1,
+                    "ssh": 0,
+                    "irc": 0,
+                    "onion": 1,
+                },
+                "messages_received": {
+                    "telnet": 0,
+                    "web": 0,
+                    "ssh": 0,
+                    "irc": 0,
+                    "onion": 0,
+                },
+                "messages_delivered": {
+                    "telnet": 0,
+                    "web": 0,
+                    "ssh": 0,
+                    "irc": 0,
+                    "onion": 0,
+                },
                 "operators_online": 0,
                 "bans": 0,
                 "muted": 0,
@@ -317,10 +335,12 @@ class StatsTests(AdminTestCase):
         self.hub.metrics.reloaded(self.clock.seconds(), False)
         stats = self.get_json(site, b"/stats")[1]
         self.assertEqual(
-            stats["messages_received"], {"telnet": 0, "web": 1, "onion": 0}
+            stats["messages_received"],
+            {"telnet": 0, "web": 1, "ssh": 0, "irc": 0, "onion": 0},
         )
         self.assertEqual(
-            stats["messages_delivered"], {"telnet": 2, "web": 1, "onion": 1}
+            stats["messages_delivered"],
+            {"telnet": 2, "web": 1, "ssh": 0, "irc": 0, "onion": 1},
         )
         self.assertEqual(stats["messages_per_minute"]["1m"], 1.0)
         self.assertEqual(stats["reloads"], {"ok": 0, "failed": 1})
@@ -494,11 +514,11 @@ class TrafficMetricsTests(AdminTestCase):
         scrape = self.scrape(site)
         self.assertEqual(
             scrape.by_label("tchat_connections_open", "door"),
-            {"telnet": 1.0, "web": 2.0, "onion": 1.0},
+            {"telnet": 1.0, "web": 2.0, "ssh": 0.0, "irc": 0.0, "onion": 1.0},
         )
         self.assertEqual(
             scrape.by_label("tchat_connections_total", "door"),
-            {"telnet": 2.0, "web": 2.0, "onion": 1.0},
+            {"telnet": 2.0, "web": 2.0, "ssh": 0.0, "irc": 0.0, "onion": 1.0},
         )
 
     def test_messages(self) -> None:
@@ -512,7 +532,7 @@ class TrafficMetricsTests(AdminTestCase):
         before = self.scrape(site)
         self.assertEqual(
             before.by_label("tchat_messages_received_total", "door"),
-            {"telnet": 0.0, "web": 0.0, "onion": 0.0},
+            {"telnet": 0.0, "web": 0.0, "ssh": 0.0, "irc": 0.0, "onion": 0.0},
         )
         telnet, _, web, onion = self.users
         self.hub.execute(telnet, Say("hi"))
@@ -520,11 +540,11 @@ class TrafficMetricsTests(AdminTestCase):
         scrape = self.scrape(site)
         self.assertEqual(
             scrape.by_label("tchat_messages_received_total", "door"),
-            {"telnet": 1.0, "web": 0.0, "onion": 1.0},
+            {"telnet": 1.0, "web": 0.0, "ssh": 0.0, "irc": 0.0, "onion": 1.0},
         )
         self.assertEqual(
             scrape.by_label("tchat_messages_delivered_total", "door"),
-            {"telnet": 2.0, "web": 2.0, "onion": 2.0},
+            {"telnet": 2.0, "web": 2.0, "ssh": 0.0, "irc": 0.0, "onion": 2.0},
         )
 
     def test_fanout(self) -> None:

@@ -203,9 +203,15 @@ class FanOutTests(DeliveryTestCase):
             self.arrive("carol", "web", "#a"),
         ]
         self.delivery.fan_out(members, said("#a", 1), self.room("#a").doors)
-        self.assertEqual(self.metrics.delivered, {"telnet": 1, "web": 2, "onion": 0})
+        self.assertEqual(
+            self.metrics.delivered,
+            {"telnet": 1, "web": 2, "ssh": 0, "irc": 0, "onion": 0},
+        )
         self.delivery.fan_out(members[:1], said("#a", 2), {"telnet": 1, "web": 2})
-        self.assertEqual(self.metrics.delivered, {"telnet": 2, "web": 4, "onion": 0})
+        self.assertEqual(
+            self.metrics.delivered,
+            {"telnet": 2, "web": 4, "ssh": 0, "irc": 0, "onion": 0},
+        )
 
     def test_counted_one_by_one(self) -> None:
         """
@@ -216,7 +222,10 @@ class FanOutTests(DeliveryTestCase):
         self.delivery.fan_out([alice, bob], private("bob"))
         self.delivery.fan_out([bob], said("#a"))
         self.delivery.fan_out([alice, bob], events.Status("not a message"))
-        self.assertEqual(self.metrics.delivered, {"telnet": 1, "web": 0, "onion": 2})
+        self.assertEqual(
+            self.metrics.delivered,
+            {"telnet": 1, "web": 0, "ssh": 0, "irc": 0, "onion": 2},
+        )
 
     def test_held_behind_history_read(self) -> None:
         """
@@ -233,7 +242,10 @@ class FanOutTests(DeliveryTestCase):
         self.assertEqual(self.told(alice), [])
         self.assertEqual(self.told(bob), [message])
         self.assertEqual(alice.holding[room], (1, [message]))
-        self.assertEqual(self.metrics.delivered, {"telnet": 0, "web": 1, "onion": 0})
+        self.assertEqual(
+            self.metrics.delivered,
+            {"telnet": 0, "web": 1, "ssh": 0, "irc": 0, "onion": 0},
+        )
 
         elsewhere, status = said("#b"), events.Status("hi")
         self.delivery.fan_out([alice], elsewhere)
