@@ -43,12 +43,13 @@ _LIVE = {
     "history": ("keep", "replay", "resume_ttl", "room_ttl"),
     "limits": tuple(f.name for f in fields(LimitsConfig)),
 }
-_LISTENERS = {"telnet": "listen", "web": "listen", "admin": "listen"}
+_LISTENERS = {"telnet": "listen", "web": "listen", "irc": "listen", "admin": "listen"}
 _SECTIONS = (
     "server",
     "telnet",
     "web",
     "ssh",
+    "irc",
     "limits",
     "history",
     "onion",

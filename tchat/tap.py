@@ -24,6 +24,7 @@ from tchat.endpoints import check_endpoint
 from tchat.gate import Gate
 from tchat.history import HistoryStore, open_store
 from tchat.hub import ChatFactory
+from tchat.irc import IRCFactory
 from tchat.logs import install_log_observer
 from tchat.onion import OnionService
 from tchat.operators import verify_password
@@ -45,7 +46,8 @@ class Options(usage.Options):
 
     synopsis = (
         "[--config PATH] [--telnet ENDPOINT ...] [--web ENDPOINT ...] "
-        "[--ssh ENDPOINT ...] [--admin ENDPOINT ...] [--check]"
+        "[--ssh ENDPOINT ...] [--irc ENDPOINT ...] [--admin ENDPOINT ...] "
+        "[--check]"
     )
     longdesc = (
         "Run the tchat hub. Settings come from tap.ini (./tap.ini when present, "
@@ -65,6 +67,7 @@ class Options(usage.Options):
         self["telnet"] = []
         self["web"] = []
         self["ssh"] = []
+        self["irc"] = []
         self["admin"] = []
         self.config = Config()
 
@@ -88,6 +91,13 @@ class Options(usage.Options):
         listen).
         """
         self["ssh"].append(endpoint)
+
+    def opt_irc(self, endpoint: str) -> None:
+        """
+        Listen for IRC clients on this endpoint (repeatable; replaces [irc]
+        listen; ssl: for TLS, as on 6697).
+        """
+        self["irc"].append(endpoint)
 
     def opt_admin(self, endpoint: str) -> None:
         """
@@ -145,6 +155,7 @@ class Options(usage.Options):
             telnet_listen=tuple(self["telnet"]) or None,
             web_listen=tuple(self["web"]) or None,
             ssh_listen=tuple(self["ssh"]) or None,
+            irc_listen=tuple(self["irc"]) or None,
             admin_listen=(
                 tuple(e for e in self["admin"] if e.lower() != "none")
                 if self["admin"]
@@ -155,7 +166,9 @@ class Options(usage.Options):
         for door, description in listeners:
             check_endpoint(door, description)
         if not config.chat_listeners() and not config.onion.enabled:
-            raise ConfigError("no listener is configured in [telnet] or [web]")
+            raise ConfigError(
+                "no listener is configured in [telnet], [web], [ssh] or [irc]"
+            )
         if config.onion.enabled:
             _check_txtorcon(config)
         if config.cluster.enabled:
@@ -354,6 +367,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     factories: dict[str, IProtocolFactory] = {
         "telnet": _gated(hub, telnet),
         "web": _gated(hub, web),
+        "irc": _gated(hub, IRCFactory(hub)),
     }
     ssh_key = None
     if config.serves_ssh():
@@ -378,6 +392,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
             "telnet": _gated(hub, onion_telnet, onion=True),
             "web": _gated(hub, onion_web, onion=True),
         }
+        if any(door == "irc" for _, door in config.onion.ports):
+            onion_doors["irc"] = _gated(hub, IRCFactory(hub, "onion"), onion=True)
         if ssh_key is not None and config.serves_ssh(onion=True):
             onion_ssh = SSHDoor(hub, ssh_key, door="onion")
             onion_doors["ssh"] = _gated(hub, onion_ssh, onion=True)

@@ -41,6 +41,7 @@ from tchat.config.parse import (
 )
 from tchat.config.server import (
     AdminConfig,
+    IRCConfig,
     LogConfig,
     LogFormat,
     ServerConfig,
@@ -56,6 +57,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "HistoryConfig",
+    "IRCConfig",
     "LimitsConfig",
     "LogConfig",
     "LogFormat",

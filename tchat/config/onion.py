@@ -10,7 +10,7 @@ from typing import Literal
 from tchat.config._base import Parsers, _bool, _bounded_int, _path
 from tchat.text import is_simple_name, shortened
 
-OnionDoor = Literal["telnet", "web", "ssh"]
+OnionDoor = Literal["telnet", "web", "ssh", "irc"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class OnionConfig:
     @ivar password: The control port's password, if it uses one (cookie
         authentication needs nothing here).
     @ivar ports: (onion port, door) pairs, all on one onion address; the
-        doors are C{telnet}, C{web} and C{ssh} (with C{[ssh]}'s host key,
+        doors are C{telnet}, C{web}, C{irc} and C{ssh} (with C{[ssh]}'s host key,
         whether or not C{[ssh]} listens elsewhere).
     @ivar key_file: Where the service's private key is kept (mode 0600);
         its address is written next to it, with C{.address} for suffix.
@@ -84,8 +84,8 @@ def _onion_ports(raw: str) -> tuple[tuple[int, str], ...]:
                 f"{shortened(item.strip())!r} is not PORT = DOOR "
                 "(e.g. 23 = telnet, 80 = web)"
             )
-        if door not in ("telnet", "web", "ssh"):
-            raise ValueError(f"{door!r} is not a door; use telnet, web or ssh")
+        if door not in ("telnet", "web", "ssh", "irc"):
+            raise ValueError(f"{door!r} is not a door; use telnet, web, ssh or irc")
         if int(port) in {p for p, _ in pairs}:
             raise ValueError(f"onion port {port} is given twice")
         pairs.append((int(port), door))

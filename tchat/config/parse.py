@@ -22,12 +22,14 @@ from tchat.config.onion import ONION_PARSERS, OnionConfig
 from tchat.config.operators import OperatorsConfig, _operators
 from tchat.config.server import (
     ADMIN_PARSERS,
+    IRC_PARSERS,
     LOG_PARSERS,
     SERVER_PARSERS,
     SSH_PARSERS,
     TELNET_PARSERS,
     WEB_PARSERS,
     AdminConfig,
+    IRCConfig,
     LogConfig,
     ServerConfig,
     SSHConfig,
@@ -52,6 +54,7 @@ class Config:
     telnet: TelnetConfig = field(default_factory=TelnetConfig)
     web: WebConfig = field(default_factory=WebConfig)
     ssh: SSHConfig = field(default_factory=SSHConfig)
+    irc: IRCConfig = field(default_factory=IRCConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     onion: OnionConfig = field(default_factory=OnionConfig)
@@ -71,6 +74,7 @@ class Config:
             [("telnet", d) for d in self.telnet.listen]
             + [("web", d) for d in self.web.listen]
             + [("ssh", d) for d in self.ssh.listen]
+            + [("irc", d) for d in self.irc.listen]
         )
 
     def listeners(self) -> list[tuple[str, str]]:
@@ -98,6 +102,7 @@ _SECTIONS: Mapping[str, tuple[type[Any], Parsers]] = {
     "telnet": (TelnetConfig, TELNET_PARSERS),
     "web": (WebConfig, WEB_PARSERS),
     "ssh": (SSHConfig, SSH_PARSERS),
+    "irc": (IRCConfig, IRC_PARSERS),
     "history": (HistoryConfig, HISTORY_PARSERS),
     "limits": (LimitsConfig, LIMITS_PARSERS),
     "onion": (OnionConfig, ONION_PARSERS),
@@ -215,6 +220,7 @@ def with_overrides(
     web_listen: tuple[str, ...] | None = None,
     admin_listen: tuple[str, ...] | None = None,
     ssh_listen: tuple[str, ...] | None = None,
+    irc_listen: tuple[str, ...] | None = None,
 ) -> Config:
     """
     Apply command-line overrides on top of a configuration.
@@ -225,6 +231,7 @@ def with_overrides(
     @param web_listen: Likewise for the web door.
     @param admin_listen: Likewise for the admin door.
     @param ssh_listen: Likewise for the SSH door.
+    @param irc_listen: Likewise for the IRC door.
     @return: The configuration in force.
     """
     if telnet_listen is not None:
@@ -235,6 +242,8 @@ def with_overrides(
         config = replace(config, admin=replace(config.admin, listen=admin_listen))
     if ssh_listen is not None:
         config = replace(config, ssh=replace(config.ssh, listen=ssh_listen))
+    if irc_listen is not None:
+        config = replace(config, irc=replace(config.irc, listen=irc_listen))
     return config
 
 

@@ -203,6 +203,20 @@ SSH_PARSERS: Parsers = {"listen": _endpoints_or_none, "host_key": _file}
 
 
 @dataclass(frozen=True)
+class IRCConfig:
+    """
+    The C{[irc]} section: the door for IRC clients (see C{docs/irc.md}).
+
+    @ivar listen: Endpoint strings; none by default (the door is off).
+    """
+
+    listen: tuple[str, ...] = ()
+
+
+IRC_PARSERS: Parsers = {"listen": _endpoints_or_none}
+
+
+@dataclass(frozen=True)
 class AdminConfig:
     """
     The C{[admin]} section: health and metrics for operators, on a door of
