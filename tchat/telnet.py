@@ -45,7 +45,7 @@ from tchat.gate import line_refusal, unwrapped
 from tchat.hub import ChatFactory
 from tchat.interfaces import IParticipant
 from tchat.model import User
-from tchat.output import GOODBYE_DRAIN, OutputQueue
+from tchat.output import GOODBYE_DRAIN, OutputQueue, client_queue
 from tchat.palette import Colour
 from tchat.text import describe_span
 
@@ -706,17 +706,13 @@ class _TelnetTransport(TelnetTransport):
         self._started = True
         tcp: Any = self.transport
         assert tcp is not None
-        if ITCPTransport.providedBy(tcp):
-            # Nagle's algorithm would hold small chat lines back ~40 ms.
-            tcp.setTcpNoDelay(True)
-        self.queue = OutputQueue.for_transport(
+        self.queue = client_queue(
             tcp,
             self._hub.limits.output_queue,
             self._overflow,
             self._clock,
             self._hub.batcher,
         )
-        tcp.registerProducer(self.queue, True)
         super().connectionMade()
 
     def _overflow(self, queue: OutputQueue) -> None:
