@@ -46,7 +46,7 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 LOOPBACK = "127.0.0.1"
 
 DOOR_LISTENING = re.compile(
-    rb"(telnet|web|ssh|admin) door listening on 127\.0\.0\.1:(\d+)"
+    rb"(telnet|web|ssh|irc|admin) door listening on 127\.0\.0\.1:(\d+)"
 )
 """What the server logs once one of its doors is listening."""
 
@@ -816,6 +816,7 @@ class TchatServer:
     @ivar directory: Its working directory, holding its C{tap.ini}.
     @ivar web_port: Where its web door listens on 127.0.0.1, if it has one.
     @ivar ssh_port: Where its SSH door listens on 127.0.0.1, if it has one.
+    @ivar irc_port: Where its IRC door listens on 127.0.0.1, if it has one.
     @ivar admin_port: Where its admin door listens on 127.0.0.1.
     """
 
@@ -824,6 +825,7 @@ class TchatServer:
     directory: str
     web_port: int | None = None
     ssh_port: int | None = None
+    irc_port: int | None = None
     admin_port: int = 0
 
     def log(self) -> str:
@@ -870,6 +872,7 @@ async def start_server(
     timeout: float = 15.0,
     directory: str | None = None,
     ssh: str | None = None,
+    irc: str | None = None,
 ) -> TchatServer:
     """
     Start C{twistd -n tchat} in a fresh directory and wait until its telnet
@@ -883,6 +886,7 @@ async def start_server(
     @param web: The C{--web} endpoint; C{None} for no web door (the
         default L{TAP_INI} configures none).
     @param ssh: The C{--ssh} endpoint; C{None} for no SSH door.
+    @param irc: The C{--irc} endpoint; C{None} for no IRC door.
     @param timeout: Seconds to wait for the listening lines.
     @param directory: Run in this directory (that of an earlier, stopped
         server, to restart it on its history) instead of a fresh one.
@@ -904,6 +908,9 @@ async def start_server(
     if ssh is not None:
         args += ["--ssh", ssh]
         doors.add("ssh")
+    if irc is not None:
+        args += ["--irc", irc]
+        doors.add("irc")
     process = ProcessOutput("twistd tchat")
     global_reactor().spawnProcess(
         process, TWISTD, args, env=dict(os.environ), path=directory
@@ -929,6 +936,7 @@ async def start_server(
     server.port = ports["telnet"]
     server.web_port = ports.get("web")
     server.ssh_port = ports.get("ssh")
+    server.irc_port = ports.get("irc")
     server.admin_port = ports["admin"]
     return server
 
