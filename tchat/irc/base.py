@@ -6,7 +6,6 @@ answered (L{Base}).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,10 +16,8 @@ from tchat import commands as c
 from tchat import events
 from tchat.hub import ChatFactory
 from tchat.irc.wire import (
-    QUERIES_PER_SECOND,
-    QUERY_BURST,
+    PLAIN,
     RPL_TOPICWHOTIME,
-    Wire,
 )
 from tchat.limits import TokenBucket
 from tchat.model import User
@@ -42,34 +39,39 @@ class Base:
     transport: Any
     door: str
 
+    # Defaults on the class: an idle connection keeps in its own dict only
+    # what differs (thousands of them are held at a few KiB each).
+    user: User | None = None
+    registered = False
+    caps: frozenset[str] = frozenset()
+    wire = PLAIN
+    nick_wanted: str | None = None
+    _nick_tried: str | None = None
+    user_given = False
+    negotiating = False
+    password: str | None = None
+    sasl: str | None = None
+    sasl_buffer = ""
+    sasl_pending = False
+    queue: OutputQueue | None = None
+    dropped = False
+    _early: list[tuple[object, events.Renderings]] | None = None
+    _asked: list[tuple[str, str]] | None = None
+    _listing: list[events.RoomInfo] | None = None
+    _context: tuple[str, str] = ("", "")
+    _quiet = 0
+    _ping: IDelayedCall | None = None
+    _pinged = False
+    _discarding = False
+    _queries: TokenBucket | None = None
+    _query_drops = 0
+
     def __init__(self, hub: ChatFactory, door: str, clock: IReactorTime) -> None:
         self.hub = hub
         self.door = door
         self.clock = clock
-        self.user: User | None = None
-        self.registered = False
-        self.caps: set[str] = set()
-        self.wire = Wire(self.server)
-        self.nick_wanted: str | None = None
-        self._nick_tried: str | None = None
-        self.user_given = False
-        self.negotiating = False
-        self.password: str | None = None
-        self.sasl: str | None = None
-        self.sasl_buffer = ""
-        self.sasl_pending = False
-        self.queue: OutputQueue | None = None
-        self.dropped = False
-        self._early: list[tuple[object, events.Renderings]] | None = []
-        self._asked: deque[tuple[str, str]] = deque()
-        self._listing: list[events.RoomInfo] | None = None
-        self._context: tuple[str, str] = ("", "")
-        self._quiet = 0
-        self._ping: IDelayedCall | None = None
-        self._pinged = False
-        self._discarding = False
-        self._queries = TokenBucket(QUERIES_PER_SECOND, QUERY_BURST, clock.seconds())
-        self._query_drops = 0
+        # Events that come before the welcome wait here (see deliver).
+        self._early = []
 
     @property
     def server(self) -> str:
@@ -148,6 +150,8 @@ class Base:
 
     def _ask(self, kind: str, name: str) -> None:
         """NAMES or WHO of a room: the hub's member list, shown as C{kind}."""
+        if self._asked is None:
+            self._asked = []
         self._asked.append((kind, name))
         before = len(self._asked)
         self.execute(c.WhoIs(name), (kind.upper(), name))

@@ -44,6 +44,8 @@ from tchat.irc.wire import (
     MAX_TAGGED,
     PING_AFTER,
     PING_TIMEOUT,
+    QUERIES_PER_SECOND,
+    QUERY_BURST,
     RPL_LOGGEDIN,
     RPL_SASLMECHS,
     TOPIC_MAX,
@@ -51,6 +53,7 @@ from tchat.irc.wire import (
     mask,
     parse_line,
 )
+from tchat.limits import TokenBucket
 from tchat.model import User
 from tchat.output import OutputQueue, client_queue
 from tchat.text import NICK_MAX, ROOM_MAX, nick_key
@@ -223,7 +226,10 @@ class IRCConnection(Rendering, Commands, LineReceiver):
             return self.hub.received(user)
         if command in ("PING", "PONG", "QUIT"):
             return True
-        if self._queries.take(self.clock.seconds()):
+        now = self.clock.seconds()
+        if self._queries is None:
+            self._queries = TokenBucket(QUERIES_PER_SECOND, QUERY_BURST, now)
+        if self._queries.take(now):
             self._query_drops = 0
             return True
         self._query_drops += 1
@@ -260,12 +266,14 @@ class IRCConnection(Rendering, Commands, LineReceiver):
             if not names or not wanted <= set(CAPABILITIES):
                 self.send(f":{self.server} CAP {self.nick} NAK :{asked}\r\n".encode())
                 return
+            caps = set(self.caps)
             for name in names:
                 if name.startswith("-"):
-                    self.caps.discard(name[1:])
+                    caps.discard(name[1:])
                 else:
-                    self.caps.add(name)
-            self.wire = Wire(self.server, self.caps)
+                    caps.add(name)
+            self.caps = frozenset(caps)
+            self.wire = Wire(self.server, caps)
             self.send(f":{self.server} CAP {self.nick} ACK :{asked}\r\n".encode())
         elif sub == "END":
             self.negotiating = False

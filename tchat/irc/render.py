@@ -116,10 +116,10 @@ class Rendering(Base):
 
     def _who(self, event: events.Who, renderings: events.Renderings) -> None:
         kind = "names"
-        for i, (asked_kind, name) in enumerate(self._asked):
+        for i, (asked_kind, name) in enumerate(self._asked or ()):
             if name.casefold() == event.room.casefold():
                 kind = asked_kind
-                del self._asked[i]
+                del self._asked[i]  # type: ignore[union-attr]
                 break
         if kind == "who":
             for member in event.members:
@@ -238,7 +238,7 @@ class Rendering(Base):
     def _answer_nothing(self, command: str, target: str) -> None:
         """A NAMES or WHO the hub could not answer: its end, empty."""
         kind = command.lower()
-        if (kind, target) in self._asked:
+        if self._asked and (kind, target) in self._asked:
             self._asked.remove((kind, target))
         if kind == "who":
             self.reply(words.RPL_ENDOFWHO, target, "End of /WHO list")

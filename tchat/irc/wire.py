@@ -221,3 +221,7 @@ class Wire:
         if self.account and account is not None:
             tags["account"] = account
         return tags
+
+
+PLAIN = Wire("")
+"""The lines for a client that enabled no capability (most of them)."""
