@@ -15,7 +15,7 @@ from tchat import events
 from tchat.delivery import Delivery
 from tchat.history import Account
 from tchat.model import Directory, User
-from tchat.seam import IBackplane
+from tchat.seam import Audience, IBackplane
 from tchat.text import clean_text, nick_key, normalize_nick
 
 MAX_IGNORES = 100
@@ -45,6 +45,7 @@ class Attention:
         message = clean_text(text).strip() if text else ""
         user.away = message or "away"
         self._backplane.updated(user)
+        self._tell_rooms(user)
         self._delivery.tell(
             user,
             events.Status(
@@ -60,7 +61,27 @@ class Attention:
             return
         user.away = None
         self._backplane.updated(user)
+        self._tell_rooms(user)
         self._delivery.tell(user, events.Status("welcome back: you are no longer away"))
+
+    def _tell_rooms(self, user: User) -> None:
+        """
+        Tell the others in C{user}'s rooms that they went away or came
+        back (IRC's away-notify, the page's member list; telnet shows it
+        in /who).
+        """
+        if not user.settled or not user.rooms:
+            return
+        notice = events.Presence(
+            self._directory.now(),
+            "away",
+            user.nick,
+            user.door,
+            reason=user.away,
+            registered=user.account is not None,
+        )
+        audience = Audience(rooms=tuple(r.key for r in user.rooms), besides=(user,))
+        self._delivery.deliver(notice, audience)
 
     def ignore(self, user: User, nick: str | None) -> None:
         """C{/ignore [NICK]}."""

@@ -121,7 +121,7 @@ class PrivateMessage:
     offline: bool = False
 
 
-PresenceKind = Literal["join", "part", "quit", "lost", "nick", "login"]
+PresenceKind = Literal["join", "part", "quit", "lost", "nick", "login", "away"]
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,8 @@ class Presence:
     @ivar new_nick: For C{nick}.
     @ivar epoch: For C{join}: the room's epoch, and C{last_id} its latest
         message id, so a client knows where it stands even in an empty room.
-    @ivar reason: For C{quit} (the user's words) and C{part}.
+    @ivar reason: For C{quit} (the user's words) and C{part}; for C{away},
+        the away message (C{None}: they are back).
     @ivar registered: The user is logged in to the registered account of
         their nick (for C{nick}: under the new nick).  C{login}: they just
         logged in (or registered) under the nick they have.

@@ -329,6 +329,7 @@ class Directory:
 
     def __init__(self, clock: IReactorTime, settings: Settings) -> None:
         self._clock = clock
+        self.now = clock.seconds
         self.settings = settings
         self.users: dict[str, User] = {}
         self.codes: dict[str, User] = {}

@@ -99,6 +99,10 @@ def _presence_text(event: events.Presence, is_self: bool) -> str:
         case "login":
             verb = "are" if is_self else "is"
             return f"{who} {verb} logged in to the registered nick {event.nick}"
+        case "away":
+            return (
+                f"{who} is away: {event.reason}" if event.reason else f"{who} is back"
+            )
 
 
 def _lines(*lines: str) -> bytes:
@@ -139,6 +143,8 @@ def variant(event: events.Event, viewer: User) -> Variant | None:
         case events.PrivateMessage():
             return (viewer.show_colours,)
         case events.Presence():
+            if event.kind == "away":
+                return None  # in /who, and told to those who write to them
             return (event.nick == viewer.nick or event.new_nick == viewer.nick,)
         case events.History():
             return (viewer.show_colours,)

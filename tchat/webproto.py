@@ -407,6 +407,11 @@ def _presence(event: events.Presence) -> dict[str, Any]:
                 f"{who} is logged in to the registered nick {event.nick}",
                 **common,
             )
+        case "away":
+            text = (
+                f"{who} is away: {event.reason}" if event.reason else f"{who} is back"
+            )
+            return _system("away", text, away=event.reason, **common)
 
 
 def _message(event: events.RoomMessage, sender_copy: bool) -> dict[str, Any]:

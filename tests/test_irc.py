@@ -340,6 +340,35 @@ class ChatTests(DoorTestCase):
         client.send("AWAY :lunch", "AWAY")
         self.assertEqual(client.numerics(), ["306", "305"])
 
+    def test_away_notify(self) -> None:
+        """
+        With away-notify, others going away and coming back are AWAY lines;
+        without it, nothing. The hub tells every door (the page marks its
+        member list; telnet shows it in /who).
+        """
+        self.hub.execute(self.bob, c.Join("#lobby"))
+        told = self.client("alice", "away-notify")
+        plain = self.client("carol")
+        for client in (told, plain):
+            client.send("JOIN #lobby")
+        self.hub.execute(self.bob, c.Away("lunch"))
+        self.hub.execute(self.bob, c.Back())
+        told.lines()  # (the JOINs)
+        plain_lines = [line for line in plain.lines() if "AWAY" in line]
+        self.assertEqual(plain_lines, [])
+        self.hub.execute(self.bob, c.Away("tea"))
+        self.hub.execute(self.bob, c.Back())
+        self.assertEqual(
+            told.lines(),
+            [":bob!bob@telnet.tchat AWAY :tea", ":bob!bob@telnet.tchat AWAY"],
+        )
+        told.send("AWAY :brb")
+        gone = of(events.Presence, self.bob_p.take())
+        self.assertEqual(
+            [(p.kind, p.nick, p.reason) for p in gone if p.kind == "away"],
+            [("away", "alice", "brb")],
+        )
+
     def test_chathistory(self) -> None:
         """
         CHATHISTORY LATEST and BEFORE: the room's messages in a batch,

@@ -384,6 +384,15 @@ class RenderTests(TelnetTestCase):
         alice.send(b"hi\r\n")
         self.assertEqual(alice.take(), b"")
 
+    def test_away_not_shown(self) -> None:
+        """
+        Someone going away or coming back prints no line (it shows in
+        /who, and to whoever writes to them).
+        """
+        alice, bob = self.people("alice", "bob")
+        alice.send(b"/away lunch\r\n/back\r\n")
+        self.assertEqual(bob.take(), b"")
+
     def test_colour(self) -> None:
         """
         Nicks are painted in the sender's ANSI colour unless the viewer

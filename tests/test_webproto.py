@@ -349,6 +349,16 @@ class EncodeTests(SynchronousTestCase):
                 "al (web) is now known as bo",
             ),
             (
+                events.Presence(1.0, "away", "al", "irc", reason="lunch"),
+                "away",
+                "al (irc) is away: lunch",
+            ),
+            (
+                events.Presence(1.0, "away", "al", "irc"),
+                "away",
+                "al (irc) is back",
+            ),
+            (
                 events.TopicChanged(1.0, "#a", "al", "x"),
                 "topic",
                 "al set the topic of #a: x",

@@ -89,6 +89,10 @@ class Rendering(Base):
                 "Connection lost" if event.kind == "lost" else "Quit"
             )
             self.send(f"{prefix}:{source} QUIT :{reason}\r\n".encode())
+        elif event.kind == "away":
+            if "away-notify" in self.caps:
+                text = f" :{event.reason}" if event.reason else ""
+                self.send(f"{prefix}:{source} AWAY{text}\r\n".encode())
         elif event.kind == "nick" and event.new_nick is not None:
             if not self.registered:
                 self._try_register()  # the client's own, as it registers

@@ -36,6 +36,7 @@ CAPABILITIES: dict[str, str | None] = {
     "message-tags": None,
     "echo-message": None,
     "multi-prefix": None,
+    "away-notify": None,
     "account-tag": None,
     "batch": None,
     "draft/chathistory": None,

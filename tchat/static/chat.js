@@ -1687,6 +1687,8 @@
       case "account_login":
       case "account_logout":
         return onAccountPresence(f);
+      case "away":
+        return onAway(f);
       case "goodbye":
         state.quit = true;
         if (str(f.code) === TAKEN_CODE || TAKEN_TEXT.test(text)) return takenOver(text);
@@ -2186,6 +2188,18 @@
       systemLine(room, msgText(f), { event: str(f.event), ts: f.ts });
       for (const m of state.members.get(room) || []) {
         if (sameName(m.name, name)) m.registered = f.event === "account_login";
+      }
+    }
+    renderMembers();
+  }
+
+  // Someone went away or came back: their member list entry says so.
+  function onAway(f) {
+    const name = str(f.name);
+    const away = typeof f.away === "string" ? f.away : null;
+    for (const room of roomsOf(name)) {
+      for (const m of state.members.get(room) || []) {
+        if (sameName(m.name, name)) m.away = away;
       }
     }
     renderMembers();
