@@ -486,13 +486,16 @@ class IRCConnection(Rendering, Commands, LineReceiver):
             transport.loseConnection()
 
     def deliver(self, event: object, renderings: object) -> None:
-        user = self.user
-        if user is None:
+        if self.user is None:
             return
         assert isinstance(renderings, events.Renderings)
         if self._early is not None and not self._registering(event):
             if len(self._early) < EARLY_MOST:
                 self._early.append((event, renderings))
+            return
+        if event.__class__ is events.RoomMessage:
+            # The hot path: every chat line to every member.
+            self._room_message(event, renderings)
             return
         render = RENDER.get(type(event))
         if render is not None:

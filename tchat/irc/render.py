@@ -42,7 +42,7 @@ class Rendering(Base):
         if event.nick == user.nick and "echo-message" not in self.caps:
             return
         wire = self.wire
-        key = ("irc", wire.key)
+        key = wire.key
         data = renderings.cache.get(key)
         if data is None:
             data = renderings.get(key, _message_line, wire, event, self.hub)

@@ -173,7 +173,7 @@ class Wire:
     @ivar account: C{account-tag}.
     """
 
-    __slots__ = ("account", "ids", "server", "time")
+    __slots__ = ("_key", "account", "ids", "server", "time")
 
     def __init__(self, server: str, caps: Iterable[str] = ()) -> None:
         caps = set(caps)
@@ -181,11 +181,12 @@ class Wire:
         self.time = "server-time" in caps
         self.ids = "message-tags" in caps
         self.account = "account-tag" in caps
+        self._key = ("irc", self.time, self.ids, self.account)
 
     @property
-    def key(self) -> tuple[bool, bool, bool]:
-        """What a rendering for this client depends on."""
-        return (self.time, self.ids, self.account)
+    def key(self) -> tuple[str, bool, bool, bool]:
+        """What a rendering for this client depends on (made once)."""
+        return self._key
 
     def message(
         self,
