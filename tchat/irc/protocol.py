@@ -8,6 +8,7 @@ the hub (L{IParticipant}).
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
@@ -30,7 +31,7 @@ from tchat.gate import line_refusal, unwrapped
 from tchat.hub import ChatFactory
 from tchat.interfaces import IParticipant
 from tchat.irc.commands import Commands
-from tchat.irc.render import RENDER, Rendering
+from tchat.irc.render import RENDER, Rendering, message_line
 from tchat.irc.wire import (
     CAPABILITIES,
     EARLY_MOST,
@@ -82,6 +83,7 @@ class IRCConnection(Rendering, Commands, LineReceiver):
     pings = True
     """The door checks that the client is alive itself (PING)."""
     _deadline: IDelayedCall | None = None
+    _push: Callable[[bytes], None] | None = None
 
     def connectionMade(self) -> None:
         self.queue = client_queue(
@@ -91,6 +93,7 @@ class IRCConnection(Rendering, Commands, LineReceiver):
             self.clock,
             self.hub.batcher,
         )
+        self._push = self.queue.push
         self._heard()
         # A client that never registers is let go, like any silent one.
         deadline = self.hub.limits.silent_timeout
@@ -486,16 +489,29 @@ class IRCConnection(Rendering, Commands, LineReceiver):
             transport.loseConnection()
 
     def deliver(self, event: object, renderings: object) -> None:
-        if self.user is None:
+        user = self.user
+        if user is None:
+            return
+        if event.__class__ is events.RoomMessage and self._early is None:
+            # The hot path, every chat line to every member: what
+            # _room_message does, in as few steps.
+            message = event
+            if message.nick == user.nick and "echo-message" not in self.caps:
+                return
+            wire = self.wire
+            data = renderings.cache.get(wire.key)  # type: ignore[attr-defined]
+            if data is None:
+                data = renderings.get(  # type: ignore[attr-defined]
+                    wire.key, message_line, wire, message, self.hub
+                )
+            push = self._push
+            if push is not None:
+                push(data)
             return
         assert isinstance(renderings, events.Renderings)
         if self._early is not None and not self._registering(event):
             if len(self._early) < EARLY_MOST:
                 self._early.append((event, renderings))
-            return
-        if event.__class__ is events.RoomMessage:
-            # The hot path: every chat line to every member.
-            self._room_message(event, renderings)
             return
         render = RENDER.get(type(event))
         if render is not None:

@@ -45,7 +45,7 @@ class Rendering(Base):
         key = wire.key
         data = renderings.cache.get(key)
         if data is None:
-            data = renderings.get(key, _message_line, wire, event, self.hub)
+            data = renderings.get(key, message_line, wire, event, self.hub)
         self.send(data)
 
     def _private(
@@ -286,7 +286,7 @@ class Rendering(Base):
             self._joined(room)
 
 
-def _message_line(wire: Wire, event: events.RoomMessage, hub: ChatFactory) -> bytes:
+def message_line(wire: Wire, event: events.RoomMessage, hub: ChatFactory) -> bytes:
     """A room message for IRC clients that take C{wire}'s tags."""
     text = f"\x01ACTION {event.text}\x01" if event.action else event.text
     account = None

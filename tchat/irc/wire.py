@@ -171,9 +171,10 @@ class Wire:
     @ivar time: C{server-time}.
     @ivar ids: C{message-tags} (msgid on messages).
     @ivar account: C{account-tag}.
+    @ivar key: What a rendering for this client depends on.
     """
 
-    __slots__ = ("_key", "account", "ids", "server", "time")
+    __slots__ = ("account", "ids", "key", "server", "time")
 
     def __init__(self, server: str, caps: Iterable[str] = ()) -> None:
         caps = set(caps)
@@ -181,12 +182,7 @@ class Wire:
         self.time = "server-time" in caps
         self.ids = "message-tags" in caps
         self.account = "account-tag" in caps
-        self._key = ("irc", self.time, self.ids, self.account)
-
-    @property
-    def key(self) -> tuple[str, bool, bool, bool]:
-        """What a rendering for this client depends on (made once)."""
-        return self._key
+        self.key = ("irc", self.time, self.ids, self.account)
 
     def message(
         self,
