@@ -1,5 +1,5 @@
 """
-The benchmark matrix: tchat's two doors against bare peers of the same job,
+The benchmark matrix: tchat's doors against bare peers of the same job,
 driven by the C load generator C{bench/gen/loadgen}, on 127.0.0.1.
 
     python bench/matrix.py                          # every scenario, 3 runs
@@ -11,12 +11,15 @@ driven by the C load generator C{bench/gen/loadgen}, on 127.0.0.1.
 Scenarios (the C{SCENARIOS} table below):
 
   - C{fanout-100}: 100 clients in one room, 10 senders x 10 msg/s, 10 s;
-  - C{fanout-1000}: 1,000 clients, 10 senders x 2 msg/s, 15 s;
-  - C{saturate-50}: 50 clients, 5 senders, closed loop (window 16), 10 s;
+  - C{fanout-1000}: 1,000 clients, 10 senders x 2 msg/s, 15 s (with
+    tchat's IRC door and ngIRCd too);
+  - C{saturate-50}: 50 clients, 5 senders, closed loop (window 16), 10 s
+    (with tchat's IRC door and ngIRCd too);
   - C{mixed-1000}: tchat only, 1,000 clients half telnet half web, as
     C{fanout-1000};
-  - C{idle-10k}: 10,000 idle connections per door; server KiB per
-    connection and the time to connect them all;
+  - C{idle-10k}: 10,000 idle connections per door (tchat and the IRC
+    servers: in 100 rooms, IRC channels); server KiB per connection and
+    the time to connect them all;
   - C{idle-ssh}: 1,000 idle connections (C{--ssh-idle-clients}) on the
     telnet door and on the SSH door, side by side;
   - C{history}: C{saturate-50} on each tchat door, SQLite history on and off.
@@ -25,9 +28,14 @@ Servers: C{tchat-telnet}, C{tchat-web}, C{tchat-mixed} (both doors of one
 C{twistd -n tchat} with C{bench/tap.ini}, in a fresh temporary directory),
 C{tchat-ssh} (the same server with C{--ssh} too, driven through its SSH
 door by C{loadgen --ssh}, libssh; in C{fanout-100} and C{idle-ssh}),
-and the peers in C{bench/peers/}: C{twisted-line}, C{asyncio-line},
-C{autobahn}, C{websockets}, C{node-ws} (skipped, with the reason, when
-C{node} or C{bench/peers/node/node_modules} is missing).
+C{tchat-irc} (the same server with C{--irc} too, driven through its IRC
+door by C{loadgen --irc}: NICK, USER, JOIN, PRIVMSG; in C{saturate-50},
+C{fanout-1000} and C{idle-10k}), and the peers in C{bench/peers/}:
+C{twisted-line}, C{asyncio-line}, C{autobahn}, C{websockets}, C{node-ws}
+(skipped, with the reason, when C{node} or C{bench/peers/node/node_modules}
+is missing) and C{ngircd} (Debian's ngIRCd, an IRC server in C, through
+C{bench/peers/ngircd_peer.py}, driven like C{tchat-irc}; skipped when
+C{ngircd} is not installed: C{apt-get install ngircd}).
 
 Each (scenario, server) runs C{--runs} times, all servers of a scenario in
 each round, a fresh server process per run.  With two CPUs or more and
@@ -90,7 +98,7 @@ TAP_INI = BENCH / "tap.ini"
 TWISTD = Path(sys.executable).parent / "twistd"
 
 TCHAT_LISTENING = re.compile(
-    rf"(?P<door>telnet|web|ssh) door listening on {re.escape(HOST)}:(?P<port>\d+)"
+    rf"(?P<door>telnet|web|ssh|irc) door listening on {re.escape(HOST)}:(?P<port>\d+)"
 )
 PEER_LISTENING = re.compile(rf"(?P<door>)listening on {re.escape(HOST)}:(?P<port>\d+)")
 
@@ -121,10 +129,13 @@ class ServerDef:
     A server the matrix can run.
 
     @ivar name: What C{--server} names.
-    @ivar transport: C{line}, C{ws}, C{both} (tchat's two doors), or
-        C{ssh} (tchat's SSH door, driven by C{loadgen --ssh}).
+    @ivar transport: C{line}, C{ws}, C{both} (tchat's two doors), C{ssh}
+        (tchat's SSH door, driven by C{loadgen --ssh}) or C{irc} (tchat's
+        IRC door or an IRC server, driven by C{loadgen --irc}).
     @ivar peer: The peer's program (under C{bench/peers/}); C{None} for
         tchat.
+    @ivar requires: A program the peer runs that must be installed (with
+        C{apt-get install} of the same name), e.g. C{ngircd}.
     @ivar history: For tchat: C{None} runs C{bench/tap.ini} as it is (SQLite
         history on), C{True}/C{False} labels the run history on/off (off
         appends C{[history] enabled = false}).
@@ -138,6 +149,7 @@ class ServerDef:
     peer: str | None = None
     history: bool | None = None
     baseline: Path | None = None
+    requires: str | None = None
 
     @property
     def is_tchat(self) -> bool:
@@ -151,11 +163,15 @@ class ServerDef:
 
     @property
     def door(self) -> str:
-        """The door the generator uses: telnet, web, mixed, line or ws."""
+        """The door the generator uses: telnet, web, mixed, ssh, irc, line or ws."""
         if self.is_tchat:
-            return {"line": "telnet", "ws": "web", "both": "mixed", "ssh": "ssh"}[
-                self.transport
-            ]
+            return {
+                "line": "telnet",
+                "ws": "web",
+                "both": "mixed",
+                "ssh": "ssh",
+                "irc": "irc",
+            }[self.transport]
         return self.transport
 
     @property
@@ -169,8 +185,10 @@ class ServerDef:
     def argv(self) -> list[str]:
         """The command line that starts this server, listening on port 0."""
         if self.is_tchat:
-            ssh = (
-                ["--ssh", f"tcp:0:interface={HOST}"] if self.transport == "ssh" else []
+            extra = (
+                [f"--{self.transport}", f"tcp:0:interface={HOST}"]
+                if self.transport in ("ssh", "irc")
+                else []
             )
             return [
                 str(self.baseline or TWISTD),
@@ -183,7 +201,7 @@ class ServerDef:
                 f"tcp:0:interface={HOST}",
                 "--web",
                 f"tcp:0:interface={HOST}",
-                *ssh,
+                *extra,
             ]
         assert self.peer is not None
         program = str(PEERS / self.peer)
@@ -195,9 +213,9 @@ class ServerDef:
         """The doors whose listening line the harness waits for."""
         if not self.is_tchat:
             return frozenset({""})
-        return frozenset(
-            {"telnet", "web", "ssh"} if self.transport == "ssh" else {"telnet", "web"}
-        )
+        if self.transport in ("ssh", "irc"):
+            return frozenset({"telnet", "web", self.transport})
+        return frozenset({"telnet", "web"})
 
     def skipped(self) -> str | None:
         """Why this server cannot run here, or C{None} if it can."""
@@ -209,6 +227,8 @@ class ServerDef:
         assert self.peer is not None
         if not (PEERS / self.peer).exists():
             return f"bench/peers/{self.peer} not found"
+        if self.requires is not None and find_program(self.requires) is None:
+            return f"{self.requires} is not installed (apt-get install {self.requires})"
         if self.peer.endswith(".js"):
             if shutil.which("node") is None:
                 return "node is not on PATH"
@@ -225,6 +245,8 @@ class ServerDef:
         web = ["--ws", f"{HOST}:{ports.get('web', ports.get(''))}", "--ws-path", "/ws"]
         if self.transport == "ssh":
             return ["--ssh", f"{HOST}:{ports['ssh']}"]
+        if self.transport == "irc":
+            return ["--irc", f"{HOST}:{ports.get('irc', ports.get(''))}"]
         if self.transport == "line":
             return telnet
         if self.transport == "ws":
@@ -239,13 +261,27 @@ SERVERS = {
         ServerDef("tchat-web", "ws"),
         ServerDef("tchat-mixed", "both"),
         ServerDef("tchat-ssh", "ssh"),
+        ServerDef("tchat-irc", "irc"),
         ServerDef("twisted-line", "line", "twisted_line.py"),
         ServerDef("asyncio-line", "line", "asyncio_line.py"),
         ServerDef("autobahn", "ws", "autobahn_broadcast.py"),
         ServerDef("websockets", "ws", "websockets_broadcast.py"),
         ServerDef("node-ws", "ws", "node/server.js"),
+        ServerDef("ngircd", "irc", "ngircd_peer.py", requires="ngircd"),
     )
 }
+
+
+def find_program(name: str) -> str | None:
+    """
+    A program on PATH, or in C{/usr/sbin} (where Debian puts daemons such
+    as ngircd, and which not every user has on PATH).
+    """
+    found = shutil.which(name)
+    if found is not None:
+        return found
+    sbin = Path("/usr/sbin") / name
+    return str(sbin) if sbin.exists() else None
 
 
 # -- scenarios ---------------------------------------------------------------
@@ -259,7 +295,8 @@ class Scenario:
     @ivar rate: Open loop: messages a second per sender.
     @ivar window: Closed loop: messages per sender not yet received by all.
     @ivar idle: Connect C{clients} and hold them; measure memory.
-    @ivar rooms: tchat only: spread the clients over this many rooms.
+    @ivar rooms: tchat and IRC servers only: spread the clients over this
+        many rooms (IRC: channels).
     @ivar history: Run each tchat server with history on, then off.
     @ivar ssh_idle: An idle scenario whose count is C{--ssh-idle-clients}
         (SSH handshakes are slow to make by the ten thousand).
@@ -298,7 +335,7 @@ class Scenario:
     def load_flags(self, server: ServerDef) -> list[str]:
         """The generator's flags for this load (not the targets)."""
         flags = ["--proto", server.proto, "--clients", str(self.clients)]
-        if self.rooms is not None and server.is_tchat:
+        if self.rooms is not None and (server.is_tchat or server.transport == "irc"):
             flags += ["--rooms", str(self.rooms)]
         if self.idle:
             return [
@@ -347,6 +384,7 @@ EVERY_SERVER = (
     "node-ws",
 )
 PEER_SERVERS = EVERY_SERVER[2:]
+IRC_SERVERS = ("tchat-irc", "ngircd")
 
 SCENARIOS = {
     s.name: s
@@ -359,12 +397,26 @@ SCENARIOS = {
             rate=10,
             seconds=10,
         ),
-        Scenario("fanout-1000", EVERY_SERVER, 1000, senders=10, rate=2, seconds=15),
-        Scenario("saturate-50", EVERY_SERVER, 50, senders=5, window=16, seconds=10),
+        Scenario(
+            "fanout-1000",
+            (*EVERY_SERVER, *IRC_SERVERS),
+            1000,
+            senders=10,
+            rate=2,
+            seconds=15,
+        ),
+        Scenario(
+            "saturate-50",
+            (*EVERY_SERVER, *IRC_SERVERS),
+            50,
+            senders=5,
+            window=16,
+            seconds=10,
+        ),
         Scenario("mixed-1000", ("tchat-mixed",), 1000, senders=10, rate=2, seconds=15),
         Scenario(
             "idle-10k",
-            ("tchat-telnet", "tchat-web", "tchat-mixed", *PEER_SERVERS),
+            ("tchat-telnet", "tchat-web", "tchat-mixed", *PEER_SERVERS, *IRC_SERVERS),
             10_000,
             idle=True,
             rooms=100,
@@ -426,6 +478,11 @@ class Setup:
         """Whether this C{loadgen} speaks SSH (it was built with libssh)."""
         return loadgen_speaks_ssh(self.loadgen)
 
+    @property
+    def irc(self) -> bool:
+        """Whether this C{loadgen} has IRC clients (C{--irc})."""
+        return loadgen_speaks_irc(self.loadgen)
+
 
 def loadgen_speaks_ssh(loadgen: Path) -> bool:
     """Whether C{loadgen --help} offers C{--ssh} (a build with libssh)."""
@@ -433,6 +490,14 @@ def loadgen_speaks_ssh(loadgen: Path) -> bool:
         [str(loadgen), "--help"], capture_output=True, text=True, timeout=10
     )
     return "--ssh A:P" in done.stdout and "without libssh" not in done.stdout
+
+
+def loadgen_speaks_irc(loadgen: Path) -> bool:
+    """Whether C{loadgen --help} offers C{--irc} (not an older build)."""
+    done = subprocess.run(
+        [str(loadgen), "--help"], capture_output=True, text=True, timeout=10
+    )
+    return "--irc A:P" in done.stdout
 
 
 @dataclass
@@ -856,11 +921,22 @@ TARGETS = (
         ratio("saturate-50", "tchat-web", "autobahn"),
         at_least(0.7),
     ),
+    Target(
+        "saturate-50 deliveries/s: tchat-irc / tchat-telnet >= 0.9",
+        ratio("saturate-50", "tchat-irc", "tchat-telnet"),
+        at_least(0.9),
+    ),
+    Target(
+        "saturate-50 deliveries/s: tchat-irc / ngircd >= 0.5",
+        ratio("saturate-50", "tchat-irc", "ngircd"),
+        at_least(0.5),
+    ),
     *(
         target
         for scenario, label in (
             ("fanout-1000", "tchat-telnet"),
             ("fanout-1000", "tchat-web"),
+            ("fanout-1000", "tchat-irc"),
             ("mixed-1000", "tchat-mixed"),
         )
         for target in (
@@ -887,6 +963,12 @@ TARGETS = (
         "idle-10k tchat-web: KiB/conn <= 8",
         single("idle-10k", "tchat-web", "kib_per_conn"),
         at_most(8.0),
+        " KiB",
+    ),
+    Target(
+        "idle-10k tchat-irc: KiB/conn <= 4 (ngircd's beside it)",
+        beside("idle-10k", "tchat-irc", "ngircd", "kib_per_conn"),
+        at_most(4.0),
         " KiB",
     ),
     Target(
@@ -1163,6 +1245,8 @@ async def run_matrix(
                     f"{setup.loadgen} was built without libssh (apt-get install "
                     "libssh-dev pkg-config; make -C bench/gen clean all)"
                 )
+            if reason is None and server.transport == "irc" and not setup.irc:
+                reason = f"{setup.loadgen} has no --irc (make -C bench/gen)"
             if reason is None:
                 servers.append(server)
                 continue

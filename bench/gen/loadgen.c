@@ -3,8 +3,9 @@
  * the benchmark peers).
  *
  * It opens N client connections, over a line (telnet) door, a WebSocket
- * (RFC 6455) door or both, or over tchat's SSH door (libssh, when built
- * with it), has the first S of them send messages, and
+ * (RFC 6455) door or both, over tchat's SSH door (libssh, when built
+ * with it), or as IRC clients (tchat's IRC door, an IRC server), has the
+ * first S of them send messages, and
  * measures what every client receives: throughput, latency, loss,
  * duplicates and reordering. One thread, one epoll loop, non-blocking
  * sockets with TCP_NODELAY, 64 KiB reads and no allocation per message, so
@@ -19,6 +20,8 @@
  *          bench/gen/loadgen --telnet 127.0.0.1:4444 --clients 10000 --idle
  *          bench/gen/loadgen --ssh 127.0.0.1:2222 --proto tchat --clients 100 \
  *              --senders 10 --rate 10 --seconds 10
+ *          bench/gen/loadgen --irc 127.0.0.1:6667 --clients 50 --senders 5 \
+ *              --window 16 --seconds 5
  *          bench/gen/loadgen --help
  *
  * Each message is "bm:<sender>:<seq>:<t_ns>" (sender = client index, seq
@@ -26,6 +29,15 @@
  * space and 'x's up to --size bytes. Receivers look for "bm:" in every line
  * (line clients) or message (ws clients), wherever the server wraps it (a
  * "<nick> " prefix, a JSON object, ...); anything else is ignored.
+ *
+ * IRC clients (--irc) register as NICK b<i> / USER b<i> 0 * :bench, answer
+ * every PING with a PONG, JOIN #lobby (with --rooms K, #bench-<i%K>) after
+ * the 001 welcome, and are ready once the 366 (end of NAMES) of that
+ * channel arrives. They send "PRIVMSG <channel> :<text>" and look for "bm:"
+ * in every line (":b3!b3@host PRIVMSG #lobby :bm:..."). --proto does not
+ * change them. An ERROR line from the server closes the client (a server
+ * close); an error numeric (400..599) before ready fails it, after ready
+ * it counts as an error.
  *
  * Modes: --rate R sends R msg/s per sender (open loop; sender s is offset
  * by s/(S*R) so that senders do not fire in lockstep); --window W keeps at
@@ -35,7 +47,8 @@
  * Output (stdout): one JSON object per line. --idle prints
  * {"event":"ready","clients","connected","connect_s"} once the connect
  * phase and --settle are over; every run ends with {"event":"result",...}:
- *   clients line_clients ws_clients ssh_clients senders mode proto rooms
+ *   clients line_clients ws_clients ssh_clients irc_clients senders mode
+ *   proto rooms
  *   rate window size
  *   seconds       the actual sending period
  *   sent          messages sent; expected = sum over sends of the ready
@@ -71,6 +84,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -87,6 +101,7 @@
 #define MAX_HANDSHAKE 16384          /* largest HTTP answer to the upgrade */
 #define MAX_PENDING   (16u << 20)    /* unsent bytes per client before skipping sends */
 #define MAX_EVENTS    1024
+#define IRC_MAX_SIZE  400            /* --size with --irc: lines stay under 512 bytes */
 #define N_SAMPLES     5
 #define SAMPLE_LEN    200
 #define LATE_NS       1000000LL      /* a send >= 1 ms after its due time is late */
@@ -98,16 +113,18 @@
 #define HIST_FINE   100000
 #define HIST_BINS   (HIST_FINE + 59901)
 
-enum { K_LINE, K_WS, K_SSH };
+enum { K_LINE, K_WS, K_SSH, K_IRC };
 enum { MODE_RATE, MODE_WINDOW, MODE_IDLE };
 enum { PROTO_RAW, PROTO_TCHAT };
-/* Client states. OPEN: connected (and upgraded), waiting for the greeting. */
+/* Client states. OPEN: connected (and upgraded), waiting for the greeting
+ * (IRC: registering, then joining; see client_t.irc). */
 enum { S_IDLE, S_CONNECTING, S_HANDSHAKE, S_OPEN, S_READY, S_CLOSED };
 enum { CL_ERROR, CL_SERVER };
 
 typedef struct client {
     int fd, idx;
     uint8_t kind, state, in_frag;
+    uint8_t irc;                     /* K_IRC in S_OPEN: 1 once JOIN is sent */
     uint32_t events;                 /* epoll mask currently registered */
     char *carry;  uint32_t clen, ccap;   /* unparsed bytes from the last read */
     char *frag;   uint32_t flen, fcap;   /* ws fragmented message so far */
@@ -134,8 +151,8 @@ typedef struct close_sample {
 } close_sample_t;
 
 static struct {
-    int have_line, have_ws, have_ssh;
-    struct sockaddr_in line_addr, ws_addr, ssh_addr;
+    int have_line, have_ws, have_ssh, have_irc;
+    struct sockaddr_in line_addr, ws_addr, ssh_addr, irc_addr;
     char ws_host[64];
     const char *ws_path;
     double ws_share;
@@ -152,7 +169,8 @@ static struct {
 static struct {
     uint64_t sent, expected, delivered, duplicates, reordered, self_echoes,
              foreign, late_sends, skipped_sends, errors, server_closes;
-    int ready, failed, inflight, next_connect, line_clients, ws_clients, ssh_clients;
+    int ready, failed, inflight, next_connect, line_clients, ws_clients, ssh_clients,
+        irc_clients;
     int n_err, n_close;
     char err_samples[N_SAMPLES][SAMPLE_LEN];
     close_sample_t close_samples[N_SAMPLES];
@@ -250,7 +268,7 @@ static void json_str(FILE *f, const char *s)
 
 static const char *kind_name(int kind)
 {
-    return kind == K_WS ? "ws" : kind == K_SSH ? "ssh" : "line";
+    return kind == K_WS ? "ws" : kind == K_SSH ? "ssh" : kind == K_IRC ? "irc" : "line";
 }
 
 static void record_error(const char *fmt, ...)
@@ -454,10 +472,37 @@ static int ws_send(client_t *c, int opcode, const char *p, size_t n)
     return client_write(c, sbuf, ws_frame_build(opcode, p, n));
 }
 
-/* A chat line: "<text>\r\n" for line clients; for ws clients one text
- * frame, JSON-wrapped for tchat. text lives in tbuf with room to spare. */
+/* An IRC client's channel, written at p: #lobby, or #bench-<i%K> with
+ * --rooms K. Returns the end. */
+static char *irc_channel(const client_t *c, char *p)
+{
+    if (opt.rooms <= 0) {
+        memcpy(p, "#lobby", 6);
+        return p + 6;
+    }
+    memcpy(p, "#bench-", 7);
+    return put_u64(p + 7, (uint64_t)(c->idx % opt.rooms));
+}
+
+/* A chat line: "<text>\r\n" for line clients, "PRIVMSG <channel> :<text>\r\n"
+ * for IRC clients; for ws clients one text frame, JSON-wrapped for tchat.
+ * text lives in tbuf with room to spare. */
 static int send_text(client_t *c, size_t len)
 {
+    if (c->kind == K_IRC) {
+        char pre[64], *q = pre;
+        memcpy(q, "PRIVMSG ", 8);
+        q = irc_channel(c, q + 8);
+        *q++ = ' ';
+        *q++ = ':';
+        size_t pn = (size_t)(q - pre);
+        memmove(tbuf + pn, tbuf, len);
+        memcpy(tbuf, pre, pn);
+        len += pn;
+        tbuf[len] = '\r';
+        tbuf[len + 1] = '\n';
+        return client_write(c, tbuf, len + 2);
+    }
     if (c->kind == K_SSH) {
         tbuf[len] = '\r';   /* typed: Enter */
         return client_write(c, tbuf, len + 1);
@@ -551,7 +596,8 @@ static void start_connect(client_t *c)
         return;
     }
 #endif
-    const struct sockaddr_in *a = c->kind == K_WS ? &opt.ws_addr : &opt.line_addr;
+    const struct sockaddr_in *a = c->kind == K_WS ? &opt.ws_addr :
+                                  c->kind == K_IRC ? &opt.irc_addr : &opt.line_addr;
     if (!st.first_connect) st.first_connect = now_ns();
     c->state = S_CONNECTING;
     st.inflight++;
@@ -590,6 +636,14 @@ static void on_connected(client_t *c)
         c->state = S_OPEN;
         return;
     }
+    if (c->kind == K_IRC) {
+        c->state = S_OPEN;
+        char reg[96];
+        int n = snprintf(reg, sizeof reg, "NICK b%d\r\nUSER b%d 0 * :bench\r\n",
+                         c->idx, c->idx);
+        client_write(c, reg, (size_t)n);
+        return;
+    }
     c->state = S_HANDSHAKE;
     uint8_t key[16];
     for (int i = 0; i < 16; i += 8) {
@@ -622,7 +676,7 @@ static void become_ready(client_t *c, int64_t t)
     st.ready++;
     st.inflight--;
     st.last_ready = t;
-    if (opt.proto != PROTO_TCHAT) return;
+    if (opt.proto != PROTO_TCHAT || c->kind == K_IRC) return;
     if (c->kind != K_WS && send_command(c, "/color off") < 0) return;
     if (opt.rooms > 0) {
         char cmd[64];
@@ -730,9 +784,89 @@ static void on_marker(client_t *rc, const char *p, const char *end, int64_t t)
     }
 }
 
+/* A numeric reply that says something went wrong (400..599), but not 422
+ * (no MOTD), which servers send at registration. */
+static int irc_error_numeric(int num)
+{
+    return num >= 400 && num < 600 && num != 422;
+}
+
+/* One IRC line, without its CR LF: PING answered, ERROR closes; before
+ * ready, 001 sends the JOIN and the 366 of our channel makes the client
+ * ready; after, a marker anywhere in the line counts. */
+static void irc_text(client_t *c, const char *p, size_t n, int64_t t)
+{
+    const char *end = p + n, *cmd = p;
+    if (n && *p == ':') {                        /* skip the prefix */
+        cmd = memchr(p, ' ', n);
+        if (!cmd) return;
+        while (cmd < end && *cmd == ' ') cmd++;
+    }
+    const char *ce = memchr(cmd, ' ', (size_t)(end - cmd));
+    if (!ce) ce = end;
+    size_t cn = (size_t)(ce - cmd);
+    const char *args = ce < end ? ce + 1 : end;
+    if (cn == 4 && !memcmp(cmd, "PING", 4)) {
+        size_t an = (size_t)(end - args);
+        reserve_sz(&tbuf, &tcap, an + 8);
+        memcpy(tbuf, "PONG ", 5);
+        memcpy(tbuf + 5, args, an);
+        memcpy(tbuf + 5 + an, "\r\n", 2);
+        client_write(c, tbuf, an + 7);
+        return;
+    }
+    if (cn == 5 && !memcmp(cmd, "ERROR", 5)) {
+        client_close(c, CL_SERVER, -1, "ERROR %.*s", (int)(end - args), args);
+        return;
+    }
+    int num = -1;
+    if (cn == 3 && cmd[0] >= '0' && cmd[0] <= '9' && cmd[1] >= '0' && cmd[1] <= '9' &&
+        cmd[2] >= '0' && cmd[2] <= '9')
+        num = (cmd[0] - '0') * 100 + (cmd[1] - '0') * 10 + (cmd[2] - '0');
+    if (c->state == S_READY) {
+        if (irc_error_numeric(num)) {
+            record_error("client %d irc: %.*s", c->idx, (int)(end - cmd), cmd);
+            return;
+        }
+        if (n < 3) return;
+        const char *m = memmem(p, n, "bm:", 3);
+        if (m) on_marker(c, m + 3, end, t);
+        return;
+    }
+    if (irc_error_numeric(num)) {
+        client_close(c, CL_ERROR, -1, "%.*s", (int)(end - cmd), cmd);
+        return;
+    }
+    char chan[32];
+    size_t chn = (size_t)(irc_channel(c, chan) - chan);
+    if (num == 1 && !c->irc) {
+        char join[48];
+        memcpy(join, "JOIN ", 5);
+        memcpy(join + 5, chan, chn);
+        memcpy(join + 5 + chn, "\r\n", 2);
+        c->irc = 1;
+        client_write(c, join, chn + 7);
+        return;
+    }
+    if (num == 366 && c->irc) {
+        /* "<nick> <channel> :End of NAMES list" */
+        const char *ch = memchr(args, ' ', (size_t)(end - args));
+        if (!ch) return;
+        ch++;
+        const char *che = memchr(ch, ' ', (size_t)(end - ch));
+        if (!che) che = end;
+        if ((size_t)(che - ch) == chn && !strncasecmp(ch, chan, chn)) become_ready(c, t);
+    }
+}
+
 /* A complete line or ws message. */
 static void on_text(client_t *c, const char *p, size_t n, int64_t t)
 {
+    if (c->kind == K_IRC) {
+        if (n && p[n - 1] == '\r') n--;
+        irc_text(c, p, n, t);
+        return;
+    }
     if (c->state != S_READY) {
         become_ready(c, t);
         if (c->state != S_READY) return;
@@ -1079,8 +1213,10 @@ static void print_result(int connected, double cpu_s, double cpu_wall_s, const c
     double seconds = st.send_end > st.send_start ? (st.send_end - st.send_start) / 1e9 : 0.0;
     double dspan = st.last_delivery > st.first_send ? (st.last_delivery - st.first_send) / 1e9 : 0.0;
     fprintf(f, "{\"event\":\"result\",\"clients\":%d,\"line_clients\":%d,\"ws_clients\":%d,"
-               "\"ssh_clients\":%d,\"senders\":%d,\"mode\":\"%s\",\"proto\":\"%s\",\"rooms\":%d,",
-            opt.clients, st.line_clients, st.ws_clients, st.ssh_clients, opt.senders, modes[opt.mode],
+               "\"ssh_clients\":%d,\"irc_clients\":%d,\"senders\":%d,\"mode\":\"%s\","
+               "\"proto\":\"%s\",\"rooms\":%d,",
+            opt.clients, st.line_clients, st.ws_clients, st.ssh_clients, st.irc_clients,
+            opt.senders, modes[opt.mode],
             opt.proto == PROTO_TCHAT ? "tchat" : "raw", opt.rooms);
     if (opt.mode == MODE_RATE) fprintf(f, "\"rate\":%g,", opt.rate);
     else fprintf(f, "\"rate\":null,");
@@ -1132,8 +1268,8 @@ static void print_result(int connected, double cpu_s, double cpu_wall_s, const c
 static void usage(FILE *f)
 {
     fprintf(f,
-"usage: loadgen (--telnet ADDR:PORT | --ws ADDR:PORT | both | --ssh ADDR:PORT)\n"
-"               (--rate R | --window W | --idle) [options]\n"
+"usage: loadgen (--telnet ADDR:PORT | --ws ADDR:PORT | both | --ssh ADDR:PORT |\n"
+"                --irc ADDR:PORT) (--rate R | --window W | --idle) [options]\n"
 "\n"
 "Doors (IPv4 literals, e.g. 127.0.0.1:4444):\n"
 "  --telnet A:P            line clients: CR LF lines, telnet bytes ignored\n"
@@ -1147,6 +1283,10 @@ static void usage(FILE *f)
 "  --ssh A:P               (this build is without libssh: apt-get install\n"
 "                          libssh-dev pkg-config; make -C bench/gen clean all)\n"
 #endif
+"  --irc A:P               IRC clients (alone, not with the others): NICK and\n"
+"                          USER b<i>, PING answered, JOIN #lobby (or\n"
+"                          #bench-(i%%K) with --rooms K) after 001, ready at\n"
+"                          its 366; PRIVMSG <channel> :TEXT; --proto ignored\n"
 "  --ws-share F            with both doors, the share of ws clients, 0..1\n"
 "                          (default 0.5: client i is ws when\n"
 "                          floor((i+1)F) > floor(iF))\n"
@@ -1158,12 +1298,14 @@ static void usage(FILE *f)
 "                          received by every other client, 1..100000\n"
 "  --idle                  no senders: connect, print the ready line, hold\n"
 "  --seconds T             sending period, 0 < T <= 600 (default 10)\n"
-"  --size B                message text bytes, 1..1048576 (default 48)\n"
+"  --size B                message text bytes, 1..1048576 (default 48;\n"
+"                          with --irc at most 400: IRC lines are 512 bytes)\n"
 "  --proto raw|tchat       raw: lines / text frames as is (default); tchat:\n"
 "                          ws frames are {\"message\":TEXT}, line and ssh\n"
 "                          clients send /color off when ready\n"
-"  --rooms K               tchat only: client i joins #bench-(i%%K) and parts\n"
-"                          #lobby; deliveries are expected within rooms\n"
+"  --rooms K               tchat or --irc: client i joins #bench-(i%%K) (tchat:\n"
+"                          and parts #lobby); deliveries are expected within\n"
+"                          rooms\n"
 "Timing:\n"
 "  --connect-concurrency C connections in flight until ready (default 200)\n"
 "  --connect-timeout T     bound on the whole connect phase (default 60 s)\n"
@@ -1181,6 +1323,7 @@ static void usage(FILE *f)
 "Exit: 0 run completed, 1 could not run or incomplete, 2 usage error.\n");
 }
 
+__attribute__((noreturn, format(printf, 1, 2)))
 static void die_usage(const char *fmt, ...)
 {
     va_list ap;
@@ -1232,9 +1375,10 @@ static void parse_args(int argc, char **argv)
 {
     enum { O_TELNET = 256, O_WS, O_WSPATH, O_WSSHARE, O_CLIENTS, O_SENDERS, O_RATE,
            O_WINDOW, O_IDLE, O_SECONDS, O_SIZE, O_PROTO, O_ROOMS, O_CONC, O_CTIMEOUT,
-           O_SETTLE, O_DRAIN, O_HOLD, O_MAXS, O_SEED, O_SSH };
+           O_SETTLE, O_DRAIN, O_HOLD, O_MAXS, O_SEED, O_SSH, O_IRC };
     static const struct option lo[] = {
-        { "telnet", 1, 0, O_TELNET }, { "ws", 1, 0, O_WS }, { "ssh", 1, 0, O_SSH }, { "ws-path", 1, 0, O_WSPATH },
+        { "telnet", 1, 0, O_TELNET }, { "ws", 1, 0, O_WS }, { "ssh", 1, 0, O_SSH }, { "irc", 1, 0, O_IRC },
+        { "ws-path", 1, 0, O_WSPATH },
         { "ws-share", 1, 0, O_WSSHARE }, { "clients", 1, 0, O_CLIENTS },
         { "senders", 1, 0, O_SENDERS }, { "rate", 1, 0, O_RATE }, { "window", 1, 0, O_WINDOW },
         { "idle", 0, 0, O_IDLE }, { "seconds", 1, 0, O_SECONDS }, { "size", 1, 0, O_SIZE },
@@ -1257,6 +1401,7 @@ static void parse_args(int argc, char **argv)
 #else
             die_usage("--ssh: this loadgen was built without libssh (apt install libssh-dev, make -C bench/gen clean all)");
 #endif
+        case O_IRC: parse_addr("--irc", optarg, &opt.irc_addr, NULL, 0); opt.have_irc = 1; break;
         case O_WSPATH:
             if (optarg[0] != '/' || strlen(optarg) > 256 || strpbrk(optarg, " \t\r\n"))
                 die_usage("--ws-path: a path starting with / without spaces, at most 256 bytes");
@@ -1295,15 +1440,21 @@ static void parse_args(int argc, char **argv)
     if (optind < argc) die_usage("unexpected argument %s", argv[optind]);
     if (opt.have_ssh && (opt.have_line || opt.have_ws))
         die_usage("--ssh goes alone, without --telnet or --ws");
-    if (!opt.have_line && !opt.have_ws && !opt.have_ssh)
-        die_usage("give --telnet and/or --ws, or --ssh");
+    if (opt.have_irc && (opt.have_line || opt.have_ws || opt.have_ssh))
+        die_usage("--irc goes alone, without --telnet, --ws or --ssh");
+    if (!opt.have_line && !opt.have_ws && !opt.have_ssh && !opt.have_irc)
+        die_usage("give --telnet and/or --ws, or --ssh, or --irc");
     if (modes != 1) die_usage("give exactly one of --rate, --window, --idle");
     if (opt.mode == MODE_IDLE) {
         if (senders_given && opt.senders) die_usage("--idle has no senders");
         opt.senders = 0;
     }
     if (opt.senders > opt.clients) die_usage("--senders %d > --clients %d", opt.senders, opt.clients);
-    if (opt.rooms && opt.proto != PROTO_TCHAT) die_usage("--rooms needs --proto tchat");
+    if (opt.rooms && opt.proto != PROTO_TCHAT && !opt.have_irc)
+        die_usage("--rooms needs --proto tchat or --irc");
+    if (opt.have_irc && opt.size > IRC_MAX_SIZE)
+        die_usage("--size %d: at most %d with --irc (IRC lines are at most 512 bytes)",
+                  opt.size, IRC_MAX_SIZE);
     if ((double)opt.clients * opt.senders > 25e6)
         die_usage("clients x senders over 25,000,000 pairs to track");
 }
@@ -1351,12 +1502,15 @@ static void setup(void)
         c->fd = -1;
         if (opt.have_ssh)
             c->kind = K_SSH;
+        else if (opt.have_irc)
+            c->kind = K_IRC;
         else if (opt.have_line && opt.have_ws)
             c->kind = floor((i + 1) * opt.ws_share) > floor(i * opt.ws_share) ? K_WS : K_LINE;
         else
             c->kind = opt.have_ws ? K_WS : K_LINE;
         if (c->kind == K_WS) st.ws_clients++;
         else if (c->kind == K_SSH) st.ssh_clients++;
+        else if (c->kind == K_IRC) st.irc_clients++;
         else st.line_clients++;
     }
     int s = opt.senders;
@@ -1435,7 +1589,9 @@ int main(int argc, char **argv)
                 client_close(&clients[i], CL_ERROR, -1, "connect phase ended %s",
                              s == S_CONNECTING ? "while connecting" :
                              s == S_HANDSHAKE ? "with no answer to the upgrade" :
-                             "with no greeting");
+                             clients[i].kind != K_IRC ? "with no greeting" :
+                             clients[i].irc ? "with no 366 (end of NAMES) for its channel" :
+                             "with no 001 (welcome)");
                 pending++;
             }
         }

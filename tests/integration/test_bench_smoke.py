@@ -166,6 +166,37 @@ class SSHLoadSmokeTests(TestCase):
         self.assertIsNotNone(result["latency_ms"], result)
 
 
+class IRCLoadSmokeTests(TestCase):
+    """
+    The generator's IRC clients (C{loadgen --irc}), as the matrix runs them
+    against the IRC door, on a short run.
+    """
+
+    @async_test
+    async def test_irc_fanout_exact(self) -> None:
+        """
+        Twenty IRC clients join #lobby themselves, four say ten lines a
+        second for two seconds: every other client gets every line once,
+        in order.
+        """
+        build_loadgen()
+        server = await start_server(
+            self,
+            (BENCH / "tap.ini").read_text(encoding="utf-8"),
+            irc="tcp:0:interface=127.0.0.1",
+        )
+        result = await deferToThread(
+            run_loadgen,
+            *("--irc", f"127.0.0.1:{server.irc_port}", "--clients", "20"),
+            *("--senders", "4", "--rate", "10", "--seconds", "2"),
+            *("--settle", "0.5", "--drain", "5"),
+        )
+        self.assertEqual((result["connected"], result["error"]), (20, None), result)
+        self.assertEqual(result["irc_clients"], 20, result)
+        check_exact(self, result)
+        self.assertEqual(result["expected"], result["sent"] * 19, result)
+
+
 def run_bench(script: str, *args: str, timeout: float = 90) -> dict[str, Any]:
     """
     Run C{bench/SCRIPT} with this interpreter and return the JSON line it
