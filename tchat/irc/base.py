@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.words.protocols import irc as words
 
 from tchat import commands as c
@@ -60,8 +60,6 @@ class Base:
     _listing: list[events.RoomInfo] | None = None
     _context: tuple[str, str] = ("", "")
     _quiet = 0
-    _ping: IDelayedCall | None = None
-    _pinged = False
     _discarding = False
     _queries: TokenBucket | None = None
     _query_drops = 0

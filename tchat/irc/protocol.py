@@ -13,11 +13,12 @@ from typing import Any
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
-    IDelayedCall,
+    IReactorTime,
     ISSLTransport,
     ITCPTransport,
 )
 from twisted.internet.protocol import ServerFactory, connectionDone
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -69,6 +70,43 @@ _CHAT = frozenset(
 
 _log = Logger()
 
+SWEEP_EVERY = 5.0
+"""Seconds between the keepalive's looks at every IRC connection."""
+
+
+class Keepalive:
+    """
+    One timer for all of a door's IRC connections (not one each: an idle
+    connection should cost only its memory): every L{SWEEP_EVERY} seconds
+    each connection checks its own silence (L{IRCConnection.check}).
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._connections: set[IRCConnection] = set()
+        self._loop: LoopingCall | None = None
+
+    def add(self, connection: IRCConnection) -> None:
+        self._connections.add(connection)
+        if self._loop is None:
+            self._loop = LoopingCall(self._sweep)
+            self._loop.clock = self._clock
+            self._loop.start(SWEEP_EVERY, now=False)
+
+    def discard(self, connection: IRCConnection) -> None:
+        self._connections.discard(connection)
+        if not self._connections and self._loop is not None:
+            self._loop.stop()
+            self._loop = None
+
+    def _sweep(self) -> None:
+        now = self._clock.seconds()
+        for connection in list(self._connections):
+            try:
+                connection.check(now)
+            except Exception:
+                _log.failure("checking an IRC connection")
+
 
 @implementer(IParticipant)
 class IRCConnection(Rendering, Commands, LineReceiver):
@@ -82,8 +120,21 @@ class IRCConnection(Rendering, Commands, LineReceiver):
     """The hub does not put IRC users in the default room."""
     pings = True
     """The door checks that the client is alive itself (PING)."""
-    _deadline: IDelayedCall | None = None
+    heard_at = 0.0
+    connected_at = 0.0
+    pinged_at: float | None = None
+    keepalive: Keepalive
     _push: Callable[[bytes], None] | None = None
+
+    def __init__(
+        self,
+        hub: ChatFactory,
+        door: str,
+        clock: IReactorTime,
+        keepalive: Keepalive | None = None,
+    ) -> None:
+        super().__init__(hub, door, clock)
+        self.keepalive = keepalive if keepalive is not None else Keepalive(clock)
 
     def connectionMade(self) -> None:
         self.queue = client_queue(
@@ -94,27 +145,41 @@ class IRCConnection(Rendering, Commands, LineReceiver):
             self.hub.batcher,
         )
         self._push = self.queue.push
-        self._heard()
-        # A client that never registers is let go, like any silent one.
-        deadline = self.hub.limits.silent_timeout
-        if deadline:
-            self._deadline = self.clock.callLater(deadline, self._unregistered)
+        self.heard_at = self.connected_at = self.clock.seconds()
+        self.keepalive.add(self)
 
-    def _unregistered(self) -> None:
-        self._deadline = None
+    def check(self, now: float) -> None:
+        """
+        Called by the L{Keepalive} every few seconds: let go of a client that
+        did not register within C{[limits] silent_timeout}; PING one that
+        has been silent for L{PING_AFTER}, and close one that did not answer
+        within L{PING_TIMEOUT}.
+        """
         if not self.registered:
-            _log.info("irc: a client that did not register in time was disconnected")
-            self.hub.metrics.drop("silent")
-            self.send(b"ERROR :Closing link: registration timed out\r\n")
-            if self.user is not None:
-                self.hub.disconnect(self.user, "registration timed out")
-            self.close("registration timed out")
+            deadline = self.hub.limits.silent_timeout
+            if deadline and now - self.connected_at >= deadline:
+                _log.info("irc: a client that did not register in time was let go")
+                self.hub.metrics.drop("silent")
+                self._end("registration timed out")
+                return
+        quiet = now - self.heard_at
+        if self.pinged_at is not None:
+            if now - self.pinged_at >= PING_TIMEOUT:
+                self._end("ping timeout")
+        elif quiet >= PING_AFTER:
+            self.pinged_at = now
+            self.send(f"PING :{self.server}\r\n".encode())
+
+    def _end(self, why: str) -> None:
+        """Close the connection with an ERROR saying C{why}."""
+        self.keepalive.discard(self)
+        self.send(f"ERROR :Closing link: {why}\r\n".encode())
+        if self.user is not None:
+            self.hub.disconnect(self.user, why)
+        self.close(why)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        for call in (self._ping, self._deadline):
-            if call is not None and call.active():
-                call.cancel()
-        self._ping = self._deadline = None
+        self.keepalive.discard(self)
         user = self.user
         if user is not None:
             clean = reason.check(ConnectionDone) is not None
@@ -143,30 +208,12 @@ class IRCConnection(Rendering, Commands, LineReceiver):
             )
             self.hub.metrics.drop("slow-reader-lines")
 
-    def _heard(self) -> None:
-        """The client sent something: it is alive; ask again after a while."""
-        self._pinged = False
-        if self._ping is not None and self._ping.active():
-            self._ping.reset(PING_AFTER)
-        else:
-            self._ping = self.clock.callLater(PING_AFTER, self._check_alive)
-
-    def _check_alive(self) -> None:
-        if self._pinged:
-            self._ping = None
-            self.send(b"ERROR :Closing link: ping timeout\r\n")
-            if self.user is not None:
-                self.hub.disconnect(self.user, "ping timeout")
-            self.close("ping timeout")
-            return
-        self._pinged = True
-        self.send(f"PING :{self.server}\r\n".encode())
-        self._ping = self.clock.callLater(PING_TIMEOUT, self._check_alive)
-
     def dataReceived(self, data: bytes) -> None:
         if self.transport is None or getattr(self.transport, "disconnecting", False):
             return
-        self._heard()
+        # Alive: any line answers a PING.
+        self.heard_at = self.clock.seconds()
+        self.pinged_at = None
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
@@ -543,8 +590,9 @@ class IRCFactory(ServerFactory):
     def __init__(self, hub: ChatFactory, door: str = "irc") -> None:
         self.hub = hub
         self.door = door
+        self.keepalive = Keepalive(hub.clock)
 
     def buildProtocol(self, addr: Any) -> IRCConnection:
-        protocol = IRCConnection(self.hub, self.door, self.hub.clock)
+        protocol = IRCConnection(self.hub, self.door, self.hub.clock, self.keepalive)
         protocol.factory = self
         return protocol
