@@ -2,9 +2,8 @@
 """
 The command layer every door shares: from a line of user text to a command.
 
-Parsing is pure: no hub, no transport.  A door that has structured requests
-(the WebSocket door's JSON) builds the same L{Command} values directly, so
-every door gets exactly the same behaviour from the hub.
+Parsing is pure: no hub, no transport.  A door with structured requests (the
+page's JSON, IRC) builds the same L{Command} values: the hub's one behaviour.
 """
 
 import re
@@ -55,9 +54,10 @@ class Join:
 
 @dataclass(frozen=True)
 class Part:
-    """C{/part [#room]}: C{None} means the current room."""
+    """C{/part [#room]}: C{None} means the current room (C{reason}: why)."""
 
     room: str | None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ def handlers(parts: Concerns, settings: Settings) -> dict[type, Handler]:
         c.Me: lambda u, x: talk.say(u, x.text, True, x.room, x.client_id),
         c.Nick: lambda u, x: naming.nick(u, x.name),
         c.Join: lambda u, x: rooms.join_named(u, x.room),
-        c.Part: lambda u, x: rooms.part(u, x.room),
+        c.Part: lambda u, x: rooms.part(u, x.room, x.reason),
         c.Rooms: lambda u, x: rooms.list_rooms(u, x.page),
         c.WhoIs: lambda u, x: rooms.who(u, x.room),
         c.SetTopic: lambda u, x: rooms.topic(u, x.text, x.room),

@@ -193,12 +193,12 @@ class Rooms:
         if save:
             self._sessions.save(user)
 
-    def part(self, user: User, name: str | None) -> None:
+    def part(self, user: User, name: str | None, reason: str | None = None) -> None:
         """C{/part [ROOM]}."""
         room = self.joined(user, name)
         if room is None:
             return
-        self.part_from(user, room)
+        self.part_from(user, room, clean_text(reason).strip() if reason else None)
         self._sessions.save(user)
         if user.current is None:
             text = "you are in no room now; /join #room"
@@ -206,7 +206,7 @@ class Rooms:
             text = f"now talking in {user.current.name}"
         self._delivery.tell(user, events.Status(text))
 
-    def part_from(self, user: User, room: Room) -> None:
+    def part_from(self, user: User, room: Room, reason: str | None = None) -> None:
         """Take C{user} out of C{room}, telling its members everywhere."""
         notice = events.Presence(
             self._clock.seconds(),
@@ -214,6 +214,7 @@ class Rooms:
             user.nick,
             user.door,
             room=room.name,
+            reason=reason or None,
             registered=user.account is not None,
         )
         if user.settled:

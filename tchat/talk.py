@@ -224,7 +224,11 @@ class Talk:
                     self._delivery.tell(recipient, message)
                 if target.away is not None:
                     self._delivery.tell(
-                        user, events.Status(f"{target.nick} is away: {target.away}")
+                        user,
+                        events.Status(
+                            f"{target.nick} is away: {target.away}",
+                            {"name": target.nick, "away": target.away},
+                        ),
                     )
             return None
         tag = user.tag

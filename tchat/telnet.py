@@ -76,19 +76,18 @@ def _who(
 
 
 def _presence_text(event: events.Presence, is_self: bool) -> str:
-    """
-    The words of a presence notice, as the viewer should read them.
-    """
+    """The words of a presence notice, as the viewer should read them."""
     # A rename's mark is the new nick's: the old one is shown as it was.
     marked = event.registered and event.kind != "nick"
     who = "you" if is_self else _who(event.nick, event.door, marked)
+    why = f" ({event.reason})" if event.reason else ""
     match event.kind:
         case "join":
             return f"{who} joined {event.room}"
         case "part":
-            return f"{who} left {event.room}"
+            return f"{who} left {event.room}{why}"
         case "quit":
-            return f"{who} quit" + (f" ({event.reason})" if event.reason else "")
+            return f"{who} quit{why}"
         case "lost":
             return f"{who} lost connection"
         case "nick":
@@ -99,10 +98,8 @@ def _presence_text(event: events.Presence, is_self: bool) -> str:
         case "login":
             verb = "are" if is_self else "is"
             return f"{who} {verb} logged in to the registered nick {event.nick}"
-        case "away":
-            return (
-                f"{who} is away: {event.reason}" if event.reason else f"{who} is back"
-            )
+        case "away":  # (not shown: see variant)
+            return f"{who} is away{why}" if event.reason else f"{who} is back"
 
 
 def _lines(*lines: str) -> bytes:

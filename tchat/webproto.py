@@ -385,8 +385,13 @@ def _presence(event: events.Presence) -> dict[str, Any]:
                 **common,
             )
         case "part":
+            reason = f" ({event.reason})" if event.reason else ""
             return _system(
-                "part", f"{who} left {event.room}", room=event.room, **common
+                "part",
+                f"{who} left {event.room}{reason}",
+                room=event.room,
+                reason=event.reason,
+                **common,
             )
         case "quit":
             reason = f" ({event.reason})" if event.reason else ""

@@ -392,6 +392,56 @@ class ChatTests(DoorTestCase):
         self.assertEqual(texts, ["line 0", "line 1"])
 
 
+class ConformanceTests(DoorTestCase):
+    """What an IRC conformance suite (irctest) found, checked here."""
+
+    def test_away_reply(self) -> None:
+        """A PRIVMSG to an away user gets 301 with their message."""
+        self.hub.execute(self.bob, c.Away("lunch"))
+        client = self.client("alice")
+        client.send("PRIVMSG bob :there?")
+        self.assertEqual(client.lines(), [":tchat 301 alice bob :lunch"])
+
+    def test_notice_never_answered_with_an_error(self) -> None:
+        """NOTICE to nobody, nowhere, or with no text: no reply at all."""
+        client = self.client("alice")
+        client.send("NOTICE nobody :hi", "NOTICE #nowhere :hi", "NOTICE", "NOTICE bob")
+        self.assertEqual(client.lines(), [])
+
+    def test_part_reason(self) -> None:
+        """PART's reason is shown to the room, on every door."""
+        self.hub.execute(self.bob, c.Join("#dev"))
+        client = self.client("alice")
+        client.send("JOIN #dev")
+        client.lines()
+        self.bob_p.take()
+        client.send("PART #dev :see you")
+        self.assertEqual(client.lines(), [":alice!alice@irc.tchat PART #dev :see you"])
+        (part,) = of(events.Presence, self.bob_p.take())
+        self.assertEqual((part.kind, part.reason), ("part", "see you"))
+
+    def test_no_such_channel(self) -> None:
+        """TOPIC and PRIVMSG to a room that does not exist: 403."""
+        client = self.client("alice")
+        client.send("TOPIC #nowhere", "PRIVMSG #nowhere :hi")
+        self.assertEqual(client.numerics(), ["403", "403"])
+
+    def test_list_named(self) -> None:
+        """LIST #room lists that room only."""
+        self.hub.execute(self.bob, c.Join("#dev"))
+        client = self.client("alice")
+        client.send("LIST #dev")
+        lines = client.lines()
+        self.assertEqual([parse_line(x)[1] for x in lines], ["321", "322", "323"])
+        self.assertIn(" #dev 1 ", lines[1])
+
+    def test_empty_realname(self) -> None:
+        """USER with an empty real name: 461, and no welcome."""
+        client = self.client()
+        client.send("NICK alice", "USER alice 0 * :")
+        self.assertEqual(client.numerics(), ["461"])
+
+
 class ProtectionTests(DoorTestCase):
     """Bad input, floods and silence."""
 

@@ -58,6 +58,7 @@ class Base:
     _early: list[tuple[object, events.Renderings]] | None = None
     _asked: list[tuple[str, str]] | None = None
     _listing: list[events.RoomInfo] | None = None
+    _list_only: set[str] | None = None
     _context: tuple[str, str] = ("", "")
     _quiet = 0
     _discarding = False

@@ -54,16 +54,21 @@ class Commands(Base):
         if not params:
             self.reply(words.ERR_NEEDMOREPARAMS, "PART", "Not enough parameters")
             return
+        reason = params[1] if len(params) > 1 and params[1] else None
         for name in params[0].split(","):
             if name:
-                self.quietly(c.Part(name), ("PART", name))
+                self.quietly(c.Part(name, reason), ("PART", name))
 
     def irc_PRIVMSG(self, params: list[str], command: str = "PRIVMSG") -> None:
+        # A NOTICE is never answered with an error (RFC 1459, 4.4.2).
+        answer = command == "PRIVMSG"
         if not params:
-            self.reply(words.ERR_NORECIPIENT, f"No recipient given ({command})")
+            if answer:
+                self.reply(words.ERR_NORECIPIENT, f"No recipient given ({command})")
             return
         if len(params) < 2 or not params[1]:
-            self.reply(words.ERR_NOTEXTTOSEND, "No text to send")
+            if answer:
+                self.reply(words.ERR_NOTEXTTOSEND, "No text to send")
             return
         text = params[1]
         action = False
@@ -79,9 +84,14 @@ class Commands(Base):
             if target.startswith("#"):
                 room = self._room_named(target)
                 if room is None:
-                    self.reply(
-                        words.ERR_CANNOTSENDTOCHAN, target, "Cannot send to channel"
-                    )
+                    if not answer:
+                        continue
+                    if self.hub.directory.room(target) is None:
+                        self.reply(words.ERR_NOSUCHCHANNEL, target, "No such channel")
+                    else:
+                        self.reply(
+                            words.ERR_CANNOTSENDTOCHAN, target, "Cannot send to channel"
+                        )
                     continue
                 said = c.Me(text, room) if action else c.Say(text, room)
                 self.execute(said, (command, target))
@@ -98,7 +108,12 @@ class Commands(Base):
             return
         room = self._room_named(params[0])
         if room is None:
-            self.reply(words.ERR_NOTONCHANNEL, params[0], "You're not on that channel")
+            if self.hub.directory.room(params[0]) is None:
+                self.reply(words.ERR_NOSUCHCHANNEL, params[0], "No such channel")
+            else:
+                self.reply(
+                    words.ERR_NOTONCHANNEL, params[0], "You're not on that channel"
+                )
             return
         text = params[1] if len(params) > 1 else None
         self.execute(c.SetTopic(text, room), ("TOPIC", room))
@@ -155,6 +170,8 @@ class Commands(Base):
 
     def irc_LIST(self, params: list[str]) -> None:
         self._listing = []
+        only = params[0].split(",") if params and params[0].startswith("#") else []
+        self._list_only = {name.casefold() for name in only if name} or None
         self.reply(words.RPL_LISTSTART, "Channel", "Users  Name")
         self.execute(c.Rooms(1), ("LIST", ""))
 

@@ -404,7 +404,7 @@ class IRCConnection(Rendering, Commands, LineReceiver):
         if self.registered:
             self.reply(words.ERR_ALREADYREGISTRED, "You may not reregister")
             return
-        if len(params) < 4:
+        if len(params) < 4 or not params[0] or not params[3]:
             self.reply(words.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
             return
         self.user_given = True

@@ -151,8 +151,12 @@ class Rendering(Base):
         if event.page < event.pages:
             self.execute(c.Rooms(event.page + 1), ("LIST", ""))
             return
+        only = self._list_only
         for room in self._listing:
-            self.reply(words.RPL_LIST, room.name, str(room.members), room.topic or "")
+            if only is None or room.name.casefold() in only:
+                self.reply(
+                    words.RPL_LIST, room.name, str(room.members), room.topic or ""
+                )
         self._listing = None
         self.reply(words.RPL_LISTEND, "End of /LIST")
 
@@ -195,11 +199,18 @@ class Rendering(Base):
     def _status(self, event: events.Status, renderings: events.Renderings) -> None:
         if self._quiet or not self.registered:
             return
+        away = event.data.get("away")
+        if away is not None and self._context[0] in ("PRIVMSG", "NOTICE"):
+            if self._context[0] == "PRIVMSG":
+                self.reply(words.RPL_AWAY, str(event.data.get("name")), str(away))
+            return
         self.notice(event.text)
 
     def _error(self, event: events.Error, renderings: events.Renderings) -> None:
         command, target = self._context
         code = event.code
+        if command == "NOTICE":
+            return  # never answered with an error
         if command == "SASL" or (command == "PASS" and code == "login-failed"):
             self.sasl_pending = False
             self.reply(ERR_SASLFAIL, event.text)
