@@ -435,6 +435,56 @@ class ConformanceTests(DoorTestCase):
         self.assertEqual([parse_line(x)[1] for x in lines], ["321", "322", "323"])
         self.assertIn(" #dev 1 ", lines[1])
 
+    def test_ping_needs_a_token(self) -> None:
+        client = self.client("alice")
+        client.send("PING", "PING :x")
+        lines = client.lines()
+        self.assertEqual([parse_line(line)[1] for line in lines], ["461", "PONG"])
+        self.assertEqual(lines[1], ":tchat PONG tchat :x")
+
+    def test_sasl_logged_in_before_success(self) -> None:
+        """900 (logged in) comes before 903 (SASL success), as clients expect."""
+        self.registered_account("carol")
+        client = self.client()
+        client.send("CAP REQ :sasl", "AUTHENTICATE PLAIN")
+        client.lines()
+        token = base64.b64encode(f"\0carol\0{PASSWORD}".encode()).decode()
+        client.send(f"AUTHENTICATE {token}")
+        self.assertEqual(client.numerics(), ["900", "903"])
+        client.send("NICK someone", "USER x 0 * :Carol C.", "CAP END")
+        lines = client.lines()
+        self.assertIn(" 001 carol ", lines[0])
+
+    def test_realname(self) -> None:
+        """WHOIS shows the real name an IRC user gave; others: nick (door)."""
+        client = self.client()
+        client.register("alice")
+        other = self.client()
+        other.send("NICK dora", "USER dora 0 * :Dora the Explorer")
+        other.lines()
+        client.send("WHOIS dora", "WHOIS bob")
+        lines = [x for x in client.lines() if " 311 " in x]
+        self.assertTrue(lines[0].endswith(":Dora the Explorer"), lines)
+        self.assertTrue(lines[1].endswith(":bob (telnet)"), lines)
+
+    def test_away_notify_on_join(self) -> None:
+        """Someone away who joins: with away-notify, an AWAY line after it."""
+        client = self.client("alice", "away-notify")
+        client.send("JOIN #dev")
+        client.lines()
+        self.hub.execute(self.bob, c.Away("out"))
+        self.hub.execute(self.bob, c.Join("#dev"))
+        self.assertEqual(
+            client.lines(),
+            [":bob!bob@telnet.tchat JOIN #dev", ":bob!bob@telnet.tchat AWAY :out"],
+        )
+
+    def test_tags_too_long(self) -> None:
+        """Client tags over 4,094 bytes: 417."""
+        client = self.client("alice")
+        client.send("@+x=" + "y" * 4100 + " PRIVMSG bob :hi")
+        self.assertEqual(client.numerics(), ["417"])
+
     def test_empty_realname(self) -> None:
         """USER with an empty real name: 461, and no welcome."""
         client = self.client()

@@ -57,6 +57,7 @@ class Base:
     dropped = False
     _early: list[tuple[object, events.Renderings]] | None = None
     _asked: list[tuple[str, str]] | None = None
+    realname: str | None = None
     _listing: list[events.RoomInfo] | None = None
     _list_only: set[str] | None = None
     _context: tuple[str, str] = ("", "")
@@ -162,6 +163,12 @@ class Base:
             # Nothing came back (an error said why): answered with the end.
             pass
 
+    def realname_of(self, nick: str, door: str) -> str:
+        """What WHO and WHOIS show as a user's real name."""
+        other = self.hub.directory.user(nick)
+        given = getattr(other.participant, "realname", None) if other else None
+        return given if isinstance(given, str) else f"{nick} ({door})"
+
     def _who_line(self, room: str, member: events.Member) -> None:
         flags = ("G" if member.away else "H") + ("r" if member.registered else "")
         self.reply(
@@ -172,7 +179,7 @@ class Base:
             self.server,
             member.nick,
             flags,
-            f"0 {member.nick} ({member.door})",
+            f"0 {self.realname_of(member.nick, member.door)}",
         )
 
     def _joined(self, room: str) -> None:

@@ -17,8 +17,10 @@ class Commands(Base):
     """C{irc_COMMAND(params)} for each command a registered client may send."""
 
     def irc_PING(self, params: list[str]) -> None:
-        token = params[0] if params else self.server
-        self.send(f":{self.server} PONG {self.server} :{token}\r\n".encode())
+        if not params:
+            self.reply(words.ERR_NEEDMOREPARAMS, "PING", "Not enough parameters")
+            return
+        self.send(f":{self.server} PONG {self.server} :{params[0]}\r\n".encode())
 
     def irc_PONG(self, params: list[str]) -> None:
         pass  # any line shows the client is alive (dataReceived)
@@ -156,7 +158,7 @@ class Commands(Base):
             other.nick,
             f"{other.door}.tchat",
             "*",
-            f"{other.nick} ({other.door})",
+            self.realname_of(other.nick, other.door),
         )
         rooms = " ".join(r.name for r in other.rooms)
         if rooms:

@@ -42,6 +42,7 @@ from tchat.irc.wire import (
     ERR_SASLFAIL,
     ERR_SASLTOOLONG,
     HISTORY_MAX,
+    MAX_CLIENT_TAGS,
     MAX_LINE,
     MAX_TAGGED,
     PING_AFTER,
@@ -58,7 +59,7 @@ from tchat.irc.wire import (
 from tchat.limits import TokenBucket
 from tchat.model import User
 from tchat.output import OutputQueue, client_queue
-from tchat.text import NICK_MAX, ROOM_MAX, nick_key
+from tchat.text import NICK_MAX, ROOM_MAX, clean_text, nick_key
 
 _BEFORE_REGISTRATION = frozenset(
     {"CAP", "AUTHENTICATE", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"}
@@ -237,10 +238,10 @@ class IRCConnection(Rendering, Commands, LineReceiver):
         line = line.rstrip(b"\r")
         if not line.strip():
             return
-        body = (
-            line.split(b" ", 1)[1] if line.startswith(b"@") and b" " in line else line
+        tags, _, body = (
+            line.partition(b" ") if line.startswith(b"@") else (b"", b"", line)
         )
-        if len(body) > MAX_LINE - 2:
+        if len(body) > MAX_LINE - 2 or len(tags) > MAX_CLIENT_TAGS:
             self.reply(ERR_INPUTTOOLONG, "Input line was too long")
             return
         text = line.decode("utf-8", errors="replace").replace("\0", "")
@@ -407,6 +408,8 @@ class IRCConnection(Rendering, Commands, LineReceiver):
         if len(params) < 4 or not params[0] or not params[3]:
             self.reply(words.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
             return
+        # Shown in WHOIS and WHO, as given (cleaned, bounded).
+        self.realname = clean_text(params[3]).strip()[:64] or self.nick_wanted or "*"
         self.user_given = True
         self._try_register()
 
@@ -441,6 +444,10 @@ class IRCConnection(Rendering, Commands, LineReceiver):
             self.execute(login, ("PASS", self.nick_wanted))
             if self.sasl_pending:
                 return  # the login answers later
+        if user.account is not None:
+            # Logged in (SASL, PASS): an account's nick is its name, whatever
+            # NICK said; the welcome tells the client.
+            self.nick_wanted = user.nick
         wanted = nick_key(self.nick_wanted)
         if nick_key(user.nick) != wanted and self._nick_tried != wanted:
             # Once per nick the client gives: a refusal (433) waits for

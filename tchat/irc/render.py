@@ -81,6 +81,10 @@ class Rendering(Base):
             self.send(f"{prefix}:{source} JOIN {event.room}\r\n".encode())
             if event.nick == user.nick:
                 self._joined(event.room)
+            elif "away-notify" in self.caps:
+                joiner = self.hub.directory.user(event.nick)
+                if joiner is not None and joiner.away:
+                    self.send(f":{source} AWAY :{joiner.away}\r\n".encode())
         elif event.kind == "part" and event.room is not None:
             reason = f" :{event.reason}" if event.reason else ""
             self.send(f"{prefix}:{source} PART {event.room}{reason}\r\n".encode())
@@ -153,7 +157,8 @@ class Rendering(Base):
             return
         only = self._list_only
         for room in self._listing:
-            if only is None or room.name.casefold() in only:
+            # As on IRC, a channel nobody is in is not listed.
+            if room.members and (only is None or room.name.casefold() in only):
                 self.reply(
                     words.RPL_LIST, room.name, str(room.members), room.topic or ""
                 )
@@ -268,7 +273,8 @@ class Rendering(Base):
     def _logged_in(self, event: events.LoggedIn, renderings: events.Renderings) -> None:
         user = self.user
         assert user is not None
-        if self.registered:
+        sasl = self.sasl_pending and (self._context[0] == "SASL" or not self.registered)
+        if self.registered or sasl:
             self.reply(
                 RPL_LOGGEDIN,
                 mask(user.nick, self.door),
@@ -277,8 +283,11 @@ class Rendering(Base):
             )
         if self.sasl_pending:
             self.sasl_pending = False
-            if self._context[0] == "SASL" or not self.registered:
+            if sasl:
                 self.reply(RPL_SASLSUCCESS, "SASL authentication successful")
+            if not self.registered:
+                # An account's nick is its name: the welcome is under it.
+                self.nick_wanted = user.nick
             self._try_register()
 
     def _continued(

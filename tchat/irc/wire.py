@@ -15,6 +15,8 @@ MAX_LINE = 512
 """An IRC line's bytes without its tags, CR LF included."""
 MAX_TAGGED = 8191
 """A line with tags (the message-tags specification)."""
+MAX_CLIENT_TAGS = 4095
+"""The tags a client may send, their C{@} included."""
 TOPIC_MAX = 390
 """The longest topic offered (ISUPPORT TOPICLEN); tchat keeps longer."""
 HISTORY_MAX = 100
