@@ -126,16 +126,16 @@ class Color:
 @dataclass(frozen=True)
 class ShowHistory:
     """
-    C{/history [N]}: earlier messages of a room.
+    C{/history [N]}: earlier messages of a room (C{room} C{None}: the current).
 
-    @ivar room: C{None} for the current room.
-    @ivar before: Only messages with a smaller id (paging backwards);
-        C{None} for the latest.
+    @ivar before: Only messages with a smaller id (paging backwards).
+    @ivar after: Only those with a larger id, the oldest first (forwards).
     """
 
     limit: int
     room: str | None = None
     before: int | None = None
+    after: int | None = None
 
 
 @dataclass(frozen=True)

@@ -208,7 +208,7 @@ def handlers(parts: Concerns, settings: Settings) -> dict[type, Handler]:
         c.Rehash: lambda u, x: moderation.rehash(u),
         c.Quit: lambda u, x: presence.quit(u, x.reason),
         c.Color: lambda u, x: naming.colour(u, x.choice),
-        c.ShowHistory: lambda u, x: resume.page(u, x.limit, x.room, x.before),
+        c.ShowHistory: lambda u, x: resume.page(u, x.limit, x.room, x.before, x.after),
         c.Resume: lambda u, x: resume.resume_code(u, x.code),
         c.ResumeRooms: lambda u, x: resume.resume_rooms(u, x.rooms),
         c.Register: lambda u, x: accounts.register(u, x.password),

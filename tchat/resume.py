@@ -125,27 +125,35 @@ class Resume:
     # -- history pages -------------------------------------------------------
 
     def page(
-        self, user: User, limit: int, name: str | None, before: int | None
+        self,
+        user: User,
+        limit: int,
+        name: str | None,
+        before: int | None,
+        after: int | None = None,
     ) -> Deferred[Any] | None:
-        """C{/history [N]}: the latest messages, or those before C{before}."""
+        """
+        C{/history [N]}: the latest messages, or those before C{before}; or
+        the oldest after C{after} (what IRC's CHATHISTORY AFTER asks).
+        """
         room = self._rooms.joined(user, name)
         if room is None:
             return None
+        newest = after is None
+        lower = room.pruned_to if after is None else max(after, room.pruned_to)
         upto = (
             room.delivered_id if before is None else min(before - 1, room.delivered_id)
         )
 
         def show(found: list[events.RoomMessage] | None) -> None:
             found = found or []
-            shown = tuple(found[-limit:])
+            shown = tuple(found[-limit:] if newest else found[:limit])
             history = events.History(
                 room.name, room.epoch, shown, "page", more=len(found) > limit
             )
             self._delivery.tell(user, history)
 
-        return self._read(
-            user, room, room.pruned_to, upto, limit + 1, show, newest=True
-        )
+        return self._read(user, room, lower, upto, limit + 1, show, newest=newest)
 
     def _read(
         self,

@@ -8,13 +8,14 @@ from __future__ import annotations
 import base64
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from tchat import commands as c
 from tchat import events
-from tchat.config import AccountsConfig, HistoryConfig, LimitsConfig
+from tchat.config import AccountsConfig, HistoryConfig, LimitsConfig, OperatorsConfig
 from tchat.history import MemoryStore
 from tchat.hub import ChatFactory
 from tchat.irc import IRCConnection
@@ -82,6 +83,10 @@ class DoorTestCase(SynchronousTestCase):
             store=MemoryStore(HistoryConfig(keep=100, replay=5)),
             accounts=AccountsConfig(),
             passwords=self.passwords,
+            operators=OperatorsConfig((("root", "stored"),)),
+            verify=lambda password, encoded: succeed(
+                encoded == "stored" and password == PASSWORD
+            ),
         )
         self.bob_p = FakeParticipant()
         self.bob = self.hub.connect(self.bob_p)
@@ -484,6 +489,59 @@ class ConformanceTests(DoorTestCase):
         client = self.client("alice")
         client.send("@+x=" + "y" * 4100 + " PRIVMSG bob :hi")
         self.assertEqual(client.numerics(), ["417"])
+
+    def test_sasl_failure_after_the_check(self) -> None:
+        """
+        A wrong password answered after the password check (on its thread):
+        904 still, and registration then goes on.
+        """
+        self.registered_account("carol")
+        client = self.client()
+        client.send("CAP REQ :sasl", "NICK carl", "USER x 0 * :x", "AUTHENTICATE PLAIN")
+        client.lines()
+        self.passwords.hold()
+        token = base64.b64encode(b"carol\0carol\0not it at all").decode()
+        client.send(f"AUTHENTICATE {token}")
+        self.passwords.release()
+        self.assertEqual(client.numerics(), ["904"])
+        client.send("CAP END")
+        self.assertEqual(client.numerics()[0], "001")
+
+    def test_sasl_limits(self) -> None:
+        """Acting for another account: 904. A payload without end: 905."""
+        self.registered_account("carol")
+        client = self.client()
+        client.send("CAP REQ :sasl", "AUTHENTICATE PLAIN")
+        client.lines()
+        token = base64.b64encode(f"dave\0carol\0{PASSWORD}".encode()).decode()
+        client.send(f"AUTHENTICATE {token}")
+        self.assertEqual(client.numerics(), ["904"])
+        client.send("AUTHENTICATE PLAIN")
+        client.lines()
+        client.send(*(["AUTHENTICATE " + "A" * 400] * 11))
+        self.assertEqual(client.numerics(), ["905"])
+
+    def test_oper(self) -> None:
+        """OPER: 464 for a wrong password; 381 and +o for the right one."""
+        client = self.client("alice")
+        client.send("OPER root wrong")
+        self.assertEqual(client.numerics(), ["464"])
+        client.send(f"OPER root :{PASSWORD}")
+        self.assertEqual(
+            client.lines(),
+            [
+                ":tchat 381 alice :You are now an IRC operator",
+                ":alice MODE alice :+o",
+            ],
+        )
+
+    def test_who_mask(self) -> None:
+        """WHO with a mask lists the users it matches."""
+        client = self.client("alice")
+        client.send("WHO b*")
+        lines = client.lines()
+        self.assertEqual([parse_line(x)[1] for x in lines], ["352", "315"])
+        self.assertIn(" bob ", lines[0])
 
     def test_empty_realname(self) -> None:
         """USER with an empty real name: 461, and no welcome."""

@@ -53,6 +53,9 @@ class Base:
     sasl: str | None = None
     sasl_buffer = ""
     sasl_pending = False
+    login_by: str | None = None
+    """C{SASL} or C{PASS}: what the login in flight (C{sasl_pending}) came by."""
+    oper_pending = False
     queue: OutputQueue | None = None
     dropped = False
     _early: list[tuple[object, events.Renderings]] | None = None

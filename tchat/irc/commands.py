@@ -5,12 +5,17 @@ The IRC commands of a registered client, each as the hub's commands.
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+
 from twisted.words.protocols import irc as words
 
 from tchat import commands as c
 from tchat import events
 from tchat.irc.base import Base
 from tchat.irc.wire import HISTORY_MAX, parse_msgid
+
+WHO_MOST = 100
+"""The most users a WHO by mask lists."""
 
 
 class Commands(Base):
@@ -132,8 +137,17 @@ class Commands(Base):
         if target.startswith("#"):
             self._ask("who", target)
             return
-        other = self.hub.directory.user(target) if target != "*" else None
-        if other is not None:
+        pattern = target.casefold()
+        if "*" in pattern or "?" in pattern:
+            found = [
+                u
+                for u in self.hub.directory.users.values()
+                if u.connected and fnmatchcase(u.nick.casefold(), pattern)
+            ][:WHO_MOST]
+        else:
+            other = self.hub.directory.user(target)
+            found = [other] if other is not None and other.connected else []
+        for other in found:
             self._who_line(
                 "*",
                 events.Member(
@@ -141,6 +155,9 @@ class Commands(Base):
                 ),
             )
         self.reply(words.RPL_ENDOFWHO, target, "End of /WHO list")
+
+    def irc_TAGMSG(self, params: list[str]) -> None:
+        pass  # tags alone (typing notices): tchat has none to pass on
 
     def irc_WHOIS(self, params: list[str]) -> None:
         if not params:
@@ -231,6 +248,7 @@ class Commands(Base):
         if len(params) < 2:
             self.reply(words.ERR_NEEDMOREPARAMS, "OPER", "Not enough parameters")
             return
+        self.oper_pending = True  # answered when the password is checked
         self.execute(c.Oper(params[0], params[1]), ("OPER", params[0]))
 
     def irc_KICK(self, params: list[str]) -> None:
@@ -255,21 +273,28 @@ class Commands(Base):
                 ":You are not in that channel\r\n".encode()
             )
             return
-        ref = (
-            parse_msgid(params[2][len("msgid=") :])
-            if params[2].startswith("msgid=")
-            else None
-        )
-        if sub == "LATEST":
-            self.execute(c.ShowHistory(limit, room), ("CHATHISTORY", room))
-        elif sub == "BEFORE" and ref is not None:
-            self.execute(c.ShowHistory(limit, room, ref[1]), ("CHATHISTORY", room))
-        elif sub == "AFTER" and ref is not None:
-            self.execute(
-                c.ResumeRooms(((room, ref[1], ref[0]),)), ("CHATHISTORY", room)
+        ref = None
+        if params[2].startswith("msgid="):
+            ref = parse_msgid(params[2][len("msgid=") :])
+            known = self.hub.directory.room(room)
+            if ref is not None and (known is None or ref[0] != known.epoch):
+                ref = None  # of an earlier epoch of the room: not comparable
+        elif params[2] != "*" or sub != "LATEST":
+            self.send(
+                f"FAIL CHATHISTORY INVALID_PARAMS {sub} "
+                ":Give LATEST *, or a msgid=ID reference, and a limit\r\n".encode()
             )
+            return
+        context = ("CHATHISTORY", room)
+        if sub == "BEFORE" and ref is not None:
+            self.execute(c.ShowHistory(limit, room, before=ref[1]), context)
+        elif sub in ("AFTER", "LATEST") and ref is not None:
+            # What came after the reference, the oldest first.
+            self.execute(c.ShowHistory(limit, room, after=ref[1]), context)
+        elif sub in ("LATEST", "AFTER"):
+            self.execute(c.ShowHistory(limit, room), context)
         else:
             self.send(
                 f"FAIL CHATHISTORY INVALID_PARAMS {sub} "
-                ":Give LATEST *, or BEFORE or AFTER msgid=ID, and a limit\r\n".encode()
+                ":Give LATEST, BEFORE or AFTER, a msgid=ID of this room\r\n".encode()
             )

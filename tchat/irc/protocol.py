@@ -51,6 +51,7 @@ from tchat.irc.wire import (
     QUERY_BURST,
     RPL_LOGGEDIN,
     RPL_SASLMECHS,
+    SASL_MOST,
     TOPIC_MAX,
     Wire,
     mask,
@@ -363,19 +364,27 @@ class IRCConnection(Rendering, Commands, LineReceiver):
             return
         if value != "+":
             self.sasl_buffer += value
+        if len(self.sasl_buffer) > SASL_MOST:
+            self.reply(ERR_SASLTOOLONG, "SASL message too long")
+            self.sasl, self.sasl_buffer = None, ""
+            return
         if len(value) == 400:
             return  # more to come
         payload, self.sasl_buffer, self.sasl = self.sasl_buffer, "", None
         try:
             fields = base64.b64decode(payload, validate=True).split(b"\0")
-            _authzid, name, password = (f.decode("utf-8") for f in fields)
+            authzid, name, password = (f.decode("utf-8") for f in fields)
         except ValueError:
+            self.reply(ERR_SASLFAIL, "SASL authentication failed")
+            return
+        if authzid and authzid != name:
+            # Nobody may act for another account here.
             self.reply(ERR_SASLFAIL, "SASL authentication failed")
             return
         user = self._arrive()
         if user is None:
             return
-        self.sasl_pending = True
+        self.sasl_pending, self.login_by = True, "SASL"
         self.execute(c.Login(name or None, password), ("SASL", name))
 
     def irc_PASS(self, params: list[str]) -> None:
@@ -440,7 +449,7 @@ class IRCConnection(Rendering, Commands, LineReceiver):
             name, sep, password = self.password.partition(":")
             self.password = None
             login = c.Login(name, password) if sep else c.Login(self.nick_wanted, name)
-            self.sasl_pending = True
+            self.sasl_pending, self.login_by = True, "PASS"
             self.execute(login, ("PASS", self.nick_wanted))
             if self.sasl_pending:
                 return  # the login answers later

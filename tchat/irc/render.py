@@ -30,6 +30,11 @@ from tchat.irc.wire import (
     msgid,
 )
 
+_LOGIN_ERRORS = frozenset(
+    {"login-failed", "account-unavailable", "not-logged-in", "bad-arguments"}
+)
+"""The hub's answers to a login that failed."""
+
 
 class Rendering(Base):
     """How each of the hub's events is shown to an IRC client."""
@@ -202,6 +207,11 @@ class Rendering(Base):
             self.send(f":{self.server} BATCH -{ref}\r\n".encode())
 
     def _status(self, event: events.Status, renderings: events.Renderings) -> None:
+        if self.oper_pending and event.text.startswith("you are now an operator"):
+            self.oper_pending = False
+            self.reply(words.RPL_YOUREOPER, "You are now an IRC operator")
+            self.send(f":{self.nick} MODE {self.nick} :+o\r\n".encode())
+            return
         if self._quiet or not self.registered:
             return
         away = event.data.get("away")
@@ -216,11 +226,16 @@ class Rendering(Base):
         code = event.code
         if command == "NOTICE":
             return  # never answered with an error
-        if command == "SASL" or (command == "PASS" and code == "login-failed"):
+        if self.sasl_pending and code in _LOGIN_ERRORS:
+            # (The answer may come after the password check, out of context.)
             self.sasl_pending = False
             self.reply(ERR_SASLFAIL, event.text)
-            if command == "PASS":
+            if self.login_by == "PASS":
                 self._try_register()
+            return
+        if self.oper_pending and code in ("oper-failed", "not-operator"):
+            self.oper_pending = False
+            self.reply(words.ERR_PASSWDMISMATCH, "Password incorrect")
             return
         if not self.registered and code.startswith("nick"):
             self.reply(
@@ -273,7 +288,7 @@ class Rendering(Base):
     def _logged_in(self, event: events.LoggedIn, renderings: events.Renderings) -> None:
         user = self.user
         assert user is not None
-        sasl = self.sasl_pending and (self._context[0] == "SASL" or not self.registered)
+        sasl = self.sasl_pending and self.login_by == "SASL"
         if self.registered or sasl:
             self.reply(
                 RPL_LOGGEDIN,

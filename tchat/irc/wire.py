@@ -29,6 +29,8 @@ QUERIES_PER_SECOND = 10.0
 QUERY_BURST = 100
 """What a client may ask (WHO, MODE, NAMES, ...) besides chat: a client's
 connection burst fits, a flood of queries does not."""
+SASL_MOST = 4000
+"""The longest SASL payload taken (base64): PLAIN with a long password."""
 EARLY_MOST = 1000
 """Events kept for a client still registering (a session it carries on)."""
 
