@@ -75,38 +75,27 @@ class Rendering(Base):
     def _presence(self, event: events.Presence, renderings: events.Renderings) -> None:
         user = self.user
         assert user is not None
-        source = mask(event.nick, event.door)
-        tags = self.wire.tags(event.ts)
-        prefix = ""
-        if tags:
-            prefix = (
-                "@" + ";".join(f"{k}={escape_tag(v)}" for k, v in tags.items()) + " "
-            )
-        if event.kind == "join" and event.room is not None:
-            self.send(f"{prefix}:{source} JOIN {event.room}\r\n".encode())
+        kind = event.kind
+        if kind == "nick" and not self.registered:
+            self._try_register()  # the client's own, as it registers
+            return
+        if kind == "away" and "away-notify" not in self.caps:
+            return
+        # One rendering per wire variant, shared by every IRC recipient.
+        key = ("irc-presence", self.wire.time)
+        line = renderings.cache.get(key)
+        if line is None:
+            line = renderings.get(key, presence_line, self.wire, event)
+        if line:
+            self.send(line)
+        if kind == "join" and event.room is not None:
             if event.nick == user.nick:
                 self._joined(event.room)
             elif "away-notify" in self.caps:
                 joiner = self.hub.directory.user(event.nick)
                 if joiner is not None and joiner.away:
+                    source = mask(event.nick, event.door)
                     self.send(f":{source} AWAY :{joiner.away}\r\n".encode())
-        elif event.kind == "part" and event.room is not None:
-            reason = f" :{event.reason}" if event.reason else ""
-            self.send(f"{prefix}:{source} PART {event.room}{reason}\r\n".encode())
-        elif event.kind in ("quit", "lost"):
-            reason = event.reason or (
-                "Connection lost" if event.kind == "lost" else "Quit"
-            )
-            self.send(f"{prefix}:{source} QUIT :{reason}\r\n".encode())
-        elif event.kind == "away":
-            if "away-notify" in self.caps:
-                text = f" :{event.reason}" if event.reason else ""
-                self.send(f"{prefix}:{source} AWAY{text}\r\n".encode())
-        elif event.kind == "nick" and event.new_nick is not None:
-            if not self.registered:
-                self._try_register()  # the client's own, as it registers
-                return
-            self.send(f"{prefix}:{source} NICK :{event.new_nick}\r\n".encode())
 
     def _topic_changed(
         self, event: events.TopicChanged, renderings: events.Renderings
@@ -319,6 +308,30 @@ class Rendering(Base):
         for room in event.rooms:
             self.send(f":{source} JOIN {room}\r\n".encode())
             self._joined(room)
+
+
+def presence_line(wire: Wire, event: events.Presence) -> bytes:
+    """A presence event as the IRC line every client with C{wire}'s tags gets."""
+    source = mask(event.nick, event.door)
+    tags = wire.tags(event.ts)
+    prefix = ""
+    if tags:
+        prefix = "@" + ";".join(f"{k}={escape_tag(v)}" for k, v in tags.items()) + " "
+    kind = event.kind
+    if kind == "join" and event.room is not None:
+        line = f"JOIN {event.room}"
+    elif kind == "part" and event.room is not None:
+        line = f"PART {event.room}" + (f" :{event.reason}" if event.reason else "")
+    elif kind in ("quit", "lost"):
+        reason = event.reason or ("Connection lost" if kind == "lost" else "Quit")
+        line = f"QUIT :{reason}"
+    elif kind == "away":
+        line = "AWAY" + (f" :{event.reason}" if event.reason else "")
+    elif kind == "nick" and event.new_nick is not None:
+        line = f"NICK :{event.new_nick}"
+    else:
+        return b""
+    return f"{prefix}:{source} {line}\r\n".encode()
 
 
 def message_line(wire: Wire, event: events.RoomMessage, hub: ChatFactory) -> bytes:
