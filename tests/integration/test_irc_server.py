@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from typing import Any
@@ -335,7 +336,11 @@ class WeechatTests(TestCase):
         await registered(self, server, "wendy")
         bob = await telnet_user(self, server, "bob")
         home = make_directory(self)
-        socket = os.path.join(home, "tmux.sock")
+        # A unix socket's path has at most 107 bytes; the test's directory
+        # may be deeper than that allows.
+        short = tempfile.mkdtemp(prefix="tchat-tmux-")
+        self.addCleanup(shutil.rmtree, short, True)
+        socket = os.path.join(short, "s")
         commands = ";".join(
             [
                 f"/server add tchat 127.0.0.1/{server.irc_port} -notls -nicks=wendy",
@@ -347,7 +352,7 @@ class WeechatTests(TestCase):
             ]
         )
 
-        def tmux(*args: str) -> str:
+        def tmux(*args: str, check: bool = False) -> str:
             done = subprocess.run(
                 ["tmux", "-S", socket, *args],
                 capture_output=True,
@@ -355,11 +360,14 @@ class WeechatTests(TestCase):
                 timeout=10,
                 env={**os.environ, "TERM": "xterm"},
             )
+            if check and done.returncode != 0:
+                self.fail(f"tmux {args[0]} failed: {done.stderr}")
             return done.stdout
 
         tmux(
             "new-session", "-d", "-x", "150", "-y", "40",
             f"weechat --dir {home}/weechat --run-command '{commands}'",
+            check=True,
         )  # fmt: skip
         self.addCleanup(lambda: tmux("kill-server"))
 
