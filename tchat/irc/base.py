@@ -156,15 +156,8 @@ class Base:
         if self._asked is None:
             self._asked = []
         self._asked.append((kind, name))
-        before = len(self._asked)
+        # (An error in answer is turned into the list's end: see _error.)
         self.execute(c.WhoIs(name), (kind.upper(), name))
-        if (
-            len(self._asked) == before
-            and self._asked
-            and self._asked[-1] == (kind, name)
-        ):
-            # Nothing came back (an error said why): answered with the end.
-            pass
 
     def realname_of(self, nick: str, door: str) -> str:
         """What WHO and WHOIS show as a user's real name."""

@@ -325,7 +325,7 @@ class IRCConnection(Rendering, Commands, LineReceiver):
                 else:
                     caps.add(name)
             self.caps = frozenset(caps)
-            self.wire = Wire(self.server, caps)
+            self.wire = Wire(caps)
             self.send(f":{self.server} CAP {self.nick} ACK :{asked}\r\n".encode())
         elif sub == "END":
             self.negotiating = False
@@ -556,8 +556,8 @@ class IRCConnection(Rendering, Commands, LineReceiver):
         if user is None:
             return
         if event.__class__ is events.RoomMessage and self._early is None:
-            # The hot path, every chat line to every member: what
-            # _room_message does, in as few steps.
+            # The hot path, every chat line to every member, in as few
+            # steps as it takes (RENDER has no entry for room messages).
             message = event
             if message.nick == user.nick and "echo-message" not in self.caps:
                 return

@@ -39,20 +39,6 @@ _LOGIN_ERRORS = frozenset(
 class Rendering(Base):
     """How each of the hub's events is shown to an IRC client."""
 
-    def _room_message(
-        self, event: events.RoomMessage, renderings: events.Renderings
-    ) -> None:
-        user = self.user
-        assert user is not None
-        if event.nick == user.nick and "echo-message" not in self.caps:
-            return
-        wire = self.wire
-        key = wire.key
-        data = renderings.cache.get(key)
-        if data is None:
-            data = renderings.get(key, message_line, wire, event, self.hub)
-        self.send(data)
-
     def _private(
         self, event: events.PrivateMessage, renderings: events.Renderings
     ) -> None:
@@ -346,7 +332,6 @@ def message_line(wire: Wire, event: events.RoomMessage, hub: ChatFactory) -> byt
 
 
 RENDER: dict[type, Callable[[Any, Any, events.Renderings], None]] = {
-    events.RoomMessage: Rendering._room_message,
     events.PrivateMessage: Rendering._private,
     events.Presence: Rendering._presence,
     events.TopicChanged: Rendering._topic_changed,

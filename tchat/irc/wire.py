@@ -178,11 +178,10 @@ class Wire:
     @ivar key: What a rendering for this client depends on.
     """
 
-    __slots__ = ("account", "ids", "key", "server", "time")
+    __slots__ = ("account", "ids", "key", "time")
 
-    def __init__(self, server: str, caps: Iterable[str] = ()) -> None:
+    def __init__(self, caps: Iterable[str] = ()) -> None:
         caps = set(caps)
-        self.server = server
         self.time = "server-time" in caps
         self.ids = "message-tags" in caps
         self.account = "account-tag" in caps
@@ -225,5 +224,5 @@ class Wire:
         return tags
 
 
-PLAIN = Wire("")
+PLAIN = Wire()
 """The lines for a client that enabled no capability (most of them)."""
