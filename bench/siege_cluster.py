@@ -558,6 +558,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report["node_errors"] = [n.errors for n in nodes]
         report["checks"]["nodes_clean"] = not any(n.errors for n in nodes)
         report["ok"] = all(report["checks"].values())
+        if not report["ok"]:
+            # What each node said about the cluster, to tell why.
+            report["node_cluster_log"] = {
+                name: [line for line in node.tail if "cluster:" in line][-40:]
+                for name, node in zip(NODE_NAMES, nodes, strict=True)
+            }
         return report
 
 
@@ -594,6 +600,9 @@ def summary(report: dict[str, Any]) -> str:
     ):
         if report[key]:
             lines.append(f"  {key.upper()}: {report[key]}")
+    for name, said in report.get("node_cluster_log", {}).items():
+        lines.append(f"  {name} said:")
+        lines.extend(f"    {line}" for line in said)
     return "\n".join(lines)
 
 

@@ -35,6 +35,7 @@ from tchat import events
 from tchat.admin import make_admin_site
 from tchat.cluster import RedisBackplane, RedisStore
 from tchat.cluster import accounts as account_scripts
+from tchat.cluster.outbox import CHECK_AFTER
 from tchat.cluster.redis import ClusterDownError, RedisLink
 from tchat.cluster.scripts import (
     CLAIM,
@@ -2088,6 +2089,50 @@ class UnconfirmedTests(ClusterTestCase):
         self.a.link.come_up()
         self.assertEqual(self.texts(self.alice), ["second chance"])
         self.assertEqual(self.texts(self.bob), ["second chance"])
+
+    def test_in_doubt_while_redis_answers(self) -> None:
+        """
+        A message whose answer is lost while Redis stays reachable (its
+        connection broke and came back between two heartbeats, or it was in
+        flight while the node resynchronised) does not wait for the next
+        outage: the node checks on it a moment later, and everyone sees it
+        once.
+        """
+        self.a.link.hearing = False
+        self.a.link.lose_answers(executed=False)
+        self.a.hub.execute(self.ua, Say("no outage", client_id="c-9"))
+        self.a.link.lose_answers(None)
+        self.a.link.hearing = True
+        self.assertEqual(len(self.a.cluster.outbox.unsure), 1)
+        self.assertEqual(self.texts(self.alice), [], "not yet known")
+        self.advance(CHECK_AFTER)
+        (copy,) = of(events.RoomMessage, self.alice.take())
+        self.assertEqual((copy.text, copy.client_id), ("no outage", "c-9"))
+        self.assertEqual(self.texts(self.bob), ["no outage"])
+        self.assertEqual(self.a.cluster.outbox.unsure, {})
+        self.assertEqual(len(self.redis.streams["tchat:room:#lobby:log"]), 1)
+
+    def test_in_doubt_said_while_redis_answers(self) -> None:
+        """
+        Said, but neither its answer nor its copy on the bus reached the
+        sender's node, with no outage: the check finds it in the stream and
+        acknowledges it without saying it twice.
+        """
+        self.a.link.hearing = False
+        self.a.link.lose_answers(executed=True)
+        self.a.hub.execute(self.ua, Say("heard by bob", client_id="c-10"))
+        self.a.link.lose_answers(None)
+        self.a.link.hearing = True
+        self.assertEqual(self.texts(self.bob), ["heard by bob"])
+        self.advance(CHECK_AFTER)
+        received = self.alice.take()
+        self.assertEqual(
+            [(m.text, m.client_id) for m in of(events.RoomMessage, received)],
+            [("heard by bob", "c-10")],
+        )
+        self.assertEqual(self.a.cluster.outbox.unsure, {})
+        self.assertEqual(len(self.redis.streams["tchat:room:#lobby:log"]), 1)
+        self.assertEqual(self.texts(self.bob), [], "bob saw it once")
 
     def test_settled_after_a_failed_resync(self) -> None:
         """

@@ -105,7 +105,7 @@ class RedisBackplane:
         self._started = False
         self._stopping = False
         self.ledger = Ledger(link, store)
-        self.outbox = Outbox(link, self.ledger, self._hub)
+        self.outbox = Outbox(link, self.ledger, self._hub, clock)
         self._heartbeat = LoopingCall(self.beat)
         self._heartbeat.clock = clock
         link.on_event = self._received
@@ -179,6 +179,7 @@ class RedisBackplane:
         self._stopping = True
         if self._heartbeat.running:
             self._heartbeat.stop()
+        self.outbox.stop()
 
         async def stopping() -> None:
             if self.up:

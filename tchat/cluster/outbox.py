@@ -11,7 +11,11 @@ say it twice) nor drop it.  Every message carries a stamp of this node's
 (see L{tchat.cluster.wire.draft_fields}); one in doubt is settled when its
 stamp comes back on the bus, or else once Redis answers again, by looking
 for the stamp in the room's stream: found, it was said (and the node's
-catch-up shows it); not found, it is sent again.
+catch-up shows it); not found, it is sent again.  A message that falls in
+doubt while Redis answers (its connection broke and came back between two
+heartbeats, or it was in flight while the node resynchronised) is checked
+a moment later by the outbox itself: no message waits for an outcome until
+the next outage.
 
 When Redis does not have the room as this node knew it (Redis restarted),
 the script says so instead of numbering the message in a room it would
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from txredisapi import ResponseError  # type: ignore[import-untyped]
@@ -40,6 +45,12 @@ _log = Logger()
 
 TRIES = 3
 """How often a message is sent for a room Redis does not have, at most."""
+
+CHECK_AFTER = 1.0
+"""
+Seconds after a message falls in doubt while Redis answers before the
+outbox looks for it in its room's stream (and again while that fails).
+"""
 
 
 @dataclass
@@ -76,11 +87,14 @@ class Outbox:
         link: RedisLink,
         ledger: Ledger,
         hub: Callable[[], tuple[IHubInbox, Directory]],
+        clock: IReactorTime,
     ) -> None:
         self._link = link
         self._ledger = ledger
         self._hub = hub
+        self._clock = clock
         self._sent = 0
+        self._check: IDelayedCall | None = None
         self.sending: dict[str, Sending] = {}
         self.unsure: dict[str, Sending] = {}
 
@@ -162,6 +176,36 @@ class Outbox:
             why=why.value,
         )
         self.unsure[sending.stamp] = sending
+        self._check_soon()
+
+    def _check_soon(self) -> None:
+        """
+        Settle the messages in doubt in a moment, if Redis answers by then;
+        if it does not, the node's resynchronisation settles them once it
+        does.
+        """
+        if self._check is None or not self._check.active():
+            self._check = self._clock.callLater(CHECK_AFTER, self._check_now)
+
+    def _check_now(self) -> None:
+        self._check = None
+        if not self.unsure or not self._link.up:
+            return
+
+        def failed(why: Failure) -> None:
+            _log.warn(
+                "cluster: checking messages in doubt: {why}; trying again",
+                why=why.value,
+            )
+            self._check_soon()
+
+        Deferred.fromCoroutine(self.settle()).addErrback(failed)
+
+    def stop(self) -> None:
+        """Stop checking on messages in doubt (the node is stopping)."""
+        if self._check is not None and self._check.active():
+            self._check.cancel()
+        self._check = None
 
     def _unsaid(self, sending: Sending, why: Failure | Exception) -> None:
         self.sending.pop(sending.stamp, None)
