@@ -6,6 +6,7 @@ CPU microseconds per message and per delivery, best of C{--rounds}.
 
     python bench/hub_fanout.py                  # the telnet door
     python bench/hub_fanout.py --door web       # the WebSocket door
+    python bench/hub_fanout.py --door irc       # the IRC door
     PYTHONPATH=/path/to/other/checkout python bench/hub_fanout.py
 
 The web door's users open their WebSocket through Autobahn's real
@@ -34,6 +35,7 @@ from twisted.test import iosim
 import tchat
 from tchat.config import HistoryConfig, LimitsConfig, ServerConfig, WebConfig
 from tchat.hub import ChatFactory
+from tchat.irc import IRCFactory
 from tchat.telnet import TelnetFactory
 from tchat.web import WebChatFactory
 
@@ -98,14 +100,25 @@ def run(users: int, messages: int, history: bool, door: str) -> float:
         for frame in frames:
             sender.onMessage(frame, False)
         return time.process_time() - start
-    factory = TelnetFactory(hub)
+    if door == "irc":
+        factory: Any = IRCFactory(hub)
+        lines = [
+            f"PRIVMSG #lobby :message {n} of the benchmark\r\n".encode()
+            for n in range(messages)
+        ]
+    else:
+        factory = TelnetFactory(hub)
+        lines = [f"message {n} of the benchmark\r\n".encode() for n in range(messages)]
     protocols = []
-    for _ in range(users):
+    for n in range(users):
         protocol = factory.buildProtocol(None)
         protocol.makeConnection(_Discard())
+        if door == "irc":
+            protocol.dataReceived(
+                f"NICK u{n}\r\nUSER u{n} 0 * :u{n}\r\nJOIN #lobby\r\n".encode()
+            )
         protocols.append(protocol)
     sender = protocols[0]
-    lines = [f"message {n} of the benchmark\r\n".encode() for n in range(messages)]
     start = time.process_time()
     for line in lines:
         sender.dataReceived(line)
@@ -118,7 +131,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--history", action="store_true", help="memory history on")
-    parser.add_argument("--door", choices=("telnet", "web"), default="telnet")
+    parser.add_argument("--door", choices=("telnet", "web", "irc"), default="telnet")
     args = parser.parse_args()
     best = min(
         run(args.users, args.messages, args.history, args.door)

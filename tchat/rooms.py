@@ -99,6 +99,9 @@ class Rooms:
             if user.current is None:
                 self._delivery.error(user, "no-room", "you are in no room; name one")
             return user.current
+        room = self._directory.room(name)
+        if room is not None and room.name == name:
+            return room  # a known room's own name, valid by construction
         normal = self.name(user, name)
         if normal is None:
             return None
