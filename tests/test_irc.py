@@ -639,6 +639,24 @@ class ProtectionTests(DoorTestCase):
         self.assertEqual(client.lines(), ["ERROR :Closing link: ping timeout"])
         self.assertTrue(client.transport.disconnecting)
 
+    def test_registration_lets_go(self) -> None:
+        """
+        Once registered through PASS, the connection keeps no password and
+        nothing in a dict of its own: thousands of idle clients cost a few
+        KiB each (the matrix's idle-10k).
+        """
+        self.registered_account("carol")
+        client = IRCClient(self.hub, self.clock)
+        client.send(f"PASS :{PASSWORD}", "NICK carol", "USER carol 0 * :Carol")
+        self.assertIn("001", client.numerics())
+        connection = client.connection
+        self.assertIsNone(connection.password)
+        self.assertIsNone(connection.nick_wanted)
+        self.assertEqual(connection.nick, "carol")
+        client.send("JOIN #lobby", "NAMES #lobby", "WHO #lobby")
+        self.assertIn("315", client.numerics())
+        self.assertEqual(vars(connection), {}, "state in slots, no dict")
+
 
 class DeadlineTests(SynchronousTestCase):
     """A client that connects and never registers is let go."""

@@ -21,6 +21,8 @@ WHO_MOST = 100
 class Commands(Base):
     """C{irc_COMMAND(params)} for each command a registered client may send."""
 
+    __slots__ = ()
+
     def irc_PING(self, params: list[str]) -> None:
         if not params:
             self.reply(words.ERR_NEEDMOREPARAMS, "PING", "Not enough parameters")

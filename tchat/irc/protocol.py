@@ -8,7 +8,6 @@ the hub (L{IParticipant}).
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
@@ -122,11 +121,8 @@ class IRCConnection(Rendering, Commands, LineReceiver):
     """The hub does not put IRC users in the default room."""
     pings = True
     """The door checks that the client is alive itself (PING)."""
-    heard_at = 0.0
-    connected_at = 0.0
-    pinged_at: float | None = None
-    keepalive: Keepalive
-    _push: Callable[[bytes], None] | None = None
+
+    __slots__ = ("connected_at", "heard_at", "keepalive", "pinged_at")
 
     def __init__(
         self,
@@ -137,6 +133,8 @@ class IRCConnection(Rendering, Commands, LineReceiver):
     ) -> None:
         super().__init__(hub, door, clock)
         self.keepalive = keepalive if keepalive is not None else Keepalive(clock)
+        self.heard_at = self.connected_at = 0.0
+        self.pinged_at: float | None = None
 
     def connectionMade(self) -> None:
         self.queue = client_queue(
@@ -146,7 +144,6 @@ class IRCConnection(Rendering, Commands, LineReceiver):
             self.clock,
             self.hub.batcher,
         )
-        self._push = self.queue.push
         self.heard_at = self.connected_at = self.clock.seconds()
         self.keepalive.add(self)
 
@@ -451,8 +448,8 @@ class IRCConnection(Rendering, Commands, LineReceiver):
             login = c.Login(name, password) if sep else c.Login(self.nick_wanted, name)
             self.sasl_pending, self.login_by = True, "PASS"
             self.execute(login, ("PASS", self.nick_wanted))
-            if self.sasl_pending:
-                return  # the login answers later
+            if self.sasl_pending or self.registered:
+                return  # the login answers later, or answered and welcomed
         if user.account is not None:
             # Logged in (SASL, PASS): an account's nick is its name, whatever
             # NICK said; the welcome tells the client.
@@ -473,6 +470,9 @@ class IRCConnection(Rendering, Commands, LineReceiver):
         if self.registered or user is None:
             return
         self.registered = True
+        # What registration needed is let go: the user's nick is the nick
+        # now, and a password is kept no longer than its use.
+        self.nick_wanted = self._nick_tried = self.password = None
         self.hub.received(user)  # it has spoken: not a silent connection
         self.execute(c.Settle())
         server = self.server
@@ -567,9 +567,9 @@ class IRCConnection(Rendering, Commands, LineReceiver):
                 data = renderings.get(  # type: ignore[attr-defined]
                     wire.key, message_line, wire, message, self.hub
                 )
-            push = self._push
-            if push is not None:
-                push(data)
+            queue = self.queue
+            if queue is not None:
+                queue.push(data)
             return
         assert isinstance(renderings, events.Renderings)
         if self._early is not None and not self._registering(event):

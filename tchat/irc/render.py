@@ -39,6 +39,8 @@ _LOGIN_ERRORS = frozenset(
 class Rendering(Base):
     """How each of the hub's events is shown to an IRC client."""
 
+    __slots__ = ()
+
     def _private(
         self, event: events.PrivateMessage, renderings: events.Renderings
     ) -> None:
@@ -104,11 +106,14 @@ class Rendering(Base):
 
     def _who(self, event: events.Who, renderings: events.Renderings) -> None:
         kind = "names"
-        for i, (asked_kind, name) in enumerate(self._asked or ()):
+        asked = self._asked or []
+        for i, (asked_kind, name) in enumerate(asked):
             if name.casefold() == event.room.casefold():
                 kind = asked_kind
-                del self._asked[i]  # type: ignore[union-attr]
+                del asked[i]
                 break
+        if not asked:
+            self._asked = None  # (idle connections keep no empty list)
         if kind == "who":
             for member in event.members:
                 self._who_line(event.room, member)
@@ -250,6 +255,8 @@ class Rendering(Base):
         kind = command.lower()
         if self._asked and (kind, target) in self._asked:
             self._asked.remove((kind, target))
+            if not self._asked:
+                self._asked = None
         if kind == "who":
             self.reply(words.RPL_ENDOFWHO, target, "End of /WHO list")
         else:
@@ -286,8 +293,8 @@ class Rendering(Base):
         """A session carried on here: its rooms joined, as the client sees it."""
         user = self.user
         assert user is not None
-        self.nick_wanted = event.nick
         if not self.registered:
+            self.nick_wanted = event.nick
             self.sasl_pending = False
             self._welcome()
         source = mask(event.nick, self.door)
