@@ -329,12 +329,21 @@ class WeechatTests(TestCase):
     @async_test
     async def test_weechat(self) -> None:
         """
-        weechat logs in with SASL, joins #lobby, chats with bob (telnet)
-        both ways, and quits.
+        weechat logs in with SASL, joins #lobby, chats both ways with bob
+        (telnet), carol (the page's WebSocket) and dan (the real ssh);
+        disconnected, it misses what they say, and shown it when it
+        connects again (its autojoin's replay, with server-time); then it
+        quits.
         """
-        server = await start_server(self, INI, irc=LISTEN)
+        require(SSH is not None and KEYGEN is not None, "ssh is missing")
+        server = await start_server(self, INI, web=LISTEN, irc=LISTEN, ssh=LISTEN)
         await registered(self, server, "wendy")
+        dan = SSHUser(self, server, "dan", await user_key(self, "dan"))
+        await dan.wait_for(b"you are now known as dan")
         bob = await telnet_user(self, server, "bob")
+        assert server.web_port is not None
+        carol = await connect_web(self, server.web_port, "carol")
+        await carol.set_nick("carol")
         home = make_directory(self)
         # A unix socket's path has at most 107 bytes; the test's directory
         # may be deeper than that allows.
@@ -382,8 +391,29 @@ class WeechatTests(TestCase):
         await bob.wait_for(b"*** wendy (irc, registered) joined #lobby\r\n", 30.0)
         tmux("send-keys", "hello from weechat", "Enter")
         await bob.wait_for(b"<wendy> hello from weechat\r\n")
+        said = await carol.wait_for(type="usermsg", message="hello from weechat")
+        self.assertEqual((said["name"], said["door"]), ("wendy", "irc"))
+        await dan.wait_for(b"<wendy> hello from weechat")
         bob.say("hi wendy")
         await shown("hi wendy")
+        carol.send({"type": "message", "message": "hi from the page"})
+        await shown("hi from the page")
+        dan.type(b"hi from a terminal\r")
+        await shown("hi from a terminal")
+
+        tmux("send-keys", "/disconnect tchat", "Enter")
+        await bob.wait_for(b"*** wendy (irc, registered) quit")
+        bob.say("missed line one")
+        carol.send({"type": "message", "message": "missed line two"})
+        await bob.wait_for(b"<carol> missed line two\r\n")
+        tmux("send-keys", "/connect tchat", "Enter")
+        await bob.wait_for(b"*** wendy (irc, registered) joined #lobby\r\n", 30.0)
+        await shown("missed line one")
+        await shown("missed line two")
+        tmux("send-keys", "back again", "Enter")
+        await bob.wait_for(b"<wendy> back again\r\n")
+
         tmux("send-keys", "/quit leaving now", "Enter")
         await bob.wait_for(b"*** wendy (irc, registered) quit (leaving now)")
         await ensureDeferred(bob.close())
+        await ensureDeferred(carol.close())
