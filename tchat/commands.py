@@ -17,16 +17,16 @@ from tchat.text import clean_text
 @dataclass(frozen=True)
 class Say:
     """
-    A plain line for a room.
+    A plain line for C{room} (one the user is in; C{None}: the current one).
 
-    @ivar room: A room the user is in; C{None} for the current room.
-    @ivar client_id: The client's own tag, returned in the sender's copy
-        (its acknowledgement).
+    @ivar client_id: The client's own tag, returned in its sender's copy.
+    @ivar notice: An IRC C{NOTICE}, which no client or bot answers.
     """
 
     text: str
     room: str | None = None
     client_id: str | None = None
+    notice: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,9 @@ class ShowHelp:
 @dataclass(frozen=True)
 class Settle:
     """
-    The client said who it is (a page's C{hello}, or a first line that is
-    neither C{/resume} nor a login): if it did not carry on a session that
-    was still here, the others are told it arrived.  Never typed.
+    The client said who it is (a page's C{hello}, or a first line neither
+    C{/resume} nor a login): unless it carried on a session still here, the
+    others are told it arrived.  Never typed.
     """
 
 

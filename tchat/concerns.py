@@ -184,7 +184,7 @@ def handlers(parts: Concerns, settings: Settings) -> dict[type, Handler]:
     keeping, attention = accounts.keeping, accounts.attention
     keyring = accounts.keyring
     return {
-        c.Say: lambda u, x: talk.say(u, x.text, False, x.room, x.client_id),
+        c.Say: lambda u, x: talk.say(u, x.text, False, x.room, x.client_id, x.notice),
         c.Me: lambda u, x: talk.say(u, x.text, True, x.room, x.client_id),
         c.Nick: lambda u, x: naming.nick(u, x.name),
         c.Join: lambda u, x: rooms.join_named(u, x.room),

@@ -62,6 +62,9 @@ class RoomMessage:
     @ivar action: C{True} for C{/me}.
     @ivar client_id: The sender client's tag for its acknowledgement; only
         the sender's copy shows it.
+    @ivar notice: Said as an IRC C{NOTICE}: IRC clients are shown a
+        NOTICE, which no client or bot answers automatically; the other
+        doors show it as any line.
     """
 
     room: str
@@ -74,6 +77,7 @@ class RoomMessage:
     action: bool = False
     client_id: str | None = None
     epoch: int = 0
+    notice: bool = False
 
 
 HistoryReason = Literal["join", "resume", "page"]

@@ -103,12 +103,14 @@ class Draft(NamedTuple):
     @ivar ts: When it was said, by the hub's clock.
     @ivar client_id: The client's tag, to acknowledge it and recognise a
         retry.
+    @ivar notice: Said as an IRC C{NOTICE} (see L{events.RoomMessage}).
     """
 
     text: str
     action: bool
     client_id: str | None
     ts: float
+    notice: bool = False
 
     def message(self, sender: User, room: Room, id: int) -> events.RoomMessage:
         """The message numbered C{id} in C{room}, in the room's epoch."""
@@ -123,6 +125,7 @@ class Draft(NamedTuple):
             self.action,
             self.client_id,
             room.epoch,
+            self.notice,
         )
 
 

@@ -87,10 +87,11 @@ class Talk:
         action: bool,
         room_name: str | None,
         client_id: str | None,
+        notice: bool = False,
     ) -> None:
         """
         A line for a room (C{room_name}, or the user's current one); an
-        action with C{/me}.
+        action with C{/me}; a C{notice} from an IRC C{NOTICE}.
 
         @param client_id: The client's tag, returned in the sender's copy
             (its acknowledgement) and recognised in a retry.
@@ -138,7 +139,7 @@ class Talk:
         now = self._clock.seconds()
         self._metrics.received_from(user.door)
         self._metrics.messages.record(now)
-        self._backplane.say(user, room, Draft(text, action, client_id, now))
+        self._backplane.say(user, room, Draft(text, action, client_id, now, notice))
 
     def arrived(self, room: Room, message: events.RoomMessage, received: float) -> None:
         """

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,7 +49,12 @@ from tchat.cluster.scripts import (
     SAY,
     WHERE,
 )
-from tchat.cluster.wire import decode_event, encode_event
+from tchat.cluster.wire import (
+    decode_event,
+    encode_event,
+    message_fields,
+    message_from,
+)
 from tchat.commands import (
     ROOMS_PAGE,
     Announce,
@@ -1126,6 +1132,18 @@ class EncodingTests(SynchronousTestCase):
                 self.assertIs(decoded.sender_colour, colour)
             if isinstance(event, events.Status):
                 self.assertEqual(decoded.data, event.data)
+
+    def test_room_messages_round_trip(self) -> None:
+        """
+        A line, a C{/me} and an IRC C{NOTICE} come out of their stream
+        entry as they went in.
+        """
+        line = events.RoomMessage(
+            "#dev", 3, 9.5, "al", "irc", PALETTE["red"], "hi", False, "c-1", 7
+        )
+        for message in (line, replace(line, action=True), replace(line, notice=True)):
+            fields = json.loads(json.dumps(message_fields(message)))
+            self.assertEqual(message_from("#dev", 3, 7, fields), message)
 
     def test_unknown_kind(self) -> None:
         """

@@ -726,6 +726,27 @@ class SQLiteStoreTests(StoreTestCase):
         self.assertEqual(session.rooms, (("#Dev", 7, 8),))
         self.assertIsNone(self.successResultOf(store.session("AAAA-BBBB", now + 60)))
 
+    def test_kinds_of_line(self) -> None:
+        """
+        A line, a C{/me} and an IRC C{NOTICE} come back from disk as what
+        they were.
+        """
+        config = self.config()
+        store, _ = self.open(config)
+        store.save_room(RoomRecord("#dev", "#dev", 7, [(7, 1)]))
+        said = [
+            message("#dev", 1, "a line"),
+            replace(message("#dev", 2, "waves"), action=True),
+            replace(message("#dev", 3, "a bot's notice"), notice=True),
+        ]
+        for m in said:
+            store.append(m, False)
+        self.successResultOf(store.close())
+        store, loaded = self.open(config)
+        self.addCleanup(self.close, store)
+        self.assertEqual(loaded.recent["#dev"], said)
+        self.assertEqual(self.successResultOf(store.read("#dev", before=4)), said)
+
     def test_batches(self) -> None:
         """
         Messages queued within the batch window are written in one

@@ -413,6 +413,34 @@ class ConformanceTests(DoorTestCase):
         client.send("NOTICE nobody :hi", "NOTICE #nowhere :hi", "NOTICE", "NOTICE bob")
         self.assertEqual(client.lines(), [])
 
+    def test_notice_to_a_channel(self) -> None:
+        """
+        A NOTICE to a channel reaches IRC clients as a NOTICE, which no
+        client or bot answers automatically (so two bots cannot loop),
+        live, echoed and in history; the other doors show it as a line.
+        """
+        self.hub.execute(self.bob, c.Join("#lobby"))
+        bot = self.client("bot", "echo-message")
+        bot.send("JOIN #lobby")
+        alice = self.client("alice", "batch server-time message-tags")
+        alice.send("JOIN #lobby")
+        bot.lines(), alice.lines(), self.bob_p.take()
+        bot.send("NOTICE #lobby :build 42 passed")
+        self.assertEqual(
+            alice.lines()[-1].split(" ", 1)[1],
+            ":bot!bot@irc.tchat NOTICE #lobby :build 42 passed",
+        )
+        self.assertEqual(
+            bot.lines(), [":bot!bot@irc.tchat NOTICE #lobby :build 42 passed"]
+        )
+        (line,) = of(events.RoomMessage, self.bob_p.take())
+        self.assertEqual((line.text, line.notice), ("build 42 passed", True))
+        self.hub.execute(self.bob, c.Say("thanks, bot"))
+        self.assertTrue(alice.lines()[-1].endswith(" PRIVMSG #lobby :thanks, bot"))
+        alice.send("CHATHISTORY LATEST #lobby * 2")
+        commands = [parse_line(line)[1] for line in alice.lines()[1:-1]]
+        self.assertEqual(commands, ["NOTICE", "PRIVMSG"])
+
     def test_part_reason(self) -> None:
         """PART's reason is shown to the room, on every door."""
         self.hub.execute(self.bob, c.Join("#dev"))

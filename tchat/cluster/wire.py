@@ -79,6 +79,7 @@ def message_fields(message: events.RoomMessage) -> dict[str, Any]:
         "text": message.text,
         "action": message.action,
         "client_id": message.client_id,
+        **({"notice": True} if message.notice else {}),
     }
 
 
@@ -96,6 +97,7 @@ def draft_fields(sender: User, draft: Draft, stamp: str) -> dict[str, Any]:
         "text": draft.text,
         "action": draft.action,
         "client_id": draft.client_id,
+        **({"notice": True} if draft.notice else {}),
         "s": stamp,
     }
 
@@ -115,6 +117,7 @@ def message_from(
         bool(data.get("action")),
         data.get("client_id") or None,
         epoch,
+        bool(data.get("notice")),
     )
 
 

@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS messages (
     door TEXT NOT NULL,
     colour TEXT NOT NULL,
     text TEXT NOT NULL,
-    action INTEGER NOT NULL,
+    action INTEGER NOT NULL, -- 0: a line, 1: /me, 2: an IRC NOTICE
     client_id TEXT,
     PRIMARY KEY (room, id)
 ) WITHOUT ROWID;
@@ -125,12 +125,16 @@ def message_row(m: RoomMessage) -> tuple[Any, ...]:
         m.door,
         m.colour.name,
         m.text,
-        int(m.action),
+        NOTICE if m.notice else int(m.action),
         m.client_id,
     )
 
 
 _FALLBACK_COLOUR = next(iter(PALETTE.values()))
+
+NOTICE = 2
+"""The C{action} column of a message said as an IRC C{NOTICE} (0: a line, 1:
+C{/me}): older databases, with only 0 and 1, read as before."""
 
 
 def _message(name: str, row: tuple[Any, ...]) -> RoomMessage:
@@ -143,9 +147,10 @@ def _message(name: str, row: tuple[Any, ...]) -> RoomMessage:
         door,
         PALETTE.get(colour, _FALLBACK_COLOUR),
         text,
-        bool(action),
+        action == 1,
         client_id,
         epoch,
+        action == NOTICE,
     )
 
 

@@ -102,7 +102,9 @@ class Commands(Base):
                             words.ERR_CANNOTSENDTOCHAN, target, "Cannot send to channel"
                         )
                     continue
-                said = c.Me(text, room) if action else c.Say(text, room)
+                said = (
+                    c.Me(text, room) if action else c.Say(text, room, notice=not answer)
+                )
                 self.execute(said, (command, target))
             else:
                 line = f"* {self.nick} {text}" if action else text

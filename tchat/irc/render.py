@@ -177,7 +177,7 @@ class Rendering(Base):
             self.send(
                 wire.message(
                     mask(message.nick, message.door),
-                    "PRIVMSG",
+                    "NOTICE" if message.notice else "PRIVMSG",
                     message.room,
                     text,
                     tags,
@@ -335,7 +335,8 @@ def message_line(wire: Wire, event: events.RoomMessage, hub: ChatFactory) -> byt
         sender = hub.directory.user(event.nick)
         account = sender.account.name if sender and sender.account else None
     tags = wire.tags(event.ts, msgid(event.room, event.epoch, event.id), account)
-    return wire.message(mask(event.nick, event.door), "PRIVMSG", event.room, text, tags)
+    command = "NOTICE" if event.notice else "PRIVMSG"
+    return wire.message(mask(event.nick, event.door), command, event.room, text, tags)
 
 
 RENDER: dict[type, Callable[[Any, Any, events.Renderings], None]] = {
