@@ -7,6 +7,7 @@ answered (L{Base}).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -23,6 +24,18 @@ from tchat.irc.wire import (
 from tchat.limits import TokenBucket
 from tchat.model import User
 from tchat.output import OutputQueue
+
+
+@lru_cache(maxsize=4)
+def server_word(name: str) -> str:
+    """
+    C{[server] name} as one word for IRC (every reply starts with it: made
+    once per name, not per reply).
+    """
+    return "".join(ch if ch.isalnum() or ch in ".-_" else "-" for ch in name) or (
+        "tchat"
+    )
+
 
 NO_CAPS: frozenset[str] = frozenset()
 """The capabilities of a client that enabled none (one set for them all)."""
@@ -122,10 +135,7 @@ class Base:
     @property
     def server(self) -> str:
         """The server's name on IRC: one word."""
-        name = self.hub.settings.server.name
-        return "".join(ch if ch.isalnum() or ch in ".-_" else "-" for ch in name) or (
-            "tchat"
-        )
+        return server_word(self.hub.settings.server.name)
 
     @property
     def nick(self) -> str:
