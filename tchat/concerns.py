@@ -77,7 +77,7 @@ def assemble(
     Make every concern of the hub, each given the others it works with.
     """
     bans, mutes = BanList(lambda ban: store.delete_ban(ban.id)), Mutes()
-    delivery = Delivery(directory, backplane, metrics)
+    delivery = Delivery(directory, backplane, metrics, clock)
     pacing = Pacing(settings, clock, metrics)
     sessions = Sessions(store, directory, clock)
     rooms = Rooms(directory, delivery, backplane, pacing, sessions, store, clock)

@@ -11,9 +11,11 @@ Every event the hub tells goes through L{Delivery}: to one user
 from collections.abc import Iterable
 from dataclasses import replace
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from tchat import events
+from tchat.crowds import Crowds
 from tchat.metrics import Metrics
 from tchat.model import Directory, User
 from tchat.seam import Audience, IBackplane
@@ -28,11 +30,17 @@ class Delivery:
     _log = Logger()
 
     def __init__(
-        self, directory: Directory, backplane: IBackplane, metrics: Metrics
+        self,
+        directory: Directory,
+        backplane: IBackplane,
+        metrics: Metrics,
+        clock: IReactorTime,
     ) -> None:
         self._directory = directory
         self._backplane = backplane
         self._metrics = metrics
+        # The presence of big rooms, told once a period (see tchat.crowds).
+        self.crowds = Crowds(directory, clock, self.fan_out)
 
     def tell(self, user: User, event: events.Event) -> None:
         """Tell C{event} to C{user} alone (of history, without the lines of
@@ -76,7 +84,12 @@ class Delivery:
         self._backplane.share(event, audience)
 
     def here(self, event: events.Event, audience: Audience) -> None:
-        """Tell C{event} to C{audience} on this node only."""
+        """
+        Tell C{event} to C{audience} on this node only (the big rooms'
+        share of a join, part or quit in their next summary).
+        """
+        if event.__class__ is events.Presence and audience.rooms:
+            audience = self.crowds.divert(event, audience)
         told = audience.resolve(self._directory)
         if told:
             self.fan_out(told, event)

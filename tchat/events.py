@@ -298,6 +298,26 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Crowd:
+    """
+    The arrivals and departures of a big room (more members than C{[limits]
+    big_room}) over the last few seconds, told in one event instead of one
+    C{Presence} each: in a room of 10,000, every arrival told to everyone
+    would cost the room 10,000 deliveries.
+
+    @ivar joined: Who came and is still here, as C{/who} lists them.
+    @ivar left: Who went (parted, quit or were lost).
+    @ivar members: How many members the room has on this node now.
+    """
+
+    ts: float
+    room: str
+    joined: tuple[Member, ...]
+    left: tuple[Member, ...]
+    members: int
+
+
+@dataclass(frozen=True)
 class Who:
     """
     The answer to C{/who}: each member, in joining order.
@@ -483,6 +503,7 @@ Event = (
     | History
     | PrivateMessage
     | Presence
+    | Crowd
     | TopicChanged
     | Welcome
     | Motd

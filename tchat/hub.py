@@ -286,6 +286,7 @@ class ChatFactory:
         @return: Fires when everything is on disk.
         """
         self.concerns.presence.closing = True
+        self.concerns.delivery.crowds.stop()
         if self._sweeping.running:
             self._sweeping.stop()
         if grace is None:

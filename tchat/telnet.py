@@ -40,6 +40,7 @@ from zope.interface import implementer
 
 from tchat import events
 from tchat.commands import CommandError, parse_line
+from tchat.crowds import crowd_text
 from tchat.endpoints import client_address
 from tchat.gate import line_refusal, unwrapped
 from tchat.hub import ChatFactory
@@ -175,6 +176,8 @@ def encode(event: events.Event, variant: Variant) -> bytes:
             return _lines(f"[{_clock_time(event.ts)}] *** {text}")
         case events.History(), (colours,):
             return _history(event, colours)
+        case events.Crowd(), _:
+            return _lines(f"[{_clock_time(event.ts)}] *** {crowd_text(event)}")
         case events.Notice(), _:
             text = (
                 f"Announcement from {event.by}: {event.text}"

@@ -14,6 +14,7 @@ from typing import Any
 
 from tchat import commands, events
 from tchat.commands import MAX_RESUME_ROOMS, Command, CommandError, parse_line
+from tchat.crowds import crowd_text
 from tchat.palette import PALETTE, Colour
 
 MAX_CLIENT_ID = 64
@@ -358,6 +359,21 @@ def _who(nick: str, door: str, registered: bool = False) -> str:
     return f"{nick} ({door}, registered)" if registered else f"{nick} ({door})"
 
 
+def _member(m: events.Member) -> dict[str, Any]:
+    """One member as C{who} and C{crowd} list them."""
+    return {
+        "name": m.nick,
+        "door": m.door,
+        "registered": m.registered,
+        "away": m.away,
+        **(
+            {"color": m.colour.css, "color_name": m.colour.name}
+            if m.colour is not None
+            else {}
+        ),
+    }
+
+
 def _system(event: str, message: str, **fields: Any) -> dict[str, Any]:
     return {"type": "system", "event": event, "message": message, **fields}
 
@@ -566,20 +582,17 @@ def to_json(event: events.Event, sender_copy: bool = False) -> dict[str, Any]:
                 "who",
                 f"{room} ({len(members)}): {names}",
                 room=room,
-                members=[
-                    {
-                        "name": m.nick,
-                        "door": m.door,
-                        "registered": m.registered,
-                        "away": m.away,
-                        **(
-                            {"color": m.colour.css, "color_name": m.colour.name}
-                            if m.colour is not None
-                            else {}
-                        ),
-                    }
-                    for m in members
-                ],
+                members=[_member(m) for m in members],
+            )
+        case events.Crowd(ts, room, joined, left, count):
+            return _system(
+                "crowd",
+                crowd_text(event),
+                room=room,
+                joined=[_member(m) for m in joined],
+                left=[m.nick for m in left],
+                members=count,
+                ts=ts,
             )
         case events.Mentions(mentions, fresh):
             head = (

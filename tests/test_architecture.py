@@ -7,6 +7,8 @@ They read the source, as a reviewer would; nothing is imported or run.
 """
 
 import ast
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from functools import cache
 from pathlib import Path
 
@@ -41,6 +43,16 @@ def _modules() -> dict[str, Path]:
     return found
 
 
+@cache
+def _graph() -> dict[str, frozenset[str]]:
+    """What each module of tchat imports of tchat, found once for all."""
+    modules = _modules()
+    return {
+        name: frozenset(_imports(path, modules) - {name})
+        for name, path in modules.items()
+    }
+
+
 def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
     """
     The modules of tchat that C{path} imports, anywhere in it: at the top,
@@ -64,7 +76,7 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
     return found
 
 
-def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+def _cycle(graph: Mapping[str, AbstractSet[str]]) -> list[str] | None:
     """One import cycle of C{graph}, if it has any."""
     done: set[str] = set()
     path: list[str] = []
@@ -97,10 +109,7 @@ class ImportTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.modules = _modules()
-        self.graph = {
-            name: _imports(path, self.modules) - {name}
-            for name, path in self.modules.items()
-        }
+        self.graph = _graph()
 
     def test_no_cycle(self) -> None:
         """

@@ -59,7 +59,9 @@ class DeliveryTestCase(SynchronousTestCase):
         )
         self.backplane = RecordingBackplane()
         self.metrics = Metrics()
-        self.delivery = Delivery(self.directory, self.backplane, self.metrics)
+        self.delivery = Delivery(
+            self.directory, self.backplane, self.metrics, self.clock
+        )
         self.participants: dict[User, FakeParticipant] = {}
 
     def arrive(self, nick: str, door: str = "telnet", *rooms: str) -> User:

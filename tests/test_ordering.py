@@ -46,7 +46,7 @@ class InOrderTests(SynchronousTestCase):
         self.metrics = Metrics()
         directory = Directory(clock, Settings())
         backplane = LocalBackplane(MemoryStore(HistoryConfig()))
-        delivery = Delivery(directory, backplane, self.metrics)
+        delivery = Delivery(directory, backplane, self.metrics, clock)
         self.done: list[str] = []
         self.waits: dict[str, Deferred[None]] = {}
         self.in_order = InOrder(self.carry_out, delivery, self.metrics)

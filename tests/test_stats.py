@@ -55,7 +55,7 @@ class StatsTestCase(SynchronousTestCase):
         self.bans = BanList()
         self.stats = Stats(
             self.directory,
-            Delivery(self.directory, self.backplane, self.metrics),
+            Delivery(self.directory, self.backplane, self.metrics, self.clock),
             self.backplane,
             self.bans,
             self.store,

@@ -42,6 +42,9 @@ class LimitsConfig:
         larger one closes the connection with code 1009.
     @ivar max_rooms_per_user: Rooms one user may be in at once.
     @ivar max_users_per_room: Members a room may have.
+    @ivar big_room: Members above which a room is big: its arrivals and
+        departures are told every C{big_room_summary} seconds, together
+        (L{tchat.crowds}), instead of one line each.
     @ivar silent_timeout: Seconds a connection may stay without sending a
         single line or frame before it is closed.
     @ivar idle_timeout: Seconds a telnet user may send nothing at all
@@ -77,6 +80,8 @@ class LimitsConfig:
     max_frame: int = 64 * 1024
     max_rooms_per_user: int = 20
     max_users_per_room: int = 1000
+    big_room: int = 100
+    big_room_summary: float = 2.0
     silent_timeout: float = 120.0
     idle_timeout: float = 3600.0
     login_timeout: float = 0.0
@@ -127,6 +132,8 @@ LIMITS_PARSERS: Parsers = {
     "max_frame": _bounded_int(1024, 16 * 1024 * 1024),
     "max_rooms_per_user": _bounded_int(0, 10_000),
     "max_users_per_room": _bounded_int(0, 10_000_000),
+    "big_room": _bounded_int(0, 10_000_000),
+    "big_room_summary": _seconds(0.1, 60),
     "silent_timeout": _seconds(0, 86400),
     "idle_timeout": _idle_timeout,
     "login_timeout": _seconds(0, 86400),

@@ -29,6 +29,7 @@ from tchat.irc.wire import (
     mask,
     msgid,
 )
+from tchat.text import nick_key
 
 _LOGIN_ERRORS = frozenset(
     {"login-failed", "account-unavailable", "not-logged-in", "bad-arguments"}
@@ -84,6 +85,15 @@ class Rendering(Base):
                 if joiner is not None and joiner.away:
                     source = mask(event.nick, event.door)
                     self.send(f":{source} AWAY :{joiner.away}\r\n".encode())
+
+    def _crowd(self, event: events.Crowd, renderings: events.Renderings) -> None:
+        user = self.user
+        assert user is not None
+        lines = renderings.cache.get("irc-crowd")
+        if lines is None:
+            lines = renderings.get("irc-crowd", crowd_lines, event)
+        own = nick_key(user.nick)
+        self.send(b"".join(line for key, line in lines if key != own))
 
     def _topic_changed(
         self, event: events.TopicChanged, renderings: events.Renderings
@@ -327,6 +337,23 @@ def presence_line(wire: Wire, event: events.Presence) -> bytes:
     return f"{prefix}:{source} {line}\r\n".encode()
 
 
+def crowd_lines(event: events.Crowd) -> list[tuple[str, bytes]]:
+    """
+    A big room's summary as IRC clients keep nick lists: a JOIN for each
+    who came, a PART for each who went, each with the nick's key (a
+    client is not sent its own JOIN twice).
+    """
+    lines = [
+        (nick_key(m.nick), f":{mask(m.nick, m.door)} JOIN {event.room}\r\n".encode())
+        for m in event.joined
+    ]
+    lines.extend(
+        (nick_key(m.nick), f":{mask(m.nick, m.door)} PART {event.room}\r\n".encode())
+        for m in event.left
+    )
+    return lines
+
+
 def message_line(wire: Wire, event: events.RoomMessage, hub: ChatFactory) -> bytes:
     """A room message for IRC clients that take C{wire}'s tags."""
     text = f"\x01ACTION {event.text}\x01" if event.action else event.text
@@ -342,6 +369,7 @@ def message_line(wire: Wire, event: events.RoomMessage, hub: ChatFactory) -> byt
 RENDER: dict[type, Callable[[Any, Any, events.Renderings], None]] = {
     events.PrivateMessage: Rendering._private,
     events.Presence: Rendering._presence,
+    events.Crowd: Rendering._crowd,
     events.TopicChanged: Rendering._topic_changed,
     events.Topic: Rendering._topic,
     events.Who: Rendering._who,

@@ -1610,6 +1610,8 @@
       case "quit":
       case "lost":
         return onGone(f);
+      case "crowd":
+        return onCrowd(f);
       case "nick":
         return onNick(f);
       case "topic": {
@@ -2104,6 +2106,38 @@
         refreshWho();
       }
     }
+    refreshRooms();
+  }
+
+  // A big room's arrivals and departures of the last seconds, in one frame
+  // (the server's [limits] big_room): its member list takes them all at
+  // once, in one pass however long it is, and one line says so.
+  function onCrowd(f) {
+    const room = str(f.room);
+    const joined = (Array.isArray(f.joined) ? f.joined : []).filter(
+      (m) => m && typeof m.name === "string" && m.name,
+    );
+    const left = new Set((Array.isArray(f.left) ? f.left : []).map((n) => lower(str(n))));
+    const list = state.members.get(room);
+    if (list) {
+      const kept = list.filter((m) => !left.has(lower(m.name)));
+      const have = new Set(kept.map((m) => lower(m.name)));
+      for (const m of joined) {
+        if (have.has(lower(m.name))) continue;
+        have.add(lower(m.name));
+        kept.push({
+          name: m.name,
+          door: str(m.door),
+          registered: m.registered === true,
+          away: typeof m.away === "string" ? m.away : null,
+        });
+      }
+      state.members.set(room, kept);
+    }
+    for (const m of joined) noteColour(m.name, colourFrom(m));
+    const node = systemLine(room, str(f.message), { event: "crowd", ts: f.ts });
+    node.classList.add("msg-presence");
+    if (sameName(room, state.current)) renderMembers();
     refreshRooms();
   }
 

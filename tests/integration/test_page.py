@@ -325,6 +325,38 @@ class PageTests(TestCase):
         expect(line).to_have_text(re.compile(r"carol is now known as carla$"))
         no_script_errors(again)
 
+    @async_test
+    async def test_big_room(self) -> None:
+        """
+        In a big room (more than C{[limits] big_room} members, two here)
+        comings and goings reach everyone in one summary a period: the
+        page's member list has exactly who is there, one line on the page
+        and one on telnet say who came and went.
+        """
+        ini = TAP_INI.replace(
+            "joins_per_minute = 0\n",
+            "joins_per_minute = 0\nbig_room = 2\nbig_room_summary = 0.5\n",
+        )
+        server, clients = await self._start(ini, ("carol", "dave", "erin"))
+        await deferToThread(in_browser, self._big_room, server, clients)
+
+    def _big_room(
+        self, browser: Browser, server: TchatServer, clients: list[ChatClient]
+    ) -> None:
+        from playwright.sync_api import expect
+
+        carol, dave, _ = clients
+        page = arrive(browser, server, "zoe")
+        page.expect_members("carol", "dave", "erin", "zoe")
+        on_reactor(dave.say, "/quit")
+        fred = on_reactor(connect, self, server.port, "fred", welcome=False)
+        on_reactor(fred.say, "/nick fred")
+        page.expect_members("carol", "erin", "fred", "zoe")
+        summary = page.locator('#messages .msg[data-event="crowd"]')
+        expect(summary.filter(has_text="left (dave)")).to_have_count(1)
+        on_reactor(carol.wait_for, re.compile(rb"\*\*\* .*left \(dave\); 4 here"))
+        no_script_errors(page)
+
     # -- 2 and 3. conversations, mentions, notifications ---------------------
 
     @async_test
