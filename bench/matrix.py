@@ -20,6 +20,8 @@ Scenarios (the C{SCENARIOS} table below):
   - C{idle-10k}: 10,000 idle connections per door (tchat and the IRC
     servers: in 100 rooms, IRC channels); server KiB per connection and
     the time to connect them all;
+  - C{fill-10k}: 10,000 idle connections per tchat door all in one room
+    (C{#lobby}): the time until the last one is in;
   - C{idle-ssh}: 1,000 idle connections (C{--ssh-idle-clients}) on the
     telnet door and on the SSH door, side by side;
   - C{history}: C{saturate-50} on each tchat door, SQLite history on and off.
@@ -420,6 +422,13 @@ SCENARIOS = {
             10_000,
             idle=True,
             rooms=100,
+        ),
+        Scenario(
+            # Everyone in one room (#lobby): how fast a big room fills.
+            "fill-10k",
+            ("tchat-telnet", "tchat-web", "tchat-irc"),
+            10_000,
+            idle=True,
         ),
         Scenario(
             "idle-ssh",
@@ -976,6 +985,18 @@ TARGETS = (
         held("idle-10k", "tchat-mixed"),
         at_least(100.0),
         "%",
+    ),
+    Target(
+        "fill-10k tchat-telnet: all in one room within 5 s",
+        single("fill-10k", "tchat-telnet", "connect_s"),
+        at_most(5.0),
+        " s",
+    ),
+    Target(
+        "fill-10k tchat-web: all in one room within 15 s",
+        single("fill-10k", "tchat-web", "connect_s"),
+        at_most(15.0),
+        " s",
     ),
     Target(
         "idle-ssh tchat-ssh: KiB/conn <= 48 (telnet's beside it)",
