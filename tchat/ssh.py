@@ -13,7 +13,7 @@ C{docs/ssh.md}).
     and every other request (exec, subsystems, port forwarding, agent or
     X11 forwarding) is refused.
 
-The chat is rendered as on the telnet door (L{tchat.telnet.encode}), wrapped
+The chat is rendered as on the telnet door (L{tchat.terminal.encode}), wrapped
 to the terminal's width and printed above the line being typed, which a
 line editor with a history keeps intact.
 """
@@ -53,7 +53,7 @@ from tchat.hub import ChatFactory
 from tchat.interfaces import IParticipant
 from tchat.model import User
 from tchat.output import socket_writer
-from tchat.telnet import encode, variant
+from tchat.terminal import encode, variant
 from tchat.text import clean_text
 
 _log = Logger()

@@ -14,7 +14,7 @@ from tchat.config import LimitsConfig
 from tchat.crowds import crowd_text
 from tchat.irc.render import crowd_lines
 from tchat.model import User
-from tchat.telnet import encode, variant
+from tchat.terminal import encode, variant
 from tchat.webproto import to_json
 from tests.support import FakeParticipant, of, started_hub
 from tests.test_irc import IRCClient

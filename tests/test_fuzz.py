@@ -37,7 +37,7 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from tchat import commands, events, telnet, webproto
+from tchat import commands, events, telnet, terminal, webproto
 from tchat.commands import COMMANDS, MAX_TEXT, OPERATOR_SPECS, CommandError
 from tchat.config import (
     Config,
@@ -312,9 +312,9 @@ def _assert_renders(case: SynchronousTestCase, recorder: _Recorder) -> None:
             # The hub quotes arguments cut short, so a 4000-character nick
             # is not echoed back whole.
             _assert_sentence(case, event.text)
-        shown = telnet.variant(event, viewer)  # type: ignore[arg-type]
+        shown = terminal.variant(event, viewer)  # type: ignore[arg-type]
         if shown is not None:
-            wire = telnet.encode(event, shown)  # type: ignore[arg-type]
+            wire = terminal.encode(event, shown)  # type: ignore[arg-type]
             _assert_screen(case, _screen_text(wire))
         if isinstance(event, events.History):
             frames = webproto.history_frames(event)

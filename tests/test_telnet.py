@@ -20,7 +20,8 @@ from tchat.hub import ChatFactory
 from tchat.output import GOODBYE_DRAIN
 from tchat.palette import PALETTE
 from tchat.passwords import Checked
-from tchat.telnet import NEGOTIATION_FLOOD, NEGOTIATION_MOST, TelnetFactory, encode
+from tchat.telnet import NEGOTIATION_FLOOD, NEGOTIATION_MOST, TelnetFactory
+from tchat.terminal import encode
 from tests.support import TCPStringTransport
 from tests.support import TelnetClient as Client
 
