@@ -9,7 +9,8 @@ plain line mode, and no negotiation byte ever reaches the chat. This module
 only splits lines, decodes them, and renders hub events as text.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, cast
 
 from twisted.conch.telnet import (
@@ -256,6 +257,8 @@ def _skipped(lines: int) -> bytes:
     return _lines(f"*** [{lines} {plural} skipped: you were not reading fast enough]")
 
 
+_NONE: Mapping[Any, Any] = MappingProxyType({})
+
 NEGOTIATION_MOST = 200
 """Telnet option requests one connection may have refused before it is
 closed: a client asks for each option once, a flooder never stops."""
@@ -283,29 +286,62 @@ class _TelnetTransport(TelnetTransport):
     @ivar queue: What the client has not taken yet (L{OutputQueue}).
     """
 
-    # Set after a CR that ended a packet was taken as a line end, so that the
-    # LF or NUL that may follow it in the next packet is not a second one.
-    _after_cr = False
-    queue: OutputQueue | None = None
-    # The skipped-lines marker at the head of the queue, and its count.
-    _marker: bytes | None = None
-    _marker_lines = 0
-    # Cuts a closed connection whose client does not close its side.
-    _cut: IDelayedCall | None = None
-    # Negotiation replies of the read being parsed, pushed as one item when
-    # it ends (a 64 KiB read of IAC DO is some 20,000 of them).
-    _replies: bytearray | None = None
-    # Closes a TLS connection whose handshake never completes.
-    _handshake: IDelayedCall | None = None
-    # Whether the user has arrived (the chat protocol is connected).
-    _started = False
-    # Option requests refused so far (see NEGOTIATION_MOST).
-    _refused = 0
+    # One per connection, thousands held at a few KiB each: what it and its
+    # conch and Twisted bases keep goes in slots, not in a dict of its own
+    # (13 entries, with three small containers, before).
+    __slots__ = (
+        "_after_cr",
+        "_clock",
+        "_cut",
+        "_handshake",
+        "_hub",
+        "_marker",
+        "_marker_lines",
+        "_refused",
+        "_replies",
+        "_started",
+        "connected",
+        "disconnecting",
+        "factory",
+        "options",
+        "protocol",
+        "protocolArgs",
+        "protocolFactory",
+        "queue",
+        "state",
+        "transport",
+    )
 
     def __init__(self, hub: ChatFactory, door: str, clock: IReactorTime) -> None:
+        # The bases' class defaults, which the slots hide.
+        self.factory: Any = None
+        self.connected = 0
+        self.transport: Any = None
+        self.protocol: Any = None
+        self.disconnecting = False
+        self.state = "data"
         super().__init__(TelnetChatProtocol, hub, door)
         self._hub = hub
         self._clock = clock
+        # Set after a CR that ended a packet was taken as a line end, so
+        # that the LF or NUL that may follow it in the next packet is not a
+        # second one.
+        self._after_cr = False
+        self.queue: OutputQueue | None = None
+        # The skipped-lines marker at the head of the queue, and its count.
+        self._marker: bytes | None = None
+        self._marker_lines = 0
+        # Cuts a closed connection whose client does not close its side.
+        self._cut: IDelayedCall | None = None
+        # Negotiation replies of the read being parsed, pushed as one item
+        # when it ends (a 64 KiB read of IAC DO is some 20,000 of them).
+        self._replies: bytearray | None = None
+        # Closes a TLS connection whose handshake never completes.
+        self._handshake: IDelayedCall | None = None
+        # Whether the user has arrived (the chat protocol is connected).
+        self._started = False
+        # Option requests refused so far (see NEGOTIATION_MOST).
+        self._refused = 0
 
     def _command_map(self) -> dict[bytes, Callable[[bytes], Any]]:
         return {
@@ -318,6 +354,9 @@ class _TelnetTransport(TelnetTransport):
     # conch gives every connection a dict of four bound methods (about half
     # a KiB) for the rare telnet command; here it is made when one comes.
     commandMap = property(_command_map, lambda self, value: None)
+    # And two empty dicts nothing here adds to: one, read-only, for all.
+    negotiationMap = property(lambda self: _NONE, lambda self, value: None)
+    protocolKwArgs = property(lambda self: _NONE, lambda self, value: None)
 
     def write_wire(self, data: bytes) -> None:
         """
