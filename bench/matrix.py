@@ -20,6 +20,13 @@ Scenarios (the C{SCENARIOS} table below):
   - C{idle-10k}: 10,000 idle connections per door (tchat and the IRC
     servers: in 100 rooms, IRC channels); server KiB per connection and
     the time to connect them all;
+  - C{join-storm}: 10,000 clients in one room, 10 of them saying a line a
+    second for 30 s, while 1,000 more join and leave in waves (one
+    C{loadgen --idle --hold 1} after another); the talkers' latency and
+    whether anyone was sent off as too slow;
+  - C{idle-max}: 19,000 idle connections, as many as one process may
+    hold here (its open-file limit is 20,000), half telnet and half web,
+    in 100 rooms; KiB per connection and the time to connect them all;
   - C{fill-10k}: 10,000 idle connections per tchat door all in one room
     (C{#lobby}): the time until the last one is in;
   - C{idle-ssh}: 1,000 idle connections (C{--ssh-idle-clients}) on the
@@ -302,6 +309,12 @@ class Scenario:
     @ivar history: Run each tchat server with history on, then off.
     @ivar ssh_idle: An idle scenario whose count is C{--ssh-idle-clients}
         (SSH handshakes are slow to make by the ten thousand).
+    @ivar churn: While the senders talk, this many more users join the
+        room and leave it again, in waves (one C{loadgen --idle --hold 1}
+        after another), until the run ends.
+    @ivar most: An idle scenario whose count is as many connections as one
+        process may hold here (the open-file limit, 20,000, less what the
+        server needs besides): C{--idle-clients} scales it (10,000 is 1x).
     """
 
     name: str
@@ -315,6 +328,8 @@ class Scenario:
     rooms: int | None = None
     history: bool = False
     ssh_idle: bool = False
+    most: bool = False
+    churn: int = 0
 
     def server_defs(
         self, only: Sequence[str], baseline: Path | None = None
@@ -424,6 +439,26 @@ SCENARIOS = {
             rooms=100,
         ),
         Scenario(
+            # A 10,000-member room, 10 talkers, 1,000 more coming and going.
+            "join-storm",
+            ("tchat-telnet", "tchat-web"),
+            10_000,
+            senders=10,
+            rate=1,
+            seconds=30,
+            churn=1000,
+        ),
+        Scenario(
+            # As many as one process may hold (its file limit is 20,000
+            # here), half telnet and half web, in 100 rooms of 190.
+            "idle-max",
+            ("tchat-mixed",),
+            19_000,
+            idle=True,
+            rooms=100,
+            most=True,
+        ),
+        Scenario(
             # Everyone in one room (#lobby): how fast a big room fills.
             "fill-10k",
             ("tchat-telnet", "tchat-web", "tchat-irc"),
@@ -457,6 +492,8 @@ def scaled(
     """The scenario with C{--seconds-scale} and the idle counts applied."""
     if scenario.ssh_idle:
         return replace(scenario, clients=ssh_idle)
+    if scenario.most:
+        return replace(scenario, clients=scenario.clients * idle_clients // 10_000)
     if scenario.idle:
         return replace(scenario, clients=idle_clients)
     return replace(
@@ -564,12 +601,21 @@ async def drive(
     m.record["gen_argv"] = flags
     m.before(live.pid)
     gen = await Generator.start(setup.gen_argv(flags, server), BENCH)
+    storm = (
+        asyncio.create_task(churn(setup, server, live, scenario.churn, m))
+        if scenario.churn
+        else None
+    )
     try:
         if scenario.idle:
             await hold_idle(gen, live, m)
         elif not await gen.exited(scenario.max_seconds + 30):
             m.notes.append("the generator overran its --max-seconds")
     finally:
+        if storm is not None:
+            storm.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await storm
         m.record["gen_exit"] = await gen.stop(10)
         m.after(live.pid)
         if gen.result is None or m.record["gen_exit"] != 0:
@@ -585,6 +631,34 @@ async def drive(
     if m.record["gen_exit"] != 0:
         why = gen.result.get("error") or "no reason given"
         raise RuntimeError(f"the generator exited with {m.record['gen_exit']}: {why}")
+
+
+async def churn(
+    setup: Setup, server: ServerDef, live: Server, count: int, m: Measure
+) -> None:
+    """
+    Join-storm: C{count} users join the room, stay a second and leave, in
+    one wave after another, until cancelled; the waves and the joins made
+    go in the record.
+    """
+    flags = [
+        *server.targets(live.ports),
+        *("--proto", server.proto, "--clients", str(count), "--idle"),
+        *("--hold", "1", "--connect-timeout", "20", "--max-seconds", "40"),
+    ]
+    waves = joins = 0
+    try:
+        while True:
+            wave = await Generator.start(setup.gen_argv(flags, server), BENCH)
+            try:
+                await wave.exited(45)
+            finally:
+                await wave.stop(5)
+            waves += 1
+            if wave.ready_event is not None:
+                joins += int(wave.ready_event.get("connected", 0))
+    finally:
+        m.record["churn_waves"], m.record["churn_joins"] = waves, joins
 
 
 async def hold_idle(gen: Generator, live: Server, m: Measure) -> None:
@@ -733,6 +807,8 @@ class Row:
     bad_exits: int
     idle: bool
     notes: list[str]
+    server_closes: int = 0
+    churn_joins: int = 0
 
     @classmethod
     def of(cls, scenario: Scenario, label: str, runs: list[dict[str, Any]]) -> Row:
@@ -766,6 +842,8 @@ class Row:
             bad_exits=sum(1 for r in runs if r.get("server_exit") not in (0, None)),
             idle=scenario.idle,
             notes=list(dict.fromkeys(n for r in runs for n in r.get("notes", []))),
+            server_closes=total(r.get("server_closes") for r in good),
+            churn_joins=total(r.get("churn_joins") for r in good),
         )
 
     def problems(self) -> str:
@@ -779,11 +857,16 @@ class Row:
             found.append(f"bad server exit x{self.bad_exits}")
         if self.gen_errors:
             found.append(f"gen errors {self.gen_errors}")
+        if self.server_closes:
+            found.append(f"sent off by the server {self.server_closes}")
         short = self.clients is not None and (self.connected_min or 0) < self.clients
         if self.idle and self.connected_min is not None and short:
             found.append(f"connected only {self.connected_min}")
         found += self.notes
-        return "**" + "; ".join(found) + "**" if found else ""
+        shown = "**" + "; ".join(found) + "**" if found else ""
+        if self.churn_joins:
+            shown = f"{self.churn_joins:,} joins and leaves around it {shown}".strip()
+        return shown
 
 
 Summary = dict[tuple[str, str], Row]
@@ -985,6 +1068,41 @@ TARGETS = (
         held("idle-10k", "tchat-mixed"),
         at_least(100.0),
         "%",
+    ),
+    *(
+        target
+        for label in ("tchat-telnet", "tchat-web")
+        for target in (
+            Target(
+                f"join-storm {label}: talkers' p99 < 50 ms",
+                single("join-storm", label, "p99_ms"),
+                at_most(50.0),
+                " ms",
+            ),
+            Target(
+                f"join-storm {label}: nobody sent off as too slow",
+                single("join-storm", label, "server_closes"),
+                at_most(0),
+            ),
+        )
+    ),
+    Target(
+        "idle-max tchat-mixed: every connection held",
+        held("idle-max", "tchat-mixed"),
+        at_least(100.0),
+        "%",
+    ),
+    Target(
+        "idle-max tchat-mixed: KiB/conn <= 6 (half telnet at 4, half web at 8)",
+        single("idle-max", "tchat-mixed", "kib_per_conn"),
+        at_most(6.0),
+        " KiB",
+    ),
+    Target(
+        "idle-max tchat-mixed: all connected within 20 s",
+        single("idle-max", "tchat-mixed", "connect_s"),
+        at_most(20.0),
+        " s",
     ),
     Target(
         "fill-10k tchat-telnet: all in one room within 5 s",

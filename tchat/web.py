@@ -256,12 +256,82 @@ class WebChatProtocol(WebSocketServerProtocol):
     keeps_tokens = True
     """A page keeps a login token, to come back logged in (docs/accounts.md)."""
 
+    # One per connection, thousands held at a few KiB each: what Autobahn,
+    # Twisted and the door keep of an open connection goes in slots rather
+    # than a 60-entry dict per connection (1.5 KiB).  An attribute missing
+    # here still works, in a dict of its own.
+    __slots__ = (
+        "_out",
+        "_perMessageCompress",
+        "_queue",
+        "_results",
+        "_transport_details",
+        "_valid_events",
+        "_wskey",
+        "autoPingPending",
+        "autoPingPendingCall",
+        "autoPingPendingSent",
+        "autoPingPendingSeq",
+        "autoPingTimeoutCall",
+        "closeHandshakeTimeoutCall",
+        "closedByMe",
+        "connected",
+        "current_frame",
+        "data",
+        "droppedByMe",
+        "factory",
+        "failedByMe",
+        "http_headers",
+        "http_request_data",
+        "http_request_host",
+        "http_request_params",
+        "http_request_path",
+        "http_request_uri",
+        "http_response_data",
+        "http_status_line",
+        "inside_message",
+        "is_closed",
+        "is_open",
+        "localCloseCode",
+        "localCloseReason",
+        "openHandshakeTimeoutCall",
+        "peer",
+        "remoteCloseCode",
+        "remoteCloseReason",
+        "send_queue",
+        "send_state",
+        "state",
+        "trackedTimings",
+        "trafficStats",
+        "transport",
+        "triggered",
+        "user",
+        "utf8validator",
+        "wasClean",
+        "wasCloseHandshakeTimeout",
+        "wasMaxFramePayloadSizeExceeded",
+        "wasMaxMessagePayloadSizeExceeded",
+        "wasNotCleanReason",
+        "wasOpenHandshakeTimeout",
+        "wasServerConnectionDropTimeout",
+        "wasServingFlashSocketPolicyFile",
+        "websocket_extensions",
+        "websocket_extensions_in_use",
+        "websocket_origin",
+        "websocket_protocol_in_use",
+        "websocket_protocols",
+        "websocket_version",
+    )
+
     @property
     def door(self) -> str:
         """C{web}, or C{onion} behind the onion service."""
         return self.factory.door
 
     def __init__(self) -> None:
+        # The bases' class defaults, which the slots hide.
+        for name, value in _INHERITED.items():
+            setattr(self, name, value)
         super().__init__()
         self.user: User | None = None
         self._queue: OutputQueue | None = None
@@ -518,6 +588,13 @@ class WebChatProtocol(WebSocketServerProtocol):
 
 
 _OPEN = WebSocketServerProtocol.STATE_OPEN
+
+_INHERITED = {
+    name: getattr(WebSocketServerProtocol, name)
+    for name in WebChatProtocol.__slots__
+    if hasattr(WebSocketServerProtocol, name)
+}
+"""The defaults Autobahn and Twisted keep on their classes, for the slots."""
 
 _HANDSHAKE_LEFTOVERS = (
     "http_request_data",
