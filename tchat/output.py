@@ -235,6 +235,12 @@ class OutputQueue:
         self._watch: IDelayedCall | None = None
         self._batch: list[bytes] | None = None
         self._turn = -1
+        if batcher is not None:
+            # A new connection is told several things in the turn it comes
+            # (its welcome, the room, what was said): one write at the end
+            # of the turn instead of one at once and one after.
+            self._turn = batcher.turn
+            batcher.touch()
         self._pending: deque[bytes] | None = None
         self.size = 0
         self.paused_since: float | None = None

@@ -22,6 +22,7 @@ from twisted.logger import (
     Logger,
     LogLevel,
     globalLogPublisher,
+    textFileLogObserver,
 )
 from twisted.logger._legacy import publishToNewObserver
 from twisted.python import log as legacy_log
@@ -251,6 +252,42 @@ class FormatJsonEventTests(SynchronousTestCase):
         self.assertEqual(
             [decode(line)["text"] for line in lines], ["one", "two\nlines"]
         )
+
+
+class TextLogTests(SynchronousTestCase):
+    """
+    tchat's text log is twistd's, line for line, with its time stamps made
+    once a second.
+    """
+
+    def test_same_as_twistd(self) -> None:
+        """
+        Events in one second, in the next, and an hour on (and a zone's
+        change, had there been one) read exactly as twistd's own observer
+        writes them.
+        """
+        ours, theirs = io.StringIO(), io.StringIO()
+        observers = (logs.text_file_observer(ours), textFileLogObserver(theirs))
+        for when in (
+            1_700_000_000.1,
+            1_700_000_000.9,
+            1_700_000_001.0,
+            1_700_003_600.5,
+        ):
+            for observer in observers:
+                observer(
+                    {
+                        "log_time": when,
+                        "log_level": LogLevel.info,
+                        "log_namespace": "tchat.test",
+                        "log_format": "{nick} connected by {door}",
+                        "nick": "alice",
+                        "door": "telnet",
+                    }
+                )
+        self.assertEqual(ours.getvalue(), theirs.getvalue())
+        stamps = [line.split(" ")[0] for line in ours.getvalue().splitlines()]
+        self.assertEqual(len(set(stamps)), 3, stamps)
 
 
 class InDirectory(SynchronousTestCase):

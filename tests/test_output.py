@@ -26,9 +26,28 @@ class BatchedOutputTests(SynchronousTestCase):
         self.queue = OutputQueue(
             self.writes.append, 100, self.overflowed, self.clock, Batcher(self.clock)
         )
+        self.clock.advance(0)  # the connection's first turn is over
 
     def overflowed(self, queue: OutputQueue) -> None:
         self.overflows += 1
+
+    def test_first_turn_one_write(self) -> None:
+        """
+        A new connection is told several things in the turn it comes (its
+        welcome, its room): they reach its socket as one write at the end
+        of that turn.
+        """
+        writes: list[bytes] = []
+        queue = OutputQueue(
+            writes.append, 100, self.overflowed, self.clock, Batcher(self.clock)
+        )
+        queue.push(b"welcome\r\n")
+        queue.push(b"joined\r\n")
+        self.assertEqual(writes, [])
+        self.clock.advance(0)
+        self.assertEqual(writes, [b"welcome\r\njoined\r\n"])
+        queue.push(b"later\r\n")
+        self.assertEqual(writes[-1], b"later\r\n", "then at once again")
 
     def test_first_write_at_once_then_one_per_turn(self) -> None:
         """
@@ -58,6 +77,7 @@ class BatchedOutputTests(SynchronousTestCase):
             self.writes.append, 100, self.overflowed, self.clock, batcher
         )
         theirs = OutputQueue(other.append, 100, self.overflowed, self.clock, batcher)
+        self.clock.advance(0)
         mine.push(b"a")
         theirs.push(b"a")
         self.assertEqual((self.writes, other), ([b"a"], [b"a"]))
@@ -120,6 +140,7 @@ class BatchedOutputTests(SynchronousTestCase):
         good = OutputQueue(
             self.writes.append, 100, self.overflowed, self.clock, batcher
         )
+        self.clock.advance(0)
         for line in (b"a", b"b"):
             bad.push(line)
             good.push(line)
