@@ -111,12 +111,7 @@ class Crowds:
         if self._timer is None:
             interval = self._directory.settings.limits.big_room_summary
             self._timer = self._clock.callLater(interval, self.flush)
-        subject = self._directory.users.get(key)
-        return replace(
-            audience,
-            rooms=tuple(k for k in audience.rooms if k not in big),
-            users=audience.users + ((subject,) if subject is not None else ()),
-        )
+        return self._told_now(audience, big, self._directory.users.get(key))
 
     def _renamed(self, event: events.Presence, audience: Audience) -> Audience:
         """
@@ -137,10 +132,20 @@ class Crowds:
             unheard.append(room_key)
         if not unheard:
             return audience
-        subject = self._directory.users.get(new) or self._directory.users.get(old)
+        users = self._directory.users
+        return self._told_now(audience, unheard, users.get(new) or users.get(old))
+
+    @staticmethod
+    def _told_now(
+        audience: Audience, gathered: list[str], subject: User | None
+    ) -> Audience:
+        """
+        C{audience} without the rooms whose share was C{gathered} for their
+        summary, and with the event's C{subject}, who is always told at once.
+        """
         return replace(
             audience,
-            rooms=tuple(k for k in audience.rooms if k not in unheard),
+            rooms=tuple(k for k in audience.rooms if k not in gathered),
             users=audience.users + ((subject,) if subject is not None else ()),
         )
 

@@ -88,7 +88,7 @@ class Delivery:
         Tell C{event} to C{audience} on this node only (the big rooms'
         share of a join, part or quit in their next summary).
         """
-        if event.__class__ is events.Presence and audience.rooms:
+        if event.__class__ is events.Presence:
             audience = self.crowds.divert(event, audience)
         told = audience.resolve(self._directory)
         if told:

@@ -89,11 +89,13 @@ class Rendering(Base):
     def _crowd(self, event: events.Crowd, renderings: events.Renderings) -> None:
         user = self.user
         assert user is not None
-        lines = renderings.cache.get("irc-crowd")
-        if lines is None:
-            lines = renderings.get("irc-crowd", crowd_lines, event)
+        lines = renderings.get("irc-crowd", crowd_lines, event)
+        whole, keys = renderings.get("irc-crowd-whole", _whole, lines)
         own = nick_key(user.nick)
-        self.send(b"".join(line for key, line in lines if key != own))
+        if own not in keys:
+            self.send(whole)  # one rendering for everyone but the newcomers
+        else:
+            self.send(b"".join(line for key, line in lines if key != own))
 
     def _topic_changed(
         self, event: events.TopicChanged, renderings: events.Renderings
@@ -352,6 +354,11 @@ def crowd_lines(event: events.Crowd) -> list[tuple[str, bytes]]:
         for m in event.left
     )
     return lines
+
+
+def _whole(lines: list[tuple[str, bytes]]) -> tuple[bytes, frozenset[str]]:
+    """L{crowd_lines} as one piece, and the nick keys it names."""
+    return b"".join(line for _, line in lines), frozenset(key for key, _ in lines)
 
 
 def message_line(wire: Wire, event: events.RoomMessage, hub: ChatFactory) -> bytes:

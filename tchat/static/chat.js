@@ -1515,6 +1515,18 @@
     }
   }
 
+  // One member as "who" and "crowd" frames list them: noted colour, and the
+  // entry the member list keeps.
+  function memberFrom(m) {
+    noteColour(m.name, colourFrom(m));
+    return {
+      name: m.name,
+      door: str(m.door),
+      registered: m.registered === true,
+      away: typeof m.away === "string" ? m.away : null,
+    };
+  }
+
   function addMember(room, name, door, registered = false) {
     const list = state.members.get(room);
     if (!list) return;
@@ -1655,18 +1667,7 @@
         if (room && Array.isArray(f.members)) {
           state.members.set(
             room,
-            f.members
-              .filter((m) => m && typeof m.name === "string")
-              .map((m) => {
-                noteColour(m.name, colourFrom(m));
-                return m;
-              })
-              .map((m) => ({
-                name: m.name,
-                door: str(m.door),
-                registered: m.registered === true,
-                away: typeof m.away === "string" ? m.away : null,
-              })),
+            f.members.filter((m) => m && typeof m.name === "string").map(memberFrom),
           );
           if (sameName(room, state.current)) renderMembers();
           renderRooms();
@@ -2114,9 +2115,9 @@
   // once, in one pass however long it is, and one line says so.
   function onCrowd(f) {
     const room = str(f.room);
-    const joined = (Array.isArray(f.joined) ? f.joined : []).filter(
-      (m) => m && typeof m.name === "string" && m.name,
-    );
+    const joined = (Array.isArray(f.joined) ? f.joined : [])
+      .filter((m) => m && typeof m.name === "string" && m.name)
+      .map(memberFrom);
     const left = new Set((Array.isArray(f.left) ? f.left : []).map((n) => lower(str(n))));
     const list = state.members.get(room);
     if (list) {
@@ -2125,16 +2126,10 @@
       for (const m of joined) {
         if (have.has(lower(m.name))) continue;
         have.add(lower(m.name));
-        kept.push({
-          name: m.name,
-          door: str(m.door),
-          registered: m.registered === true,
-          away: typeof m.away === "string" ? m.away : null,
-        });
+        kept.push(m);
       }
       state.members.set(room, kept);
     }
-    for (const m of joined) noteColour(m.name, colourFrom(m));
     const node = systemLine(room, str(f.message), { event: "crowd", ts: f.ts });
     node.classList.add("msg-presence");
     if (sameName(room, state.current)) renderMembers();
