@@ -323,6 +323,8 @@ class Directory:
         cluster node does not (the cluster's Redis does).
     @ivar forgotten: Called with each room forgotten for good (nothing was
         said there and nobody is in it), to drop what the store has of it.
+    @ivar emptied: Called with each room the last member here left (or
+        that nobody here came into after all).
     @ivar ignorers: This node's users who ignore someone: while there are
         none, a fan-out costs nothing more per recipient for ignores.
     """
@@ -337,6 +339,7 @@ class Directory:
         self.remembers = True
         self.ignorers: set[User] = set()
         self.forgotten: Callable[[Room], None] = lambda room: None
+        self.emptied: Callable[[Room], None] = lambda room: None
         self.new_room(settings.server.default_room)
 
     def new_epoch(self) -> int:
@@ -473,11 +476,10 @@ class Directory:
         L{remembers}).
         """
         key = room.key
-        if (
-            room.members
-            or key == room_key(self.settings.server.default_room)
-            or self.rooms.get(key) is not room
-        ):
+        if room.members or self.rooms.get(key) is not room:
+            return
+        self.emptied(room)
+        if key == room_key(self.settings.server.default_room):
             return
         if not room.last_id:
             del self.rooms[key]

@@ -36,6 +36,7 @@ from tchat import events
 from tchat.admin import make_admin_site
 from tchat.cluster import RedisBackplane, RedisStore
 from tchat.cluster import accounts as account_scripts
+from tchat.cluster.backplane import QUIET_AFTER
 from tchat.cluster.outbox import CHECK_AFTER
 from tchat.cluster.redis import ClusterDownError, RedisLink
 from tchat.cluster.scripts import (
@@ -447,7 +448,7 @@ class FakeRedis:
         self.published.append(event)
         told = 0
         for link in list(self.subscribers):
-            if link.channel != channel or not link.up or not link.hearing:
+            if not link.up or not link.hearing or not link.hears(channel):
                 continue
             told += 1
             try:
@@ -460,30 +461,41 @@ class FakeRedis:
     # -- the scripts, as the Lua in tchat.cluster does them -----------------
 
     def _say(self, keys: list[str], argv: list[str]) -> list[Any]:
-        room, stream, tags, queue = keys
-        channel, keep, tag, name, message, run = argv
+        keep, run = argv[:2]
         call = self.command
-        epoch, had_run = call("HMGET", room, "epoch", "run")
-        if epoch is None or had_run != run:
-            return [2, 0, 0]
-        if tag != "":
-            prior = call("HGET", tags, tag)
+        out: list[Any] = []
+        batches: dict[str, tuple[str, list[str]]] = {}
+        for i in range(len(keys) // 4):
+            room, stream, tags, queue = keys[4 * i : 4 * i + 4]
+            channel, tag, name, message = argv[2 + 4 * i : 6 + 4 * i]
+            epoch, had_run = call("HMGET", room, "epoch", "run")
+            if epoch is None or had_run != run:
+                out += [2, 0, 0]
+                continue
+            prior = call("HGET", tags, tag) if tag != "" else None
             if prior is not None:
-                return [0, int(prior), epoch]
-        id = call("HINCRBY", room, "last_id", 1)
-        call("XADD", stream, "MAXLEN", "~", keep, f"{id}-1", "e", epoch, "m", message)
-        if tag != "":
-            call("HSET", tags, tag, id)
-            call("RPUSH", queue, tag)
-            if call("LLEN", queue) > int(keep):
-                call("HDEL", tags, call("LPOP", queue))
-        encoded = json.dumps(name, ensure_ascii=False)
-        call(
-            "PUBLISH",
-            channel,
-            f'{{"t":"msg","room":{encoded},"id":{id},"e":{epoch},"m":{message}}}',
-        )
-        return [1, id, epoch]
+                out += [0, int(prior), epoch]
+                continue
+            id = call("HINCRBY", room, "last_id", 1)
+            call(
+                "XADD", stream, "MAXLEN", "~", keep, f"{id}-1", "e", epoch, "m", message
+            )
+            if tag != "":
+                call("HSET", tags, tag, id)
+                call("RPUSH", queue, tag)
+                if call("LLEN", queue) > int(keep):
+                    call("HDEL", tags, call("LPOP", queue))
+            if room not in batches:
+                encoded = json.dumps(name, ensure_ascii=False)
+                head = f'{{"t":"said","room":{encoded},"e":{epoch},"b":['
+                batches[room] = (channel, [head])
+            else:
+                batches[room][1].append(",")
+            batches[room][1].append(f"[{id},{message}]")
+            out += [1, id, epoch]
+        for channel, parts in batches.values():
+            call("PUBLISH", channel, "".join(parts) + "]}")
+        return out
 
     def _room(self, keys: list[str], argv: list[str]) -> list[Any]:
         room, stream, tags, queue, index = keys
@@ -784,10 +796,12 @@ class FakeLink:
         self.run = ""
         self.stalls = 0
         self.hearing = True
+        self.rooms: set[str] = set()
         self._losing: bool | None = None
         self.on_event: Callable[[dict[str, Any]], None] = lambda event: None
         self.on_state: Callable[[bool], None] = lambda up: None
         self._held: list[tuple[Deferred[Any], Callable[[], Any]]] | None = None
+        self.before: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         """Connect: subscribed to the bus at once."""
@@ -824,6 +838,7 @@ class FakeLink:
     def _send(self, run: Callable[[], Any]) -> Deferred[Any]:
         if not self.up:
             return fail(ClusterDownError())
+        self.before()
         if self._losing is not None:
             if self._losing:
                 self.redis.request(run)
@@ -853,13 +868,31 @@ class FakeLink:
             except Exception:
                 d.errback()
 
-    def publish(self, event: dict[str, Any]) -> Deferred[Any]:
+    def publish(self, event: dict[str, Any], room: str | None = None) -> Deferred[Any]:
         event["n"] = self.node
         return self.command(
             "PUBLISH",
-            self.channel,
+            self.channel if room is None else self.room_channel(room),
             json.dumps(event, separators=(",", ":"), ensure_ascii=False),
         )
+
+    def room_channel(self, key: str) -> str:
+        return f"{self.channel}:{key}"
+
+    def listen(self, key: str) -> Deferred[None]:
+        """Subscribed at once (while up; when it comes up otherwise)."""
+        self.rooms.add(key)
+        return succeed(None)
+
+    def ignore(self, key: str) -> None:
+        self.rooms.discard(key)
+
+    def hears(self, channel: str) -> bool:
+        """Whether this node is subscribed to C{channel}."""
+        if channel == self.channel:
+            return True
+        prefix = self.channel + ":"
+        return channel.startswith(prefix) and channel[len(prefix) :] in self.rooms
 
     def go_down(self) -> None:
         """Redis became unreachable."""
@@ -875,6 +908,22 @@ class FakeLink:
         if up != self.up:
             self.up = up
             self.on_state(up)
+
+
+class TurnParticipant(FakeParticipant):
+    """
+    A user of a node whose reactor turn ends before they read: what the
+    node gathered in that turn (room messages on their way to Redis) has
+    gone out by then.
+    """
+
+    def __init__(self, clock: Clock, door: str = "telnet", address: str | None = None):
+        super().__init__(door, address)
+        self._clock = clock
+
+    def take(self) -> list[object]:
+        self._clock.advance(0)
+        return super().take()
 
 
 class ClearPasswords:
@@ -903,6 +952,7 @@ class Node:
         seed: int,
         history: HistoryConfig,
     ) -> None:
+        self.redis = redis
         self.link = FakeLink(redis, name)
         link = cast("RedisLink", self.link)
         self.store = RedisStore(link, history.keep, history.resume_ttl)
@@ -923,7 +973,7 @@ class Node:
         self, nick: str | None = None, door: str = "telnet"
     ) -> tuple[FakeParticipant, User]:
         """A user arrives, and picks C{nick}."""
-        participant = FakeParticipant(door)
+        participant = TurnParticipant(self.redis.clock, door)
         user = self.hub.connect(participant)
         if nick is not None:
             self.hub.execute(user, Nick(nick))
@@ -969,6 +1019,10 @@ class ClusterTestCase(SynchronousTestCase):
     def advance(self, seconds: float, step: float = 0.25) -> None:
         """Let C{seconds} go by, heartbeats and all."""
         self.clock.pump([step] * int(seconds / step))
+
+    def turn(self) -> None:
+        """End the reactor's turn: the messages said in it go to Redis."""
+        self.clock.advance(0)
 
     def everyone(self, *participants: FakeParticipant) -> None:
         """Forget what these participants were told so far."""
@@ -1201,6 +1255,7 @@ class MessageTests(ClusterTestCase):
             (ub, self.b.hub, "four"),
         ):
             hub.execute(user, Say(text))
+            self.turn()
         for participant in (alice, bob, dave):
             said = [(m.id, m.text) for m in of(events.RoomMessage, participant.take())]
             self.assertEqual(said, [(1, "one"), (2, "two"), (3, "three"), (4, "four")])
@@ -1259,6 +1314,166 @@ class MessageTests(ClusterTestCase):
             [(m.id, m.text) for m in history.messages], [(1, "one"), (2, "two")]
         )
         self.assertEqual(history.epoch, self.a.hub.directory.rooms["#dev"].epoch)
+
+
+class BusTests(ClusterTestCase):
+    """
+    What crosses the bus costs a node little (issue 24): the messages said
+    in one reactor turn go to Redis in one script and come back in one bus
+    message per room, and a node hears only the rooms its users are in.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.ua = self.a.user("alice")
+        self.carol, self.uc = self.a.user("carol")
+        self.bob, self.ub = self.b.user("bob")
+        self.heard: list[dict[str, Any]] = []
+        received = self.b.link.on_event
+
+        def hearing(event: dict[str, Any]) -> None:
+            self.heard.append(event)
+            received(event)
+
+        self.b.link.on_event = hearing
+        self.evals: list[str] = []
+        run = self.redis.eval
+
+        def counted(script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+            self.evals.append(script)
+            return run(script, keys, args)
+
+        self.redis.eval = counted  # type: ignore[method-assign]
+
+    def heard_about(self, room: str) -> list[dict[str, Any]]:
+        """What node B heard about C{room}, of what it heard."""
+        return [e for e in self.heard if room in (e.get("room"), *(e.get("r") or ()))]
+
+    def test_one_turn_one_script(self) -> None:
+        """
+        Lines said in one turn on one node, in two rooms, take one script
+        and one bus message per room; every member sees them in the order
+        they were said, with the same ids on both nodes.
+        """
+        self.a.hub.execute(self.ua, Join("#dev"))
+        self.a.hub.execute(self.uc, Join("#dev"))
+        self.b.hub.execute(self.ub, Join("#dev"))
+        self.everyone(self.alice, self.bob, self.carol)
+        self.evals.clear()
+        self.heard.clear()
+        lines = [
+            (self.ua, "#lobby", "one"),
+            (self.uc, "#dev", "two"),
+            (self.ua, "#lobby", "three"),
+            (self.uc, "#lobby", "four"),
+            (self.ua, "#dev", "five"),
+        ]
+        for user, room, text in lines:
+            self.a.hub.execute(user, Say(text, room=room))
+        self.assertEqual(self.evals, [], "nothing is sent before the turn ends")
+        self.turn()
+        self.assertEqual(self.evals, [SAY])
+        said = [e for e in self.heard if e["t"] == "said"]
+        self.assertEqual(
+            [(e["room"], [m["text"] for _, m in e["b"]]) for e in said],
+            [("#lobby", ["one", "three", "four"]), ("#dev", ["two", "five"])],
+        )
+        for participant in (self.alice, self.bob):
+            seen = [
+                (m.room, m.id, m.text)
+                for m in of(events.RoomMessage, participant.take())
+            ]
+            self.assertEqual(
+                seen,
+                [
+                    ("#lobby", 1, "one"),
+                    ("#lobby", 2, "three"),
+                    ("#lobby", 3, "four"),
+                    ("#dev", 1, "two"),
+                    ("#dev", 2, "five"),
+                ],
+            )
+
+    def test_nothing_overtakes_a_line(self) -> None:
+        """
+        What a user does after speaking in the same turn (leaving the
+        room) reaches the other nodes after their line, not before.
+        """
+        self.everyone(self.bob)
+        self.a.hub.execute(self.uc, Say("bye all"))
+        self.a.hub.execute(self.uc, Part("#lobby"))
+        self.turn()
+        seen = [
+            (type(e).__name__, getattr(e, "text", getattr(e, "kind", None)))
+            for e in self.bob.take()
+            if isinstance(e, events.RoomMessage | events.Presence)
+        ]
+        self.assertEqual(seen, [("RoomMessage", "bye all"), ("Presence", "part")])
+
+    def test_only_rooms_with_members_here(self) -> None:
+        """
+        A node hears nothing of a room none of its users is in: not its
+        lines, not its comings and goings.  Once one of them joins, they
+        get its latest lines and everything after; a while after the last
+        one leaves, the node stops hearing it, and a later join there
+        replays what was said meanwhile.
+        """
+        self.a.hub.execute(self.ua, Join("#dev"))
+        self.a.hub.execute(self.uc, Join("#dev"))
+        self.a.hub.execute(self.ua, Say("only on a", room="#dev"))
+        self.turn()
+        self.assertEqual(self.heard_about("#dev"), [])
+        self.assertNotIn("#dev", self.b.link.rooms)
+        self.b.hub.execute(self.ub, Join("#dev"))
+        (replay,) = of(events.History, self.bob.take())
+        self.assertEqual([m.text for m in replay.messages], ["only on a"])
+        self.a.hub.execute(self.ua, Say("now on b too", room="#dev"))
+        self.turn()
+        self.assertEqual(
+            [m.text for m in of(events.RoomMessage, self.bob.take())],
+            ["now on b too"],
+        )
+        self.b.hub.execute(self.ub, Part("#dev"))
+        self.assertIn("#dev", self.b.link.rooms, "kept a moment")
+        self.advance(QUIET_AFTER + 1)
+        self.assertNotIn("#dev", self.b.link.rooms)
+        self.heard.clear()
+        self.a.hub.execute(self.ua, Say("missed by b", room="#dev"))
+        self.a.hub.execute(self.uc, Part("#dev"))
+        self.a.hub.execute(self.uc, Join("#dev"))
+        self.turn()
+        self.assertEqual(self.heard_about("#dev"), [])
+        self.bob.take()
+        self.b.hub.execute(self.ub, Join("#dev"))
+        (replay,) = of(events.History, self.bob.take())
+        self.assertEqual(
+            [m.text for m in replay.messages],
+            ["only on a", "now on b too", "missed by b"],
+        )
+        self.a.hub.execute(self.ua, Say("and live again", room="#dev"))
+        self.assertEqual(
+            [m.text for m in of(events.RoomMessage, self.bob.take())],
+            ["and live again"],
+        )
+
+    def test_back_at_once(self) -> None:
+        """
+        The last member here who leaves and comes straight back (a
+        reconnect) misses nothing: the node kept listening.
+        """
+        self.b.hub.execute(self.ub, Join("#dev"))
+        self.b.hub.execute(self.ub, Part("#dev"))
+        self.advance(QUIET_AFTER / 2)
+        self.b.hub.execute(self.ub, Join("#dev"))
+        self.advance(QUIET_AFTER)
+        self.assertIn("#dev", self.b.link.rooms)
+        self.bob.take()
+        self.a.hub.execute(self.ua, Join("#dev"))
+        self.a.hub.execute(self.ua, Say("still there?", room="#dev"))
+        self.assertEqual(
+            [m.text for m in of(events.RoomMessage, self.bob.take())],
+            ["still there?"],
+        )
 
 
 class PresenceTests(ClusterTestCase):
@@ -1914,7 +2129,7 @@ class OperatorTests(ClusterTestCase):
         """
         self.bob.take()
         self.b.hub.disconnect(self.ub, "gone")
-        bob = FakeParticipant("telnet", "192.0.2.7")
+        bob = TurnParticipant(self.clock, "telnet", "192.0.2.7")
         ub = self.b.hub.connect(bob)
         self.b.hub.execute(ub, Nick("bob"))
         bob.take()
@@ -1923,7 +2138,7 @@ class OperatorTests(ClusterTestCase):
         self.assertFalse(ub.connected)
         self.assertIn(events.Goodbye("banned by root1: spam"), bob.take())
         for node in (self.a, self.b):
-            again = FakeParticipant("web", "192.0.2.7")
+            again = TurnParticipant(self.clock, "web", "192.0.2.7")
             node.hub.connect(again)
             self.assertEqual(again.closed, "banned")
 
@@ -1954,6 +2169,7 @@ class ResumeTests(ClusterTestCase):
         self.a.hub.execute(ua, Join("#dev"))
         self.a.hub.execute(uc, Join("#dev"))
         self.a.hub.execute(uc, Say("before", room="#dev"))
+        self.turn()
         code = ua.code
         self.a.hub.disconnect(ua, "reset by peer")
         self.a.hub.execute(uc, Say("missed one", room="#dev"))
@@ -2081,6 +2297,7 @@ class UnconfirmedTests(ClusterTestCase):
         self.a.link.hearing = False
         self.a.link.lose_answers(executed=True)
         self.a.hub.execute(self.ua, Say("in the dark"))
+        self.turn()
         self.assertEqual(len(self.a.cluster.outbox.unsure), 1)
         self.assertEqual(self.a.cluster.health().stats["cluster"]["unconfirmed"], 1)
         self.a.link.go_down()
@@ -2101,6 +2318,7 @@ class UnconfirmedTests(ClusterTestCase):
         """
         self.a.link.lose_answers(executed=False)
         self.a.hub.execute(self.ua, Say("second chance"))
+        self.turn()
         self.a.link.go_down()
         self.a.link.lose_answers(None)
         self.everyone(self.alice)
@@ -2119,6 +2337,7 @@ class UnconfirmedTests(ClusterTestCase):
         self.a.link.hearing = False
         self.a.link.lose_answers(executed=False)
         self.a.hub.execute(self.ua, Say("no outage", client_id="c-9"))
+        self.turn()
         self.a.link.lose_answers(None)
         self.a.link.hearing = True
         self.assertEqual(len(self.a.cluster.outbox.unsure), 1)
@@ -2161,6 +2380,7 @@ class UnconfirmedTests(ClusterTestCase):
         """
         self.a.link.lose_answers(executed=False)
         self.a.hub.execute(self.ua, Say("try, try again"))
+        self.turn()
         self.a.link.go_down()
         self.a.link.lose_answers(None)
         self.everyone(self.alice)
@@ -2192,6 +2412,7 @@ class UnconfirmedTests(ClusterTestCase):
         self.a.link.hearing = False
         self.a.link.lose_answers(executed=True)
         self.a.hub.execute(self.ua, Say("lost in the crowd", client_id="c-9"))
+        self.turn()
         self.a.link.go_down()
         self.a.link.lose_answers(None)
         self.a.link.hearing = True

@@ -27,8 +27,8 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -45,7 +45,7 @@ from tchat.cluster.wire import (
     BusValue,
     Lost,
     LostUser,
-    Said,
+    SaidBatch,
     Shared,
     TakeOver,
     decode,
@@ -70,6 +70,13 @@ _log = Logger()
 RESYNC_RETRY = 1.0
 """Seconds before a resynchronisation that failed while Redis answers is
 tried again."""
+
+QUIET_AFTER = 5.0
+"""
+Seconds a room stays without members on this node before the node stops
+listening to its channel: a room that empties and fills again at once
+(the last member's reconnect) keeps its subscription.
+"""
 
 
 @implementer(IBackplane)
@@ -106,6 +113,8 @@ class RedisBackplane:
         self._stopping = False
         self.ledger = Ledger(link, store)
         self.outbox = Outbox(link, self.ledger, self._hub, clock)
+        self._quiet: set[str] = set()
+        self._unlisten: IDelayedCall | None = None
         self._heartbeat = LoopingCall(self.beat)
         self._heartbeat.clock = clock
         link.on_event = self._received
@@ -124,6 +133,7 @@ class RedisBackplane:
         self._inbox, self._directory = inbox, directory
         # Redis keeps every room: this node keeps those its users are in.
         directory.remembers = False
+        directory.emptied = self._emptied
         self.roster.room_ttl = lambda: directory.settings.history.room_ttl
         self.roster.missing = self._missing
         self._alone.attach(inbox, directory)
@@ -179,6 +189,8 @@ class RedisBackplane:
         self._stopping = True
         if self._heartbeat.running:
             self._heartbeat.stop()
+        if self._unlisten is not None and self._unlisten.active():
+            self._unlisten.cancel()
         self.outbox.stop()
 
         async def stopping() -> None:
@@ -242,13 +254,45 @@ class RedisBackplane:
             return succeed(None)
         return self.ledger.ensure(list(rooms))
 
+    def _emptied(self, room: Room) -> None:
+        """
+        The last member here left C{room}: stop listening to its channel
+        in a while, unless someone here is in it again by then.
+        """
+        self._quiet.add(room.key)
+        if self._unlisten is None or not self._unlisten.active():
+            self._unlisten = self._clock.callLater(QUIET_AFTER, self._stop_listening)
+
+    def _stop_listening(self) -> None:
+        _, directory = self._hub()
+        if self.ledger.ensuring:
+            # A room being joined may be among them: look again later.
+            self._unlisten = self._clock.callLater(QUIET_AFTER, self._stop_listening)
+            return
+        self._unlisten = None
+        quiet, self._quiet = self._quiet, set()
+        for key in quiet:
+            room = directory.rooms.get(key)
+            if room is None or not room.members:
+                self.link.ignore(key)
+                # Joined again, it is recorded and caught up again.
+                self.ledger.drop(key)
+
     # -- events and requests -------------------------------------------------
 
     def share(self, event: events.Event, audience: Audience) -> None:
-        if self.up:
-            self.link.publish(encode(Shared(event, audience))).addErrback(
-                logged("sharing an event")
-            )
+        if not self.up:
+            return
+        # What only one room's members are told goes on that room's
+        # channel: a node none of them is on never hears of it.
+        rooms = audience.rooms
+        only = len(rooms) == 1 and not (
+            audience.nicks or audience.operators or audience.everyone
+        )
+        shared = encode(Shared(event, audience))
+        self.link.publish(shared, rooms[0] if only else None).addErrback(
+            logged("sharing an event")
+        )
 
     def ask(self, request: Request) -> Deferred[None]:
         return self.link.publish(encode(request)).addCallback(lambda _: None)
@@ -265,9 +309,10 @@ class RedisBackplane:
 
     def _dispatch(self, inbox: IHubInbox, sender: str | None, value: BusValue) -> None:
         match value:
-            case Said():
-                self.outbox.arrived(value)
-                self.ledger.arrived(value)
+            case SaidBatch(said):
+                for one in said:
+                    self.outbox.arrived(one)
+                    self.ledger.arrived(one)
             case Lost(users):
                 # Every node shows them lost, the one that buried them too.
                 now = self._clock.seconds()
@@ -402,6 +447,9 @@ class RedisBackplane:
 
         async def resyncing() -> None:
             try:
+                # Listening before recording: nothing said after a room's
+                # record can miss this node.
+                await gatherResults([self.link.listen(room.key) for room in rooms])
                 await self.beat()
                 bans = await ledger.learn()
                 if bans:

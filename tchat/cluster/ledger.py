@@ -113,7 +113,7 @@ class Ledger:
         for room in rooms:
             key = room.key
             if key not in self._ensuring:
-                if key in self._positions and room.stored:
+                if key in self._positions and room.stored and key in self._link.rooms:
                     continue
                 self._ensuring[key] = []
                 viewed = Deferred.fromCoroutine(self._view(room))
@@ -130,8 +130,15 @@ class Ledger:
         return gatherResults(waits).addCallback(lambda _: None)
 
     async def _view(self, room: Room) -> None:
+        # Listening first: whatever is said after the record arrives.
+        await self._link.listen(room.key)
         await self.record(room)
         await self.refill(room)
+
+    @property
+    def ensuring(self) -> bool:
+        """Whether rooms are being recorded for users about to join them."""
+        return bool(self._ensuring)
 
     def _recorded(self, result: object, key: str) -> None:
         for done in self._ensuring.pop(key, []):
@@ -143,6 +150,13 @@ class Ledger:
         take its view again before anything more is said there.
         """
         self._positions.pop(room.key, None)
+
+    def drop(self, key: str) -> None:
+        """
+        This node no longer follows room C{key} (nobody here is in it):
+        the next member here has it recorded and loaded again.
+        """
+        self._positions.pop(key, None)
 
     def record(self, room: Room) -> Deferred[None]:
         """

@@ -95,6 +95,9 @@ class Outbox:
         self._clock = clock
         self._sent = 0
         self._check: IDelayedCall | None = None
+        self._flush: IDelayedCall | None = None
+        self._batch: list[Sending] = []
+        link.before = self.send_now
         self.sending: dict[str, Sending] = {}
         self.unsure: dict[str, Sending] = {}
 
@@ -113,35 +116,66 @@ class Outbox:
         self._send(sending)
 
     def _send(self, sending: Sending) -> None:
-        inbox, directory = self._hub()
-        link, room, tag = self._link, sending.room, sending.draft.client_id
-        base = link.key("room", room.key)
+        """
+        Send C{sending} with the others of this reactor turn: one script,
+        one round trip and one bus message per room for all of them.
+        """
         sending.tries += 1
-        d = link.eval(
-            scripts.SAY,
-            [base, f"{base}:log", f"{base}:tags", f"{base}:tagq"],
-            [
-                link.channel,
-                directory.settings.history.keep,
+        self._batch.append(sending)
+        if self._flush is None:
+            self._flush = self._clock.callLater(0, self._send_batch)
+
+    def send_now(self) -> None:
+        """
+        Send what this turn gathered now: another command is about to go
+        (a part, a topic), and must not overtake it.
+        """
+        if self._batch:
+            assert self._flush is not None
+            self._flush.cancel()
+            self._send_batch()
+
+    def _send_batch(self) -> None:
+        self._flush = None
+        batch, self._batch = self._batch, []
+        link, (_, directory) = self._link, self._hub()
+        keys: list[str] = []
+        args: list[Any] = [directory.settings.history.keep, link.run]
+        for sending in batch:
+            room, tag = sending.room, sending.draft.client_id
+            base = link.key("room", room.key)
+            keys += (base, f"{base}:log", f"{base}:tags", f"{base}:tagq")
+            args += (
+                link.room_channel(room.key),
                 tag or "",
                 room.name,
                 dumps(sending.fields),
-                link.run,
-            ],
+            )
+        d = link.eval(scripts.SAY, keys, args)
+        d.addCallbacks(
+            self._answered,
+            self._batch_failed,
+            callbackArgs=(batch,),
+            errbackArgs=(batch,),
         )
 
-        def said(result: list[Any]) -> Deferred[None] | None:
-            outcome = int(result[0])
+    def _answered(self, result: list[Any], batch: list[Sending]) -> None:
+        inbox, _ = self._hub()
+        for i, sending in enumerate(batch):
+            outcome, id = int(result[3 * i]), int(result[3 * i + 1])
             if outcome == 2:
-                return self._room_unknown(sending)
+                self._room_unknown(sending)
+                continue
             self.sending.pop(sending.stamp, None)
+            tag = sending.draft.client_id
             if not outcome and tag is not None:
-                inbox.repeated(sending.sender, room, tag, int(result[1]))
-            return None
+                inbox.repeated(sending.sender, sending.room, tag, id)
 
-        d.addCallbacks(said, lambda why: self._failed(sending, why))
+    def _batch_failed(self, why: Failure, batch: list[Sending]) -> None:
+        for sending in batch:
+            self._failed(sending, why)
 
-    def _room_unknown(self, sending: Sending) -> Deferred[None] | None:
+    def _room_unknown(self, sending: Sending) -> None:
         """
         Redis does not have the room as this node knew it: record it again,
         then send once more.
@@ -149,7 +183,7 @@ class Outbox:
         room = sending.room
         if sending.tries >= TRIES:
             self._unsaid(sending, NotKeptError(f"Redis keeps losing {room.name}"))
-            return None
+            return
         self._ledger.forget(room)
 
         def again(_: object) -> None:
@@ -157,7 +191,7 @@ class Outbox:
             self._send(sending)
 
         recorded = self._ledger.record(room)
-        return recorded.addCallbacks(again, lambda why: self._failed(sending, why))
+        recorded.addCallbacks(again, lambda why: self._failed(sending, why))
 
     def _failed(self, sending: Sending, why: Failure) -> None:
         if sending.stamp not in self.sending:

@@ -16,7 +16,13 @@ from contextlib import suppress
 from typing import Any
 
 import txredisapi  # type: ignore[import-untyped]
-from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.defer import (
+    Deferred,
+    FirstError,
+    fail,
+    gatherResults,
+    succeed,
+)
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.task import LoopingCall
@@ -72,7 +78,13 @@ class _Commands(txredisapi.RedisProtocol):  # type: ignore[misc]
 
 
 class _BusSubscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
-    """The subscribed connection: hands what the bus carries to the link."""
+    """
+    The subscribed connection: hands what the bus carries to the link.
+
+    One channel per C{SUBSCRIBE}: Redis answers a command naming several
+    once per channel, and C{txredisapi} would take the later answers for
+    those of the commands after it.
+    """
 
     link: RedisLink
 
@@ -88,11 +100,20 @@ class _BusSubscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
     def _subscribe(self) -> None:
         if not self.connected:
             return
-        subscribed = self.subscribe(self.link.channel)
-        subscribed.addCallback(lambda _: self.link._learn_run())
-        subscribed.addCallbacks(lambda _: self.link._changed(True), self._failed)
+        link = self.link
+        link._bus = self
+        keys = list(link.rooms)
+        channels = [link.channel, *(link.room_channel(k) for k in keys)]
+        subscribed = gatherResults(
+            [self.subscribe(c) for c in channels], consumeErrors=True
+        )
+        subscribed.addCallback(lambda _: link._subscribed.update(keys))
+        subscribed.addCallback(lambda _: link._learn_run())
+        subscribed.addCallbacks(lambda _: link._changed(True), self._failed)
 
     def _failed(self, why: Failure) -> None:
+        if isinstance(why.value, FirstError):
+            why = why.value.subFailure
         self.link._failed(why)
         # Try again from the start, as after any lost connection.
         self.transport.loseConnection()
@@ -110,7 +131,11 @@ class _BusSubscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
 
     def connectionLost(self, why: Failure) -> None:
         super().connectionLost(why)
-        self.link._changed(False)
+        link = self.link
+        if link._bus is self:
+            link._bus = None
+            link._subscribed.clear()
+        link._changed(False)
 
 
 class RedisLink:
@@ -130,6 +155,11 @@ class RedisLink:
         it changes when Redis restarts, which may have lost its latest
         writes.
     @ivar stalls: How often Redis stopped answering.
+    @ivar rooms: The rooms (by key) whose channels this node listens to:
+        those its users are in.
+    @ivar before: Called before each command is sent: what waits to be
+        sent in a batch (see L{tchat.cluster.outbox}) goes first, so that
+        no command overtakes it.
     """
 
     def __init__(
@@ -164,6 +194,11 @@ class RedisLink:
         self._watch = LoopingCall(self._watch_answers)
         self._watch.clock = clock
         self._watched_at = 0.0
+        self.rooms: set[str] = set()
+        self._bus: _BusSubscriber | None = None
+        self._subscribed: set[str] = set()
+        self._subscribing: dict[str, list[Deferred[None]]] = {}
+        self.before: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         """Connect, and keep reconnecting until L{stop}."""
@@ -283,6 +318,7 @@ class RedisLink:
         """
         if not self.up:
             return fail(ClusterDownError())
+        self.before()
         return self._sent(self._commands.execute_command(*args))
 
     def eval(
@@ -291,12 +327,65 @@ class RedisLink:
         """Run a Lua script (by its hash once Redis knows it)."""
         if not self.up:
             return fail(ClusterDownError())
+        self.before()
         return self._sent(self._commands.eval(script, list(keys), list(args)))
 
-    def publish(self, event: dict[str, Any]) -> Deferred[Any]:
-        """Publish an event to every node, this one included."""
+    def publish(self, event: dict[str, Any], room: str | None = None) -> Deferred[Any]:
+        """
+        Publish an event to every node, this one included; with C{room}
+        (a key), to the nodes listening to that room.
+        """
         event["n"] = self.node
-        return self.command("PUBLISH", self.channel, dumps(event))
+        channel = self.channel if room is None else self.room_channel(room)
+        return self.command("PUBLISH", channel, dumps(event))
+
+    # -- room channels ---------------------------------------------------------
+
+    def room_channel(self, key: str) -> str:
+        """The channel of the room whose key is C{key}."""
+        return f"{self.channel}:{key}"
+
+    def listen(self, key: str) -> Deferred[None]:
+        """
+        Receive what is published for room C{key}: fires once Redis has
+        the subscription (what is published from then on arrives), at once
+        while Redis cannot be reached (the link subscribes when it can).
+        """
+        self.rooms.add(key)
+        bus = self._bus
+        if key in self._subscribed or bus is None or not self.up:
+            return succeed(None)
+        waiters = self._subscribing.get(key)
+        if waiters is None:
+            waiters = self._subscribing[key] = []
+            subscribed = bus.subscribe(self.room_channel(key))
+            subscribed.addBoth(self._listened, key, bus)
+        waiting: Deferred[None] = Deferred()
+        waiters.append(waiting)
+        return waiting
+
+    def _listened(self, result: object, key: str, bus: _BusSubscriber) -> None:
+        waiters = self._subscribing.pop(key, [])
+        if isinstance(result, Failure):
+            for waiting in waiters:
+                waiting.errback(result)
+            return
+        if self._bus is bus:
+            self._subscribed.add(key)
+            if key not in self.rooms:
+                self.ignore(key)  # ignored while subscribing
+        for waiting in waiters:
+            waiting.callback(None)
+
+    def ignore(self, key: str) -> None:
+        """Stop receiving what is published for room C{key}."""
+        self.rooms.discard(key)
+        bus = self._bus
+        if key in self._subscribed and bus is not None:
+            self._subscribed.discard(key)
+            bus.unsubscribe(self.room_channel(key)).addErrback(
+                logged("leaving a room's channel")
+            )
 
     def _changed(self, up: bool) -> None:
         if up != self.up:

@@ -6,36 +6,70 @@ Every change that must not interleave with another node's (numbering a
 message, claiming a nick, burying a dead node) is one script.
 """
 
-#: Number, keep and publish a room message.  A message whose client tag was
-#: seen already (a client's retry reaching another node) is not said again:
-#: the script answers with the first one's id.  A room Redis does not have,
-#: or has from before it restarted (its C{run} is another), is never made
-#: here: the script answers {2} and the node records the room again (see
-#: C{ROOM}) before it tries once more, so that no id is handed out twice.
-#: KEYS: room hash, stream, tags hash, tags queue.
-#: ARGV: channel, messages kept, tag ("" for none), room name, message JSON
-#: (without id and epoch), Redis's run.
+#: Number, keep and publish the room messages a node gathered in one turn
+#: of its reactor (one or more, in one or more rooms), in order.  A message
+#: whose client tag was seen already (a client's retry reaching another
+#: node) is not said again: its answer is the first one's id.  A room Redis
+#: does not have, or has from before it restarted (its C{run} is another),
+#: is never made here: that message's answer is {2} and the node records
+#: the room again (see C{ROOM}) before it tries once more, so that no id is
+#: handed out twice.  Each room's new messages go out in one bus message on
+#: the room's channel: C{{"t":"said","room":NAME,"e":EPOCH,"b":[[ID,
+#: MESSAGE], ...]}}.
+#: KEYS: for each message: room hash, stream, tags hash, tags queue.
+#: ARGV: messages kept, Redis's run; then for each message: the room's
+#: channel, tag ("" for none), room name, message JSON (without id and
+#: epoch).
+#: Answers three values per message: outcome (1 said, 0 said before, 2 room
+#: unknown), id, epoch.
 SAY = """
-local room = redis.call('HMGET', KEYS[1], 'epoch', 'run')
-local epoch = room[1]
-if not epoch or room[2] ~= ARGV[6] then return {2, 0, 0} end
-if ARGV[3] ~= '' then
-  local prior = redis.call('HGET', KEYS[3], ARGV[3])
-  if prior then return {0, tonumber(prior), epoch} end
-end
-local id = redis.call('HINCRBY', KEYS[1], 'last_id', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id .. '-1', 'e', epoch,
-  'm', ARGV[5])
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[3], ARGV[3], id)
-  redis.call('RPUSH', KEYS[4], ARGV[3])
-  if redis.call('LLEN', KEYS[4]) > tonumber(ARGV[2]) then
-    redis.call('HDEL', KEYS[3], redis.call('LPOP', KEYS[4]))
+local keep, run = ARGV[1], ARGV[2]
+local out, order, batches = {}, {}, {}
+for i = 0, #KEYS / 4 - 1 do
+  local k, a = i * 4, 2 + i * 4
+  local base = KEYS[k + 1]
+  local tag = ARGV[a + 2]
+  local room = redis.call('HMGET', base, 'epoch', 'run')
+  local epoch = room[1]
+  local prior = false
+  if epoch and room[2] == run and tag ~= '' then
+    prior = redis.call('HGET', KEYS[k + 3], tag)
+  end
+  if not epoch or room[2] ~= run then
+    out[#out + 1] = 2; out[#out + 1] = 0; out[#out + 1] = 0
+  elseif prior then
+    out[#out + 1] = 0; out[#out + 1] = tonumber(prior); out[#out + 1] = epoch
+  else
+    local message = ARGV[a + 4]
+    local id = redis.call('HINCRBY', base, 'last_id', 1)
+    redis.call('XADD', KEYS[k + 2], 'MAXLEN', '~', keep, id .. '-1', 'e', epoch,
+      'm', message)
+    if tag ~= '' then
+      redis.call('HSET', KEYS[k + 3], tag, id)
+      redis.call('RPUSH', KEYS[k + 4], tag)
+      if redis.call('LLEN', KEYS[k + 4]) > tonumber(keep) then
+        redis.call('HDEL', KEYS[k + 3], redis.call('LPOP', KEYS[k + 4]))
+      end
+    end
+    local batch = batches[base]
+    if not batch then
+      batch = {'{"t":"said","room":' .. cjson.encode(ARGV[a + 3]) .. ',"e":' ..
+        epoch .. ',"b":[', channel = ARGV[a + 1]}
+      batches[base] = batch
+      order[#order + 1] = base
+    else
+      batch[#batch + 1] = ','
+    end
+    batch[#batch + 1] = '[' .. id .. ',' .. message .. ']'
+    out[#out + 1] = 1; out[#out + 1] = id; out[#out + 1] = epoch
   end
 end
-redis.call('PUBLISH', ARGV[1], '{"t":"msg","room":' .. cjson.encode(ARGV[4]) ..
-  ',"id":' .. id .. ',"e":' .. epoch .. ',"m":' .. ARGV[5] .. '}')
-return {1, id, epoch}
+for _, base in ipairs(order) do
+  local batch = batches[base]
+  batch[#batch + 1] = ']}'
+  redis.call('PUBLISH', batch.channel, table.concat(batch))
+end
+return out
 """
 
 #: Make sure a room exists, as this node knows it; answer how it is.  A

@@ -148,6 +148,16 @@ class Said:
 
 
 @dataclass(frozen=True)
+class SaidBatch:
+    """
+    The messages one C{SAY} script numbered in one room, in order: what
+    a node gathered in one turn of its reactor.
+    """
+
+    said: tuple[Said, ...]
+
+
+@dataclass(frozen=True)
 class Shared:
     """An event for the users in C{audience} on every other node."""
 
@@ -187,13 +197,13 @@ class TakeOver:
     login: bool = False
 
 
-BusValue = Said | Shared | Lost | TakeOver | Request
+BusValue = SaidBatch | Shared | Lost | TakeOver | Request
 
 
 def encode(value: BusValue) -> dict[str, Any]:
     """
-    The bus message of C{value} (L{Said} is never encoded here: the C{SAY}
-    script publishes it).
+    The bus message of C{value} (L{SaidBatch} is never encoded here: the
+    C{SAY} script publishes it).
     """
     match value:
         case Shared(event, audience):
@@ -256,10 +266,10 @@ def decode(data: dict[str, Any]) -> tuple[str | None, BusValue]:
     sender = data.get("n")
     node = str(sender) if sender is not None else None
     match data.get("t"):
-        case "msg":
-            return node, Said(
-                str(data["room"]), int(data["id"]), int(data["e"]), dict(data["m"])
-            )
+        case "said":
+            room, epoch = str(data["room"]), int(data["e"])
+            said = tuple(Said(room, int(id), epoch, dict(m)) for id, m in data["b"])
+            return node, SaidBatch(said)
         case "ev":
             audience = Audience(
                 rooms=tuple(str(r) for r in data.get("r", ())),
