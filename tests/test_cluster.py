@@ -2275,6 +2275,28 @@ class UnconfirmedTests(ClusterTestCase):
         self.assertEqual(of(events.Error, received), [], "nobody is told it failed")
         return live + caught_up
 
+    def test_said_during_resync(self) -> None:
+        """
+        A line in flight while its node resynchronises is shown to the
+        room in the catch-up, and its bus copy comes after the room was
+        recorded past it: its sender is still given their own copy (the
+        acknowledgement their client waits for), once.
+        """
+        self.a.link.hold()
+        self.a.hub.execute(self.ua, Say("mid-resync", client_id="c-r"))
+        self.turn()
+        self.a.cluster.resync()
+        self.a.link.release()
+        received = self.alice.take()
+        acks = [m for m in of(events.RoomMessage, received) if m.client_id == "c-r"]
+        self.assertEqual([m.text for m in acks], ["mid-resync"], received)
+        self.assertEqual(of(events.Error, received), [])
+        self.assertEqual(self.texts(self.bob), ["mid-resync"])
+        self.a.link.hold()
+        self.a.link.release()
+        self.advance(CHECK_AFTER * 2)
+        self.assertEqual(of(events.RoomMessage, self.alice.take()), [], "once")
+
     def test_answer_lost_message_heard(self) -> None:
         """
         Said by Redis, its answer lost but the message heard on the bus:

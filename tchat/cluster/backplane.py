@@ -113,6 +113,7 @@ class RedisBackplane:
         self._stopping = False
         self.ledger = Ledger(link, store)
         self.outbox = Outbox(link, self.ledger, self._hub, clock)
+        self.ledger.skipped = self.outbox.skipped
         self._quiet: set[str] = set()
         self._unlisten: IDelayedCall | None = None
         self._heartbeat = LoopingCall(self.beat)

@@ -11,6 +11,7 @@ missed.
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -33,6 +34,9 @@ class Ledger:
     """
     Each room's position in the cluster, the rooms being recorded in Redis,
     and the bus messages held while a room catches up.
+
+    @ivar skipped: Called with each bus message not handed over because
+        the room was recorded past it.
     """
 
     def __init__(self, link: RedisLink, store: RedisStore) -> None:
@@ -43,6 +47,7 @@ class Ledger:
         self._positions: dict[str, Position] = {}
         self._ensuring: dict[str, list[Deferred[None]]] = {}
         self._holding: dict[str, list[Said]] | None = None
+        self.skipped: Callable[[Room, Said], None] = lambda room, said: None
 
     def attach(self, inbox: IHubInbox, directory: Directory) -> None:
         """Where messages go, and the rooms they go to."""
@@ -80,7 +85,10 @@ class Ledger:
             return
         epoch, last = self._positions.get(key, (0, 0))
         if said.epoch == epoch and said.id <= last:
-            return  # had it already (a catch-up after a split sent it)
+            # Had it already: the room was recorded past it (a resync, a
+            # join), and a catch-up or a replay showed it, not this copy.
+            self.skipped(room, said)
+            return
         self._positions[key] = (said.epoch, said.id)
         inbox.message(room, said.message(room.name), time.perf_counter())
 

@@ -4,7 +4,10 @@ L{Outbox}: this node's room messages on their way through Redis, until
 each is known to be said or not.
 
 A message is said by the C{SAY} script, which numbers, keeps and
-publishes it at once.  Its answer may never come back (Redis stalled, or
+publishes it at once, with the others this node took in during the same
+turn of its reactor: one script and one round trip for all of them, and
+one bus message per room.  Whatever else the node sends in that turn (a
+part, a topic) goes after them, never before.  Its answer may never come back (Redis stalled, or
 the connection broke with the script sent): then the message may or may not
 have been said, and the node must neither call it failed (its sender would
 say it twice) nor drop it.  Every message carries a stamp of this node's
@@ -34,17 +37,23 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from txredisapi import ResponseError  # type: ignore[import-untyped]
 
+from tchat import events
 from tchat.cluster import scripts
 from tchat.cluster.ledger import Ledger, Position
 from tchat.cluster.redis import ClusterDownError, RedisLink, dumps
 from tchat.cluster.wire import Said, draft_fields, message_from
 from tchat.model import Directory, Room, User
 from tchat.seam import Audience, Draft, IHubInbox, NotKeptError, UnconfirmedError
+from tchat.text import nick_key
 
 _log = Logger()
 
 TRIES = 3
 """How often a message is sent for a room Redis does not have, at most."""
+
+TOLD = 1024
+"""How many of the stamps of messages whose senders were given their copy
+apart from the room's are remembered, so that none is given it twice."""
 
 CHECK_AFTER = 1.0
 """
@@ -97,6 +106,8 @@ class Outbox:
         self._check: IDelayedCall | None = None
         self._flush: IDelayedCall | None = None
         self._batch: list[Sending] = []
+        self._told: dict[str, None] = {}
+        self._mine = f"{link.node}/"
         link.before = self.send_now
         self.sending: dict[str, Sending] = {}
         self.unsure: dict[str, Sending] = {}
@@ -316,6 +327,36 @@ class Outbox:
     ) -> None:
         sender = sending.sender
         if sender.connected and sending.draft.client_id is not None:
-            inbox, _ = self._hub()
             copy = message_from(sending.room.name, id, epoch, fields)
-            inbox.event(copy, Audience(users=(sender,)))
+            self._tell(sender, copy, sending.stamp)
+
+    def skipped(self, room: Room, said: Said) -> None:
+        """
+        The bus brought C{said} after its room was recorded past it (it
+        was in flight while the node resynchronised): the room was shown
+        it in the catch-up, which does not acknowledge it.  If it is this
+        node's, its sender still gets their own copy.
+        """
+        stamp = said.stamp
+        if (
+            stamp is None
+            or not stamp.startswith(self._mine)
+            or stamp in self._told
+            or not said.fields.get("client_id")
+        ):
+            return
+        _, directory = self._hub()
+        sender = directory.users.get(nick_key(str(said.fields.get("nick"))))
+        if sender is not None and sender.connected:
+            self._tell(sender, said.message(room.name), stamp)
+
+    def _tell(self, sender: User, copy: events.RoomMessage, stamp: str) -> None:
+        """
+        Give C{sender} their own copy of a message shown without it, once.
+        """
+        told = self._told
+        told[stamp] = None
+        if len(told) > TOLD:
+            del told[next(iter(told))]
+        inbox, _ = self._hub()
+        inbox.event(copy, Audience(users=(sender,)))
