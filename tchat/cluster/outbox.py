@@ -7,8 +7,10 @@ A message is said by the C{SAY} script, which numbers, keeps and
 publishes it at once, with the others this node took in during the same
 turn of its reactor: one script and one round trip for all of them, and
 one bus message per room.  Whatever else the node sends in that turn (a
-part, a topic) goes after them, never before.  Its answer may never come back (Redis stalled, or
-the connection broke with the script sent): then the message may or may not
+part, a topic) goes after them, never before.
+
+A message's answer may never come back (Redis stalled, or the connection
+broke with the script sent): then the message may or may not
 have been said, and the node must neither call it failed (its sender would
 say it twice) nor drop it.  Every message carries a stamp of this node's
 (see L{tchat.cluster.wire.draft_fields}); one in doubt is settled when its
