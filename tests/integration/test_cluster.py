@@ -23,6 +23,7 @@ from typing import Any
 from twisted.internet.task import LoopingCall
 from twisted.trial.unittest import FailTest, TestCase
 
+from tchat.cluster.backplane import QUIET_AFTER
 from tests.integration.cluster import (
     DEGRADED,
     HEALTHY,
@@ -782,6 +783,70 @@ class HistoryAcrossNodesTests(TestCase):
             [(f["action"], f["history"], f["door"]) for f in web.replay],
             [(False, True, "telnet"), (False, True, "telnet"), (True, True, "telnet")],
         )
+
+
+class RoomChannelTests(TestCase):
+    """
+    A node listens to the channel of each room its users are in, and only
+    those (issue 24): what Redis says of its subscriptions.
+    """
+
+    timeout = 60
+
+    async def reaches(
+        self, redis: RedisServer, want: int, timeout: float, *command: str
+    ) -> None:
+        """Wait until Redis answers C{command} with C{want} (last of a list)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = await redis.command(*command)
+            found = int(answer[-1] if isinstance(answer, list) else answer)
+            if found == want:
+                return
+            if time.monotonic() > deadline:
+                raise FailTest(f"{' '.join(command)} gave {found}, not {want}")
+            await sleep(0.05)
+
+    async def listeners(self, redis: RedisServer, count: int, room: str) -> None:
+        """Wait until C{count} nodes listen to C{room}'s channel."""
+        channel = f"tchat:bus:{room}"
+        await self.reaches(redis, count, QUIET_AFTER + 10, "PUBSUB", "NUMSUB", channel)
+
+    async def kept(self, redis: RedisServer, count: int, room: str) -> None:
+        """Wait until Redis keeps C{count} lines of C{room}."""
+        await self.reaches(redis, count, CROSS, "XLEN", f"tchat:room:{room}:log")
+
+    @async_test
+    async def test_a_node_listens_while_its_users_are_in_the_room(self) -> None:
+        """
+        Node B listens to #dev only while bob is in it, and a while after
+        he leaves stops; joining again, bob is replayed what was said
+        meanwhile (he was not there to get it live), and then gets #dev's
+        lines live again.
+        """
+        redis, (a, b) = await redis_and_nodes(self, "a", "b")
+        alice = await telnet_user(self, a, "alice", [])
+        bob = await telnet_user(self, b, "bob", [alice])
+        await self.listeners(redis, 2, "#lobby")
+        alice.say("/join #dev")
+        await alice.wait_for("*** you joined #dev\r\n")
+        await self.listeners(redis, 1, "#dev")
+        alice.say("before bob")
+        await self.kept(redis, 1, "#dev")
+        bob.say("/join #dev")
+        await bob.wait_for("<alice> before bob\r\n", CROSS)
+        await self.listeners(redis, 2, "#dev")
+        alice.say("with bob")
+        await bob.wait_for("<alice> with bob\r\n", CROSS)
+        bob.say("/part #dev")
+        await self.listeners(redis, 1, "#dev")
+        alice.say("after bob")
+        await self.kept(redis, 3, "#dev")
+        bob.say("/join #dev")
+        await bob.wait_for("<alice> after bob\r\n", CROSS)
+        await self.listeners(redis, 2, "#dev")
+        alice.say("live again")
+        await bob.wait_for("<alice> live again\r\n", CROSS)
 
 
 class OrderTests(TestCase):
