@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from string import Formatter
 from types import FrameType
 from typing import IO, Any, Literal, cast
 
@@ -201,15 +202,101 @@ class _SecondStamp:
         return self._text
 
 
+_Parsed = tuple[tuple[str, str | None, str | None, str | None], ...]
+
+_FORMATS: dict[str, _Parsed | None] = {}
+"""Log formats parsed once each (they are the source's literals)."""
+
+_MOST_FORMATS = 1000
+"""Past this many, a format is not kept (a format made at run time)."""
+
+
+def _parsed(format: str) -> _Parsed | None:
+    """
+    C{format}'s parts, if every field in it is a plain name (no attribute,
+    index or call, no nested field): what L{_message} can format.
+    """
+    found = _FORMATS.get(format, False)
+    if found is not False:
+        return found  # type: ignore[return-value]
+    try:
+        parts: _Parsed | None = tuple(Formatter().parse(format))
+    except ValueError:
+        parts = None
+    for _, name, spec, _ in parts or ():
+        if name is not None and (not name.isidentifier() or "{" in (spec or "")):
+            parts = None
+            break
+    if len(_FORMATS) < _MOST_FORMATS:
+        _FORMATS[format] = parts
+    return parts
+
+
+_CONVERSIONS: dict[str | None, Callable[[Any], Any]] = {
+    None: lambda value: value,
+    "r": repr,
+    "s": str,
+    "a": ascii,
+}
+
+
+def _message(event: LogEvent) -> str | None:
+    """
+    The event's text as Twisted's L{formatEvent} makes it, for the events
+    a server logs all the time (a format of plain names, no failure), from
+    a format parsed once; C{None} for any other event.
+    """
+    text_format = event.get("log_format")
+    if (
+        type(text_format) is not str
+        or "log_failure" in event
+        or "log_flattened" in event
+    ):
+        return None
+    parts = _parsed(text_format)
+    if parts is None:
+        return None
+    out = []
+    try:
+        for literal, name, spec, conversion in parts:
+            out.append(literal)
+            if name is not None:
+                value = _CONVERSIONS[conversion](event[name])
+                out.append(format(value, spec or ""))
+    except Exception:
+        return None  # Twisted says what went wrong
+    return "".join(out) or None
+
+
+def _system(event: LogEvent) -> str:
+    """The bracketed part of a line, as Twisted's C{_formatSystem} makes it."""
+    system = event.get("log_system")
+    if system is None:
+        level = event.get("log_level")
+        name = "-" if level is None else level.name
+        return f"{event.get('log_namespace', '-')}#{name}"
+    try:
+        return str(system)
+    except Exception:
+        return "UNFORMATTABLE"
+
+
 def text_file_observer(out: IO[Any]) -> FileLogObserver:
     """
     twistd's text log (L{twisted.logger.textFileLogObserver}), line for line,
-    with its time stamps made once a second.
+    with its time stamps made once a second, and the formats of the lines
+    a server writes all the time (an arrival, a departure) parsed once.
     """
     stamp = _SecondStamp()
-    return FileLogObserver(
-        out, lambda event: formatEventAsClassicLogText(event, formatTime=stamp)
-    )
+
+    def text(event: LogEvent) -> str | None:
+        message = _message(event)
+        if message is None:
+            return formatEventAsClassicLogText(event, formatTime=stamp)
+        line = f"{stamp(event.get('log_time'))} [{_system(event)}] {message}"
+        return line.replace("\n", "\n\t") + "\n"
+
+    return FileLogObserver(out, text)
 
 
 def json_observer() -> FileLogObserver:

@@ -289,6 +289,52 @@ class TextLogTests(SynchronousTestCase):
         stamps = [line.split(" ")[0] for line in ours.getvalue().splitlines()]
         self.assertEqual(len(set(stamps)), 3, stamps)
 
+    def test_every_kind_of_event_as_twistd(self) -> None:
+        """
+        Whatever the event (a format of plain names, with conversions and
+        specs, attributes, calls, a missing or bad field, a failure, a
+        system, several lines, nothing to say), the line is twistd's.
+        """
+
+        class Thing:
+            name = "thing"
+
+            def __repr__(self) -> str:
+                return "<Thing>"
+
+        failure = Failure(ZeroDivisionError("division by zero"))
+        base = {
+            "log_time": 1_700_000_000.5,
+            "log_level": LogLevel.warn,
+            "log_namespace": "tchat.test",
+        }
+        variants: list[dict[str, Any]] = [
+            {"log_format": "{nick} said {text!r}", "nick": "al", "text": "hi"},
+            {"log_format": "{n:>5} {x!s:^9}|{y!a}", "n": 42, "x": "mid", "y": "é"},
+            {"log_format": "{thing.name} {thing!r}", "thing": Thing()},
+            {"log_format": "{f()}", "f": lambda: "called"},
+            {"log_format": "{missing} here"},
+            {"log_format": "{n:{w}}", "n": 1, "w": 4},
+            {"log_format": "{n!x}", "n": 1},
+            {"log_format": "{n:d}", "n": "not a number"},
+            {"log_format": "{}", "n": 1},
+            {"log_format": "two\nlines {n}", "n": 2},
+            {"log_format": "{n}", "n": 3, "log_system": "a system"},
+            {"log_format": "{n}", "n": 4, "log_level": None, "log_system": None},
+            {"log_format": "failed: {n}", "n": 5, "log_failure": failure},
+            {"log_format": ""},
+            {"log_format": "{n}", "n": ""},
+            {"message": ("legacy",)},
+            {"log_format": b"bytes {n}", "n": 6},
+            {"log_format": "{n}", "n": 7, "log_time": None},
+        ]
+        for variant in variants:
+            event = {**base, **variant}
+            ours, theirs = io.StringIO(), io.StringIO()
+            logs.text_file_observer(ours)(dict(event))
+            textFileLogObserver(theirs)(dict(event))
+            self.assertEqual(ours.getvalue(), theirs.getvalue(), variant)
+
 
 class InDirectory(SynchronousTestCase):
     """
