@@ -2275,6 +2275,25 @@ class UnconfirmedTests(ClusterTestCase):
         self.assertEqual(of(events.Error, received), [], "nobody is told it failed")
         return live + caught_up
 
+    def test_lost_before_the_turn_ends(self) -> None:
+        """
+        Redis is lost in the turn a line was said, before it was sent: it
+        is said as lines are while cut off (this node's users see it, its
+        sender gets their copy), never called failed.
+        """
+        carol, _ = self.a.user("carol")
+        self.a.hub.execute(self.ua, Say("just in time", client_id="c-t"))
+        self.a.link.go_down()
+        self.turn()
+        received = self.alice.take()
+        self.assertEqual(of(events.Error, received), [])
+        acks = [m.client_id for m in of(events.RoomMessage, received)]
+        self.assertEqual(acks, ["c-t"])
+        self.assertEqual(
+            [m.text for m in of(events.RoomMessage, carol.take())], ["just in time"]
+        )
+        self.assertNotIn("tchat:room:#lobby:log", self.redis.streams, "never sent")
+
     def test_said_during_resync(self) -> None:
         """
         A line in flight while its node resynchronises is shown to the

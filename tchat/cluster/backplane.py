@@ -113,6 +113,7 @@ class RedisBackplane:
         self._stopping = False
         self.ledger = Ledger(link, store)
         self.outbox = Outbox(link, self.ledger, self._hub, clock)
+        self.outbox.alone = self._say_alone
         self.ledger.skipped = self.outbox.skipped
         self._quiet: set[str] = set()
         self._unlisten: IDelayedCall | None = None
@@ -229,15 +230,19 @@ class RedisBackplane:
     # -- room messages -------------------------------------------------------
 
     def say(self, sender: User, room: Room, draft: Draft) -> None:
-        _, directory = self._hub()
         if not self.up:
-            if room.epoch == self.ledger.position(room)[0]:
-                # Said while cut off from the cluster: these ids are this
-                # node's own, so they get an epoch of their own.
-                room.split(directory.new_epoch())
-            self._alone.say(sender, room, draft)
+            self._say_alone(sender, room, draft)
             return
         self.outbox.say(sender, room, draft)
+
+    def _say_alone(self, sender: User, room: Room, draft: Draft) -> None:
+        """Say it to this node's users only: Redis cannot be reached."""
+        _, directory = self._hub()
+        if room.epoch == self.ledger.position(room)[0]:
+            # Said while cut off from the cluster: these ids are this
+            # node's own, so they get an epoch of their own.
+            room.split(directory.new_epoch())
+        self._alone.say(sender, room, draft)
 
     def _missing(self, keys: list[str]) -> None:
         """

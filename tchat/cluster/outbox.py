@@ -91,6 +91,9 @@ class Outbox:
     @ivar sending: The messages sent and not yet answered (by Redis, or by
         their coming back on the bus), by stamp.
     @ivar unsure: Those of them whose answer is known never to come.
+    @ivar alone: Says a message to this node's users only, as while Redis
+        cannot be reached: for those gathered in a turn that ended after
+        Redis was lost, so never sent.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class Outbox:
         self._batch: list[Sending] = []
         self._told: dict[str, None] = {}
         self._mine = f"{link.node}/"
+        self.alone: Callable[[User, Room, Draft], None] = lambda *said: None
         link.before = self.send_now
         self.sending: dict[str, Sending] = {}
         self.unsure: dict[str, Sending] = {}
@@ -152,6 +156,16 @@ class Outbox:
         self._flush = None
         batch, self._batch = self._batch, []
         link, (_, directory) = self._link, self._hub()
+        if not link.up:
+            # Redis was lost before the turn ended: what was never sent is
+            # said as anything said while cut off is; the rest is not sent.
+            fresh = [s for s in batch if s.tries == 1]
+            batch = [s for s in batch if s.tries > 1]
+            for sending in fresh:
+                self.sending.pop(sending.stamp, None)
+                self.alone(sending.sender, sending.room, sending.draft)
+            if not batch:
+                return
         keys: list[str] = []
         args: list[Any] = [directory.settings.history.keep, link.run]
         for sending in batch:
