@@ -252,7 +252,7 @@ class RedisBackplane:
         _, directory = self._hub()
         rooms = [room for key in keys if (room := directory.rooms.get(key))]
         for room in rooms:
-            self.ledger.forget(room)
+            self.ledger.forget(room.key)
         self.ensure(rooms)
 
     def ensure(self, rooms: Sequence[Room]) -> Deferred[None]:
@@ -282,7 +282,7 @@ class RedisBackplane:
             if room is None or not room.members:
                 self.link.ignore(key)
                 # Joined again, it is recorded and caught up again.
-                self.ledger.drop(key)
+                self.ledger.forget(key)
 
     # -- events and requests -------------------------------------------------
 

@@ -152,17 +152,12 @@ class Ledger:
         for done in self._ensuring.pop(key, []):
             done.callback(None)
 
-    def forget(self, room: Room) -> None:
+    def forget(self, key: str) -> None:
         """
-        Redis does not have C{room} as this node knew it (it restarted):
-        take its view again before anything more is said there.
-        """
-        self._positions.pop(room.key, None)
-
-    def drop(self, key: str) -> None:
-        """
-        This node no longer follows room C{key} (nobody here is in it):
-        the next member here has it recorded and loaded again.
+        Take room C{key}'s view again before anything more is said there:
+        Redis does not have it as this node knew it (it restarted), or
+        nobody here is in it any more (the next member here has it
+        recorded and loaded again).
         """
         self._positions.pop(key, None)
 

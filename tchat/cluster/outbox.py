@@ -46,7 +46,6 @@ from tchat.cluster.redis import ClusterDownError, RedisLink, dumps
 from tchat.cluster.wire import Said, draft_fields, message_from
 from tchat.model import Directory, Room, User
 from tchat.seam import Audience, Draft, IHubInbox, NotKeptError, UnconfirmedError
-from tchat.text import nick_key
 
 _log = Logger()
 
@@ -211,7 +210,7 @@ class Outbox:
         if sending.tries >= TRIES:
             self._unsaid(sending, NotKeptError(f"Redis keeps losing {room.name}"))
             return
-        self._ledger.forget(room)
+        self._ledger.forget(room.key)
 
         def again(_: object) -> None:
             sending.after = self._ledger.position(room)
@@ -362,7 +361,7 @@ class Outbox:
         ):
             return
         _, directory = self._hub()
-        sender = directory.users.get(nick_key(str(said.fields.get("nick"))))
+        sender = directory.user(str(said.fields.get("nick")))
         if sender is not None and sender.connected:
             self._tell(sender, said.message(room.name), stamp)
 
